@@ -1,0 +1,207 @@
+//! The task: one durable tool call.
+//!
+//! ```text
+//!              claim                 handler ok
+//!   pending ─────────────▶ running ──────────────▶ completed
+//!     ▲  │                  │  │ ▲   handler error, no attempts left / not retryable
+//!     │  │ cancel           │  │ └──────────────▶ failed (dead letter; retry by hand)
+//!     │  ▼                  │  │ cancel reaches the handler
+//!     │ cancelled ◀─────────┘  └──────────────────▶ input_required ─▶ running
+//!     │                        retryable error, lease expired, released on shutdown
+//!     └────────────────────────────────────────────
+//! ```
+//! `completed`, `failed` and `cancelled` are final; only a manual retry moves a `failed`
+//! or `cancelled` task back to `pending`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{TaskId, Timestamp};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    Pending,
+    Running,
+    InputRequired,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl TaskStatus {
+    pub const ALL: [TaskStatus; 6] = [
+        TaskStatus::Pending,
+        TaskStatus::Running,
+        TaskStatus::InputRequired,
+        TaskStatus::Completed,
+        TaskStatus::Failed,
+        TaskStatus::Cancelled,
+    ];
+
+    /// The statuses a task can leave without a manual retry.
+    pub const ACTIVE: [TaskStatus; 3] = [
+        TaskStatus::Pending,
+        TaskStatus::Running,
+        TaskStatus::InputRequired,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Pending => "pending",
+            TaskStatus::Running => "running",
+            TaskStatus::InputRequired => "input_required",
+            TaskStatus::Completed => "completed",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Cancelled
+        )
+    }
+
+    /// Whether a worker holds a lease on a task in this status.
+    pub fn is_leased(self) -> bool {
+        matches!(self, TaskStatus::Running | TaskStatus::InputRequired)
+    }
+}
+
+impl fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TaskStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        TaskStatus::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown status `{s}`; expected one of: {}",
+                    TaskStatus::ALL.map(|s| s.as_str()).join(", ")
+                )
+            })
+    }
+}
+
+/// Priority: higher runs first. The named levels are points on the numeric scale.
+pub mod priority {
+    pub const MIN: i32 = 0;
+    pub const MAX: i32 = 100;
+    pub const LOW: i32 = 25;
+    pub const NORMAL: i32 = 50;
+    pub const HIGH: i32 = 75;
+
+    pub fn from_name(name: &str) -> Option<i32> {
+        match name {
+            "low" => Some(LOW),
+            "normal" => Some(NORMAL),
+            "high" => Some(HIGH),
+            _ => None,
+        }
+    }
+}
+
+/// Why a task failed: `code` is machine-readable (`tool_error`, `timeout`,
+/// `lease_expired`, `upstream_unavailable`…), `message` is for people.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskError {
+    pub code: String,
+    pub message: String,
+    pub retryable: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+}
+
+impl TaskError {
+    pub fn new(code: impl Into<String>, message: impl Into<String>, retryable: bool) -> Self {
+        TaskError {
+            code: code.into(),
+            message: message.into(),
+            retryable,
+            data: None,
+        }
+    }
+}
+
+/// The lease a worker holds on a running task. `token` is the fencing token: every
+/// write a worker makes names it, so a worker whose lease was taken away cannot write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lease {
+    pub owner: String,
+    pub token: i64,
+    pub expires_at: Timestamp,
+}
+
+/// A validated task about to be stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTask {
+    pub id: TaskId,
+    pub tool: String,
+    pub arguments: Value,
+    pub queue: String,
+    pub priority: i32,
+    pub max_attempts: u32,
+    pub run_at: Timestamp,
+    pub timeout_ms: Option<u64>,
+    pub idempotency_key: Option<String>,
+    pub owner: String,
+    pub parent_id: Option<TaskId>,
+    pub metadata: Option<Value>,
+    pub created_at: Timestamp,
+}
+
+/// A stored task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Task {
+    pub id: TaskId,
+    /// Store-assigned insertion order: ties in scheduling and list cursors.
+    pub seq: i64,
+    pub tool: String,
+    pub arguments: Value,
+    pub queue: String,
+    pub priority: i32,
+    pub status: TaskStatus,
+    pub progress: Option<f64>,
+    pub progress_message: Option<String>,
+    /// How many times a worker has started this task.
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub run_at: Timestamp,
+    pub timeout_ms: Option<u64>,
+    pub idempotency_key: Option<String>,
+    pub owner: String,
+    pub parent_id: Option<TaskId>,
+    pub metadata: Option<Value>,
+    pub created_at: Timestamp,
+    /// When the current (or last) attempt started.
+    pub started_at: Option<Timestamp>,
+    pub updated_at: Timestamp,
+    /// When the task reached a final status.
+    pub completed_at: Option<Timestamp>,
+    pub result: Option<Value>,
+    pub error: Option<TaskError>,
+    pub cancel_requested: bool,
+    pub lease: Option<Lease>,
+    /// What the tool waits for while `input_required`.
+    pub input_requests: Option<Value>,
+    /// Handler state that must survive a restart (e.g. an upstream task id).
+    pub checkpoint: Option<Value>,
+}
+
+impl Task {
+    /// How long the last attempt ran, for finished tasks.
+    pub fn duration_ms(&self) -> Option<u64> {
+        Some(self.completed_at?.millis_since(self.started_at?))
+    }
+}

@@ -1,0 +1,334 @@
+//! Baton's persistence layer.
+//!
+//! [`Store`] is the only way the rest of Baton reads or writes tasks; only this crate
+//! knows SQL. Every method that changes a task's state does so in one transaction that
+//! also appends the matching entries to the event log, and returns those entries so the
+//! engine can publish them to live subscribers.
+//!
+//! Writes are batch-shaped (`create_tasks`, `claim`, `finish`, `record_progress` take
+//! many items): the engine group-commits concurrent requests, so one fsync covers many
+//! tasks. Writes made on behalf of a worker name the lease's fencing token and only apply
+//! while that lease is current, so a worker that lost its lease can never overwrite the
+//! task's new owner.
+//!
+//! Implementations: [`sqlite::SqliteStore`] (the embedded default). Every implementation
+//! passes the conformance suite in [`testsuite`] (feature `testsuite`).
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use baton_core::event::NewEvent;
+use baton_core::policy::Transition;
+use baton_core::task::NewTask;
+use baton_core::{ErrorCode, Task, TaskEvent, TaskId, TaskStatus, Timestamp};
+use serde::Serialize;
+use serde_json::Value;
+
+pub mod sqlite;
+#[cfg(feature = "testsuite")]
+pub mod testsuite;
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What can go wrong in the store. The variants that a client can wait out map to
+/// `unavailable` (HTTP 503 with `Retry-After`); the rest are internal errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the database is locked by another connection or process ({0})")]
+    Busy(String),
+    #[error("the disk holding the database is full ({0})")]
+    DiskFull(String),
+    #[error("the database is read-only ({0})")]
+    ReadOnly(String),
+    #[error("the database is unreachable ({0})")]
+    Unavailable(String),
+    #[error("the database file is corrupt ({0})")]
+    Corrupt(String),
+    #[error("could not apply database migrations: {0}")]
+    Migrate(String),
+    #[error("unexpected data in the database: {0}")]
+    Decode(String),
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+impl StoreError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            StoreError::Busy(_)
+            | StoreError::DiskFull(_)
+            | StoreError::ReadOnly(_)
+            | StoreError::Unavailable(_) => ErrorCode::Unavailable,
+            StoreError::Corrupt(_)
+            | StoreError::Migrate(_)
+            | StoreError::Decode(_)
+            | StoreError::Database(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+/// The result of storing one new task.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CreateOutcome {
+    Created(Task),
+    /// A task with the same owner and idempotency key already exists; nothing was stored.
+    Existing(Task),
+}
+
+impl CreateOutcome {
+    pub fn task(&self) -> &Task {
+        match self {
+            CreateOutcome::Created(t) | CreateOutcome::Existing(t) => t,
+        }
+    }
+}
+
+/// Which tools a concurrency limit covers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ToolSelector {
+    /// One qualified tool name.
+    Tool(String),
+    /// Every tool whose qualified name starts with this prefix (e.g. `server__`).
+    Prefix(String),
+}
+
+impl ToolSelector {
+    pub fn matches(&self, tool: &str) -> bool {
+        match self {
+            ToolSelector::Tool(t) => t == tool,
+            ToolSelector::Prefix(p) => tool.starts_with(p.as_str()),
+        }
+    }
+}
+
+/// At most `max` tasks matching `selector` may be `running` at once, across all workers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConcurrencyLimit {
+    pub selector: ToolSelector,
+    pub max: u32,
+}
+
+/// A worker asking for up to `limit` tasks.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest<'a> {
+    pub owner: &'a str,
+    pub limit: usize,
+    pub now: Timestamp,
+    pub lease_until: Timestamp,
+    /// The fencing token written into every lease granted by this claim.
+    pub token: i64,
+    pub limits: &'a [ConcurrencyLimit],
+}
+
+/// A progress report from the worker holding `token`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProgressUpdate {
+    pub id: TaskId,
+    pub token: i64,
+    pub progress: Option<f64>,
+    pub message: Option<String>,
+    pub at: Timestamp,
+}
+
+/// A finished run, applied only while `token` is the task's current lease.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finish {
+    pub id: TaskId,
+    pub token: i64,
+    pub transition: Transition,
+    pub at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum FinishOutcome {
+    Applied(TaskEvent),
+    /// The lease was no longer current (expired and rescued, or the task was cancelled):
+    /// nothing was written.
+    LeaseLost,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CancelOutcome {
+    /// The task was pending and is now cancelled.
+    Cancelled(Task, TaskEvent),
+    /// The task is running; the request was recorded and the worker will be told.
+    Requested(Task, TaskEvent),
+    /// The task is running and cancellation was already requested.
+    AlreadyRequested(Task),
+    /// The task had already finished; nothing changed.
+    AlreadyFinal(Task),
+    NotFound,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RetryOutcome {
+    Retried(Task, TaskEvent),
+    /// Only failed or cancelled tasks can be retried by hand.
+    NotRetryable(Task),
+    NotFound,
+}
+
+/// What a worker's heartbeat learned.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HeartbeatReply {
+    /// How many leases were extended.
+    pub extended: u64,
+    /// Tasks this worker runs whose cancellation was requested (possibly through another
+    /// node).
+    pub cancel_requested: Vec<TaskId>,
+}
+
+/// Which leases to give back.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LeaseSelector<'a> {
+    /// Every lease that expired before this time.
+    ExpiredBefore(Timestamp),
+    /// Every lease held by this owner.
+    Owner(&'a str),
+}
+
+/// How leases are given back by [`Store::requeue_leases`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Requeue<'a> {
+    pub selector: LeaseSelector<'a>,
+    pub now: Timestamp,
+    /// Whether the interrupted run counts as an attempt. Expiry and crashes count (a task
+    /// that kills its worker every time must not loop for ever); a graceful hand-back
+    /// does not.
+    pub count_attempt: bool,
+    /// The event recorded for each task (`lease_expired` or `released`).
+    pub kind: baton_core::EventKind,
+    pub message: &'a str,
+}
+
+/// Filters for [`Store::list_tasks`]; newest first, `before_seq` is the cursor.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskQuery {
+    pub owner: Option<String>,
+    pub status: Option<TaskStatus>,
+    pub tool: Option<String>,
+    pub queue: Option<String>,
+    pub before_seq: Option<i64>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct QueueStats {
+    pub name: String,
+    pub paused: bool,
+    /// Tasks per status (every status is present, zero included).
+    pub counts: BTreeMap<String, u64>,
+    /// Tasks completed in the last minute.
+    pub completed_last_minute: u64,
+    /// When the oldest runnable pending task became runnable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oldest_pending_run_at: Option<Timestamp>,
+}
+
+/// The persistence contract. See the crate docs for the rules every method follows.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+
+    /// Checks that the database answers.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Stores new tasks (one transaction). A task whose owner and idempotency key match
+    /// a stored task is not stored again: its outcome is `Existing` with the stored task.
+    async fn create_tasks(
+        &self,
+        tasks: &[NewTask],
+    ) -> StoreResult<(Vec<CreateOutcome>, Vec<TaskEvent>)>;
+
+    async fn get_task(&self, id: TaskId) -> StoreResult<Option<Task>>;
+
+    async fn list_tasks(&self, query: &TaskQuery) -> StoreResult<Vec<Task>>;
+
+    /// Leases up to `limit` runnable tasks to `owner`: pending, `run_at` reached, queue
+    /// not paused, concurrency limits respected; highest priority first, then earliest
+    /// `run_at`, then oldest. Each claimed task becomes `running` with `attempt + 1`.
+    async fn claim(&self, req: &ClaimRequest<'_>) -> StoreResult<(Vec<Task>, Vec<TaskEvent>)>;
+
+    /// Extends every lease `owner` holds to `lease_until`.
+    async fn heartbeat(
+        &self,
+        owner: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> StoreResult<HeartbeatReply>;
+
+    /// Records progress of running tasks; updates whose lease is no longer current are
+    /// dropped. Returns the events written.
+    async fn record_progress(&self, updates: &[ProgressUpdate]) -> StoreResult<Vec<TaskEvent>>;
+
+    /// Applies finished runs (one transaction), each fenced by its lease token. The
+    /// outcomes are in the order of `items`.
+    async fn finish(&self, items: &[Finish]) -> StoreResult<Vec<FinishOutcome>>;
+
+    /// Cancels a pending task at once, or records a cancellation request for a running one.
+    async fn request_cancel(&self, id: TaskId, now: Timestamp) -> StoreResult<CancelOutcome>;
+
+    /// Moves a failed or cancelled task back to `pending` with its attempts reset.
+    async fn retry_task(&self, id: TaskId, now: Timestamp) -> StoreResult<RetryOutcome>;
+
+    /// Gives leases back: their tasks become `pending` again (or `failed`, when the
+    /// interrupted run was the last attempt and counts).
+    async fn requeue_leases(&self, req: &Requeue<'_>) -> StoreResult<Vec<TaskEvent>>;
+
+    /// Deletes up to `limit` finished tasks (and their events) that finished before
+    /// `before`, oldest first. Returns how many tasks were deleted.
+    async fn purge_finished(&self, before: Timestamp, limit: u32) -> StoreResult<u64>;
+
+    /// The task's events with `seq > after_seq`, oldest first.
+    async fn task_events(
+        &self,
+        id: TaskId,
+        after_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<TaskEvent>>;
+
+    async fn queue_stats(&self, now: Timestamp) -> StoreResult<Vec<QueueStats>>;
+
+    async fn set_queue_paused(&self, queue: &str, paused: bool, now: Timestamp) -> StoreResult<()>;
+
+    /// Durations (ms) of the tool's most recent successful runs, newest first.
+    async fn recent_durations(&self, tool: &str, limit: u32) -> StoreResult<Vec<u64>>;
+
+    /// Tasks that are pending, running or waiting for input.
+    async fn count_active(&self) -> StoreResult<u64>;
+
+    /// Flushes and closes connections.
+    async fn close(&self);
+}
+
+/// Event helpers shared by implementations.
+pub(crate) fn transition_event(
+    id: TaskId,
+    at: Timestamp,
+    transition: &Transition,
+    attempt: u32,
+) -> NewEvent {
+    let mut ev = NewEvent::new(id, at, transition.event_kind(), transition.status());
+    ev.attempt = Some(attempt);
+    match transition {
+        Transition::Retry { run_at, error } => {
+            ev.message = Some(format!(
+                "attempt {attempt} failed ({}); retrying at {run_at}",
+                error.message
+            ));
+            ev.data = serde_json::to_value(error).ok();
+        }
+        Transition::Fail { error } => {
+            ev.message = Some(error.message.clone());
+            ev.data = serde_json::to_value(error).ok();
+        }
+        Transition::Complete { .. } => ev.progress = Some(1.0),
+        Transition::Cancel => {}
+    }
+    ev
+}
+
+pub(crate) fn json_or_null(v: &Option<Value>) -> Option<String> {
+    v.as_ref().map(|v| v.to_string())
+}

@@ -1,0 +1,1182 @@
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! One writer connection (SQLite allows one writer at a time; a single connection avoids
+//! lock hand-offs inside the process) and a small pool of readers (WAL readers never block
+//! the writer). Every write transaction starts with `BEGIN IMMEDIATE`, so it takes the
+//! write lock up front and waits `busy_timeout` for another process holding it instead
+//! of failing half-way.
+//!
+//! Durability: with `synchronous = NORMAL` (the default) a commit is in the WAL file
+//! when it returns, so it survives the process being killed (`kill -9`); the last
+//! commits before a power loss or OS crash may be rolled back (never corrupted). With
+//! `synchronous = FULL` the WAL is fsynced at every commit and commits survive power loss
+//! too; group commit keeps that affordable.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use baton_core::event::NewEvent;
+use baton_core::policy::Transition;
+use baton_core::task::{Lease, NewTask};
+use baton_core::{EventKind, Task, TaskError, TaskEvent, TaskId, TaskStatus, Timestamp};
+use serde_json::Value;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+
+use crate::{
+    CancelOutcome, ClaimRequest, CreateOutcome, Finish, FinishOutcome, HeartbeatReply,
+    LeaseSelector, ProgressUpdate, QueueStats, Requeue, RetryOutcome, Store, StoreError,
+    StoreResult, TaskQuery, json_or_null, transition_event,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+const TASK_COLUMNS: &str = "seq, id, tool, arguments, queue, priority, status, progress, \
+    progress_message, attempt, max_attempts, run_at, timeout_ms, idempotency_key, owner, \
+    parent_id, metadata, created_at, started_at, updated_at, completed_at, result, error, \
+    cancel_requested, lease_owner, lease_token, lease_expires_at, input_requests, checkpoint";
+
+/// Rows per multi-row statement: keeps bound parameters well under SQLite's limit.
+const CHUNK: usize = 500;
+
+/// How commits reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// Survives `kill -9`; a power loss may roll back the last commits.
+    #[default]
+    Normal,
+    /// fsync at every commit: survives power loss too.
+    Full,
+}
+
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    pub path: PathBuf,
+    pub synchronous: Synchronous,
+    /// How long a write waits for a lock held by another process before failing.
+    pub busy_timeout: Duration,
+    pub readers: u32,
+}
+
+impl SqliteOptions {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        SqliteOptions {
+            path: path.into(),
+            synchronous: Synchronous::Normal,
+            busy_timeout: Duration::from_secs(5),
+            readers: 4,
+        }
+    }
+}
+
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database and applies pending migrations.
+    pub async fn open(opts: &SqliteOptions) -> StoreResult<Self> {
+        let connect = SqliteConnectOptions::new()
+            .filename(&opts.path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match opts.synchronous {
+                Synchronous::Normal => SqliteSynchronous::Normal,
+                Synchronous::Full => SqliteSynchronous::Full,
+            })
+            .busy_timeout(opts.busy_timeout)
+            .foreign_keys(false)
+            .pragma("temp_store", "memory")
+            .pragma("cache_size", "-32000");
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(opts.busy_timeout + Duration::from_secs(30))
+            .connect_with(connect.clone())
+            .await
+            .map_err(|e| open_error(&opts.path, e))?;
+        MIGRATOR.run(&writer).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(e) => open_error(&opts.path, e),
+            other => StoreError::Migrate(other.to_string()),
+        })?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(opts.readers.max(1))
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(connect)
+            .await
+            .map_err(|e| open_error(&opts.path, e))?;
+        Ok(SqliteStore {
+            writer,
+            reader,
+            path: opts.path.clone(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn begin(&self) -> StoreResult<sqlx::Transaction<'static, Sqlite>> {
+        self.writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_err)
+    }
+}
+
+fn open_error(path: &Path, e: sqlx::Error) -> StoreError {
+    match db_err(e) {
+        StoreError::Database(m) => {
+            StoreError::Unavailable(format!("cannot open {}: {m}", path.display()))
+        }
+        other => other,
+    }
+}
+
+/// Maps SQLite's result codes to the errors a client can act on.
+pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) => {
+            let primary = db
+                .code()
+                .and_then(|c| c.parse::<i32>().ok())
+                .map(|c| c & 0xff);
+            let msg = db.message().to_string();
+            match primary {
+                Some(5) | Some(6) => StoreError::Busy(msg),
+                Some(13) => StoreError::DiskFull(msg),
+                Some(8) => StoreError::ReadOnly(msg),
+                Some(11) | Some(26) => StoreError::Corrupt(msg),
+                Some(10) if msg.contains("full") => StoreError::DiskFull(msg),
+                Some(10) | Some(14) => StoreError::Unavailable(msg),
+                _ => StoreError::Database(msg),
+            }
+        }
+        sqlx::Error::PoolTimedOut => {
+            StoreError::Busy("timed out waiting for a database connection".into())
+        }
+        sqlx::Error::PoolClosed => StoreError::Unavailable("the store is closed".into()),
+        sqlx::Error::Io(io) => StoreError::Unavailable(io.to_string()),
+        _ => StoreError::Database(e.to_string()),
+    }
+}
+
+fn decode_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Decode(e.to_string())
+}
+
+fn parse_json(s: Option<String>) -> StoreResult<Option<Value>> {
+    s.map(|s| serde_json::from_str(&s).map_err(decode_err))
+        .transpose()
+}
+
+fn task_from_row(r: &SqliteRow) -> StoreResult<Task> {
+    let get_ts = |col: &str| -> StoreResult<Option<Timestamp>> {
+        Ok(r.try_get::<Option<i64>, _>(col)
+            .map_err(decode_err)?
+            .map(Timestamp::from_millis))
+    };
+    let id: String = r.try_get("id").map_err(decode_err)?;
+    let status: String = r.try_get("status").map_err(decode_err)?;
+    let error = parse_json(r.try_get("error").map_err(decode_err)?)?
+        .map(serde_json::from_value::<TaskError>)
+        .transpose()
+        .map_err(decode_err)?;
+    let lease_owner: Option<String> = r.try_get("lease_owner").map_err(decode_err)?;
+    let lease_token: Option<i64> = r.try_get("lease_token").map_err(decode_err)?;
+    let lease = match (lease_owner, lease_token, get_ts("lease_expires_at")?) {
+        (Some(owner), Some(token), Some(expires_at)) => Some(Lease {
+            owner,
+            token,
+            expires_at,
+        }),
+        _ => None,
+    };
+    let parent: Option<String> = r.try_get("parent_id").map_err(decode_err)?;
+    Ok(Task {
+        id: id.parse().map_err(decode_err)?,
+        seq: r.try_get("seq").map_err(decode_err)?,
+        tool: r.try_get("tool").map_err(decode_err)?,
+        arguments: parse_json(Some(r.try_get("arguments").map_err(decode_err)?))?
+            .unwrap_or(Value::Null),
+        queue: r.try_get("queue").map_err(decode_err)?,
+        priority: r.try_get("priority").map_err(decode_err)?,
+        status: TaskStatus::from_str(&status).map_err(decode_err)?,
+        progress: r.try_get("progress").map_err(decode_err)?,
+        progress_message: r.try_get("progress_message").map_err(decode_err)?,
+        attempt: r.try_get::<i64, _>("attempt").map_err(decode_err)? as u32,
+        max_attempts: r.try_get::<i64, _>("max_attempts").map_err(decode_err)? as u32,
+        run_at: get_ts("run_at")?.unwrap_or_default(),
+        timeout_ms: r
+            .try_get::<Option<i64>, _>("timeout_ms")
+            .map_err(decode_err)?
+            .map(|v| v as u64),
+        idempotency_key: r.try_get("idempotency_key").map_err(decode_err)?,
+        owner: r.try_get("owner").map_err(decode_err)?,
+        parent_id: parent.map(|p| p.parse()).transpose().map_err(decode_err)?,
+        metadata: parse_json(r.try_get("metadata").map_err(decode_err)?)?,
+        created_at: get_ts("created_at")?.unwrap_or_default(),
+        started_at: get_ts("started_at")?,
+        updated_at: get_ts("updated_at")?.unwrap_or_default(),
+        completed_at: get_ts("completed_at")?,
+        result: parse_json(r.try_get("result").map_err(decode_err)?)?,
+        error,
+        cancel_requested: r
+            .try_get::<i64, _>("cancel_requested")
+            .map_err(decode_err)?
+            != 0,
+        lease,
+        input_requests: parse_json(r.try_get("input_requests").map_err(decode_err)?)?,
+        checkpoint: parse_json(r.try_get("checkpoint").map_err(decode_err)?)?,
+    })
+}
+
+fn event_from_row(r: &SqliteRow) -> StoreResult<TaskEvent> {
+    let task_id: String = r.try_get("task_id").map_err(decode_err)?;
+    let kind: String = r.try_get("kind").map_err(decode_err)?;
+    let status: String = r.try_get("status").map_err(decode_err)?;
+    Ok(TaskEvent {
+        seq: r.try_get("seq").map_err(decode_err)?,
+        task_id: task_id.parse().map_err(decode_err)?,
+        at: Timestamp::from_millis(r.try_get("at").map_err(decode_err)?),
+        kind: EventKind::parse(&kind).ok_or_else(|| decode_err(format!("event kind {kind}")))?,
+        status: TaskStatus::from_str(&status).map_err(decode_err)?,
+        attempt: r
+            .try_get::<Option<i64>, _>("attempt")
+            .map_err(decode_err)?
+            .map(|a| a as u32),
+        progress: r.try_get("progress").map_err(decode_err)?,
+        message: r.try_get("message").map_err(decode_err)?,
+        data: parse_json(r.try_get("data").map_err(decode_err)?)?,
+    })
+}
+
+/// Appends events. Runs inside the caller's write transaction, which holds SQLite's write
+/// lock, so the numbers after `sqlite_sequence` are ours to hand out in order.
+async fn insert_events(
+    conn: &mut SqliteConnection,
+    events: Vec<NewEvent>,
+) -> StoreResult<Vec<TaskEvent>> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let last: i64 = sqlx::query_scalar(
+        "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'task_events'), 0)",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    let stored: Vec<TaskEvent> = events
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| e.with_seq(last + 1 + i as i64))
+        .collect();
+    for chunk in stored.chunks(CHUNK) {
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO task_events (seq, task_id, at, kind, status, attempt, progress, message, data) ",
+        );
+        qb.push_values(chunk, |mut b, e| {
+            b.push_bind(e.seq)
+                .push_bind(e.task_id.to_string())
+                .push_bind(e.at.as_millis())
+                .push_bind(e.kind.as_str())
+                .push_bind(e.status.as_str())
+                .push_bind(e.attempt.map(i64::from))
+                .push_bind(e.progress)
+                .push_bind(e.message.clone())
+                .push_bind(json_or_null(&e.data));
+        });
+        qb.build().execute(&mut *conn).await.map_err(db_err)?;
+    }
+    Ok(stored)
+}
+
+fn created_event(t: &NewTask) -> NewEvent {
+    let mut ev = NewEvent::new(t.id, t.created_at, EventKind::Created, TaskStatus::Pending);
+    if t.run_at > t.created_at {
+        ev.message = Some(format!("scheduled for {}", t.run_at));
+    }
+    ev
+}
+
+fn task_from_new(t: &NewTask, seq: i64) -> Task {
+    Task {
+        id: t.id,
+        seq,
+        tool: t.tool.clone(),
+        arguments: t.arguments.clone(),
+        queue: t.queue.clone(),
+        priority: t.priority,
+        status: TaskStatus::Pending,
+        progress: None,
+        progress_message: None,
+        attempt: 0,
+        max_attempts: t.max_attempts,
+        run_at: t.run_at,
+        timeout_ms: t.timeout_ms,
+        idempotency_key: t.idempotency_key.clone(),
+        owner: t.owner.clone(),
+        parent_id: t.parent_id,
+        metadata: t.metadata.clone(),
+        created_at: t.created_at,
+        started_at: None,
+        updated_at: t.created_at,
+        completed_at: None,
+        result: None,
+        error: None,
+        cancel_requested: false,
+        lease: None,
+        input_requests: None,
+        checkpoint: None,
+    }
+}
+
+/// The shared candidate filter of a claim: pending, due, queue not paused.
+fn push_runnable(qb: &mut QueryBuilder<Sqlite>, now: Timestamp) {
+    qb.push(
+        "SELECT seq, tool, priority, run_at FROM tasks WHERE status = 'pending' AND run_at <= ",
+    )
+    .push_bind(now.as_millis())
+    .push(" AND queue NOT IN (SELECT name FROM queues WHERE paused = 1)");
+}
+
+fn push_selector(qb: &mut QueryBuilder<Sqlite>, sel: &crate::ToolSelector) {
+    match sel {
+        crate::ToolSelector::Tool(t) => {
+            qb.push("tool = ").push_bind(t.clone());
+        }
+        crate::ToolSelector::Prefix(p) => {
+            qb.push("substr(tool, 1, ")
+                .push_bind(p.chars().count() as i64)
+                .push(") = ")
+                .push_bind(p.clone());
+        }
+    }
+}
+
+struct Candidate {
+    seq: i64,
+    tool: String,
+}
+
+impl Candidate {
+    fn from_row(r: &SqliteRow) -> StoreResult<Self> {
+        Ok(Candidate {
+            seq: r.try_get("seq").map_err(decode_err)?,
+            tool: r.try_get("tool").map_err(decode_err)?,
+        })
+    }
+}
+
+const LEASED: &str = "status IN ('running', 'input_required')";
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.reader)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn create_tasks(
+        &self,
+        tasks: &[NewTask],
+    ) -> StoreResult<(Vec<CreateOutcome>, Vec<TaskEvent>)> {
+        if tasks.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let mut tx = self.begin().await?;
+        // Idempotency: tasks already stored under the same (owner, key).
+        let keyed: Vec<(&str, &str)> = tasks
+            .iter()
+            .filter_map(|t| Some((t.owner.as_str(), t.idempotency_key.as_deref()?)))
+            .collect();
+        let mut existing: HashMap<(String, String), Task> = HashMap::new();
+        for chunk in keyed.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<Sqlite>::new(format!(
+                "SELECT {TASK_COLUMNS} FROM tasks WHERE idempotency_key IS NOT NULL AND (owner, idempotency_key) IN (VALUES "
+            ));
+            let mut sep = qb.separated(", ");
+            for (owner, key) in chunk {
+                sep.push("(")
+                    .push_bind_unseparated(owner.to_string())
+                    .push_unseparated(", ")
+                    .push_bind_unseparated(key.to_string())
+                    .push_unseparated(")");
+            }
+            qb.push(")");
+            for row in qb.build().fetch_all(&mut *tx).await.map_err(db_err)? {
+                let t = task_from_row(&row)?;
+                if let Some(k) = t.idempotency_key.clone() {
+                    existing.insert((t.owner.clone(), k), t);
+                }
+            }
+        }
+        // Which items to insert; later items repeating an earlier key get that task.
+        enum Plan {
+            Insert,
+            Existing(Box<Task>),
+            SameAs(usize),
+        }
+        let mut first_with_key: HashMap<(&str, &str), usize> = HashMap::new();
+        let mut plans = Vec::with_capacity(tasks.len());
+        for (i, t) in tasks.iter().enumerate() {
+            let plan = match t.idempotency_key.as_deref() {
+                Some(key) => {
+                    if let Some(found) = existing.get(&(t.owner.clone(), key.to_string())) {
+                        Plan::Existing(Box::new(found.clone()))
+                    } else if let Some(&j) = first_with_key.get(&(t.owner.as_str(), key)) {
+                        Plan::SameAs(j)
+                    } else {
+                        first_with_key.insert((t.owner.as_str(), key), i);
+                        Plan::Insert
+                    }
+                }
+                None => Plan::Insert,
+            };
+            plans.push(plan);
+        }
+        let to_insert: Vec<&NewTask> = tasks
+            .iter()
+            .zip(&plans)
+            .filter(|(_, p)| matches!(p, Plan::Insert))
+            .map(|(t, _)| t)
+            .collect();
+        let mut seq_of: HashMap<TaskId, i64> = HashMap::with_capacity(to_insert.len());
+        for chunk in to_insert.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO tasks (id, tool, arguments, queue, priority, status, attempt, \
+                 max_attempts, run_at, timeout_ms, idempotency_key, owner, parent_id, metadata, \
+                 created_at, updated_at) ",
+            );
+            qb.push_values(chunk, |mut b, t| {
+                b.push_bind(t.id.to_string())
+                    .push_bind(t.tool.clone())
+                    .push_bind(t.arguments.to_string())
+                    .push_bind(t.queue.clone())
+                    .push_bind(t.priority)
+                    .push_bind("pending")
+                    .push_bind(0i64)
+                    .push_bind(i64::from(t.max_attempts))
+                    .push_bind(t.run_at.as_millis())
+                    .push_bind(t.timeout_ms.map(|v| v as i64))
+                    .push_bind(t.idempotency_key.clone())
+                    .push_bind(t.owner.clone())
+                    .push_bind(t.parent_id.map(|p| p.to_string()))
+                    .push_bind(json_or_null(&t.metadata))
+                    .push_bind(t.created_at.as_millis())
+                    .push_bind(t.created_at.as_millis());
+            });
+            qb.push(" RETURNING seq, id");
+            for row in qb.build().fetch_all(&mut *tx).await.map_err(db_err)? {
+                let id: String = row.try_get("id").map_err(decode_err)?;
+                seq_of.insert(
+                    id.parse().map_err(decode_err)?,
+                    row.try_get("seq").map_err(decode_err)?,
+                );
+            }
+        }
+        let events = insert_events(
+            &mut tx,
+            to_insert.iter().map(|t| created_event(t)).collect(),
+        )
+        .await?;
+        tx.commit().await.map_err(db_err)?;
+
+        let mut outcomes: Vec<CreateOutcome> = Vec::with_capacity(tasks.len());
+        for (t, plan) in tasks.iter().zip(plans) {
+            let outcome = match plan {
+                Plan::Insert => {
+                    let seq = *seq_of.get(&t.id).ok_or_else(|| {
+                        StoreError::Database(format!("task {} was not inserted", t.id))
+                    })?;
+                    CreateOutcome::Created(task_from_new(t, seq))
+                }
+                Plan::Existing(found) => CreateOutcome::Existing(*found),
+                Plan::SameAs(j) => CreateOutcome::Existing(outcomes[j].task().clone()),
+            };
+            outcomes.push(outcome);
+        }
+        Ok((outcomes, events))
+    }
+
+    async fn get_task(&self, id: TaskId) -> StoreResult<Option<Task>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?"
+        )))
+        .bind(id.to_string())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_err)?;
+        row.as_ref().map(task_from_row).transpose()
+    }
+
+    async fn list_tasks(&self, q: &TaskQuery) -> StoreResult<Vec<Task>> {
+        let mut qb =
+            QueryBuilder::<Sqlite>::new(format!("SELECT {TASK_COLUMNS} FROM tasks WHERE 1 = 1"));
+        if let Some(owner) = &q.owner {
+            qb.push(" AND owner = ").push_bind(owner.clone());
+        }
+        if let Some(status) = q.status {
+            qb.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(tool) = &q.tool {
+            qb.push(" AND tool = ").push_bind(tool.clone());
+        }
+        if let Some(queue) = &q.queue {
+            qb.push(" AND queue = ").push_bind(queue.clone());
+        }
+        if let Some(before) = q.before_seq {
+            qb.push(" AND seq < ").push_bind(before);
+        }
+        qb.push(" ORDER BY seq DESC LIMIT ")
+            .push_bind(i64::from(q.limit));
+        let rows = qb.build().fetch_all(&self.reader).await.map_err(db_err)?;
+        rows.iter().map(task_from_row).collect()
+    }
+
+    async fn claim(&self, req: &ClaimRequest<'_>) -> StoreResult<(Vec<Task>, Vec<TaskEvent>)> {
+        if req.limit == 0 {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let mut tx = self.begin().await?;
+        // Free capacity of each concurrency limit, from what is running now.
+        let mut free: Vec<u32> = Vec::with_capacity(req.limits.len());
+        if !req.limits.is_empty() {
+            let rows = sqlx::query(
+                "SELECT tool, count(*) AS n FROM tasks WHERE status = 'running' GROUP BY tool",
+            )
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            let mut running: Vec<(String, i64)> = Vec::with_capacity(rows.len());
+            for r in rows {
+                running.push((
+                    r.try_get("tool").map_err(decode_err)?,
+                    r.try_get("n").map_err(decode_err)?,
+                ));
+            }
+            for l in req.limits {
+                let used: i64 = running
+                    .iter()
+                    .filter(|(t, _)| l.selector.matches(t))
+                    .map(|(_, n)| n)
+                    .sum();
+                free.push(l.max.saturating_sub(used as u32));
+            }
+        }
+        // Greedy rounds: take the best runnable candidates that no saturated limit
+        // covers; a candidate that would overfill a limit saturates it, and the next
+        // round excludes that limit's tools. Each round fills the batch, runs out of
+        // candidates, or saturates one more limit, so there are at most `limits + 1`.
+        let mut room = free;
+        let mut chosen: Vec<i64> = Vec::with_capacity(req.limit);
+        loop {
+            let want = req.limit - chosen.len();
+            let mut qb = QueryBuilder::<Sqlite>::new("");
+            push_runnable(&mut qb, req.now);
+            for (l, _) in req.limits.iter().zip(&room).filter(|(_, r)| **r == 0) {
+                qb.push(" AND NOT (");
+                push_selector(&mut qb, &l.selector);
+                qb.push(")");
+            }
+            if !chosen.is_empty() {
+                qb.push(" AND seq NOT IN (");
+                let mut sep = qb.separated(", ");
+                for s in &chosen {
+                    sep.push_bind(*s);
+                }
+                qb.push(")");
+            }
+            qb.push(" ORDER BY priority DESC, run_at, seq LIMIT ")
+                .push_bind(want as i64);
+            let rows = qb.build().fetch_all(&mut *tx).await.map_err(db_err)?;
+            let fetched = rows.len();
+            let mut saturated_one = false;
+            for row in rows {
+                let c = Candidate::from_row(&row)?;
+                let matching: Vec<usize> = req
+                    .limits
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, l)| l.selector.matches(&c.tool))
+                    .map(|(i, _)| i)
+                    .collect();
+                if matching.iter().any(|&i| room[i] == 0) {
+                    saturated_one = true;
+                    continue;
+                }
+                for i in matching {
+                    room[i] -= 1;
+                }
+                chosen.push(c.seq);
+            }
+            if chosen.len() >= req.limit || fetched < want || !saturated_one {
+                break;
+            }
+        }
+        if chosen.is_empty() {
+            tx.commit().await.map_err(db_err)?;
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let mut claimed: Vec<Task> = Vec::with_capacity(chosen.len());
+        for chunk in chosen.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "UPDATE tasks SET status = 'running', attempt = attempt + 1, started_at = ",
+            );
+            qb.push_bind(req.now.as_millis())
+                .push(", updated_at = ")
+                .push_bind(req.now.as_millis())
+                .push(", progress = NULL, progress_message = NULL, lease_owner = ")
+                .push_bind(req.owner.to_string())
+                .push(", lease_token = ")
+                .push_bind(req.token)
+                .push(", lease_expires_at = ")
+                .push_bind(req.lease_until.as_millis())
+                .push(" WHERE status = 'pending' AND seq IN (");
+            let mut sep = qb.separated(", ");
+            for s in chunk {
+                sep.push_bind(*s);
+            }
+            qb.push(format!(") RETURNING {TASK_COLUMNS}"));
+            for row in qb.build().fetch_all(&mut *tx).await.map_err(db_err)? {
+                claimed.push(task_from_row(&row)?);
+            }
+        }
+        claimed.sort_by(|a, b| {
+            b.priority
+                .cmp(&a.priority)
+                .then(a.run_at.cmp(&b.run_at))
+                .then(a.seq.cmp(&b.seq))
+        });
+        let events = claimed
+            .iter()
+            .map(|t| {
+                let mut ev = NewEvent::new(t.id, req.now, EventKind::Started, TaskStatus::Running);
+                ev.attempt = Some(t.attempt);
+                ev
+            })
+            .collect();
+        let events = insert_events(&mut tx, events).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok((claimed, events))
+    }
+
+    async fn heartbeat(
+        &self,
+        owner: &str,
+        _now: Timestamp,
+        lease_until: Timestamp,
+    ) -> StoreResult<HeartbeatReply> {
+        let mut tx = self.begin().await?;
+        let extended = sqlx::query(
+            "UPDATE tasks SET lease_expires_at = ? WHERE lease_owner = ? AND status IN ('running', 'input_required')",
+        )
+        .bind(lease_until.as_millis())
+        .bind(owner)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM tasks WHERE lease_owner = ? AND status IN ('running', 'input_required') AND cancel_requested = 1",
+        )
+        .bind(owner)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(HeartbeatReply {
+            extended,
+            cancel_requested: ids
+                .iter()
+                .map(|s| s.parse().map_err(decode_err))
+                .collect::<StoreResult<_>>()?,
+        })
+    }
+
+    async fn record_progress(&self, updates: &[ProgressUpdate]) -> StoreResult<Vec<TaskEvent>> {
+        if updates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin().await?;
+        let mut events = Vec::with_capacity(updates.len());
+        let by_id: HashMap<TaskId, &ProgressUpdate> = updates.iter().map(|u| (u.id, u)).collect();
+        let unique: Vec<&ProgressUpdate> = by_id.values().copied().collect();
+        for chunk in unique.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "UPDATE tasks SET progress = coalesce(v.column3, progress), \
+                 progress_message = coalesce(v.column4, progress_message), updated_at = v.column5 FROM (",
+            );
+            qb.push_values(chunk, |mut b, u| {
+                b.push_bind(u.id.to_string())
+                    .push_bind(u.token)
+                    .push_bind(u.progress)
+                    .push_bind(u.message.clone())
+                    .push_bind(u.at.as_millis());
+            });
+            qb.push(
+                ") AS v WHERE tasks.id = v.column1 AND tasks.lease_token = v.column2 \
+                 AND tasks.status = 'running' RETURNING id, attempt, progress, progress_message",
+            );
+            for row in qb.build().fetch_all(&mut *tx).await.map_err(db_err)? {
+                let id: TaskId = row
+                    .try_get::<String, _>("id")
+                    .map_err(decode_err)?
+                    .parse()
+                    .map_err(decode_err)?;
+                let at = by_id.get(&id).map_or(Timestamp::ZERO, |u| u.at);
+                let mut ev = NewEvent::new(id, at, EventKind::Progress, TaskStatus::Running);
+                ev.attempt = Some(row.try_get::<i64, _>("attempt").map_err(decode_err)? as u32);
+                ev.progress = row.try_get("progress").map_err(decode_err)?;
+                ev.message = row.try_get("progress_message").map_err(decode_err)?;
+                events.push(ev);
+            }
+        }
+        let events = insert_events(&mut tx, events).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(events)
+    }
+
+    async fn finish(&self, items: &[Finish]) -> StoreResult<Vec<FinishOutcome>> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One transition per task and statement; a duplicate can only lose.
+        let mut seen = HashSet::with_capacity(items.len());
+        let unique: Vec<&Finish> = items.iter().filter(|f| seen.insert(f.id)).collect();
+        let mut tx = self.begin().await?;
+        let mut applied: HashMap<TaskId, u32> = HashMap::with_capacity(unique.len());
+        for chunk in unique.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "UPDATE tasks SET status = v.column3, result = v.column4, error = v.column5, \
+                 completed_at = v.column6, run_at = coalesce(v.column7, run_at), updated_at = v.column8, \
+                 progress = CASE v.column3 WHEN 'completed' THEN 1.0 WHEN 'pending' THEN NULL ELSE progress END, \
+                 progress_message = CASE v.column3 WHEN 'pending' THEN NULL ELSE progress_message END, \
+                 cancel_requested = CASE v.column3 WHEN 'cancelled' THEN 1 ELSE cancel_requested END, \
+                 input_requests = NULL, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL FROM (",
+            );
+            qb.push_values(chunk, |mut b, f| {
+                let (result, error, run_at) = match &f.transition {
+                    Transition::Complete { result } => (Some(result.to_string()), None, None),
+                    Transition::Retry { run_at, error } => (
+                        None,
+                        serde_json::to_string(error).ok(),
+                        Some(run_at.as_millis()),
+                    ),
+                    Transition::Fail { error } => (None, serde_json::to_string(error).ok(), None),
+                    Transition::Cancel => (None, None, None),
+                };
+                let completed_at = f.transition.status().is_final().then(|| f.at.as_millis());
+                b.push_bind(f.id.to_string())
+                    .push_bind(f.token)
+                    .push_bind(f.transition.status().as_str())
+                    .push_bind(result)
+                    .push_bind(error)
+                    .push_bind(completed_at)
+                    .push_bind(run_at)
+                    .push_bind(f.at.as_millis());
+            });
+            qb.push(
+                ") AS v WHERE tasks.id = v.column1 AND tasks.lease_token = v.column2 \
+                 AND tasks.status IN ('running', 'input_required') RETURNING id, attempt",
+            );
+            for row in qb.build().fetch_all(&mut *tx).await.map_err(db_err)? {
+                let id: TaskId = row
+                    .try_get::<String, _>("id")
+                    .map_err(decode_err)?
+                    .parse()
+                    .map_err(decode_err)?;
+                applied.insert(
+                    id,
+                    row.try_get::<i64, _>("attempt").map_err(decode_err)? as u32,
+                );
+            }
+        }
+        let new_events: Vec<NewEvent> = unique
+            .iter()
+            .filter_map(|f| {
+                let attempt = *applied.get(&f.id)?;
+                Some(transition_event(f.id, f.at, &f.transition, attempt))
+            })
+            .collect();
+        let events = insert_events(&mut tx, new_events).await?;
+        tx.commit().await.map_err(db_err)?;
+        let mut by_id: HashMap<TaskId, TaskEvent> =
+            events.into_iter().map(|e| (e.task_id, e)).collect();
+        Ok(items
+            .iter()
+            .map(|f| match by_id.remove(&f.id) {
+                Some(ev) => FinishOutcome::Applied(ev),
+                None => FinishOutcome::LeaseLost,
+            })
+            .collect())
+    }
+
+    async fn request_cancel(&self, id: TaskId, now: Timestamp) -> StoreResult<CancelOutcome> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?"
+        )))
+        .bind(id.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let Some(mut task) = row.as_ref().map(task_from_row).transpose()? else {
+            return Ok(CancelOutcome::NotFound);
+        };
+        let outcome = match task.status {
+            TaskStatus::Pending => {
+                sqlx::query(
+                    "UPDATE tasks SET status = 'cancelled', cancel_requested = 1, completed_at = ?, updated_at = ? WHERE id = ?",
+                )
+                .bind(now.as_millis())
+                .bind(now.as_millis())
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                task.status = TaskStatus::Cancelled;
+                task.cancel_requested = true;
+                task.completed_at = Some(now);
+                task.updated_at = now;
+                let mut ev = NewEvent::new(id, now, EventKind::Cancelled, TaskStatus::Cancelled);
+                ev.message = Some("cancelled before it started".into());
+                let ev = insert_events(&mut tx, vec![ev]).await?.remove(0);
+                CancelOutcome::Cancelled(task, ev)
+            }
+            TaskStatus::Running | TaskStatus::InputRequired if task.cancel_requested => {
+                CancelOutcome::AlreadyRequested(task)
+            }
+            TaskStatus::Running | TaskStatus::InputRequired => {
+                sqlx::query("UPDATE tasks SET cancel_requested = 1, updated_at = ? WHERE id = ?")
+                    .bind(now.as_millis())
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                task.cancel_requested = true;
+                task.updated_at = now;
+                let mut ev = NewEvent::new(id, now, EventKind::CancelRequested, task.status);
+                ev.attempt = Some(task.attempt);
+                let ev = insert_events(&mut tx, vec![ev]).await?.remove(0);
+                CancelOutcome::Requested(task, ev)
+            }
+            _ => CancelOutcome::AlreadyFinal(task),
+        };
+        tx.commit().await.map_err(db_err)?;
+        Ok(outcome)
+    }
+
+    async fn retry_task(&self, id: TaskId, now: Timestamp) -> StoreResult<RetryOutcome> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?"
+        )))
+        .bind(id.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let Some(mut task) = row.as_ref().map(task_from_row).transpose()? else {
+            return Ok(RetryOutcome::NotFound);
+        };
+        if !matches!(task.status, TaskStatus::Failed | TaskStatus::Cancelled) {
+            return Ok(RetryOutcome::NotRetryable(task));
+        }
+        sqlx::query(
+            "UPDATE tasks SET status = 'pending', attempt = 0, run_at = ?, updated_at = ?, \
+             completed_at = NULL, result = NULL, error = NULL, cancel_requested = 0, progress = NULL, \
+             progress_message = NULL, input_requests = NULL WHERE id = ?",
+        )
+        .bind(now.as_millis())
+        .bind(now.as_millis())
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let mut ev = NewEvent::new(id, now, EventKind::Retried, TaskStatus::Pending);
+        ev.message = Some(format!("retried by hand after it {}", task.status));
+        let ev = insert_events(&mut tx, vec![ev]).await?.remove(0);
+        tx.commit().await.map_err(db_err)?;
+        task.status = TaskStatus::Pending;
+        task.attempt = 0;
+        task.run_at = now;
+        task.updated_at = now;
+        task.completed_at = None;
+        task.result = None;
+        task.error = None;
+        task.cancel_requested = false;
+        task.progress = None;
+        task.progress_message = None;
+        task.input_requests = None;
+        Ok(RetryOutcome::Retried(task, ev))
+    }
+
+    async fn requeue_leases(&self, req: &Requeue<'_>) -> StoreResult<Vec<TaskEvent>> {
+        let mut tx = self.begin().await?;
+        let mut qb = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT seq, id, attempt, max_attempts, lease_owner FROM tasks WHERE {LEASED}"
+        ));
+        match req.selector {
+            LeaseSelector::ExpiredBefore(t) => {
+                qb.push(" AND lease_expires_at < ").push_bind(t.as_millis());
+            }
+            LeaseSelector::Owner(o) => {
+                qb.push(" AND lease_owner = ").push_bind(o.to_string());
+            }
+        }
+        let rows = qb.build().fetch_all(&mut *tx).await.map_err(db_err)?;
+        let mut events = Vec::with_capacity(rows.len());
+        let now = req.now.as_millis();
+        for r in rows {
+            let seq: i64 = r.try_get("seq").map_err(decode_err)?;
+            let id: TaskId = r
+                .try_get::<String, _>("id")
+                .map_err(decode_err)?
+                .parse()
+                .map_err(decode_err)?;
+            let attempt = r.try_get::<i64, _>("attempt").map_err(decode_err)? as u32;
+            let max_attempts = r.try_get::<i64, _>("max_attempts").map_err(decode_err)? as u32;
+            let lease_owner: Option<String> = r.try_get("lease_owner").map_err(decode_err)?;
+            if req.count_attempt && attempt >= max_attempts {
+                let error = TaskError::new(
+                    "lease_expired",
+                    format!(
+                        "{} (worker {}); that was attempt {attempt} of {max_attempts}",
+                        req.message,
+                        lease_owner.as_deref().unwrap_or("unknown")
+                    ),
+                    false,
+                );
+                sqlx::query(
+                    "UPDATE tasks SET status = 'failed', error = ?, completed_at = ?, updated_at = ?, \
+                     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, input_requests = NULL WHERE seq = ?",
+                )
+                .bind(serde_json::to_string(&error).map_err(decode_err)?)
+                .bind(now)
+                .bind(now)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                let mut ev = NewEvent::new(id, req.now, EventKind::Failed, TaskStatus::Failed);
+                ev.attempt = Some(attempt);
+                ev.message = Some(error.message.clone());
+                ev.data = serde_json::to_value(&error).ok();
+                events.push(ev);
+            } else {
+                let new_attempt = if req.count_attempt {
+                    attempt
+                } else {
+                    attempt.saturating_sub(1)
+                };
+                sqlx::query(
+                    "UPDATE tasks SET status = 'pending', attempt = ?, run_at = ?, updated_at = ?, \
+                     progress = NULL, progress_message = NULL, input_requests = NULL, \
+                     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL WHERE seq = ?",
+                )
+                .bind(i64::from(new_attempt))
+                .bind(now)
+                .bind(now)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                let mut ev = NewEvent::new(id, req.now, req.kind, TaskStatus::Pending);
+                ev.attempt = Some(attempt);
+                ev.message = Some(format!(
+                    "{} (worker {}); queued again",
+                    req.message,
+                    lease_owner.as_deref().unwrap_or("unknown")
+                ));
+                events.push(ev);
+            }
+        }
+        let events = insert_events(&mut tx, events).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(events)
+    }
+
+    async fn purge_finished(&self, before: Timestamp, limit: u32) -> StoreResult<u64> {
+        let mut tx = self.begin().await?;
+        let ids: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT seq, id FROM tasks WHERE completed_at IS NOT NULL AND completed_at < ? ORDER BY completed_at LIMIT ?",
+        )
+        .bind(before.as_millis())
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        for chunk in ids.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<Sqlite>::new("DELETE FROM task_events WHERE task_id IN (");
+            let mut sep = qb.separated(", ");
+            for (_, id) in chunk {
+                sep.push_bind(id.clone());
+            }
+            qb.push(")");
+            qb.build().execute(&mut *tx).await.map_err(db_err)?;
+            let mut qb = QueryBuilder::<Sqlite>::new("DELETE FROM tasks WHERE seq IN (");
+            let mut sep = qb.separated(", ");
+            for (seq, _) in chunk {
+                sep.push_bind(*seq);
+            }
+            qb.push(")");
+            qb.build().execute(&mut *tx).await.map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(ids.len() as u64)
+    }
+
+    async fn task_events(
+        &self,
+        id: TaskId,
+        after_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<TaskEvent>> {
+        let rows = sqlx::query(
+            "SELECT seq, task_id, at, kind, status, attempt, progress, message, data FROM task_events \
+             WHERE task_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(id.to_string())
+        .bind(after_seq)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn queue_stats(&self, now: Timestamp) -> StoreResult<Vec<QueueStats>> {
+        let mut conn = self.reader.acquire().await.map_err(db_err)?;
+        let mut stats: std::collections::BTreeMap<String, QueueStats> = Default::default();
+        let blank = |name: &str| QueueStats {
+            name: name.to_string(),
+            counts: TaskStatus::ALL
+                .iter()
+                .map(|s| (s.as_str().to_string(), 0))
+                .collect(),
+            ..Default::default()
+        };
+        let rows: Vec<(String, i64)> = sqlx::query_as("SELECT name, paused FROM queues")
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        for (name, paused) in rows {
+            stats
+                .entry(name.clone())
+                .or_insert_with(|| blank(&name))
+                .paused = paused != 0;
+        }
+        let rows: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT queue, status, count(*) FROM tasks GROUP BY status, queue")
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(db_err)?;
+        for (queue, status, n) in rows {
+            stats
+                .entry(queue.clone())
+                .or_insert_with(|| blank(&queue))
+                .counts
+                .insert(status, n as u64);
+        }
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT queue, count(*) FROM tasks WHERE completed_at >= ? AND status = 'completed' GROUP BY queue",
+        )
+        .bind(now.as_millis() - 60_000)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_err)?;
+        for (queue, n) in rows {
+            if let Some(s) = stats.get_mut(&queue) {
+                s.completed_last_minute = n as u64;
+            }
+        }
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT queue, min(run_at) FROM tasks WHERE status = 'pending' AND run_at <= ? GROUP BY queue",
+        )
+        .bind(now.as_millis())
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_err)?;
+        for (queue, at) in rows {
+            if let Some(s) = stats.get_mut(&queue) {
+                s.oldest_pending_run_at = Some(Timestamp::from_millis(at));
+            }
+        }
+        Ok(stats.into_values().collect())
+    }
+
+    async fn set_queue_paused(&self, queue: &str, paused: bool, now: Timestamp) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO queues (name, paused, updated_at) VALUES (?, ?, ?) \
+             ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at",
+        )
+        .bind(queue)
+        .bind(i64::from(paused))
+        .bind(now.as_millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn recent_durations(&self, tool: &str, limit: u32) -> StoreResult<Vec<u64>> {
+        let rows: Vec<i64> = sqlx::query_scalar(
+            "SELECT completed_at - started_at FROM tasks INDEXED BY tasks_finished \
+             WHERE completed_at IS NOT NULL AND status = 'completed' AND tool = ? AND started_at IS NOT NULL \
+             ORDER BY completed_at DESC LIMIT ?",
+        )
+        .bind(tool)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        Ok(rows.into_iter().map(|d| d.max(0) as u64).collect())
+    }
+
+    async fn count_active(&self) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM tasks WHERE status IN ('pending', 'running', 'input_required')",
+        )
+        .fetch_one(&self.reader)
+        .await
+        .map_err(db_err)?;
+        Ok(n as u64)
+    }
+
+    async fn close(&self) {
+        // A final checkpoint folds the WAL into the main file, so a copied database file
+        // is complete on its own.
+        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.writer)
+            .await;
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}
