@@ -32,7 +32,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 /// What can go wrong in the store. The variants that a client can wait out map to
 /// `unavailable` (HTTP 503 with `Retry-After`); the rest are internal errors.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("the database is locked by another connection or process ({0})")]
     Busy(String),

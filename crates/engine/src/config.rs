@@ -1,0 +1,76 @@
+//! Engine settings. The server's TOML config maps onto this; every field has a default
+//! that suits a laptop.
+
+use std::time::Duration;
+
+use baton_core::policy::RetryPolicy;
+use baton_core::submit::SubmitDefaults;
+use baton_store::ConcurrencyLimit;
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// This node's stable identity: the owner name of the leases it takes. Kept across
+    /// restarts so a node can re-queue at once what its previous run held.
+    pub node_id: String,
+    /// Whether this node runs tasks (an API-only node does not).
+    pub run_workers: bool,
+    /// How many tasks this node runs at once.
+    pub workers: usize,
+    /// Most tasks claimed in one store call.
+    pub claim_batch: usize,
+    /// How long a lease lasts without a heartbeat.
+    pub lease: Duration,
+    /// How often held leases are extended (default: a third of the lease).
+    pub heartbeat: Duration,
+    /// How often an idle dispatcher looks for due tasks (new submissions wake it at once).
+    pub poll_interval: Duration,
+    /// How often buffered progress reports are written (latest value per task wins).
+    pub progress_flush: Duration,
+    /// Most submissions group-committed in one transaction.
+    pub submit_batch_max: usize,
+    pub retry: RetryPolicy,
+    pub submit_defaults: SubmitDefaults,
+    /// Cap on pending + running + input_required tasks; beyond it submissions get 429.
+    pub max_active_tasks: u64,
+    /// Finished tasks are deleted this long after they finished.
+    pub retention: Duration,
+    /// How often retention runs.
+    pub retention_interval: Duration,
+    /// How often expired leases are looked for (default: a quarter of the lease, so a
+    /// dead worker's task is re-queued within 1.25 leases of its last heartbeat).
+    pub rescue_interval: Duration,
+    /// On shutdown, how long running tasks may take to finish before they are handed back.
+    pub shutdown_grace: Duration,
+    /// After a cancel or timeout, how long a tool may take to stop before it is abandoned.
+    pub cancel_grace: Duration,
+    pub concurrency_limits: Vec<ConcurrencyLimit>,
+    /// Between server and tool in qualified names.
+    pub separator: String,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        let lease = Duration::from_secs(30);
+        EngineConfig {
+            node_id: "node".into(),
+            run_workers: true,
+            workers: 64,
+            claim_batch: 256,
+            lease,
+            heartbeat: lease / 3,
+            poll_interval: Duration::from_millis(500),
+            progress_flush: Duration::from_millis(100),
+            submit_batch_max: 2048,
+            retry: RetryPolicy::default(),
+            submit_defaults: SubmitDefaults::default(),
+            max_active_tasks: 100_000,
+            retention: Duration::from_secs(24 * 3600),
+            retention_interval: Duration::from_secs(60),
+            rescue_interval: lease / 4,
+            shutdown_grace: Duration::from_secs(10),
+            cancel_grace: Duration::from_secs(5),
+            concurrency_limits: Vec::new(),
+            separator: baton_core::tool::DEFAULT_SEPARATOR.into(),
+        }
+    }
+}

@@ -1,0 +1,702 @@
+//! [`Engine`]: the service API.
+//!
+//! REST handlers, MCP handlers and the CLI all call these methods; none of them talks to
+//! the store directly. Calls take the caller's principal (`owner`) and treat a task owned
+//! by someone else exactly like a task that does not exist.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use baton_core::submit::SubmitRequest;
+use baton_core::task::NewTask;
+use baton_core::{EventKind, Task, TaskEvent, TaskId, TaskStatus, Timestamp};
+use baton_store::{
+    CancelOutcome, CreateOutcome, Finish, FinishOutcome, LeaseSelector, QueueStats, Requeue,
+    RetryOutcome, Store, StoreError, TaskQuery,
+};
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::batch::Batcher;
+use crate::clock::Clock;
+use crate::hub::{EventHub, TaskSubscription};
+use crate::tools::ToolRegistry;
+use crate::worker::{ProgressBuffer, Running};
+use crate::{EngineConfig, EngineError, maintenance, worker};
+
+/// Publishes committed events: live subscribers, the dispatcher's wake-up, the active count.
+#[derive(Clone)]
+pub(crate) struct Publisher {
+    pub hub: Arc<EventHub>,
+    pub active: Arc<AtomicI64>,
+    pub wake: Arc<Notify>,
+}
+
+impl Publisher {
+    pub(crate) fn publish(&self, events: &[TaskEvent]) {
+        let mut delta = 0i64;
+        let mut runnable = false;
+        for e in events {
+            match e.kind {
+                EventKind::Created | EventKind::Retried => {
+                    delta += 1;
+                    runnable = true;
+                }
+                EventKind::Completed | EventKind::Failed | EventKind::Cancelled => delta -= 1,
+                EventKind::RetryScheduled | EventKind::Released | EventKind::LeaseExpired => {
+                    runnable = true
+                }
+                _ => {}
+            }
+        }
+        if delta != 0 {
+            self.active.fetch_add(delta, Ordering::Relaxed);
+        }
+        if runnable {
+            self.wake.notify_one();
+        }
+        self.hub.publish(events);
+    }
+}
+
+pub(crate) struct Inner {
+    pub config: EngineConfig,
+    pub store: Arc<dyn Store>,
+    pub tools: Arc<ToolRegistry>,
+    pub clock: Clock,
+    pub publisher: Publisher,
+    pub wake: Arc<Notify>,
+    submitter: Batcher<NewTask, CreateOutcome, StoreError>,
+    pub finisher: Batcher<Finish, FinishOutcome, StoreError>,
+    pub progress: Arc<ProgressBuffer>,
+    pub running: Mutex<HashMap<TaskId, Running>>,
+    pub slots: Arc<Semaphore>,
+    pub runs: TaskTracker,
+    pub stop_claiming: CancellationToken,
+    pub hard_stop: CancellationToken,
+    pub stop_background: CancellationToken,
+    dispatcher: Mutex<Option<JoinHandle<()>>>,
+    background: Mutex<Vec<JoinHandle<()>>>,
+    batchers: Mutex<Vec<JoinHandle<()>>>,
+    estimates: Mutex<HashMap<String, (Instant, Option<u64>)>>,
+    shutting_down: AtomicBool,
+}
+
+/// The result of a submission.
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    pub task: Task,
+    /// `false` when an idempotency key matched an existing task: nothing new was stored.
+    pub created: bool,
+}
+
+/// How a cancellation went.
+#[derive(Debug, Clone)]
+pub enum Cancelled {
+    /// The task had not started; it is cancelled.
+    Now(Task),
+    /// The task is running; its tool has been told to stop.
+    Requested(Task),
+}
+
+impl Cancelled {
+    pub fn task(&self) -> &Task {
+        match self {
+            Cancelled::Now(t) | Cancelled::Requested(t) => t,
+        }
+    }
+}
+
+/// The service API. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+/// How long a computed duration estimate is reused.
+const ESTIMATE_TTL: Duration = Duration::from_secs(10);
+/// How many recent runs the estimate looks at.
+const ESTIMATE_SAMPLE: u32 = 50;
+
+impl Engine {
+    /// Starts the engine: group-commit loops, maintenance and, when `run_workers`, the
+    /// worker pool — after re-queueing whatever this node's previous run still held.
+    pub async fn start(
+        config: EngineConfig,
+        store: Arc<dyn Store>,
+        tools: Arc<ToolRegistry>,
+        clock: Clock,
+    ) -> Result<Engine, EngineError> {
+        let wake = Arc::new(Notify::new());
+        let publisher = Publisher {
+            hub: Arc::new(EventHub::default()),
+            active: Arc::new(AtomicI64::new(store.count_active().await? as i64)),
+            wake: wake.clone(),
+        };
+        let (submitter, h1) = {
+            let store = store.clone();
+            let publisher = publisher.clone();
+            Batcher::spawn(config.submit_batch_max, move |tasks: Vec<NewTask>| {
+                let store = store.clone();
+                let publisher = publisher.clone();
+                async move {
+                    let (outcomes, events) = store.create_tasks(&tasks).await?;
+                    publisher.publish(&events);
+                    Ok(outcomes)
+                }
+            })
+        };
+        let (finisher, h2) = {
+            let store = store.clone();
+            let publisher = publisher.clone();
+            Batcher::spawn(config.submit_batch_max, move |items: Vec<Finish>| {
+                let store = store.clone();
+                let publisher = publisher.clone();
+                async move {
+                    let outcomes = store.finish(&items).await?;
+                    let events: Vec<TaskEvent> = outcomes
+                        .iter()
+                        .filter_map(|o| match o {
+                            FinishOutcome::Applied(e) => Some(e.clone()),
+                            FinishOutcome::LeaseLost => None,
+                        })
+                        .collect();
+                    publisher.publish(&events);
+                    Ok(outcomes)
+                }
+            })
+        };
+        let inner = Arc::new(Inner {
+            slots: Arc::new(Semaphore::new(config.workers.max(1))),
+            config,
+            store,
+            tools,
+            clock,
+            publisher,
+            wake,
+            submitter,
+            finisher,
+            progress: Arc::new(ProgressBuffer::default()),
+            running: Mutex::new(HashMap::new()),
+            runs: TaskTracker::new(),
+            stop_claiming: CancellationToken::new(),
+            hard_stop: CancellationToken::new(),
+            stop_background: CancellationToken::new(),
+            dispatcher: Mutex::new(None),
+            background: Mutex::new(Vec::new()),
+            batchers: Mutex::new(vec![h1, h2]),
+            estimates: Mutex::new(HashMap::new()),
+            shutting_down: AtomicBool::new(false),
+        });
+        let engine = Engine { inner };
+        engine.start_loops().await?;
+        Ok(engine)
+    }
+
+    async fn start_loops(&self) -> Result<(), EngineError> {
+        let inner = &self.inner;
+        let mut bg = vec![
+            tokio::spawn(maintenance::rescue_loop(inner.clone())),
+            tokio::spawn(maintenance::retention_loop(inner.clone())),
+            tokio::spawn(maintenance::reconcile_loop(inner.clone())),
+        ];
+        if inner.config.run_workers {
+            // Whatever this node held when it last stopped was not finished: a clean
+            // stop hands leases back, so these are from a crash and count as attempts.
+            let now = inner.clock.now();
+            let events = inner
+                .store
+                .requeue_leases(&Requeue {
+                    selector: LeaseSelector::Owner(&inner.config.node_id),
+                    now,
+                    count_attempt: true,
+                    kind: EventKind::Released,
+                    message: "this node restarted while running the task",
+                })
+                .await?;
+            if !events.is_empty() {
+                tracing::warn!(tasks = events.len(), node = %inner.config.node_id, "re-queued tasks this node held when it last stopped");
+                inner.publisher.publish(&events);
+            }
+            bg.push(tokio::spawn(worker::heartbeat_loop(inner.clone())));
+            *inner.dispatcher.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(tokio::spawn(worker::dispatcher(inner.clone())));
+        }
+        bg.push(tokio::spawn(worker::progress_loop(inner.clone())));
+        inner
+            .background
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(bg);
+        Ok(())
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    pub fn tools(&self) -> &Arc<ToolRegistry> {
+        &self.inner.tools
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.inner.clock.now()
+    }
+
+    /// Tasks pending, running or waiting for input (as the submit-time cap sees it).
+    pub fn active_tasks(&self) -> u64 {
+        self.inner.publisher.active.load(Ordering::Relaxed).max(0) as u64
+    }
+
+    /// Tasks running on this node now.
+    pub fn running_here(&self) -> usize {
+        self.inner
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
+    /// Validates a submission (fields, tool, arguments) into a task ready to store.
+    pub fn prepare(&self, owner: &str, req: SubmitRequest) -> Result<NewTask, EngineError> {
+        let now = self.now();
+        let task = req.validate(owner, &self.inner.config.submit_defaults, now)?;
+        let tools = &self.inner.tools;
+        let Some(resolved) = tools.resolve(&task.tool) else {
+            return Err(EngineError::UnknownTool {
+                hint: tools.suggest(&task.tool),
+                tool: task.tool,
+            });
+        };
+        tools
+            .validate(&task.tool, &resolved.info, &task.arguments)
+            .map_err(|details| EngineError::InvalidArguments {
+                tool: task.tool.clone(),
+                details,
+            })?;
+        Ok(task)
+    }
+
+    pub async fn submit(&self, owner: &str, req: SubmitRequest) -> Result<Submitted, EngineError> {
+        let task = self.prepare(owner, req)?;
+        Ok(self.submit_prepared(vec![task]).await?.remove(0))
+    }
+
+    /// All or nothing: if any request is invalid, nothing is stored and the error names
+    /// its index.
+    pub async fn submit_many(
+        &self,
+        owner: &str,
+        reqs: Vec<SubmitRequest>,
+    ) -> Result<Vec<Submitted>, EngineError> {
+        let mut tasks = Vec::with_capacity(reqs.len());
+        for (i, r) in reqs.into_iter().enumerate() {
+            tasks.push(self.prepare(owner, r).map_err(|e| e.at_index(i))?);
+        }
+        self.submit_prepared(tasks).await
+    }
+
+    /// Stores validated tasks (group-committed with concurrent submissions) and returns
+    /// once they are durable.
+    pub async fn submit_prepared(
+        &self,
+        tasks: Vec<NewTask>,
+    ) -> Result<Vec<Submitted>, EngineError> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        if self.inner.shutting_down.load(Ordering::Relaxed) {
+            return Err(EngineError::ShuttingDown);
+        }
+        let limit = self.inner.config.max_active_tasks;
+        let active = self.active_tasks();
+        if active + tasks.len() as u64 > limit {
+            return Err(EngineError::TooManyActive {
+                active,
+                limit,
+                retry_after: Duration::from_secs(1),
+            });
+        }
+        let requested: Vec<(String, serde_json::Value)> = tasks
+            .iter()
+            .map(|t| (t.tool.clone(), t.arguments.clone()))
+            .collect();
+        let outcomes = self
+            .inner
+            .submitter
+            .run(tasks)
+            .await
+            .map_err(|_| EngineError::ShuttingDown)?
+            .map_err(|e| EngineError::Store((*e).clone()))?;
+        let mut out = Vec::with_capacity(outcomes.len());
+        for (o, (tool, args)) in outcomes.into_iter().zip(requested) {
+            match o {
+                CreateOutcome::Created(task) => out.push(Submitted {
+                    task,
+                    created: true,
+                }),
+                CreateOutcome::Existing(task) => {
+                    if task.tool != tool || task.arguments != args {
+                        return Err(EngineError::Conflict(format!(
+                            "idempotency key `{}` was already used for a different request (task {}, tool `{}`)",
+                            task.idempotency_key.as_deref().unwrap_or_default(),
+                            task.id,
+                            task.tool
+                        )));
+                    }
+                    out.push(Submitted {
+                        task,
+                        created: false,
+                    })
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn get(&self, owner: &str, id: TaskId) -> Result<Task, EngineError> {
+        match self.inner.store.get_task(id).await? {
+            Some(t) if t.owner == owner => Ok(t),
+            _ => Err(EngineError::TaskNotFound(id.to_string())),
+        }
+    }
+
+    /// The caller's tasks, newest first.
+    pub async fn list(&self, owner: &str, mut query: TaskQuery) -> Result<Vec<Task>, EngineError> {
+        query.owner = Some(owner.to_string());
+        Ok(self.inner.store.list_tasks(&query).await?)
+    }
+
+    pub async fn cancel(&self, owner: &str, id: TaskId) -> Result<Cancelled, EngineError> {
+        self.get(owner, id).await?;
+        let now = self.now();
+        match self.inner.store.request_cancel(id, now).await? {
+            CancelOutcome::Cancelled(task, ev) => {
+                self.inner.publisher.publish(&[ev]);
+                Ok(Cancelled::Now(task))
+            }
+            CancelOutcome::Requested(task, ev) => {
+                self.inner.publisher.publish(&[ev]);
+                self.signal_cancel(id);
+                Ok(Cancelled::Requested(task))
+            }
+            CancelOutcome::AlreadyRequested(task) => {
+                self.signal_cancel(id);
+                Ok(Cancelled::Requested(task))
+            }
+            CancelOutcome::AlreadyFinal(task) => Err(EngineError::Conflict(format!(
+                "task {id} already {}; there is nothing to cancel",
+                task.status
+            ))),
+            CancelOutcome::NotFound => Err(EngineError::TaskNotFound(id.to_string())),
+        }
+    }
+
+    /// Tells the local run of a task, if any, to stop. Runs on other nodes learn it from
+    /// their next heartbeat.
+    fn signal_cancel(&self, id: TaskId) {
+        if let Some(r) = self
+            .inner
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+        {
+            r.cancel.cancel();
+        }
+    }
+
+    /// Runs a failed or cancelled task again, with its attempts reset.
+    pub async fn retry(&self, owner: &str, id: TaskId) -> Result<Task, EngineError> {
+        self.get(owner, id).await?;
+        match self.inner.store.retry_task(id, self.now()).await? {
+            RetryOutcome::Retried(task, ev) => {
+                self.inner.publisher.publish(&[ev]);
+                Ok(task)
+            }
+            RetryOutcome::NotRetryable(task) => Err(EngineError::Conflict(format!(
+                "task {id} is {}; only failed or cancelled tasks can be retried",
+                task.status
+            ))),
+            RetryOutcome::NotFound => Err(EngineError::TaskNotFound(id.to_string())),
+        }
+    }
+
+    /// Waits up to `timeout` for the task to finish, and returns it as it then is.
+    pub async fn wait(
+        &self,
+        owner: &str,
+        id: TaskId,
+        timeout: Duration,
+    ) -> Result<Task, EngineError> {
+        let mut sub = self.subscribe(id);
+        let task = self.get(owner, id).await?;
+        if task.status.is_final() || timeout.is_zero() {
+            return Ok(task);
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            tokio::select! {
+                ev = sub.recv() => match ev {
+                    Ok(ev) if !ev.status.is_final() => continue,
+                    // A final event, a gap, or a closed hub: read the truth from the store.
+                    _ => {
+                        let task = self.get(owner, id).await?;
+                        if task.status.is_final() {
+                            return Ok(task);
+                        }
+                    }
+                },
+                // Events from another node reach this hub only where the store relays
+                // them; re-reading now and then keeps waits correct without relying on it.
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {
+                    let task = self.get(owner, id).await?;
+                    if task.status.is_final() {
+                        return Ok(task);
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => return self.get(owner, id).await,
+            }
+        }
+    }
+
+    /// The task's logged events after `after_seq`, oldest first.
+    pub async fn events(
+        &self,
+        owner: &str,
+        id: TaskId,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<TaskEvent>, EngineError> {
+        self.get(owner, id).await?;
+        Ok(self.inner.store.task_events(id, after_seq, limit).await?)
+    }
+
+    /// Live events of a task (subscribe first, then read the log, to miss nothing).
+    pub fn subscribe(&self, id: TaskId) -> TaskSubscription {
+        self.inner.publisher.hub.subscribe(id)
+    }
+
+    /// Live events of all tasks.
+    pub fn subscribe_all(&self) -> tokio::sync::broadcast::Receiver<Arc<TaskEvent>> {
+        self.inner.publisher.hub.subscribe_all()
+    }
+
+    pub async fn queues(&self) -> Result<Vec<QueueStats>, EngineError> {
+        Ok(self.inner.store.queue_stats(self.now()).await?)
+    }
+
+    pub async fn set_queue_paused(&self, queue: &str, paused: bool) -> Result<(), EngineError> {
+        baton_core::tool::validate_name("queue", queue, &['_', '.'])
+            .map_err(|m| baton_core::submit::InvalidRequest::new("queue", m))?;
+        self.inner
+            .store
+            .set_queue_paused(queue, paused, self.now())
+            .await?;
+        if !paused {
+            self.inner.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// When the task will probably finish: from its progress rate while it runs, else
+    /// from the median duration of the tool's recent successful runs. `None` when there
+    /// is nothing to go on, or the task has finished.
+    pub async fn estimate_completion(&self, task: &Task) -> Option<Timestamp> {
+        if task.status.is_final() {
+            return None;
+        }
+        let now = self.now();
+        if task.status == TaskStatus::Running
+            && let (Some(p), Some(started)) = (task.progress, task.started_at)
+            && p >= 0.05
+        {
+            let elapsed = now.millis_since(started) as f64;
+            let total = Duration::from_millis((elapsed / p) as u64);
+            return Some(started.saturating_add(total).max(now));
+        }
+        let median = self.median_duration(&task.tool).await?;
+        let median = Duration::from_millis(median);
+        Some(match task.status {
+            TaskStatus::Pending => task.run_at.max(now).saturating_add(median),
+            _ => task
+                .started_at
+                .unwrap_or(now)
+                .saturating_add(median)
+                .max(now),
+        })
+    }
+
+    async fn median_duration(&self, tool: &str) -> Option<u64> {
+        if let Some((at, v)) = self
+            .inner
+            .estimates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(tool)
+            && at.elapsed() < ESTIMATE_TTL
+        {
+            return *v;
+        }
+        let mut d = self
+            .inner
+            .store
+            .recent_durations(tool, ESTIMATE_SAMPLE)
+            .await
+            .ok()?;
+        let median = if d.is_empty() {
+            None
+        } else {
+            d.sort_unstable();
+            Some(d[d.len() / 2])
+        };
+        let mut cache = self
+            .inner
+            .estimates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
+        cache.insert(tool.to_string(), (Instant::now(), median));
+        median
+    }
+
+    /// Ready to serve: the store answers and the node is not stopping.
+    pub async fn ready(&self) -> Result<(), EngineError> {
+        if self.inner.shutting_down.load(Ordering::Relaxed) {
+            return Err(EngineError::ShuttingDown);
+        }
+        self.inner.store.ping().await?;
+        Ok(())
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutting_down.load(Ordering::Relaxed)
+    }
+
+    /// Runs lease rescue now (normally periodic).
+    pub async fn rescue_expired_leases(&self) {
+        maintenance::rescue_expired(&self.inner).await;
+    }
+
+    /// Runs retention now (normally periodic); returns how many tasks were deleted.
+    pub async fn purge_expired(&self) -> u64 {
+        maintenance::purge_expired(&self.inner).await
+    }
+
+    /// Graceful stop: stop claiming; give running tasks `shutdown_grace` to finish; hand
+    /// the rest back to the queue (they run again, here or elsewhere, without counting
+    /// as an attempt); then close the store.
+    pub async fn shutdown(&self) {
+        let inner = &self.inner;
+        if inner.shutting_down.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        inner.stop_claiming.cancel();
+        let dispatcher = inner
+            .dispatcher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(d) = dispatcher {
+            let _ = d.await;
+        }
+        inner.runs.close();
+        let running = self.running_here();
+        if running > 0 {
+            tracing::info!(
+                running,
+                grace_ms = inner.config.shutdown_grace.as_millis() as u64,
+                "waiting for running tasks to finish"
+            );
+        }
+        if tokio::time::timeout(inner.config.shutdown_grace, inner.runs.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                still_running = self.running_here(),
+                "grace period over; handing unfinished tasks back to the queue"
+            );
+            inner.hard_stop.cancel();
+            inner.runs.wait().await;
+        }
+        worker::flush_progress(inner).await;
+        if inner.config.run_workers {
+            let now = inner.clock.now();
+            match inner
+                .store
+                .requeue_leases(&Requeue {
+                    selector: LeaseSelector::Owner(&inner.config.node_id),
+                    now,
+                    count_attempt: false,
+                    kind: EventKind::Released,
+                    message: "the node shut down before the task finished",
+                })
+                .await
+            {
+                Ok(events) => {
+                    if !events.is_empty() {
+                        tracing::info!(
+                            tasks = events.len(),
+                            "handed unfinished tasks back to the queue"
+                        );
+                    }
+                    inner.publisher.publish(&events);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "could not hand leases back; they will be rescued when they expire")
+                }
+            }
+        }
+        inner.stop_background.cancel();
+        let handles: Vec<_> = inner
+            .background
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect();
+        for h in handles {
+            let _ = h.await;
+        }
+        for h in inner
+            .batchers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            h.abort();
+        }
+        inner.store.close().await;
+    }
+}
+
+impl EngineError {
+    /// Names the position of a failing item in a batch.
+    pub fn at_index(self, index: usize) -> EngineError {
+        match self {
+            EngineError::Invalid(mut e) => {
+                e.field = format!("tasks[{index}].{}", e.field);
+                EngineError::Invalid(e)
+            }
+            EngineError::UnknownTool { tool, hint } => EngineError::UnknownTool {
+                tool,
+                hint: format!("{hint} (tasks[{index}])"),
+            },
+            EngineError::InvalidArguments { tool, details } => EngineError::InvalidArguments {
+                tool,
+                details: format!("{details} (tasks[{index}])"),
+            },
+            other => other,
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! Live event fan-out: after the store commits a change, its events are published here
+//! for SSE streams, long-polls and (later) MCP notifications.
+//!
+//! Subscribers of one task get a channel of their own, so publishing costs one map
+//! lookup per event rather than one send per subscriber of every task. A subscriber that
+//! falls behind sees `Lagged` and re-reads the event log from its last sequence number:
+//! the log, not this hub, is the source of truth.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use baton_core::{TaskEvent, TaskId};
+use tokio::sync::broadcast;
+
+const PER_TASK_CAPACITY: usize = 256;
+const ALL_CAPACITY: usize = 8192;
+
+pub struct EventHub {
+    tasks: Mutex<HashMap<TaskId, broadcast::Sender<Arc<TaskEvent>>>>,
+    all: broadcast::Sender<Arc<TaskEvent>>,
+}
+
+impl Default for EventHub {
+    fn default() -> Self {
+        EventHub {
+            tasks: Mutex::new(HashMap::new()),
+            all: broadcast::channel(ALL_CAPACITY).0,
+        }
+    }
+}
+
+impl EventHub {
+    pub fn publish(&self, events: &[TaskEvent]) {
+        if events.is_empty() {
+            return;
+        }
+        let listening_all = self.all.receiver_count() > 0;
+        let tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        if tasks.is_empty() && !listening_all {
+            return;
+        }
+        for ev in events {
+            let sender = tasks.get(&ev.task_id);
+            if sender.is_none() && !listening_all {
+                continue;
+            }
+            let ev = Arc::new(ev.clone());
+            if let Some(tx) = sender {
+                let _ = tx.send(ev.clone());
+            }
+            if listening_all {
+                let _ = self.all.send(ev);
+            }
+        }
+    }
+
+    /// Events of one task from now on. Subscribe before reading the task's state, so that
+    /// nothing committed in between is missed.
+    pub fn subscribe(self: &Arc<Self>, id: TaskId) -> TaskSubscription {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        let rx = tasks
+            .entry(id)
+            .or_insert_with(|| broadcast::channel(PER_TASK_CAPACITY).0)
+            .subscribe();
+        TaskSubscription {
+            hub: self.clone(),
+            id,
+            rx: Some(rx),
+        }
+    }
+
+    /// Every event of every task.
+    pub fn subscribe_all(&self) -> broadcast::Receiver<Arc<TaskEvent>> {
+        self.all.subscribe()
+    }
+
+    #[cfg(test)]
+    fn watched_tasks(&self) -> usize {
+        self.tasks.lock().unwrap().len()
+    }
+}
+
+/// A live subscription to one task; unregisters itself when dropped.
+pub struct TaskSubscription {
+    hub: Arc<EventHub>,
+    id: TaskId,
+    rx: Option<broadcast::Receiver<Arc<TaskEvent>>>,
+}
+
+impl TaskSubscription {
+    pub async fn recv(&mut self) -> Result<Arc<TaskEvent>, broadcast::error::RecvError> {
+        match self.rx.as_mut() {
+            Some(rx) => rx.recv().await,
+            None => Err(broadcast::error::RecvError::Closed),
+        }
+    }
+}
+
+impl Drop for TaskSubscription {
+    fn drop(&mut self) {
+        drop(self.rx.take());
+        let mut tasks = self.hub.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        if tasks
+            .get(&self.id)
+            .is_some_and(|tx| tx.receiver_count() == 0)
+        {
+            tasks.remove(&self.id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use baton_core::{EventKind, TaskStatus, Timestamp};
+
+    fn event(id: TaskId, seq: i64) -> TaskEvent {
+        TaskEvent {
+            seq,
+            task_id: id,
+            at: Timestamp::ZERO,
+            kind: EventKind::Progress,
+            status: TaskStatus::Running,
+            attempt: None,
+            progress: None,
+            message: None,
+            data: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn subscribers_get_their_task_only_and_clean_up() {
+        let hub = Arc::new(EventHub::default());
+        let a = TaskId::generate(Timestamp::now());
+        let b = TaskId::generate(Timestamp::now());
+        let mut sub_a = hub.subscribe(a);
+        let mut all = hub.subscribe_all();
+        hub.publish(&[event(b, 1), event(a, 2)]);
+        assert_eq!(sub_a.recv().await.unwrap().seq, 2);
+        assert_eq!(all.recv().await.unwrap().seq, 1);
+        assert_eq!(all.recv().await.unwrap().seq, 2);
+        let sub_a2 = hub.subscribe(a);
+        drop(sub_a);
+        assert_eq!(hub.watched_tasks(), 1);
+        drop(sub_a2);
+        assert_eq!(hub.watched_tasks(), 0);
+    }
+}

@@ -1,0 +1,92 @@
+//! Background upkeep: rescuing expired leases, deleting expired finished tasks, and
+//! keeping the active-task count honest.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use baton_core::EventKind;
+use baton_store::{LeaseSelector, Requeue};
+
+use crate::engine::Inner;
+
+/// Tasks deleted per retention transaction (short transactions keep the writer free).
+const PURGE_BATCH: u32 = 1000;
+
+pub(crate) async fn rescue_loop(inner: Arc<Inner>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(inner.config.rescue_interval) => {}
+            _ = inner.stop_background.cancelled() => break,
+        }
+        rescue_expired(&inner).await;
+    }
+}
+
+pub(crate) async fn rescue_expired(inner: &Inner) {
+    let now = inner.clock.now();
+    let req = Requeue {
+        selector: LeaseSelector::ExpiredBefore(now),
+        now,
+        count_attempt: true,
+        kind: EventKind::LeaseExpired,
+        message: "the lease expired: the worker holding it stopped heartbeating",
+    };
+    match inner.store.requeue_leases(&req).await {
+        Ok(events) if !events.is_empty() => {
+            tracing::warn!(tasks = events.len(), "rescued tasks whose lease expired");
+            inner.publisher.publish(&events);
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "lease rescue failed"),
+    }
+}
+
+pub(crate) async fn retention_loop(inner: Arc<Inner>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(inner.config.retention_interval) => {}
+            _ = inner.stop_background.cancelled() => break,
+        }
+        purge_expired(&inner).await;
+    }
+}
+
+pub(crate) async fn purge_expired(inner: &Inner) -> u64 {
+    let cutoff = inner.clock.now().saturating_sub(inner.config.retention);
+    let mut total = 0;
+    loop {
+        match inner.store.purge_finished(cutoff, PURGE_BATCH).await {
+            Ok(n) => {
+                total += n;
+                if n < u64::from(PURGE_BATCH) || inner.stop_background.is_cancelled() {
+                    break;
+                }
+                // Let other writers in between batches.
+                tokio::task::yield_now().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "retention failed");
+                break;
+            }
+        }
+    }
+    if total > 0 {
+        tracing::info!(tasks = total, "deleted finished tasks past retention");
+    }
+    total
+}
+
+/// The active count is kept in memory for the submit-time cap; this re-reads it from the
+/// store now and then so it cannot drift (other nodes, purges, crashes).
+pub(crate) async fn reconcile_loop(inner: Arc<Inner>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = inner.stop_background.cancelled() => break,
+        }
+        if let Ok(n) = inner.store.count_active().await {
+            inner.publisher.active.store(n as i64, Ordering::Relaxed);
+        }
+    }
+}

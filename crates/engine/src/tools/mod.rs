@@ -1,0 +1,324 @@
+//! Tools: what a task runs.
+//!
+//! A [`ToolProvider`] serves the tools of one server name (`baton` for the built-ins,
+//! an upstream MCP server's name later). The [`ToolRegistry`] is the catalog: it resolves
+//! qualified names (`server__tool`), and validates arguments against each tool's JSON
+//! Schema at submit time, so a bad call is refused before anything is stored.
+
+pub mod builtin;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+
+use async_trait::async_trait;
+use baton_core::{TaskError, TaskId};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::worker::ProgressReporter;
+
+/// One tool as a provider describes it.
+#[derive(Debug, Clone)]
+pub struct ToolInfo {
+    /// The provider's own name for the tool (without the server prefix).
+    pub name: String,
+    pub description: Option<String>,
+    /// JSON Schema of the arguments.
+    pub input_schema: Arc<Value>,
+    /// The full MCP `Tool` object (name, title, annotations, outputSchema, execution…),
+    /// passed through to MCP clients as the provider gave it.
+    pub definition: Arc<Value>,
+}
+
+/// A tool's result: an MCP `CallToolResult` (`content`, `structuredContent`, `isError`,
+/// `_meta`), kept as JSON so it passes through unchanged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolOutput(pub Value);
+
+impl ToolOutput {
+    pub fn text(text: impl Into<String>) -> Self {
+        ToolOutput(serde_json::json!({"content": [{"type": "text", "text": text.into()}]}))
+    }
+
+    pub fn structured(text: impl Into<String>, structured: Value) -> Self {
+        ToolOutput(serde_json::json!({
+            "content": [{"type": "text", "text": text.into()}],
+            "structuredContent": structured,
+        }))
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.0.get("isError").and_then(Value::as_bool) == Some(true)
+    }
+
+    /// The text of the first text content block, for error messages.
+    pub fn first_text(&self) -> Option<&str> {
+        self.0
+            .get("content")?
+            .as_array()?
+            .iter()
+            .find_map(|c| (c.get("type")?.as_str()? == "text").then(|| c.get("text")?.as_str())?)
+    }
+}
+
+/// A tool call that did not produce a result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCallError {
+    pub code: String,
+    pub message: String,
+    /// Whether another attempt may succeed (transport failures: yes; bad input: no).
+    pub retryable: bool,
+}
+
+impl ToolCallError {
+    pub fn new(code: impl Into<String>, message: impl Into<String>, retryable: bool) -> Self {
+        ToolCallError {
+            code: code.into(),
+            message: message.into(),
+            retryable,
+        }
+    }
+
+    /// The tool stopped because its task was cancelled.
+    pub fn cancelled() -> Self {
+        ToolCallError::new("cancelled", "the task was cancelled", false)
+    }
+}
+
+impl From<ToolCallError> for TaskError {
+    fn from(e: ToolCallError) -> Self {
+        TaskError::new(e.code, e.message, e.retryable)
+    }
+}
+
+/// What a running tool gets from the engine.
+pub struct ToolContext {
+    pub task_id: TaskId,
+    /// 1 for the first run.
+    pub attempt: u32,
+    /// Cancelled when a client cancels the task or its timeout fires. Tools should stop
+    /// promptly; after the engine's cancel grace they are abandoned.
+    pub cancel: CancellationToken,
+    pub progress: ProgressReporter,
+    /// State saved by an earlier attempt (e.g. an upstream task id to resume polling).
+    pub checkpoint: Option<Value>,
+}
+
+#[async_trait]
+pub trait ToolProvider: Send + Sync + 'static {
+    /// The tools offered now.
+    fn tools(&self) -> Vec<ToolInfo>;
+
+    fn tool(&self, name: &str) -> Option<ToolInfo> {
+        self.tools().into_iter().find(|t| t.name == name)
+    }
+
+    async fn call(
+        &self,
+        tool: &str,
+        arguments: Value,
+        ctx: ToolContext,
+    ) -> Result<ToolOutput, ToolCallError>;
+}
+
+/// A resolved tool: its provider and description.
+#[derive(Clone)]
+pub struct ResolvedTool {
+    pub provider: Arc<dyn ToolProvider>,
+    pub server: String,
+    pub info: ToolInfo,
+}
+
+/// A compiled validator and the schema it was compiled from (`None`: the schema is
+/// invalid and arguments are not checked).
+type CachedValidator = (Arc<Value>, Option<Arc<jsonschema::Validator>>);
+
+/// The catalog of every tool, by qualified name.
+pub struct ToolRegistry {
+    separator: String,
+    providers: RwLock<BTreeMap<String, Arc<dyn ToolProvider>>>,
+    /// Compiled argument validators, keyed by qualified name; recompiled when the schema
+    /// object changes (providers hand out a new `Arc` when a tool changes).
+    validators: Mutex<HashMap<String, CachedValidator>>,
+}
+
+/// A qualified tool name and what it resolves to, for catalogs.
+#[derive(Debug, Clone)]
+pub struct CatalogEntry {
+    pub qualified_name: String,
+    pub server: String,
+    pub info: ToolInfo,
+}
+
+impl ToolRegistry {
+    pub fn new(separator: impl Into<String>) -> Self {
+        ToolRegistry {
+            separator: separator.into(),
+            providers: RwLock::new(BTreeMap::new()),
+            validators: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A registry holding the built-in tools.
+    pub fn with_builtins(separator: impl Into<String>) -> Self {
+        let r = ToolRegistry::new(separator);
+        r.register(
+            baton_core::tool::BUILTIN_SERVER,
+            Arc::new(builtin::Builtins),
+        );
+        r
+    }
+
+    pub fn separator(&self) -> &str {
+        &self.separator
+    }
+
+    pub fn register(&self, server: &str, provider: Arc<dyn ToolProvider>) {
+        self.providers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(server.to_string(), provider);
+    }
+
+    pub fn unregister(&self, server: &str) {
+        self.providers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(server);
+    }
+
+    pub fn servers(&self) -> Vec<String> {
+        self.providers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// Every tool, sorted by qualified name.
+    pub fn catalog(&self) -> Vec<CatalogEntry> {
+        let providers = self.providers.read().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::new();
+        for (server, p) in providers.iter() {
+            for info in p.tools() {
+                out.push(CatalogEntry {
+                    qualified_name: baton_core::tool::qualify(server, &info.name, &self.separator),
+                    server: server.clone(),
+                    info,
+                });
+            }
+        }
+        out.sort_by(|a, b| a.qualified_name.cmp(&b.qualified_name));
+        out
+    }
+
+    pub fn resolve(&self, qualified: &str) -> Option<ResolvedTool> {
+        let (server, tool) = baton_core::tool::split_qualified(qualified, &self.separator)?;
+        let provider = self
+            .providers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(server)?
+            .clone();
+        let info = provider.tool(tool)?;
+        Some(ResolvedTool {
+            provider,
+            server: server.to_string(),
+            info,
+        })
+    }
+
+    /// A hint for an unknown tool name: the closest known names.
+    pub fn suggest(&self, qualified: &str) -> String {
+        let names: Vec<String> = self
+            .catalog()
+            .into_iter()
+            .map(|e| e.qualified_name)
+            .collect();
+        if names.is_empty() {
+            return String::new();
+        }
+        if !qualified.contains(self.separator.as_str()) {
+            return format!(
+                "; tool names are qualified as server{}tool, e.g. `{}`",
+                self.separator, names[0]
+            );
+        }
+        let prefix: &str = qualified
+            .split(self.separator.as_str())
+            .next()
+            .unwrap_or("");
+        let same_server: Vec<&String> = names
+            .iter()
+            .filter(|n| n.starts_with(&format!("{prefix}{}", self.separator)))
+            .take(10)
+            .collect();
+        if same_server.is_empty() {
+            format!(
+                "; no server named `{prefix}` (servers: {})",
+                self.servers().join(", ")
+            )
+        } else {
+            format!(
+                "; `{prefix}` has: {}",
+                same_server
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+    }
+
+    /// Checks `arguments` against the tool's input schema. `Err` lists what is wrong, by
+    /// JSON pointer into the arguments.
+    pub fn validate(
+        &self,
+        qualified: &str,
+        tool: &ToolInfo,
+        arguments: &Value,
+    ) -> Result<(), String> {
+        let validator = {
+            let mut cache = self.validators.lock().unwrap_or_else(|e| e.into_inner());
+            match cache.get(qualified) {
+                Some((schema, v)) if Arc::ptr_eq(schema, &tool.input_schema) => v.clone(),
+                _ => {
+                    let v = match jsonschema::validator_for(&tool.input_schema) {
+                        Ok(v) => Some(Arc::new(v)),
+                        Err(e) => {
+                            tracing::warn!(tool = qualified, error = %e, "tool has an invalid input schema; its arguments are not validated");
+                            None
+                        }
+                    };
+                    cache.insert(
+                        qualified.to_string(),
+                        (tool.input_schema.clone(), v.clone()),
+                    );
+                    v
+                }
+            }
+        };
+        let Some(validator) = validator else {
+            return Ok(());
+        };
+        let errors: Vec<String> = validator
+            .iter_errors(arguments)
+            .take(5)
+            .map(|e| {
+                let path = e.instance_path().to_string();
+                let at = if path.is_empty() {
+                    "(root)".to_string()
+                } else {
+                    path
+                };
+                format!("at `{at}`: {e}")
+            })
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+}

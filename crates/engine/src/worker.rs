@@ -1,0 +1,373 @@
+//! The in-process worker pool.
+//!
+//! One dispatcher claims batches of due tasks while there are free slots, and spawns one
+//! run per task. A run executes the tool with a cancellation token, a timeout and a
+//! progress reporter, then asks the store to apply the outcome fenced by its lease token.
+//! A heartbeat loop extends every lease this node holds in one statement and learns of
+//! cancellations requested elsewhere; a flush loop writes coalesced progress.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use baton_core::policy::{self, Outcome};
+use baton_core::{Task, TaskError, TaskId};
+use baton_store::{ClaimRequest, Finish, FinishOutcome, ProgressUpdate};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::engine::Inner;
+use crate::tools::{ToolContext, ToolOutput};
+
+/// A task this node is running.
+pub(crate) struct Running {
+    pub cancel: CancellationToken,
+}
+
+/// Progress reports waiting to be written; the latest report per task wins.
+#[derive(Default)]
+pub(crate) struct ProgressBuffer {
+    pending: Mutex<HashMap<TaskId, ProgressUpdate>>,
+}
+
+impl ProgressBuffer {
+    fn push(&self, u: ProgressUpdate) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        match pending.get_mut(&u.id) {
+            Some(prev) if prev.token == u.token => {
+                if u.progress.is_some() {
+                    prev.progress = u.progress;
+                }
+                if u.message.is_some() {
+                    prev.message = u.message;
+                }
+                prev.at = u.at;
+            }
+            _ => {
+                pending.insert(u.id, u);
+            }
+        }
+    }
+
+    pub(crate) fn take(&self) -> Vec<ProgressUpdate> {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending.drain().map(|(_, u)| u).collect()
+    }
+}
+
+/// Handed to a running tool to report how far it got.
+#[derive(Clone)]
+pub struct ProgressReporter {
+    buffer: Arc<ProgressBuffer>,
+    clock: Clock,
+    id: TaskId,
+    token: i64,
+}
+
+impl ProgressReporter {
+    pub(crate) fn new(buffer: Arc<ProgressBuffer>, clock: Clock, id: TaskId, token: i64) -> Self {
+        ProgressReporter {
+            buffer,
+            clock,
+            id,
+            token,
+        }
+    }
+
+    /// `progress` is a fraction in `0.0..=1.0` (clamped; NaN is ignored). Reports are
+    /// cheap: they are coalesced and written in batches.
+    pub fn report(&self, progress: Option<f64>, message: Option<String>) {
+        let progress = progress
+            .filter(|p| p.is_finite())
+            .map(|p| p.clamp(0.0, 1.0));
+        let message = message.map(|m| {
+            if m.len() > 1000 {
+                let mut cut = 1000;
+                while !m.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                m[..cut].to_string()
+            } else {
+                m
+            }
+        });
+        if progress.is_none() && message.is_none() {
+            return;
+        }
+        self.buffer.push(ProgressUpdate {
+            id: self.id,
+            token: self.token,
+            progress,
+            message,
+            at: self.clock.now(),
+        });
+    }
+}
+
+fn new_token() -> i64 {
+    rand::random::<i64>() & i64::MAX
+}
+
+pub(crate) async fn dispatcher(inner: Arc<Inner>) {
+    let cfg = &inner.config;
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        if inner.stop_claiming.is_cancelled() {
+            break;
+        }
+        let free = inner.slots.available_permits();
+        if free == 0 {
+            tokio::select! {
+                _ = inner.wake.notified() => {}
+                _ = inner.stop_claiming.cancelled() => break,
+            }
+            continue;
+        }
+        let want = free.min(cfg.claim_batch);
+        let now = inner.clock.now();
+        let req = ClaimRequest {
+            owner: &cfg.node_id,
+            limit: want,
+            now,
+            lease_until: now.saturating_add(cfg.lease),
+            token: new_token(),
+            limits: &cfg.concurrency_limits,
+        };
+        match inner.store.claim(&req).await {
+            Ok((tasks, events)) => {
+                backoff = Duration::from_millis(50);
+                inner.publisher.publish(&events);
+                let got = tasks.len();
+                for task in tasks {
+                    let permit = inner
+                        .slots
+                        .clone()
+                        .try_acquire_owned()
+                        .expect("a slot per claimed task");
+                    let token = req.token;
+                    inner
+                        .runs
+                        .spawn(run_task(inner.clone(), task, token, permit));
+                }
+                if got == want {
+                    continue;
+                }
+                tokio::select! {
+                    _ = inner.wake.notified() => {}
+                    _ = tokio::time::sleep(cfg.poll_interval) => {}
+                    _ = inner.stop_claiming.cancelled() => break,
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "could not claim tasks");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = inner.stop_claiming.cancelled() => break,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn run_task(inner: Arc<Inner>, task: Task, token: i64, permit: OwnedSemaphorePermit) {
+    let cancel = CancellationToken::new();
+    if task.cancel_requested {
+        cancel.cancel();
+    }
+    inner
+        .running
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(
+            task.id,
+            Running {
+                cancel: cancel.clone(),
+            },
+        );
+    let outcome = execute(&inner, &task, token, &cancel).await;
+    if let Some(outcome) = outcome {
+        let now = inner.clock.now();
+        let transition = policy::decide(
+            outcome,
+            task.attempt,
+            task.max_attempts,
+            &inner.config.retry,
+            now,
+            rand::random::<f64>(),
+        );
+        let finish = Finish {
+            id: task.id,
+            token,
+            transition,
+            at: now,
+        };
+        match inner.finisher.run(vec![finish]).await {
+            Ok(Ok(out)) => {
+                if out.first() == Some(&FinishOutcome::LeaseLost) {
+                    tracing::warn!(task_id = %task.id, tool = %task.tool, "lease lost before the run finished; its outcome was discarded");
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::error!(task_id = %task.id, error = %e, "could not record the outcome; the lease will expire and the task will run again");
+            }
+            Err(_) => {
+                tracing::error!(task_id = %task.id, "engine stopped before the outcome was recorded; the task will run again");
+            }
+        }
+    }
+    inner
+        .running
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&task.id);
+    drop(permit);
+    inner.wake.notify_one();
+}
+
+/// Runs the tool. `None` means the node is stopping and the task is handed back unfinished.
+async fn execute(
+    inner: &Inner,
+    task: &Task,
+    token: i64,
+    cancel: &CancellationToken,
+) -> Option<Outcome> {
+    if cancel.is_cancelled() {
+        return Some(Outcome::Cancelled);
+    }
+    let Some(resolved) = inner.tools.resolve(&task.tool) else {
+        return Some(Outcome::Failed(TaskError::new(
+            "unknown_tool",
+            format!("tool `{}` is not available on this node", task.tool),
+            true,
+        )));
+    };
+    let ctx = ToolContext {
+        task_id: task.id,
+        attempt: task.attempt,
+        cancel: cancel.clone(),
+        progress: ProgressReporter::new(
+            inner.progress.clone(),
+            inner.clock.clone(),
+            task.id,
+            token,
+        ),
+        checkpoint: task.checkpoint.clone(),
+    };
+    let call = resolved
+        .provider
+        .call(&resolved.info.name, task.arguments.clone(), ctx);
+    tokio::pin!(call);
+    let timeout = task.timeout_ms.map(Duration::from_millis);
+    let deadline = async {
+        match timeout {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+    let grace = inner.config.cancel_grace;
+    tokio::select! {
+        result = &mut call => Some(match result {
+            Ok(out) => completed(out),
+            Err(_) if cancel.is_cancelled() => Outcome::Cancelled,
+            Err(e) => Outcome::Failed(e.into()),
+        }),
+        _ = &mut deadline => {
+            cancel.cancel();
+            // Let the tool wind down (and, for upstreams, send its cancellation on).
+            let _ = tokio::time::timeout(grace, &mut call).await;
+            let ms = timeout.map_or(0, |d| d.as_millis());
+            Some(Outcome::Failed(TaskError::new(
+                "timeout",
+                format!("the tool did not finish within its timeout of {ms} ms"),
+                true,
+            )))
+        }
+        _ = cancel.cancelled() => {
+            tokio::select! {
+                r = tokio::time::timeout(grace, &mut call) => Some(match r {
+                    // It finished anyway: the result is real, keep it.
+                    Ok(Ok(out)) if !out.is_error() => Outcome::Completed(out.0),
+                    _ => Outcome::Cancelled,
+                }),
+                _ = inner.hard_stop.cancelled() => None,
+            }
+        }
+        _ = inner.hard_stop.cancelled() => None,
+    }
+}
+
+fn completed(out: ToolOutput) -> Outcome {
+    if out.is_error() {
+        let message = out
+            .first_text()
+            .unwrap_or("the tool reported an error")
+            .to_string();
+        let mut err = TaskError::new("tool_error", message, false);
+        err.data = Some(out.0);
+        Outcome::Failed(err)
+    } else {
+        Outcome::Completed(out.0)
+    }
+}
+
+/// Extends this node's leases and picks up cancellations requested through other nodes.
+pub(crate) async fn heartbeat_loop(inner: Arc<Inner>) {
+    let cfg = &inner.config;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(cfg.heartbeat) => {}
+            _ = inner.stop_background.cancelled() => break,
+        }
+        let idle = inner
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty();
+        if idle {
+            continue;
+        }
+        let now = inner.clock.now();
+        match inner
+            .store
+            .heartbeat(&cfg.node_id, now, now.saturating_add(cfg.lease))
+            .await
+        {
+            Ok(reply) => {
+                let running = inner.running.lock().unwrap_or_else(|e| e.into_inner());
+                for id in reply.cancel_requested {
+                    if let Some(r) = running.get(&id) {
+                        r.cancel.cancel();
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "heartbeat failed; leases will expire if this persists")
+            }
+        }
+    }
+}
+
+/// Writes buffered progress every `progress_flush`.
+pub(crate) async fn progress_loop(inner: Arc<Inner>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(inner.config.progress_flush) => {}
+            _ = inner.stop_background.cancelled() => break,
+        }
+        flush_progress(&inner).await;
+    }
+}
+
+pub(crate) async fn flush_progress(inner: &Inner) {
+    let updates = inner.progress.take();
+    if updates.is_empty() {
+        return;
+    }
+    match inner.store.record_progress(&updates).await {
+        Ok(events) => inner.publisher.publish(&events),
+        Err(e) => tracing::warn!(error = %e, dropped = updates.len(), "could not record progress"),
+    }
+}
