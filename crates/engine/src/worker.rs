@@ -23,6 +23,8 @@ use crate::tools::{ToolContext, ToolOutput};
 /// A task this node is running.
 pub(crate) struct Running {
     pub cancel: CancellationToken,
+    /// When the lease was taken; a heartbeat that began later must report it held.
+    pub claimed: tokio::time::Instant,
 }
 
 /// Progress reports waiting to be written; the latest report per task wins.
@@ -184,6 +186,7 @@ async fn run_task(inner: Arc<Inner>, task: Task, token: i64, permit: OwnedSemaph
             task.id,
             Running {
                 cancel: cancel.clone(),
+                claimed: tokio::time::Instant::now(),
             },
         );
     let outcome = execute(&inner, &task, token, &cancel).await;
@@ -330,6 +333,7 @@ pub(crate) async fn heartbeat_loop(inner: Arc<Inner>) {
             continue;
         }
         let now = inner.clock.now();
+        let began = tokio::time::Instant::now();
         match inner
             .store
             .heartbeat(&cfg.node_id, now, now.saturating_add(cfg.lease))
@@ -339,6 +343,15 @@ pub(crate) async fn heartbeat_loop(inner: Arc<Inner>) {
                 let running = inner.running.lock().unwrap_or_else(|e| e.into_inner());
                 for id in reply.cancel_requested {
                     if let Some(r) = running.get(&id) {
+                        r.cancel.cancel();
+                    }
+                }
+                // A lease that expired (this node was stalled) is lost even if nobody has
+                // taken the task yet: stop the tool; its outcome could not be written.
+                let held: std::collections::HashSet<TaskId> = reply.held.into_iter().collect();
+                for (id, r) in running.iter() {
+                    if r.claimed < began && !held.contains(id) && !r.cancel.is_cancelled() {
+                        tracing::warn!(task_id = %id, "lease lost (expired); stopping the tool");
                         r.cancel.cancel();
                     }
                 }

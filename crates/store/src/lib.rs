@@ -171,8 +171,9 @@ pub enum RetryOutcome {
 /// What a worker's heartbeat learned.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HeartbeatReply {
-    /// How many leases were extended.
-    pub extended: u64,
+    /// The tasks whose lease was extended: every unexpired lease the owner holds. A task
+    /// the worker runs that is missing here has lost its lease.
+    pub held: Vec<TaskId>,
     /// Tasks this worker runs whose cancellation was requested (possibly through another
     /// node).
     pub cancel_requested: Vec<TaskId>,
@@ -250,7 +251,8 @@ pub trait Store: Send + Sync + 'static {
     /// `run_at`, then oldest. Each claimed task becomes `running` with `attempt + 1`.
     async fn claim(&self, req: &ClaimRequest<'_>) -> StoreResult<(Vec<Task>, Vec<TaskEvent>)>;
 
-    /// Extends every lease `owner` holds to `lease_until`.
+    /// Extends every unexpired lease `owner` holds to `lease_until`. An expired lease is
+    /// lost even before it is rescued: it is not extended, and writes under it fail.
     async fn heartbeat(
         &self,
         owner: &str,
@@ -258,12 +260,13 @@ pub trait Store: Send + Sync + 'static {
         lease_until: Timestamp,
     ) -> StoreResult<HeartbeatReply>;
 
-    /// Records progress of running tasks; updates whose lease is no longer current are
-    /// dropped. Returns the events written.
+    /// Records progress of running tasks; updates whose lease is no longer current (taken
+    /// over, or expired at the update's time) are dropped. Returns the events written.
     async fn record_progress(&self, updates: &[ProgressUpdate]) -> StoreResult<Vec<TaskEvent>>;
 
-    /// Applies finished runs (one transaction), each fenced by its lease token. The
-    /// outcomes are in the order of `items`.
+    /// Applies finished runs (one transaction), each fenced by its lease token and
+    /// applied only if the lease has not expired at the item's time. The outcomes are in
+    /// the order of `items`.
     async fn finish(&self, items: &[Finish]) -> StoreResult<Vec<FinishOutcome>>;
 
     /// Cancels a pending task at once, or records a cancellation request for a running one.

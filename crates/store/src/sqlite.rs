@@ -689,20 +689,21 @@ impl Store for SqliteStore {
     async fn heartbeat(
         &self,
         owner: &str,
-        _now: Timestamp,
+        now: Timestamp,
         lease_until: Timestamp,
     ) -> StoreResult<HeartbeatReply> {
         let mut tx = self.begin().await?;
-        let extended = sqlx::query(
-            "UPDATE tasks SET lease_expires_at = ? WHERE lease_owner = ? AND status IN ('running', 'input_required')",
+        let held: Vec<String> = sqlx::query_scalar(
+            "UPDATE tasks SET lease_expires_at = ? WHERE lease_owner = ? \
+             AND status IN ('running', 'input_required') AND lease_expires_at >= ? RETURNING id",
         )
         .bind(lease_until.as_millis())
         .bind(owner)
-        .execute(&mut *tx)
+        .bind(now.as_millis())
+        .fetch_all(&mut *tx)
         .await
-        .map_err(db_err)?
-        .rows_affected();
-        let ids: Vec<String> = sqlx::query_scalar(
+        .map_err(db_err)?;
+        let cancel: Vec<String> = sqlx::query_scalar(
             "SELECT id FROM tasks WHERE lease_owner = ? AND status IN ('running', 'input_required') AND cancel_requested = 1",
         )
         .bind(owner)
@@ -710,12 +711,12 @@ impl Store for SqliteStore {
         .await
         .map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
+        let parse = |ids: Vec<String>| -> StoreResult<Vec<TaskId>> {
+            ids.iter().map(|s| s.parse().map_err(decode_err)).collect()
+        };
         Ok(HeartbeatReply {
-            extended,
-            cancel_requested: ids
-                .iter()
-                .map(|s| s.parse().map_err(decode_err))
-                .collect::<StoreResult<_>>()?,
+            held: parse(held)?,
+            cancel_requested: parse(cancel)?,
         })
     }
 
@@ -741,7 +742,8 @@ impl Store for SqliteStore {
             });
             qb.push(
                 ") AS v WHERE tasks.id = v.column1 AND tasks.lease_token = v.column2 \
-                 AND tasks.status = 'running' RETURNING id, attempt, progress, progress_message",
+                 AND tasks.status = 'running' AND tasks.lease_expires_at >= v.column5 \
+                 RETURNING id, attempt, progress, progress_message",
             );
             for row in qb.build().fetch_all(&mut *tx).await.map_err(db_err)? {
                 let id: TaskId = row
@@ -803,7 +805,8 @@ impl Store for SqliteStore {
             });
             qb.push(
                 ") AS v WHERE tasks.id = v.column1 AND tasks.lease_token = v.column2 \
-                 AND tasks.status IN ('running', 'input_required') RETURNING id, attempt",
+                 AND tasks.status IN ('running', 'input_required') AND tasks.lease_expires_at >= v.column8 \
+                 RETURNING id, attempt",
             );
             for row in qb.build().fetch_all(&mut *tx).await.map_err(db_err)? {
                 let id: TaskId = row

@@ -30,7 +30,8 @@ macro_rules! store_test_suite {
             delayed_tasks_wait, paused_queues_are_skipped, concurrency_limits,
             finish_is_fenced, retry_transition, final_failure, progress_is_fenced,
             cancel_pending_and_running, manual_retry, expired_leases_are_rescued,
-            release_by_owner_does_not_count, stale_worker_cannot_finish, purge_oldest_first,
+            release_by_owner_does_not_count, stale_worker_cannot_finish,
+            expired_lease_cannot_write_before_rescue, purge_oldest_first,
             event_log_order, list_filters_and_cursor, queue_stats_and_active_count,
             recent_durations, heartbeat_extends_own_leases);
     };
@@ -681,6 +682,51 @@ pub async fn stale_worker_cannot_finish(store: &dyn Store) {
     assert!(matches!(ok[0], FinishOutcome::Applied(_)));
 }
 
+pub async fn expired_lease_cannot_write_before_rescue(store: &dyn Store) {
+    let id = create(store, vec![new_task("t", 50, t0())]).await[0];
+    claim(store, "paused-worker", 1, t0(), 100).await;
+    // The lease ran to t0 + 30 s; nobody has rescued the task yet.
+    let late = t0().saturating_add(31 * SEC);
+    let p = store
+        .record_progress(&[ProgressUpdate {
+            id,
+            token: 100,
+            progress: Some(0.5),
+            message: None,
+            at: late,
+        }])
+        .await
+        .unwrap();
+    assert!(p.is_empty(), "no progress under an expired lease");
+    let out = store.finish(&[complete(id, 100, late)]).await.unwrap();
+    assert_eq!(
+        out[0],
+        FinishOutcome::LeaseLost,
+        "no completion under an expired lease"
+    );
+    let t = get(store, id).await;
+    assert_eq!(t.status, TaskStatus::Running, "left for the rescuer");
+    let rescued = store
+        .requeue_leases(&Requeue {
+            selector: LeaseSelector::ExpiredBefore(late),
+            now: late,
+            count_attempt: true,
+            kind: EventKind::LeaseExpired,
+            message: "lease expired",
+        })
+        .await
+        .unwrap();
+    assert_eq!(rescued.len(), 1);
+    // A write just inside the lease still counts.
+    let id2 = create(store, vec![new_task("t", 50, t0())]).await[0];
+    claim(store, "w", 1, t0(), 7).await;
+    let edge = t0().saturating_add(30 * SEC);
+    assert!(matches!(
+        store.finish(&[complete(id2, 7, edge)]).await.unwrap()[0],
+        FinishOutcome::Applied(_)
+    ));
+}
+
 pub async fn purge_oldest_first(store: &dyn Store) {
     let ids = create(store, (0..4).map(|_| new_task("t", 50, t0())).collect()).await;
     let running = claim(store, "w", 3, t0(), 1).await;
@@ -892,7 +938,7 @@ pub async fn heartbeat_extends_own_leases(store: &dyn Store) {
     claim(store, "b", 1, t0(), 2).await;
     let until = t0().saturating_add(90 * SEC);
     let hb = store.heartbeat("a", t0(), until).await.unwrap();
-    assert_eq!(hb.extended, 1);
+    assert_eq!(hb.held.len(), 1);
     assert!(hb.cancel_requested.is_empty());
     let mut leases: Vec<(String, Timestamp)> = Vec::new();
     for id in ids {

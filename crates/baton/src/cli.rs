@@ -1,0 +1,384 @@
+//! Command-line interface.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use baton_server::config::{Overrides, WorkerOverrides};
+use baton_server::{App, Config};
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Map, Value, json};
+
+use crate::client::{Client, ClientError};
+use crate::{bench, output};
+
+#[derive(Parser)]
+#[command(
+    name = "baton",
+    version,
+    about = "Durable MCP tool calls: every call becomes a task that is queued, retried, cancellable and kept across restarts.",
+    after_help = "Start a node with `baton serve`, then submit work from another terminal:\n  baton submit baton__sleep '{\"ms\": 5000, \"steps\": 10}' --watch"
+)]
+pub struct Cli {
+    /// The Baton server the client commands talk to.
+    #[arg(
+        long,
+        global = true,
+        env = "BATON_URL",
+        default_value = "http://127.0.0.1:7420"
+    )]
+    server: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a Baton node: REST API, workers and the embedded store.
+    Serve(ServeArgs),
+    /// Submit a tool call as a task; prints the task id.
+    Submit(SubmitArgs),
+    /// Show a task.
+    Status {
+        task_id: String,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Follow a task with a live progress bar until it ends.
+    Watch { task_id: String },
+    /// Cancel a task (a pending task at once; a running one as soon as its tool stops).
+    Cancel { task_id: String },
+    /// Run a failed or cancelled task again.
+    Retry { task_id: String },
+    /// List tasks, newest first.
+    List(ListArgs),
+    /// Show queues, or pause or resume one.
+    Queues {
+        #[command(subcommand)]
+        action: Option<QueueAction>,
+    },
+    /// List the tools Baton can run.
+    Tools {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure throughput and latency (see BENCHMARKS.md).
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on (default 127.0.0.1:7420).
+    #[arg(long, env = "BATON_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
+    /// Directory of the embedded store (default ./baton-data).
+    #[arg(long, env = "BATON_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// TOML configuration file.
+    #[arg(long, env = "BATON_CONFIG")]
+    config: Option<PathBuf>,
+    /// Tasks this node runs at once (0: API only).
+    #[arg(long)]
+    workers: Option<usize>,
+}
+
+#[derive(Args)]
+struct SubmitArgs {
+    /// Qualified tool name, e.g. baton__sleep.
+    tool: String,
+    /// Arguments as a JSON object.
+    arguments: Option<String>,
+    /// One argument, KEY=VALUE (VALUE is parsed as JSON when it can be, else taken as a
+    /// string); repeatable.
+    #[arg(short = 'a', long = "arg", value_name = "KEY=VALUE")]
+    args: Vec<String>,
+    /// low, normal, high, or 0-100.
+    #[arg(short, long)]
+    priority: Option<String>,
+    #[arg(short, long)]
+    queue: Option<String>,
+    /// Start no earlier than this from now (e.g. 30s, 5m).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    delay: Option<Duration>,
+    /// Fail the attempt if the tool runs longer than this (e.g. 10m).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    timeout: Option<Duration>,
+    #[arg(long)]
+    max_attempts: Option<u32>,
+    #[arg(long)]
+    idempotency_key: Option<String>,
+    /// Wait for the task to end and print its result.
+    #[arg(long, conflicts_with = "watch")]
+    wait: bool,
+    /// Follow the task with a progress bar until it ends.
+    #[arg(long)]
+    watch: bool,
+    /// Print the server's JSON answer.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct ListArgs {
+    #[arg(long)]
+    status: Option<String>,
+    #[arg(long)]
+    tool: Option<String>,
+    #[arg(long)]
+    queue: Option<String>,
+    #[arg(long, default_value_t = 20)]
+    limit: u32,
+    /// Continue after a previous page (its next_cursor).
+    #[arg(long)]
+    cursor: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum QueueAction {
+    /// Stop starting tasks from a queue (running ones finish).
+    Pause { name: String },
+    /// Start tasks from a queue again.
+    Resume { name: String },
+}
+
+pub async fn run(cli: Cli) -> ExitCode {
+    let client = Client::new(&cli.server);
+    let result = match cli.command {
+        Command::Serve(args) => return serve(args).await,
+        Command::Bench(args) => return bench::run(args, &cli.server).await,
+        Command::Submit(args) => submit(&client, args).await,
+        Command::Status { task_id, json } => status(&client, &task_id, json).await,
+        Command::Watch { task_id } => output::watch(&client, &task_id).await,
+        Command::Cancel { task_id } => client.cancel(&task_id).await.map(|v| {
+            println!(
+                "{}",
+                v["message"].as_str().unwrap_or("cancellation requested")
+            );
+            ExitCode::SUCCESS
+        }),
+        Command::Retry { task_id } => client.retry(&task_id).await.map(|v| {
+            println!(
+                "task {} queued again",
+                v["task_id"].as_str().unwrap_or(&task_id)
+            );
+            ExitCode::SUCCESS
+        }),
+        Command::List(args) => list(&client, args).await,
+        Command::Queues { action } => queues(&client, action).await,
+        Command::Tools { json } => tools(&client, json).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            match e {
+                ClientError::Connect { .. } | ClientError::Usage(_) => ExitCode::from(2),
+                _ => ExitCode::from(1),
+            }
+        }
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = std::env::var("BATON_LOG")
+        .ok()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+    let json = std::env::var("BATON_LOG_FORMAT").is_ok_and(|f| f == "json");
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn serve(args: ServeArgs) -> ExitCode {
+    init_logging();
+    let overrides = Overrides {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        workers: args.workers.map(|c| WorkerOverrides {
+            concurrency: Some(c),
+        }),
+    };
+    let config = match Config::load(args.config.as_deref(), &overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let app = match App::build(config).await {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let addr = app.local_addr();
+    tracing::info!(
+        data_dir = %app.config().data_dir.display(),
+        node = app.node_id(),
+        store = app.engine().store().backend(),
+        workers = app.config().workers.concurrency,
+        "Baton is ready"
+    );
+    // One line on stdout, so scripts (and tests using port 0) learn the address.
+    println!("baton listening on http://{addr}");
+    match app
+        .run_until_stopped(baton_server::app::shutdown_signal())
+        .await
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn parse_kv(kv: &str) -> Result<(String, Value), ClientError> {
+    let (k, v) = kv
+        .split_once('=')
+        .ok_or_else(|| ClientError::Usage(format!("--arg `{kv}` is not KEY=VALUE")))?;
+    let value = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_string()));
+    Ok((k.to_string(), value))
+}
+
+async fn submit(client: &Client, a: SubmitArgs) -> Result<ExitCode, ClientError> {
+    let mut arguments = match &a.arguments {
+        Some(s) => match serde_json::from_str::<Value>(s) {
+            Ok(Value::Object(m)) => m,
+            Ok(_) => return Err(ClientError::Usage("ARGUMENTS must be a JSON object".into())),
+            Err(e) => {
+                return Err(ClientError::Usage(format!(
+                    "ARGUMENTS is not valid JSON: {e}"
+                )));
+            }
+        },
+        None => Map::new(),
+    };
+    for kv in &a.args {
+        let (k, v) = parse_kv(kv)?;
+        arguments.insert(k, v);
+    }
+    let mut body = json!({"tool": a.tool, "arguments": arguments});
+    let priority = a.priority.as_deref().map(|p| match p.parse::<i64>() {
+        Ok(n) => json!(n),
+        Err(_) => json!(p),
+    });
+    for (key, value) in [
+        ("priority", priority),
+        ("queue", a.queue.map(Value::from)),
+        ("delay_ms", a.delay.map(|d| json!(d.as_millis() as u64))),
+        ("timeout_ms", a.timeout.map(|d| json!(d.as_millis() as u64))),
+        ("max_attempts", a.max_attempts.map(Value::from)),
+        ("idempotency_key", a.idempotency_key.map(Value::from)),
+    ] {
+        if let Some(v) = value {
+            body[key] = v;
+        }
+    }
+    let accepted = client.submit(&body).await?;
+    let id = accepted["task_id"].as_str().unwrap_or_default().to_string();
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&accepted).unwrap_or_default()
+        );
+    } else if !a.wait && !a.watch {
+        println!("{id}");
+    }
+    if a.watch {
+        eprintln!("task {id}");
+        return output::watch(client, &id).await;
+    }
+    if a.wait {
+        loop {
+            let (done, view) = client.result(&id, 60).await?;
+            if done {
+                return Ok(output::print_result(&view));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn status(client: &Client, id: &str, json: bool) -> Result<ExitCode, ClientError> {
+    let task = client.task(id).await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&task).unwrap_or_default()
+        );
+    } else {
+        output::print_task(&task);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn list(client: &Client, a: ListArgs) -> Result<ExitCode, ClientError> {
+    let mut query: Vec<(&str, String)> = vec![("limit", a.limit.to_string())];
+    for (k, v) in [
+        ("status", a.status),
+        ("tool", a.tool),
+        ("queue", a.queue),
+        ("cursor", a.cursor),
+    ] {
+        if let Some(v) = v {
+            query.push((k, v));
+        }
+    }
+    let page = client.list(&query).await?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&page).unwrap_or_default()
+        );
+    } else {
+        output::print_task_table(&page);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn queues(client: &Client, action: Option<QueueAction>) -> Result<ExitCode, ClientError> {
+    match action {
+        Some(QueueAction::Pause { name }) => {
+            client.queue_action(&name, "pause").await?;
+            println!("queue {name} paused");
+        }
+        Some(QueueAction::Resume { name }) => {
+            client.queue_action(&name, "resume").await?;
+            println!("queue {name} resumed");
+        }
+        None => output::print_queues(&client.queues().await?),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn tools(client: &Client, json: bool) -> Result<ExitCode, ClientError> {
+    let tools = client.tools().await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&tools).unwrap_or_default()
+        );
+    } else {
+        for t in tools["tools"].as_array().into_iter().flatten() {
+            println!(
+                "{:<40} {}",
+                t["name"].as_str().unwrap_or(""),
+                t["description"].as_str().unwrap_or("")
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

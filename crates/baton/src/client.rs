@@ -1,0 +1,175 @@
+//! A small REST client for the CLI commands.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+#[derive(Debug)]
+pub enum ClientError {
+    Connect {
+        url: String,
+        detail: String,
+    },
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    Protocol(String),
+    Usage(String),
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientError::Connect { url, detail } => write!(
+                f,
+                "cannot reach Baton at {url} ({detail}); is `baton serve` running? (set --server or BATON_URL)"
+            ),
+            ClientError::Api {
+                status,
+                code,
+                message,
+            } => write!(f, "{message} [{code}, HTTP {status}]"),
+            ClientError::Protocol(m) => write!(f, "unexpected answer from the server: {m}"),
+            ClientError::Usage(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(base: &str) -> Self {
+        Client {
+            base: base.trim_end_matches('/').to_string(),
+            http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .build()
+                .expect("HTTP client"),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    fn connect_error(&self, e: reqwest::Error) -> ClientError {
+        let mut detail = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            detail = s.to_string();
+            source = s.source();
+        }
+        ClientError::Connect {
+            url: self.base.clone(),
+            detail,
+        }
+    }
+
+    /// Sends a request; a non-2xx answer becomes `ClientError::Api` with the server's
+    /// message. Returns the status and the JSON body.
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> Result<(u16, Value), ClientError> {
+        let resp = req.send().await.map_err(|e| self.connect_error(e))?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.map_err(|e| self.connect_error(e))?;
+        let body: Value = serde_json::from_slice(&bytes).map_err(|_| {
+            ClientError::Protocol(format!(
+                "HTTP {status}: {}",
+                String::from_utf8_lossy(&bytes)
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
+            ))
+        })?;
+        if (200..300).contains(&status) {
+            Ok((status, body))
+        } else {
+            Err(ClientError::Api {
+                status,
+                code: body["error"]["code"]
+                    .as_str()
+                    .unwrap_or("unknown")
+                    .to_string(),
+                message: body["error"]["message"]
+                    .as_str()
+                    .unwrap_or("request failed")
+                    .to_string(),
+            })
+        }
+    }
+
+    pub async fn submit(&self, body: &Value) -> Result<Value, ClientError> {
+        Ok(self
+            .send(self.http.post(self.url("/v1/tasks")).json(body))
+            .await?
+            .1)
+    }
+
+    pub async fn task(&self, id: &str) -> Result<Value, ClientError> {
+        Ok(self
+            .send(self.http.get(self.url(&format!("/v1/tasks/{id}"))))
+            .await?
+            .1)
+    }
+
+    /// Long-polls the result for up to `wait_secs`; `true` when the task has finished.
+    pub async fn result(&self, id: &str, wait_secs: u64) -> Result<(bool, Value), ClientError> {
+        let req = self
+            .http
+            .get(self.url(&format!("/v1/tasks/{id}/result")))
+            .query(&[("wait", wait_secs)])
+            .timeout(Duration::from_secs(wait_secs + 30));
+        let (status, body) = self.send(req).await?;
+        Ok((status == 200, body))
+    }
+
+    pub async fn cancel(&self, id: &str) -> Result<Value, ClientError> {
+        Ok(self
+            .send(self.http.delete(self.url(&format!("/v1/tasks/{id}"))))
+            .await?
+            .1)
+    }
+
+    pub async fn retry(&self, id: &str) -> Result<Value, ClientError> {
+        Ok(self
+            .send(self.http.post(self.url(&format!("/v1/tasks/{id}/retry"))))
+            .await?
+            .1)
+    }
+
+    pub async fn list(&self, query: &[(&str, String)]) -> Result<Value, ClientError> {
+        Ok(self
+            .send(self.http.get(self.url("/v1/tasks")).query(query))
+            .await?
+            .1)
+    }
+
+    pub async fn queues(&self) -> Result<Value, ClientError> {
+        Ok(self.send(self.http.get(self.url("/v1/queues"))).await?.1)
+    }
+
+    pub async fn queue_action(&self, name: &str, action: &str) -> Result<Value, ClientError> {
+        Ok(self
+            .send(
+                self.http
+                    .post(self.url(&format!("/v1/queues/{name}/{action}"))),
+            )
+            .await?
+            .1)
+    }
+
+    pub async fn tools(&self) -> Result<Value, ClientError> {
+        Ok(self.send(self.http.get(self.url("/v1/tools"))).await?.1)
+    }
+}

@@ -1,0 +1,297 @@
+//! Bad input gets a 4xx whose message names the problem, and nothing stored changes.
+
+mod common;
+
+use common::{Api, Baton};
+use serde_json::{Value, json};
+
+/// Every case: (what is sent, expected status, a fragment the message must contain).
+async fn expect_error(api: &Api, body: Value, status: u16, fragment: &str) {
+    let r = api.post("/v1/tasks", body.clone()).await;
+    assert_eq!(r.status, status, "{body} -> {}", r.body);
+    let msg = r.error_message();
+    assert!(
+        msg.contains(fragment),
+        "{body}: message `{msg}` should mention `{fragment}`"
+    );
+}
+
+#[tokio::test]
+async fn bad_submissions_are_refused_and_store_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let baton = Baton::start(
+        &dir.path().join("data"),
+        &[("BATON_HTTP__MAX_BODY_BYTES", "65536")],
+    );
+    let api = Api::new(&baton.url);
+    // A task stored before the bad input, which must come through untouched.
+    let kept = api
+        .submit(json!({"tool": "baton__echo", "arguments": {"keep": "me"}}))
+        .await;
+    let before = api.wait_final(&kept).await;
+
+    // Malformed JSON and empty bodies.
+    for (raw, fragment) in [
+        ("{\"tool\": \"baton__echo\"", "malformed JSON"),
+        ("{tool: baton__echo}", "malformed JSON"),
+        ("", "empty"),
+        ("[1, 2]", "invalid request"),
+    ] {
+        let r = api.post_raw("/v1/tasks", raw).await;
+        assert_eq!(r.status, 400, "{raw:?}");
+        assert!(r.error_message().contains(fragment), "{raw:?}: {}", r.body);
+    }
+    // Unknown tools.
+    expect_error(
+        &api,
+        json!({"tool": "baton__nope"}),
+        400,
+        "unknown tool `baton__nope`",
+    )
+    .await;
+    expect_error(
+        &api,
+        json!({"tool": "nope__x"}),
+        400,
+        "no server named `nope`",
+    )
+    .await;
+    expect_error(&api, json!({"tool": "sleep"}), 400, "server__tool").await;
+    expect_error(&api, json!({}), 400, "tool").await;
+    // Wrong types, named by field.
+    expect_error(&api, json!({"tool": 5}), 400, "`tool`").await;
+    expect_error(
+        &api,
+        json!({"tool": "baton__echo", "priority": []}),
+        400,
+        "`priority`",
+    )
+    .await;
+    expect_error(
+        &api,
+        json!({"tool": "baton__echo", "priority": "urgent"}),
+        400,
+        "unknown priority",
+    )
+    .await;
+    expect_error(
+        &api,
+        json!({"tool": "baton__echo", "arguments": [1]}),
+        400,
+        "arguments",
+    )
+    .await;
+    expect_error(
+        &api,
+        json!({"tool": "baton__echo", "timeout_ms": "1s"}),
+        400,
+        "`timeout_ms`",
+    )
+    .await;
+    expect_error(
+        &api,
+        json!({"tool": "baton__echo", "argumnets": {}}),
+        400,
+        "argumnets",
+    )
+    .await;
+    expect_error(
+        &api,
+        json!({"tool": "baton__sleep", "arguments": {"ms": "five"}}),
+        400,
+        "/ms",
+    )
+    .await;
+    expect_error(
+        &api,
+        json!({"tool": "baton__sleep", "arguments": {}}),
+        400,
+        "ms",
+    )
+    .await;
+    expect_error(
+        &api,
+        json!({"tool": "baton__sleep", "arguments": {"ms": 1, "extra": true}}),
+        400,
+        "extra",
+    )
+    .await;
+    // Negative and huge numbers.
+    expect_error(
+        &api,
+        json!({"tool": "baton__sleep", "arguments": {"ms": -1}}),
+        400,
+        "/ms",
+    )
+    .await;
+    expect_error(
+        &api,
+        json!({"tool": "baton__sleep", "arguments": {"ms": 1e20}}),
+        400,
+        "/ms",
+    )
+    .await;
+    expect_error(
+        &api,
+        json!({"tool": "baton__sleep", "arguments": {"ms": 1, "steps": 0}}),
+        400,
+        "/steps",
+    )
+    .await;
+    expect_error(
+        &api,
+        json!({"tool": "baton__echo", "timeout_ms": -5}),
+        400,
+        "`timeout_ms`",
+    )
+    .await;
+    expect_error(
+        &api,
+        json!({"tool": "baton__echo", "timeout_ms": 0}),
+        400,
+        "timeout_ms",
+    )
+    .await;
+    expect_error(
+        &api,
+        json!({"tool": "baton__echo", "timeout_ms": 99_999_999_999u64}),
+        400,
+        "timeout_ms",
+    )
+    .await;
+    expect_error(
+        &api,
+        json!({"tool": "baton__echo", "max_attempts": 1_000_000_000}),
+        400,
+        "max_attempts",
+    )
+    .await;
+    expect_error(
+        &api,
+        json!({"tool": "baton__echo", "max_attempts": 0}),
+        400,
+        "max_attempts",
+    )
+    .await;
+    expect_error(
+        &api,
+        json!({"tool": "baton__echo", "priority": 1000}),
+        400,
+        "out of range",
+    )
+    .await;
+    expect_error(
+        &api,
+        json!({"tool": "baton__echo", "priority": -1}),
+        400,
+        "out of range",
+    )
+    .await;
+    expect_error(
+        &api,
+        json!({"tool": "baton__echo", "delay_ms": 1e30}),
+        400,
+        "delay_ms",
+    )
+    .await;
+    expect_error(
+        &api,
+        json!({"tool": "baton__echo", "run_at": "next tuesday"}),
+        400,
+        "run_at",
+    )
+    .await;
+    expect_error(
+        &api,
+        json!({"tool": "baton__echo", "queue": "no spaces"}),
+        400,
+        "queue",
+    )
+    .await;
+    // Oversize body.
+    let big = json!({"tool": "baton__echo", "arguments": {"blob": "x".repeat(100_000)}});
+    let r = api.post("/v1/tasks", big).await;
+    assert_eq!(r.status, 413);
+    assert!(r.error_message().contains("larger than"), "{}", r.body);
+    // Batches.
+    let r = api.post("/v1/tasks/batch", json!({"tasks": []})).await;
+    assert_eq!(r.status, 400);
+    let r = api
+        .post(
+            "/v1/tasks/batch",
+            json!({"tasks": [{"tool": "baton__echo"}, {"tool": "baton__nope"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(r.error_message().contains("tasks[1]"), "{}", r.body);
+
+    // Nothing was stored by any of that, and the earlier task is intact.
+    let all = api.get("/v1/tasks?limit=1000").await;
+    let tasks = all.body["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 1, "only the first task exists: {}", all.body);
+    let after = api.task(&kept).await;
+    assert_eq!(after, before);
+    let q = api.get("/v1/queues").await;
+    assert_eq!(q.body["queues"][0]["counts"]["completed"], 1);
+}
+
+#[tokio::test]
+async fn bad_ids_queries_and_routes() {
+    let dir = tempfile::tempdir().unwrap();
+    let baton = Baton::start(&dir.path().join("data"), &[]);
+    let api = Api::new(&baton.url);
+    let unknown = "019a0000-0000-7000-8000-000000000000";
+    for path in [
+        format!("/v1/tasks/{unknown}"),
+        format!("/v1/tasks/{unknown}/result"),
+        format!("/v1/tasks/{unknown}/events"),
+    ] {
+        let r = api.get(&path).await;
+        assert_eq!(r.status, 404, "{path}");
+        assert!(r.error_message().contains(unknown), "{path}: {}", r.body);
+    }
+    assert_eq!(
+        api.delete(&format!("/v1/tasks/{unknown}")).await.status,
+        404
+    );
+    assert_eq!(
+        api.post(&format!("/v1/tasks/{unknown}/retry"), json!(null))
+            .await
+            .status,
+        404
+    );
+    let r = api.get("/v1/tasks/not-a-task-id").await;
+    assert_eq!(r.status, 400);
+    assert!(r.error_message().contains("not-a-task-id"));
+    let id = api.submit(json!({"tool": "baton__echo"})).await;
+    for (path, fragment) in [
+        ("/v1/tasks?cursor=garbage".to_string(), "invalid cursor"),
+        ("/v1/tasks?limit=0".to_string(), "limit"),
+        ("/v1/tasks?limit=100000".to_string(), "limit"),
+        ("/v1/tasks?limit=ten".to_string(), "limit"),
+        ("/v1/tasks?status=done".to_string(), "unknown status `done`"),
+        ("/v1/tasks?stauts=pending".to_string(), "stauts"),
+        (format!("/v1/tasks/{id}/result?wait=100000"), "wait"),
+        (format!("/v1/tasks/{id}/result?wait=-1"), "wait"),
+    ] {
+        let r = api.get(&path).await;
+        assert_eq!(r.status, 400, "{path}: {}", r.body);
+        assert!(r.error_message().contains(fragment), "{path}: {}", r.body);
+    }
+    let r = api
+        .send(
+            api.http
+                .get(format!("{}/v1/tasks/{id}/events", api.base))
+                .header("Last-Event-ID", "abc"),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    let r = api.get("/v2/nothing").await;
+    assert_eq!(r.status, 404);
+    assert!(r.error_message().contains("/v2/nothing"));
+    let r = api
+        .send(api.http.put(format!("{}/v1/tasks", api.base)))
+        .await;
+    assert_eq!(r.status, 405);
+    assert!(r.error_message().contains("PUT"));
+}

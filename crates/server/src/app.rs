@@ -1,0 +1,235 @@
+//! Building and running a node.
+
+use std::fs::{File, OpenOptions};
+use std::future::Future;
+use std::io::{Read, Seek, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use baton_engine::clock::Clock;
+use baton_engine::tools::ToolRegistry;
+use baton_engine::{Engine, EngineError};
+use baton_store::sqlite::{SqliteOptions, SqliteStore};
+use baton_store::{Store, StoreError};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::rest::{self, AppState};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("cannot use data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("data directory {path} is in use by another Baton process{}; stop it or choose another --data-dir", .pid.as_ref().map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    Locked { path: PathBuf, pid: Option<String> },
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot start the engine: {0}")]
+    Engine(#[from] EngineError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the HTTP server failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// An exclusive lock on the data directory, held for the node's lifetime: two processes
+/// writing one SQLite file through separate lease bookkeeping would re-run each other's
+/// tasks.
+struct DataDirLock {
+    _file: File,
+}
+
+impl DataDirLock {
+    fn acquire(dir: &Path) -> Result<DataDirLock, AppError> {
+        let path = dir.join("baton.lock");
+        let io = |source| AppError::DataDir {
+            path: dir.to_path_buf(),
+            source,
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut pid = String::new();
+                let _ = file.read_to_string(&mut pid);
+                let pid = pid.trim().to_string();
+                return Err(AppError::Locked {
+                    path: dir.to_path_buf(),
+                    pid: (!pid.is_empty()).then_some(pid),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        file.set_len(0).map_err(io)?;
+        file.rewind().map_err(io)?;
+        write!(file, "{}", std::process::id()).map_err(io)?;
+        Ok(DataDirLock { _file: file })
+    }
+}
+
+/// The node's name, generated on first start and kept in the data directory, so that a
+/// restart recognises the leases its previous run held.
+fn node_id(config: &Config) -> Result<String, AppError> {
+    if let Some(id) = &config.node_id {
+        return Ok(id.clone());
+    }
+    let path = config.data_dir.join("node-id");
+    let io = |source| AppError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
+        _ => {
+            let host = std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "node".into());
+            let id = format!("{host}-{:06x}", rand::random::<u32>() & 0xff_ffff);
+            std::fs::write(&path, &id).map_err(io)?;
+            Ok(id)
+        }
+    }
+}
+
+pub struct App {
+    config: Config,
+    listener: TcpListener,
+    router: axum::Router,
+    engine: Engine,
+    shutdown: CancellationToken,
+    node_id: String,
+    _lock: DataDirLock,
+}
+
+impl App {
+    /// Opens the data directory, the store (applying migrations) and the engine, and
+    /// binds the listener. Nothing is served until [`App::run_until_stopped`].
+    pub async fn build(config: Config) -> Result<App, AppError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| AppError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let lock = DataDirLock::acquire(&config.data_dir)?;
+        let node_id = node_id(&config)?;
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open(&SqliteOptions {
+                path: config.database_path(),
+                synchronous: config.store.synchronous,
+                busy_timeout: config.store.busy_timeout,
+                readers: 4,
+            })
+            .await?,
+        );
+        let engine_config = config.engine_config(node_id.clone());
+        let tools = Arc::new(ToolRegistry::with_builtins(engine_config.separator.clone()));
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| AppError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let engine = Engine::start(engine_config, store, tools, Clock::system()).await?;
+        let shutdown = CancellationToken::new();
+        let router = rest::router(
+            AppState {
+                engine: engine.clone(),
+                shutdown: shutdown.clone(),
+            },
+            config.http.max_body_bytes,
+        );
+        Ok(App {
+            config,
+            listener,
+            router,
+            engine,
+            shutdown,
+            node_id,
+            _lock: lock,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or(self.config.listen)
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Serves until `signal` completes, then: ends long polls and event streams, stops
+    /// accepting requests, lets running tasks finish within the grace period, hands the
+    /// rest back to the queue, and closes the store.
+    pub async fn run_until_stopped(
+        self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), AppError> {
+        let App {
+            listener,
+            router,
+            engine,
+            shutdown,
+            _lock,
+            ..
+        } = self;
+        let token = shutdown.clone();
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                signal.await;
+                tracing::info!("shutting down: no new requests; draining");
+                token.cancel();
+            })
+            .await;
+        shutdown.cancel();
+        engine.shutdown().await;
+        tracing::info!("stopped");
+        served.map_err(AppError::Serve)
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

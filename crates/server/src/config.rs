@@ -1,0 +1,411 @@
+//! Configuration.
+//!
+//! Sources, later ones winning: built-in defaults, the TOML file (`--config FILE` or
+//! `BATON_CONFIG`), `BATON_*` environment variables (nested keys joined by `__`, e.g.
+//! `BATON_WORKERS__CONCURRENCY=8`), then command-line flags. Unknown keys are errors that
+//! name the key, so a typo never silently falls back to a default.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use baton_core::policy::RetryPolicy;
+use baton_core::submit::SubmitDefaults;
+use baton_engine::EngineConfig;
+use baton_store::sqlite::Synchronous;
+use baton_store::{ConcurrencyLimit, ToolSelector};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The port Baton listens on by default (on 127.0.0.1).
+pub const DEFAULT_PORT: u16 = 7420;
+
+/// Environment variables with the `BATON_` prefix that are not configuration keys.
+const NOT_CONFIG: &[&str] = &["url", "config", "log", "log_format"];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address of the HTTP listener.
+    pub listen: SocketAddr,
+    /// Where the embedded store and the node's identity live.
+    pub data_dir: PathBuf,
+    /// This node's name in leases and logs (default: generated once, kept in the data dir).
+    pub node_id: Option<String>,
+    pub store: StoreConfig,
+    pub workers: WorkersConfig,
+    pub tasks: TasksConfig,
+    pub http: HttpConfig,
+    pub limits: LimitsConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `normal`: commits survive a killed process; `full`: they survive power loss too.
+    pub synchronous: Synchronous,
+    /// How long a write waits for a lock another process holds on the database.
+    #[serde(with = "humantime_serde")]
+    pub busy_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkersConfig {
+    /// Tasks this node runs at once (0: run no tasks, serve the API only).
+    pub concurrency: usize,
+    /// How long a lease lasts without a heartbeat; a dead worker's task runs again after
+    /// at most about this long.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    /// Most tasks claimed per store round trip.
+    pub claim_batch: usize,
+    /// How often an idle node looks for due (delayed, retried) tasks.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// On shutdown, how long running tasks may take to finish before being handed back.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// After a cancel or timeout, how long a tool may take to stop.
+    #[serde(with = "humantime_serde")]
+    pub cancel_grace: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TasksConfig {
+    /// Attempts per task unless the submission says otherwise.
+    pub max_attempts: u32,
+    /// Per-task timeout unless the submission says otherwise (none by default).
+    #[serde(with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    /// First retry delay; doubles each attempt up to `retry_max_delay`, with jitter.
+    #[serde(with = "humantime_serde")]
+    pub retry_base_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_max_delay: Duration,
+    /// Cap on pending + running tasks; beyond it, submissions get 429 with Retry-After.
+    pub max_active: u64,
+    /// How long finished tasks are kept, counted from when they finished.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// The queue of tasks that name none.
+    pub default_queue: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Most running tasks per tool across the cluster, e.g. `{ "baton__sleep" = 4 }`.
+    pub tools: BTreeMap<String, u32>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
+            data_dir: PathBuf::from("baton-data"),
+            node_id: None,
+            store: StoreConfig::default(),
+            workers: WorkersConfig::default(),
+            tasks: TasksConfig::default(),
+            http: HttpConfig::default(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            synchronous: Synchronous::Normal,
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Default for WorkersConfig {
+    fn default() -> Self {
+        let e = EngineConfig::default();
+        WorkersConfig {
+            concurrency: e.workers,
+            lease: e.lease,
+            claim_batch: e.claim_batch,
+            poll_interval: e.poll_interval,
+            shutdown_grace: e.shutdown_grace,
+            cancel_grace: e.cancel_grace,
+        }
+    }
+}
+
+impl Default for TasksConfig {
+    fn default() -> Self {
+        let e = EngineConfig::default();
+        TasksConfig {
+            max_attempts: e.submit_defaults.max_attempts,
+            timeout: None,
+            retry_base_delay: e.retry.base,
+            retry_max_delay: e.retry.max,
+            max_active: e.max_active_tasks,
+            retention: e.retention,
+            default_queue: e.submit_defaults.queue,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_body_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// Command-line values that override everything else (only those given).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<WorkerOverrides>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WorkerOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<usize>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Layers defaults, `file`, the process environment and `overrides`.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        Self::load_from(file, overrides, Env::prefixed("BATON_"))
+    }
+
+    fn load_from(
+        file: Option<&Path>,
+        overrides: &Overrides,
+        env: Env,
+    ) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::MissingFile(path.to_path_buf()));
+            }
+            fig = fig.merge(Toml::file_exact(path));
+        }
+        fig = fig
+            .merge(
+                env.filter(|k| {
+                    !NOT_CONFIG
+                        .iter()
+                        .any(|n| k.as_str().eq_ignore_ascii_case(n))
+                })
+                .split("__"),
+            )
+            .merge(Serialized::defaults(overrides));
+        let config: Config = fig.extract().map_err(|e| {
+            ConfigError::Invalid(
+                e.into_iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Rules serde cannot express.
+    fn check(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.workers.lease < Duration::from_secs(1) {
+            return bad("workers.lease must be at least 1s".into());
+        }
+        if self.workers.claim_batch == 0 {
+            return bad("workers.claim_batch must be at least 1".into());
+        }
+        if !(1..=baton_core::submit::MAX_ATTEMPTS).contains(&self.tasks.max_attempts) {
+            return bad(format!(
+                "tasks.max_attempts must be between 1 and {}",
+                baton_core::submit::MAX_ATTEMPTS
+            ));
+        }
+        if self.tasks.retry_base_delay > self.tasks.retry_max_delay {
+            return bad("tasks.retry_base_delay must not exceed tasks.retry_max_delay".into());
+        }
+        if self.http.max_body_bytes < 1024 {
+            return bad("http.max_body_bytes must be at least 1024".into());
+        }
+        if let Err(m) =
+            baton_core::tool::validate_name("queue", &self.tasks.default_queue, &['_', '.'])
+        {
+            return bad(format!("tasks.default_queue: {m}"));
+        }
+        for (tool, max) in &self.limits.tools {
+            if *max == 0 {
+                return bad(format!("limits.tools.{tool} must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("baton.db")
+    }
+
+    /// The engine settings this configuration implies.
+    pub fn engine_config(&self, node_id: String) -> EngineConfig {
+        let w = &self.workers;
+        EngineConfig {
+            node_id,
+            run_workers: w.concurrency > 0,
+            workers: w.concurrency.max(1),
+            claim_batch: w.claim_batch,
+            lease: w.lease,
+            heartbeat: w.lease / 3,
+            poll_interval: w.poll_interval,
+            rescue_interval: (w.lease / 4).max(Duration::from_millis(100)),
+            shutdown_grace: w.shutdown_grace,
+            cancel_grace: w.cancel_grace,
+            retry: RetryPolicy {
+                base: self.tasks.retry_base_delay,
+                max: self.tasks.retry_max_delay,
+                jitter: 0.5,
+            },
+            submit_defaults: SubmitDefaults {
+                queue: self.tasks.default_queue.clone(),
+                max_attempts: self.tasks.max_attempts,
+                timeout: self.tasks.timeout,
+            },
+            max_active_tasks: self.tasks.max_active,
+            retention: self.tasks.retention,
+            concurrency_limits: self
+                .limits
+                .tools
+                .iter()
+                .map(|(tool, max)| ConcurrencyLimit {
+                    selector: ToolSelector::Tool(tool.clone()),
+                    max: *max,
+                })
+                .collect(),
+            ..EngineConfig::default()
+        }
+    }
+}
+
+#[cfg(test)]
+// figment's `Jail` closures return its own (large) error type.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    fn load(file: Option<&Path>, o: &Overrides) -> Result<Config, ConfigError> {
+        Config::load_from(file, o, Env::prefixed("BATON_"))
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        Jail::expect_with(|_| {
+            let c = load(None, &Overrides::default()).unwrap();
+            assert_eq!(c.listen.to_string(), "127.0.0.1:7420");
+            assert_eq!(c.data_dir, PathBuf::from("baton-data"));
+            assert_eq!(c.tasks.retention, Duration::from_secs(86400));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn layers_file_env_flags_in_order() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "baton.toml",
+                r#"
+                listen = "127.0.0.1:9000"
+                data_dir = "from-file"
+                [workers]
+                concurrency = 4
+                lease = "10s"
+                [limits.tools]
+                "baton__sleep" = 2
+                "#,
+            )?;
+            jail.set_env("BATON_DATA_DIR", "from-env");
+            jail.set_env("BATON_WORKERS__CLAIM_BATCH", "7");
+            jail.set_env("BATON_URL", "http://ignored");
+            jail.set_env("BATON_LOG", "debug");
+            jail.set_env("BATON_LOG_FORMAT", "json");
+            let o = Overrides {
+                workers: Some(WorkerOverrides {
+                    concurrency: Some(9),
+                }),
+                ..Default::default()
+            };
+            let c = load(Some(Path::new("baton.toml")), &o).unwrap();
+            assert_eq!(c.listen.port(), 9000);
+            assert_eq!(c.data_dir, PathBuf::from("from-env"));
+            assert_eq!(c.workers.claim_batch, 7);
+            assert_eq!(c.workers.concurrency, 9);
+            assert_eq!(c.workers.lease, Duration::from_secs(10));
+            assert_eq!(c.limits.tools["baton__sleep"], 2);
+            let e = c.engine_config("n".into());
+            assert_eq!(e.heartbeat, Duration::from_secs(10) / 3);
+            assert_eq!(e.concurrency_limits.len(), 1);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_and_bad_keys_are_named() {
+        Jail::expect_with(|jail| {
+            jail.create_file("a.toml", "[workers]\nconcurency = 4\n")?;
+            let e = load(Some(Path::new("a.toml")), &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("concurency"), "{e}");
+            jail.create_file("b.toml", "[workers]\nlease = \"soon\"\n")?;
+            let e = load(Some(Path::new("b.toml")), &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("lease"), "{e}");
+            jail.set_env("BATON_LISTN", "x");
+            let e = load(None, &Overrides::default()).unwrap_err().to_string();
+            assert!(e.contains("listn"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn missing_file_and_rule_violations() {
+        Jail::expect_with(|jail| {
+            let e = load(Some(Path::new("nope.toml")), &Overrides::default()).unwrap_err();
+            assert!(matches!(e, ConfigError::MissingFile(_)));
+            jail.create_file("c.toml", "[tasks]\nmax_attempts = 0\n")?;
+            let e = load(Some(Path::new("c.toml")), &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("tasks.max_attempts"), "{e}");
+            Ok(())
+        });
+    }
+}

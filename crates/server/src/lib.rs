@@ -1,0 +1,18 @@
+//! A Baton node.
+//!
+//! - [`config`]: typed configuration, layered defaults → TOML file → `BATON_*` environment
+//!   → command-line flags, parsed once with unknown keys rejected.
+//! - [`app`]: [`App::build`] opens the data directory, the store and the engine and binds
+//!   the listener; [`App::run_until_stopped`] serves until a shutdown signal and then
+//!   drains gracefully. Tests start the real thing on port 0.
+//! - [`rest`]: the `/v1` REST API, health endpoints and the SSE event stream: thin adapters
+//!   over [`baton_engine::Engine`].
+//! - [`error`]: the one place engine errors become HTTP responses.
+
+pub mod app;
+pub mod config;
+pub mod error;
+pub mod rest;
+
+pub use app::App;
+pub use config::Config;

@@ -1,0 +1,67 @@
+//! The REST API under `/v1`, plus `/healthz` and `/readyz`.
+//!
+//! Handlers parse and check the request, call one [`Engine`] method and shape the
+//! response; they hold no logic of their own. Every error body is
+//! `{"error": {"code", "message"}}` (see [`crate::error`]).
+
+pub mod extract;
+pub mod health;
+pub mod queues;
+pub mod sse;
+pub mod tasks;
+pub mod views;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Method, Uri};
+use axum::routing::{get, post};
+use baton_engine::Engine;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::ApiError;
+
+/// The principal every request acts as until authentication lands. Ownership is already
+/// enforced: tasks of another principal are indistinguishable from missing ones.
+pub const ANONYMOUS: &str = "anonymous";
+
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Engine,
+    /// Cancelled when the node starts shutting down: long polls return and SSE streams
+    /// end so that the listener can drain.
+    pub shutdown: CancellationToken,
+}
+
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/v1/tasks", post(tasks::submit).get(tasks::list))
+        .route("/v1/tasks/batch", post(tasks::submit_batch))
+        .route("/v1/tasks/{id}", get(tasks::get_task).delete(tasks::cancel))
+        .route("/v1/tasks/{id}/result", get(tasks::result))
+        .route("/v1/tasks/{id}/retry", post(tasks::retry))
+        .route("/v1/tasks/{id}/events", get(sse::events))
+        .route("/v1/queues", get(queues::list))
+        .route("/v1/queues/{name}/pause", post(queues::pause))
+        .route("/v1/queues/{name}/resume", post(queues::resume))
+        .route("/v1/tools", get(tasks::tools))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/", get(health::index))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no route for {method} {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut resp =
+        ApiError::invalid(format!("{method} is not supported on {}", uri.path())).into_response();
+    *resp.status_mut() = axum::http::StatusCode::METHOD_NOT_ALLOWED;
+    resp
+}

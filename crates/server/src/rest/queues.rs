@@ -1,0 +1,33 @@
+//! `/v1/queues`: depth per status, throughput, pause and resume.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde_json::{Value, json};
+
+use super::AppState;
+use crate::error::ApiError;
+
+pub async fn list(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let queues = s.engine.queues().await?;
+    Ok(Json(json!({
+        "queues": queues,
+        "active_tasks": s.engine.active_tasks(),
+        "running_here": s.engine.running_here(),
+    })))
+}
+
+pub async fn pause(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    s.engine.set_queue_paused(&name, true).await?;
+    Ok(Json(json!({"name": name, "paused": true})))
+}
+
+pub async fn resume(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    s.engine.set_queue_paused(&name, false).await?;
+    Ok(Json(json!({"name": name, "paused": false})))
+}

@@ -1,0 +1,280 @@
+//! `/v1/tasks`: submit, batch submit, get, result (long-poll), cancel, retry, list; and
+//! `/v1/tools`, the catalog.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use baton_core::TaskStatus;
+use baton_core::submit::SubmitRequest;
+use baton_engine::engine::Cancelled;
+use baton_store::TaskQuery;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::extract::{ApiJson, ApiQuery, parse_task_id};
+use super::views::{Accepted, ResultView, TaskView, task_url};
+use super::{ANONYMOUS, AppState};
+use crate::error::ApiError;
+
+/// Most tasks in one batch request.
+pub const MAX_BATCH: usize = 10_000;
+/// Longest long-poll, in seconds.
+pub const MAX_WAIT_SECS: u64 = 300;
+/// Page sizes of `GET /v1/tasks`.
+pub const DEFAULT_PAGE: u32 = 50;
+pub const MAX_PAGE: u32 = 1000;
+
+fn accepted(body: impl serde::Serialize, location: Option<String>, replayed: bool) -> Response {
+    let mut resp = (StatusCode::ACCEPTED, Json(body)).into_response();
+    if let Some(loc) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        resp.headers_mut().insert(header::LOCATION, loc);
+    }
+    if replayed {
+        resp.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    resp
+}
+
+/// `Idempotency-Key` header, folded into the request (it must agree with the body's).
+fn apply_idempotency_header(headers: &HeaderMap, req: &mut SubmitRequest) -> Result<(), ApiError> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(());
+    };
+    let key = v
+        .to_str()
+        .map_err(|_| ApiError::invalid("Idempotency-Key header must be visible ASCII"))?
+        .to_string();
+    match &req.idempotency_key {
+        Some(body) if *body != key => Err(ApiError::invalid(
+            "Idempotency-Key header and idempotency_key in the body differ",
+        )),
+        _ => {
+            req.idempotency_key = Some(key);
+            Ok(())
+        }
+    }
+}
+
+pub async fn submit(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(mut req): ApiJson<SubmitRequest>,
+) -> Result<Response, ApiError> {
+    apply_idempotency_header(&headers, &mut req)?;
+    let sub = s.engine.submit(ANONYMOUS, req).await?;
+    Ok(accepted(
+        Accepted::new(&sub.task, sub.created),
+        Some(task_url(&sub.task.id)),
+        !sub.created,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    tasks: Vec<SubmitRequest>,
+}
+
+pub async fn submit_batch(
+    State(s): State<AppState>,
+    ApiJson(batch): ApiJson<BatchRequest>,
+) -> Result<Response, ApiError> {
+    if batch.tasks.is_empty() {
+        return Err(ApiError::invalid("`tasks` is empty"));
+    }
+    if batch.tasks.len() > MAX_BATCH {
+        return Err(ApiError::invalid(format!(
+            "`tasks` has {} entries; at most {MAX_BATCH} per request",
+            batch.tasks.len()
+        )));
+    }
+    let subs = s.engine.submit_many(ANONYMOUS, batch.tasks).await?;
+    let tasks: Vec<Accepted> = subs
+        .iter()
+        .map(|s| Accepted::new(&s.task, s.created))
+        .collect();
+    Ok(accepted(json!({ "tasks": tasks }), None, false))
+}
+
+pub async fn get_task(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_task_id(&id)?;
+    let task = s.engine.get(ANONYMOUS, id).await?;
+    let estimate = s.engine.estimate_completion(&task).await;
+    Ok(Json(TaskView::new(task, estimate, true)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResultParams {
+    wait: Option<u64>,
+}
+
+pub async fn result(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(p): ApiQuery<ResultParams>,
+) -> Result<Response, ApiError> {
+    let id = parse_task_id(&id)?;
+    let wait = p.wait.unwrap_or(0);
+    if wait > MAX_WAIT_SECS {
+        return Err(ApiError::invalid(format!(
+            "wait={wait} is too long; at most {MAX_WAIT_SECS} seconds"
+        )));
+    }
+    let task = tokio::select! {
+        t = s.engine.wait(ANONYMOUS, id, Duration::from_secs(wait)) => t?,
+        _ = s.shutdown.cancelled() => s.engine.get(ANONYMOUS, id).await?,
+    };
+    if task.status.is_final() {
+        Ok(Json(ResultView::new(task)).into_response())
+    } else {
+        let mut resp = (StatusCode::ACCEPTED, Json(ResultView::new(task))).into_response();
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        Ok(resp)
+    }
+}
+
+pub async fn cancel(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_task_id(&id)?;
+    let (task, message) = match s.engine.cancel(ANONYMOUS, id).await? {
+        Cancelled::Now(t) => (t, "cancelled before it started"),
+        Cancelled::Requested(t) => (t, "cancellation requested; the tool is being stopped"),
+    };
+    Ok(accepted(
+        json!({
+            "task_id": task.id.to_string(),
+            "status": task.status,
+            "cancel_requested": true,
+            "message": message,
+            "poll_url": task_url(&task.id),
+        }),
+        None,
+        false,
+    ))
+}
+
+pub async fn retry(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_task_id(&id)?;
+    let task = s.engine.retry(ANONYMOUS, id).await?;
+    Ok(accepted(
+        TaskView::new(task, None, false),
+        Some(task_url(&id)),
+        false,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    status: Option<String>,
+    tool: Option<String>,
+    queue: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+fn encode_cursor(seq: i64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("seq:{seq}"))
+}
+
+fn decode_cursor(c: &str) -> Result<i64, ApiError> {
+    URL_SAFE_NO_PAD
+        .decode(c)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.strip_prefix("seq:")?.parse::<i64>().ok())
+        .filter(|seq| *seq > 0)
+        .ok_or_else(|| {
+            ApiError::invalid(format!(
+                "invalid cursor `{}`; pass the next_cursor value of a previous page",
+                c.chars().take(64).collect::<String>()
+            ))
+        })
+}
+
+pub async fn list(
+    State(s): State<AppState>,
+    ApiQuery(p): ApiQuery<ListParams>,
+) -> Result<Response, ApiError> {
+    let limit = p.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::invalid(format!(
+            "limit={limit} is out of range 1..={MAX_PAGE}"
+        )));
+    }
+    let status = p
+        .status
+        .as_deref()
+        .map(str::parse::<TaskStatus>)
+        .transpose()
+        .map_err(ApiError::invalid)?;
+    let before_seq = p.cursor.as_deref().map(decode_cursor).transpose()?;
+    let tasks = s
+        .engine
+        .list(
+            ANONYMOUS,
+            TaskQuery {
+                owner: None,
+                status,
+                tool: p.tool,
+                queue: p.queue,
+                before_seq,
+                limit,
+            },
+        )
+        .await?;
+    let next_cursor = (tasks.len() == limit as usize)
+        .then(|| tasks.last().map(|t| encode_cursor(t.seq)))
+        .flatten();
+    let views: Vec<TaskView> = tasks
+        .into_iter()
+        .map(|t| TaskView::new(t, None, false))
+        .collect();
+    Ok(Json(json!({ "tasks": views, "next_cursor": next_cursor })).into_response())
+}
+
+pub async fn tools(State(s): State<AppState>) -> Json<serde_json::Value> {
+    let tools: Vec<serde_json::Value> = s
+        .engine
+        .tools()
+        .catalog()
+        .into_iter()
+        .map(|e| {
+            json!({
+                "name": e.qualified_name,
+                "server": e.server,
+                "description": e.info.description,
+                "input_schema": *e.info.input_schema,
+            })
+        })
+        .collect();
+    Json(json!({ "tools": tools }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_junk() {
+        assert_eq!(decode_cursor(&encode_cursor(42)).unwrap(), 42);
+        assert!(decode_cursor("nope!").is_err());
+        assert!(decode_cursor(&URL_SAFE_NO_PAD.encode("seq:-3")).is_err());
+    }
+}
