@@ -1,6 +1,479 @@
+//! `baton bench`: the benchmark harness. Figures and the commands that produced them are
+//! recorded in BENCHMARKS.md; nothing here asserts a time.
+//!
+//! Unless `--target URL` names a running node, each scenario starts a fresh node in this
+//! process (embedded SQLite in a temporary directory, a real HTTP listener on a free
+//! port) and drives it over HTTP like any client would, so the load generator and the
+//! node share the machine's cores.
+
 use std::process::ExitCode;
-#[derive(clap::Args)]
-pub struct BenchArgs {}
-pub async fn run(_a: BenchArgs, _server: &str) -> ExitCode {
-    ExitCode::SUCCESS
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use baton_server::App;
+use baton_server::config::Config;
+use baton_store::sqlite::Synchronous;
+use clap::{Args, Subcommand, ValueEnum};
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+
+use crate::client::Client;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    scenario: Scenario,
+    /// Benchmark a running node instead of starting one in this process.
+    #[arg(long, global = true)]
+    target: Option<String>,
+    /// Tasks the embedded node runs at once.
+    #[arg(long, global = true, default_value_t = 64)]
+    workers: usize,
+    /// Durability of the embedded node's commits (`full` fsyncs every commit).
+    #[arg(long, global = true, value_enum, default_value_t = Sync::Normal)]
+    sync: Sync,
+    /// Print results as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Sync {
+    Normal,
+    Full,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// Submit→complete throughput with batched submissions (POST /v1/tasks/batch).
+    Batch {
+        #[arg(long, default_value_t = 100_000)]
+        tasks: usize,
+        #[arg(long, default_value_t = 1000)]
+        batch_size: usize,
+        /// Concurrent batch requests.
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+    },
+    /// Submit→complete throughput with one HTTP request per task.
+    Http {
+        #[arg(long, default_value_t = 50_000)]
+        tasks: usize,
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+    },
+    /// Submit→complete latency as one client sees it (submit, then long-poll the result).
+    Latency {
+        #[arg(long, default_value_t = 2000)]
+        tasks: usize,
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+    },
+}
+
+/// The node under test: started here, or `--target`.
+struct Node {
+    url: String,
+    /// Fresh and used by this benchmark alone, so its active-task count tells when
+    /// everything has finished.
+    embedded: bool,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<()>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Node {
+    async fn start(args: &BenchArgs) -> anyhow::Result<Node> {
+        if let Some(url) = &args.target {
+            return Ok(Node {
+                url: url.clone(),
+                embedded: false,
+                stop: None,
+                handle: None,
+                _dir: None,
+            });
+        }
+        let dir = tempfile::tempdir()?;
+        let mut config = Config {
+            listen: "127.0.0.1:0".parse()?,
+            data_dir: dir.path().join("data"),
+            ..Config::default()
+        };
+        config.workers.concurrency = args.workers;
+        config.workers.claim_batch = 512;
+        config.tasks.max_active = 10_000_000;
+        config.http.max_body_bytes = 64 * 1024 * 1024;
+        config.store.synchronous = match args.sync {
+            Sync::Normal => Synchronous::Normal,
+            Sync::Full => Synchronous::Full,
+        };
+        let app = App::build(config).await?;
+        let url = format!("http://{}", app.local_addr());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            let _ = app
+                .run_until_stopped(async move {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Ok(Node {
+            url,
+            embedded: true,
+            stop: Some(tx),
+            handle: Some(handle),
+            _dir: Some(dir),
+        })
+    }
+
+    async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            let _ = h.await;
+        }
+    }
+}
+
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("HTTP client")
+}
+
+fn task_body(queue: &str, i: usize) -> Value {
+    json!({"tool": "baton__echo", "arguments": {"i": i}, "queue": queue})
+}
+
+/// Waits until `n` tasks of `queue` are final; returns when that was first seen.
+async fn wait_done(node: &Node, client: &Client, queue: &str, n: u64) -> anyhow::Result<Instant> {
+    if node.embedded {
+        // The counters endpoint costs the node nothing, unlike per-queue counts.
+        loop {
+            let (_, s) = client
+                .send(client.http().get(client.url("/v1/stats")))
+                .await?;
+            if s["active_tasks"].as_u64() == Some(0) {
+                return Ok(Instant::now());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    loop {
+        let q = client.queues().await?;
+        let done: u64 = q["queues"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|x| x["name"] == queue)
+            .map(|x| {
+                ["completed", "failed", "cancelled"]
+                    .iter()
+                    .map(|s| x["counts"][s].as_u64().unwrap_or(0))
+                    .sum::<u64>()
+            })
+            .sum();
+        if done >= n {
+            return Ok(Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+struct Report {
+    scenario: &'static str,
+    figures: Vec<(&'static str, f64, &'static str)>,
+}
+
+impl Report {
+    fn print(&self, json_out: bool) {
+        if json_out {
+            let m: serde_json::Map<String, Value> = self
+                .figures
+                .iter()
+                .map(|(k, v, _)| (k.to_string(), json!(v)))
+                .collect();
+            println!("{}", json!({"scenario": self.scenario, "figures": m}));
+        } else {
+            println!("{}", self.scenario);
+            for (k, v, unit) in &self.figures {
+                println!("  {k:<28} {v:>12.1} {unit}");
+            }
+        }
+    }
+}
+
+pub async fn run(args: BenchArgs, _server: &str) -> ExitCode {
+    match run_inner(&args).await {
+        Ok(report) => {
+            report.print(args.json);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run_inner(args: &BenchArgs) -> anyhow::Result<Report> {
+    let node = Node::start(args).await?;
+    let client = Client::new(&node.url);
+    let queue = format!("bench-{:08x}", rand_u32());
+    let report = match &args.scenario {
+        Scenario::Batch {
+            tasks,
+            batch_size,
+            clients,
+        } => batch(&node, &client, &queue, *tasks, *batch_size, *clients).await?,
+        Scenario::Http { tasks, clients } => {
+            per_request(&node, &client, &queue, *tasks, *clients).await?
+        }
+        Scenario::Latency { tasks, concurrency } => {
+            latency(&node.url, &queue, *tasks, *concurrency).await?
+        }
+    };
+    node.stop().await;
+    Ok(report)
+}
+
+fn rand_u32() -> u32 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    (t.as_nanos() as u32) ^ std::process::id().rotate_left(16)
+}
+
+async fn batch(
+    node: &Node,
+    client: &Client,
+    queue: &str,
+    tasks: usize,
+    batch_size: usize,
+    clients: usize,
+) -> anyhow::Result<Report> {
+    let url = node.url.as_str();
+    let http = http_client();
+    let next = Arc::new(AtomicU64::new(0));
+    let batches = tasks.div_ceil(batch_size) as u64;
+    let start = Instant::now();
+    let mut joins = Vec::new();
+    for _ in 0..clients.max(1) {
+        let (http, next, url, queue) = (
+            http.clone(),
+            next.clone(),
+            url.to_string(),
+            queue.to_string(),
+        );
+        joins.push(tokio::spawn(async move {
+            loop {
+                let b = next.fetch_add(1, Ordering::Relaxed);
+                if b >= batches {
+                    return Ok::<(), anyhow::Error>(());
+                }
+                let from = b as usize * batch_size;
+                let to = (from + batch_size).min(tasks);
+                let body =
+                    json!({"tasks": (from..to).map(|i| task_body(&queue, i)).collect::<Vec<_>>()});
+                let r = http
+                    .post(format!("{url}/v1/tasks/batch"))
+                    .json(&body)
+                    .send()
+                    .await?;
+                anyhow::ensure!(
+                    r.status() == 202,
+                    "batch refused: {} {}",
+                    r.status(),
+                    r.text().await?
+                );
+            }
+        }));
+    }
+    for j in joins {
+        j.await??;
+    }
+    let submitted = start.elapsed();
+    let done = wait_done(node, client, queue, tasks as u64)
+        .await?
+        .duration_since(start);
+    Ok(Report {
+        scenario: "batch: submit→complete, batched submissions",
+        figures: vec![
+            ("tasks", tasks as f64, ""),
+            ("batch size", batch_size as f64, ""),
+            (
+                "submit rate",
+                tasks as f64 / submitted.as_secs_f64(),
+                "tasks/s",
+            ),
+            (
+                "submit→complete throughput",
+                tasks as f64 / done.as_secs_f64(),
+                "tasks/s",
+            ),
+            ("wall time", done.as_secs_f64(), "s"),
+        ],
+    })
+}
+
+async fn per_request(
+    node: &Node,
+    client: &Client,
+    queue: &str,
+    tasks: usize,
+    clients: usize,
+) -> anyhow::Result<Report> {
+    let url = node.url.as_str();
+    let http = http_client();
+    let next = Arc::new(AtomicU64::new(0));
+    let mut hist = Histogram::<u64>::new(3)?;
+    let start = Instant::now();
+    let mut joins = Vec::new();
+    for _ in 0..clients.max(1) {
+        let (http, next, url, queue) = (
+            http.clone(),
+            next.clone(),
+            url.to_string(),
+            queue.to_string(),
+        );
+        joins.push(tokio::spawn(async move {
+            let mut h = Histogram::<u64>::new(3)?;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                if i >= tasks {
+                    return Ok::<_, anyhow::Error>(h);
+                }
+                let t = Instant::now();
+                let r = http
+                    .post(format!("{url}/v1/tasks"))
+                    .json(&task_body(&queue, i))
+                    .send()
+                    .await?;
+                anyhow::ensure!(r.status() == 202, "submit refused: {}", r.status());
+                let _ = r.bytes().await?;
+                h.record(t.elapsed().as_micros() as u64)?;
+            }
+        }));
+    }
+    for j in joins {
+        hist.add(j.await??)?;
+    }
+    let submitted = start.elapsed();
+    let done = wait_done(node, client, queue, tasks as u64)
+        .await?
+        .duration_since(start);
+    Ok(Report {
+        scenario: "http: submit→complete, one request per task",
+        figures: vec![
+            ("tasks", tasks as f64, ""),
+            ("clients", clients as f64, ""),
+            (
+                "submit rate (202s)",
+                tasks as f64 / submitted.as_secs_f64(),
+                "tasks/s",
+            ),
+            (
+                "submit→complete throughput",
+                tasks as f64 / done.as_secs_f64(),
+                "tasks/s",
+            ),
+            (
+                "202 latency p50",
+                hist.value_at_quantile(0.5) as f64 / 1000.0,
+                "ms",
+            ),
+            (
+                "202 latency p99",
+                hist.value_at_quantile(0.99) as f64 / 1000.0,
+                "ms",
+            ),
+        ],
+    })
+}
+
+async fn latency(
+    url: &str,
+    queue: &str,
+    tasks: usize,
+    concurrency: usize,
+) -> anyhow::Result<Report> {
+    let http = http_client();
+    let next = Arc::new(AtomicU64::new(0));
+    let mut hist = Histogram::<u64>::new(3)?;
+    // Warm up connections and caches.
+    for i in 0..50 {
+        let id = submit_one(&http, url, queue, i).await?;
+        wait_result(&http, url, &id).await?;
+    }
+    let mut joins = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        let (http, next, url, queue) = (
+            http.clone(),
+            next.clone(),
+            url.to_string(),
+            queue.to_string(),
+        );
+        joins.push(tokio::spawn(async move {
+            let mut h = Histogram::<u64>::new(3)?;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                if i >= tasks {
+                    return Ok::<_, anyhow::Error>(h);
+                }
+                let t = Instant::now();
+                let id = submit_one(&http, &url, &queue, i).await?;
+                wait_result(&http, &url, &id).await?;
+                h.record(t.elapsed().as_micros() as u64)?;
+            }
+        }));
+    }
+    for j in joins {
+        hist.add(j.await??)?;
+    }
+    Ok(Report {
+        scenario: "latency: submit→complete as seen by a client",
+        figures: vec![
+            ("tasks", tasks as f64, ""),
+            ("concurrency", concurrency as f64, ""),
+            ("p50", hist.value_at_quantile(0.5) as f64 / 1000.0, "ms"),
+            ("p90", hist.value_at_quantile(0.9) as f64 / 1000.0, "ms"),
+            ("p99", hist.value_at_quantile(0.99) as f64 / 1000.0, "ms"),
+            ("max", hist.max() as f64 / 1000.0, "ms"),
+        ],
+    })
+}
+
+async fn submit_one(
+    http: &reqwest::Client,
+    url: &str,
+    queue: &str,
+    i: usize,
+) -> anyhow::Result<String> {
+    let r = http
+        .post(format!("{url}/v1/tasks"))
+        .json(&task_body(queue, i))
+        .send()
+        .await?;
+    anyhow::ensure!(r.status() == 202, "submit refused: {}", r.status());
+    let v: Value = r.json().await?;
+    Ok(v["task_id"].as_str().unwrap_or_default().to_string())
+}
+
+async fn wait_result(http: &reqwest::Client, url: &str, id: &str) -> anyhow::Result<()> {
+    loop {
+        let r = http
+            .get(format!("{url}/v1/tasks/{id}/result?wait=30"))
+            .send()
+            .await?;
+        let status = r.status();
+        let _ = r.bytes().await?;
+        if status == 200 {
+            return Ok(());
+        }
+        anyhow::ensure!(status == 202, "result: {status}");
+    }
 }

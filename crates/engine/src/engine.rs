@@ -144,7 +144,10 @@ impl Engine {
                 let store = store.clone();
                 let publisher = publisher.clone();
                 async move {
-                    let (outcomes, events) = store.create_tasks(&tasks).await?;
+                    let t = std::time::Instant::now();
+                    let n = tasks.len();
+                    let (outcomes, events) = store.create_tasks(tasks).await?;
+                    tracing::debug!(n, ms = t.elapsed().as_secs_f64() * 1e3, "create");
                     publisher.publish(&events);
                     Ok(outcomes)
                 }
@@ -157,7 +160,10 @@ impl Engine {
                 let store = store.clone();
                 let publisher = publisher.clone();
                 async move {
-                    let outcomes = store.finish(&items).await?;
+                    let t = std::time::Instant::now();
+                    let n = items.len();
+                    let outcomes = store.finish(items).await?;
+                    tracing::debug!(n, ms = t.elapsed().as_secs_f64() * 1e3, "finish");
                     let events: Vec<TaskEvent> = outcomes
                         .iter()
                         .filter_map(|o| match o {

@@ -136,8 +136,15 @@ pub(crate) async fn dispatcher(inner: Arc<Inner>) {
             token: new_token(),
             limits: &cfg.concurrency_limits,
         };
+        let t = std::time::Instant::now();
         match inner.store.claim(&req).await {
             Ok((tasks, events)) => {
+                tracing::debug!(
+                    want,
+                    got = tasks.len(),
+                    ms = t.elapsed().as_secs_f64() * 1e3,
+                    "claim"
+                );
                 backoff = Duration::from_millis(50);
                 inner.publisher.publish(&events);
                 let got = tasks.len();
@@ -190,6 +197,10 @@ async fn run_task(inner: Arc<Inner>, task: Task, token: i64, permit: OwnedSemaph
             },
         );
     let outcome = execute(&inner, &task, token, &cancel).await;
+    // A slot is a tool running; the tool is done, so the dispatcher may start the next
+    // one while this outcome is group-committed (the lease is held until then).
+    drop(permit);
+    inner.wake.notify_one();
     if let Some(outcome) = outcome {
         let now = inner.clock.now();
         let transition = policy::decide(
@@ -225,8 +236,6 @@ async fn run_task(inner: Arc<Inner>, task: Task, token: i64, permit: OwnedSemaph
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .remove(&task.id);
-    drop(permit);
-    inner.wake.notify_one();
 }
 
 /// Runs the tool. `None` means the node is stopping and the task is handed back unfinished.
@@ -379,8 +388,9 @@ pub(crate) async fn flush_progress(inner: &Inner) {
     if updates.is_empty() {
         return;
     }
-    match inner.store.record_progress(&updates).await {
+    let n = updates.len();
+    match inner.store.record_progress(updates).await {
         Ok(events) => inner.publisher.publish(&events),
-        Err(e) => tracing::warn!(error = %e, dropped = updates.len(), "could not record progress"),
+        Err(e) => tracing::warn!(error = %e, dropped = n, "could not record progress"),
     }
 }

@@ -239,7 +239,7 @@ pub trait Store: Send + Sync + 'static {
     /// a stored task is not stored again: its outcome is `Existing` with the stored task.
     async fn create_tasks(
         &self,
-        tasks: &[NewTask],
+        tasks: Vec<NewTask>,
     ) -> StoreResult<(Vec<CreateOutcome>, Vec<TaskEvent>)>;
 
     async fn get_task(&self, id: TaskId) -> StoreResult<Option<Task>>;
@@ -262,12 +262,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records progress of running tasks; updates whose lease is no longer current (taken
     /// over, or expired at the update's time) are dropped. Returns the events written.
-    async fn record_progress(&self, updates: &[ProgressUpdate]) -> StoreResult<Vec<TaskEvent>>;
+    async fn record_progress(&self, updates: Vec<ProgressUpdate>) -> StoreResult<Vec<TaskEvent>>;
 
     /// Applies finished runs (one transaction), each fenced by its lease token and
     /// applied only if the lease has not expired at the item's time. The outcomes are in
     /// the order of `items`.
-    async fn finish(&self, items: &[Finish]) -> StoreResult<Vec<FinishOutcome>>;
+    async fn finish(&self, items: Vec<Finish>) -> StoreResult<Vec<FinishOutcome>>;
 
     /// Cancels a pending task at once, or records a cancellation request for a running one.
     async fn request_cancel(&self, id: TaskId, now: Timestamp) -> StoreResult<CancelOutcome>;

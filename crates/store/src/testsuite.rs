@@ -71,7 +71,7 @@ fn new_task(tool: &str, priority: i32, at: Timestamp) -> NewTask {
 }
 
 async fn create(store: &dyn Store, tasks: Vec<NewTask>) -> Vec<TaskId> {
-    let (outcomes, _) = store.create_tasks(&tasks).await.unwrap();
+    let (outcomes, _) = store.create_tasks(tasks).await.unwrap();
     outcomes.iter().map(|o| o.task().id).collect()
 }
 
@@ -126,7 +126,7 @@ pub async fn create_and_get(store: &dyn Store) {
     let mut t = new_task("baton__echo", 50, t0());
     t.metadata = Some(json!({"team": "data"}));
     t.timeout_ms = Some(1234);
-    let (outcomes, events) = store.create_tasks(std::slice::from_ref(&t)).await.unwrap();
+    let (outcomes, events) = store.create_tasks(vec![t.clone()]).await.unwrap();
     let CreateOutcome::Created(created) = &outcomes[0] else {
         panic!("expected Created, got {outcomes:?}")
     };
@@ -148,7 +148,7 @@ pub async fn create_and_get(store: &dyn Store) {
             .unwrap()
             .is_none()
     );
-    assert_eq!(store.create_tasks(&[]).await.unwrap().0.len(), 0);
+    assert_eq!(store.create_tasks(Vec::new()).await.unwrap().0.len(), 0);
 }
 
 pub async fn idempotency_keys(store: &dyn Store) {
@@ -166,7 +166,7 @@ pub async fn idempotency_keys(store: &dyn Store) {
     other_owner.idempotency_key = Some("k1".into());
     other_owner.owner = "bob".into();
     let (outcomes, events) = store
-        .create_tasks(&[again, b1.clone(), b2, other_owner.clone()])
+        .create_tasks(vec![again, b1.clone(), b2, other_owner.clone()])
         .await
         .unwrap();
     assert!(matches!(&outcomes[0], CreateOutcome::Existing(t) if t.id == first));
@@ -314,7 +314,7 @@ pub async fn concurrency_limits(store: &dyn Store) {
             .is_empty()
     );
     let a = got.iter().find(|t| t.tool == "slow__a").unwrap();
-    store.finish(&[complete(a.id, 1, t0())]).await.unwrap();
+    store.finish(vec![complete(a.id, 1, t0())]).await.unwrap();
     let more = claim_limited(store, "w", 100, t0(), 3, &limits).await;
     assert_eq!(more.len(), 1);
     assert_eq!(more[0].tool, "slow__a");
@@ -329,7 +329,7 @@ pub async fn finish_is_fenced(store: &dyn Store) {
     claim(store, "w1", 2, t0(), 21).await;
     let at = t0().saturating_add(SEC);
     let out = store
-        .finish(&[complete(ids[0], 21, at), complete(ids[1], 999, at)])
+        .finish(vec![complete(ids[0], 21, at), complete(ids[1], 999, at)])
         .await
         .unwrap();
     assert!(
@@ -352,7 +352,7 @@ pub async fn finish_is_fenced(store: &dyn Store) {
     assert_eq!(done.duration_ms(), Some(1000));
     assert_eq!(get(store, ids[1]).await.status, TaskStatus::Running);
     // A second completion of a finished task is rejected too.
-    let again = store.finish(&[complete(ids[0], 21, at)]).await.unwrap();
+    let again = store.finish(vec![complete(ids[0], 21, at)]).await.unwrap();
     assert_eq!(again[0], FinishOutcome::LeaseLost);
 }
 
@@ -362,7 +362,7 @@ pub async fn retry_transition(store: &dyn Store) {
     let err = TaskError::new("upstream_unavailable", "connection reset", true);
     let retry_at = t0().saturating_add(10 * SEC);
     let out = store
-        .finish(&[Finish {
+        .finish(vec![Finish {
             id,
             token: 5,
             transition: Transition::Retry {
@@ -396,7 +396,7 @@ pub async fn final_failure(store: &dyn Store) {
     claim(store, "w", 1, t0(), 5).await;
     let err = TaskError::new("tool_error", "bad input", false);
     store
-        .finish(&[Finish {
+        .finish(vec![Finish {
             id,
             token: 5,
             transition: Transition::Fail { error: err.clone() },
@@ -429,7 +429,7 @@ pub async fn progress_is_fenced(store: &dyn Store) {
         at: t0(),
     };
     let events = store
-        .record_progress(&[
+        .record_progress(vec![
             upd(ids[0], 3, 0.25, "a quarter"),
             upd(ids[1], 4, 0.5, "stale"),
         ])
@@ -446,7 +446,7 @@ pub async fn progress_is_fenced(store: &dyn Store) {
     assert_eq!(get(store, ids[1]).await.progress, None);
     // A message-only update keeps the fraction.
     store
-        .record_progress(&[ProgressUpdate {
+        .record_progress(vec![ProgressUpdate {
             id: ids[0],
             token: 3,
             progress: None,
@@ -461,10 +461,10 @@ pub async fn progress_is_fenced(store: &dyn Store) {
         (Some(0.25), Some("still going"))
     );
     // No progress after the task finished.
-    store.finish(&[complete(ids[0], 3, t0())]).await.unwrap();
+    store.finish(vec![complete(ids[0], 3, t0())]).await.unwrap();
     assert!(
         store
-            .record_progress(&[upd(ids[0], 3, 0.9, "late")])
+            .record_progress(vec![upd(ids[0], 3, 0.9, "late")])
             .await
             .unwrap()
             .is_empty()
@@ -509,7 +509,7 @@ pub async fn cancel_pending_and_running(store: &dyn Store) {
         .unwrap();
     assert_eq!(hb.cancel_requested, vec![ids[0]]);
     store
-        .finish(&[Finish {
+        .finish(vec![Finish {
             id: ids[0],
             token: 8,
             transition: Transition::Cancel,
@@ -539,7 +539,7 @@ pub async fn manual_retry(store: &dyn Store) {
     .await;
     claim(store, "w", 2, t0(), 1).await;
     store
-        .finish(&[
+        .finish(vec![
             Finish {
                 id: ids[0],
                 token: 1,
@@ -661,10 +661,10 @@ pub async fn stale_worker_cannot_finish(store: &dyn Store) {
         .unwrap();
     claim(store, "new-worker", 1, later, 200).await;
     // The old worker wakes up and tries every kind of write.
-    let stale = store.finish(&[complete(id, 100, later)]).await.unwrap();
+    let stale = store.finish(vec![complete(id, 100, later)]).await.unwrap();
     assert_eq!(stale[0], FinishOutcome::LeaseLost);
     let p = store
-        .record_progress(&[ProgressUpdate {
+        .record_progress(vec![ProgressUpdate {
             id,
             token: 100,
             progress: Some(0.9),
@@ -678,7 +678,7 @@ pub async fn stale_worker_cannot_finish(store: &dyn Store) {
     assert_eq!(t.status, TaskStatus::Running);
     assert_eq!(t.lease.as_ref().unwrap().owner, "new-worker");
     assert_eq!(t.progress, None);
-    let ok = store.finish(&[complete(id, 200, later)]).await.unwrap();
+    let ok = store.finish(vec![complete(id, 200, later)]).await.unwrap();
     assert!(matches!(ok[0], FinishOutcome::Applied(_)));
 }
 
@@ -688,7 +688,7 @@ pub async fn expired_lease_cannot_write_before_rescue(store: &dyn Store) {
     // The lease ran to t0 + 30 s; nobody has rescued the task yet.
     let late = t0().saturating_add(31 * SEC);
     let p = store
-        .record_progress(&[ProgressUpdate {
+        .record_progress(vec![ProgressUpdate {
             id,
             token: 100,
             progress: Some(0.5),
@@ -698,7 +698,7 @@ pub async fn expired_lease_cannot_write_before_rescue(store: &dyn Store) {
         .await
         .unwrap();
     assert!(p.is_empty(), "no progress under an expired lease");
-    let out = store.finish(&[complete(id, 100, late)]).await.unwrap();
+    let out = store.finish(vec![complete(id, 100, late)]).await.unwrap();
     assert_eq!(
         out[0],
         FinishOutcome::LeaseLost,
@@ -722,7 +722,7 @@ pub async fn expired_lease_cannot_write_before_rescue(store: &dyn Store) {
     claim(store, "w", 1, t0(), 7).await;
     let edge = t0().saturating_add(30 * SEC);
     assert!(matches!(
-        store.finish(&[complete(id2, 7, edge)]).await.unwrap()[0],
+        store.finish(vec![complete(id2, 7, edge)]).await.unwrap()[0],
         FinishOutcome::Applied(_)
     ));
 }
@@ -735,7 +735,7 @@ pub async fn purge_oldest_first(store: &dyn Store) {
     let finished: Vec<TaskId> = running.iter().map(|t| t.id).collect();
     for (i, id) in finished.iter().enumerate() {
         let at = t0().saturating_add(Duration::from_secs(10 - i as u64));
-        store.finish(&[complete(*id, 1, at)]).await.unwrap();
+        store.finish(vec![complete(*id, 1, at)]).await.unwrap();
     }
     let pending = ids.iter().find(|i| !finished.contains(i)).unwrap();
     let purged = store
@@ -784,7 +784,7 @@ pub async fn event_log_order(store: &dyn Store) {
     .await;
     claim(store, "w", 2, t0(), 1).await;
     store
-        .record_progress(&[ProgressUpdate {
+        .record_progress(vec![ProgressUpdate {
             id: ids[0],
             token: 1,
             progress: Some(0.5),
@@ -794,7 +794,7 @@ pub async fn event_log_order(store: &dyn Store) {
         .await
         .unwrap();
     store
-        .finish(&[complete(ids[0], 1, t0()), complete(ids[1], 1, t0())])
+        .finish(vec![complete(ids[0], 1, t0()), complete(ids[1], 1, t0())])
         .await
         .unwrap();
     let events = store.task_events(ids[0], 0, 100).await.unwrap();
@@ -894,7 +894,7 @@ pub async fn queue_stats_and_active_count(store: &dyn Store) {
     tasks[2].queue = "batch".into();
     let ids = create(store, tasks).await;
     claim(store, "w", 1, t0(), 1).await;
-    store.finish(&[complete(ids[0], 1, t0())]).await.unwrap();
+    store.finish(vec![complete(ids[0], 1, t0())]).await.unwrap();
     assert_eq!(store.count_active().await.unwrap(), 2);
     let stats = store.queue_stats(t0().saturating_add(SEC)).await.unwrap();
     let default = stats.iter().find(|q| q.name == "default").unwrap();
@@ -913,7 +913,7 @@ pub async fn recent_durations(store: &dyn Store) {
     claim(store, "w", 3, t0(), 1).await;
     for (i, id) in ids.iter().enumerate() {
         store
-            .finish(&[complete(
+            .finish(vec![complete(
                 *id,
                 1,
                 t0().saturating_add(Duration::from_millis(100 * (i as u64 + 1))),

@@ -31,3 +31,13 @@ pub async fn resume(
     s.engine.set_queue_paused(&name, false).await?;
     Ok(Json(json!({"name": name, "paused": false})))
 }
+
+/// Cheap node counters (no store scan): for dashboards and benchmarks that poll.
+pub async fn stats(State(s): State<AppState>) -> Json<Value> {
+    Json(json!({
+        "active_tasks": s.engine.active_tasks(),
+        "running_here": s.engine.running_here(),
+        "node": s.engine.config().node_id,
+        "store": s.engine.store().backend(),
+    }))
+}

@@ -43,6 +43,8 @@ CREATE INDEX tasks_leased ON tasks (lease_owner) WHERE status IN ('running', 'in
 CREATE UNIQUE INDEX tasks_idempotency ON tasks (owner, idempotency_key) WHERE idempotency_key IS NOT NULL;
 -- Retention, oldest completion first.
 CREATE INDEX tasks_finished ON tasks (completed_at) WHERE completed_at IS NOT NULL;
+-- Recent durations of a tool (completion estimates).
+CREATE INDEX tasks_tool_completed ON tasks (tool, completed_at) WHERE status = 'completed';
 -- Counts by status (active cap, queue stats, running per tool).
 CREATE INDEX tasks_status ON tasks (status, queue, tool);
 -- Listing a principal's tasks, newest first.
