@@ -436,6 +436,58 @@ impl Engine {
         }
     }
 
+    /// Answers a task's input requests. `responses` is a JSON object keyed like the task's
+    /// `input_requests`; the tool receives it and the task runs on.
+    pub async fn provide_input(
+        &self,
+        owner: &str,
+        id: TaskId,
+        responses: serde_json::Value,
+    ) -> Result<Task, EngineError> {
+        let task = self.get(owner, id).await?;
+        let invalid = |m: String| {
+            EngineError::Invalid(baton_core::submit::InvalidRequest::new("responses", m))
+        };
+        let Some(answers) = responses.as_object() else {
+            return Err(invalid(
+                "must be a JSON object keyed by input request id".into(),
+            ));
+        };
+        if task.status != TaskStatus::InputRequired {
+            return Err(EngineError::Conflict(format!(
+                "task {id} is {}, not waiting for input",
+                task.status
+            )));
+        }
+        if let Some(requested) = task.input_requests.as_ref().and_then(|r| r.as_object()) {
+            if let Some(unknown) = answers.keys().find(|k| !requested.contains_key(*k)) {
+                return Err(invalid(format!(
+                    "`{unknown}` is not one of the task's input requests ({})",
+                    requested.keys().cloned().collect::<Vec<_>>().join(", ")
+                )));
+            }
+            if let Some(missing) = requested.keys().find(|k| !answers.contains_key(*k)) {
+                return Err(invalid(format!("no answer for input request `{missing}`")));
+            }
+        }
+        match self
+            .inner
+            .store
+            .provide_input(id, responses, self.now())
+            .await?
+        {
+            baton_store::InputOutcome::Accepted(task, ev) => {
+                self.inner.publisher.publish(&[ev]);
+                Ok(task)
+            }
+            baton_store::InputOutcome::NotWaiting(task) => Err(EngineError::Conflict(format!(
+                "task {id} is {}, not waiting for input",
+                task.status
+            ))),
+            baton_store::InputOutcome::NotFound => Err(EngineError::TaskNotFound(id.to_string())),
+        }
+    }
+
     /// Waits up to `timeout` for the task to finish, and returns it as it then is.
     pub async fn wait(
         &self,

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::engine::Inner;
-use crate::tools::{ToolContext, ToolOutput};
+use crate::tools::{ToolCallError, ToolContext, ToolOutput};
 
 /// A task this node is running.
 pub(crate) struct Running {
@@ -107,6 +107,87 @@ impl ProgressReporter {
     }
 }
 
+/// Lets a running tool write about its own task, under its lease.
+#[derive(Clone)]
+pub struct TaskHandle {
+    store: Arc<dyn baton_store::Store>,
+    publisher: crate::engine::Publisher,
+    clock: Clock,
+    id: TaskId,
+    token: i64,
+}
+
+fn lease_lost() -> ToolCallError {
+    ToolCallError::new(
+        "lease_lost",
+        "this run lost its lease; the task runs again elsewhere",
+        true,
+    )
+}
+
+impl TaskHandle {
+    pub(crate) fn new(inner: &Inner, id: TaskId, token: i64) -> Self {
+        TaskHandle {
+            store: inner.store.clone(),
+            publisher: inner.publisher.clone(),
+            clock: inner.clock.clone(),
+            id,
+            token,
+        }
+    }
+
+    /// Keeps state for a later attempt (e.g. after a restart), durably.
+    pub async fn save_checkpoint(
+        &self,
+        checkpoint: serde_json::Value,
+    ) -> Result<(), ToolCallError> {
+        match self
+            .store
+            .save_checkpoint(self.id, self.token, checkpoint, self.clock.now())
+            .await
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(lease_lost()),
+            Err(e) => Err(ToolCallError::new("store_unavailable", e.to_string(), true)),
+        }
+    }
+
+    /// Puts the task in `input_required` with `requests` (a JSON object: one entry per
+    /// request, keyed by an id the answers use) and waits for a client's answers.
+    pub async fn request_input(
+        &self,
+        requests: serde_json::Value,
+        cancel: &CancellationToken,
+    ) -> Result<serde_json::Value, ToolCallError> {
+        // Subscribe first so the answer's event cannot slip in between.
+        let mut sub = self.publisher.hub.subscribe(self.id);
+        match self
+            .store
+            .set_input_required(self.id, self.token, requests, self.clock.now())
+            .await
+        {
+            Ok(Some(ev)) => self.publisher.publish(&[ev]),
+            Ok(None) => return Err(lease_lost()),
+            Err(e) => return Err(ToolCallError::new("store_unavailable", e.to_string(), true)),
+        }
+        loop {
+            tokio::select! {
+                _ = sub.recv() => {}
+                // Answers given through another node arrive in the store first.
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                _ = cancel.cancelled() => return Err(ToolCallError::cancelled()),
+            }
+            match self.store.take_input(self.id, self.token).await {
+                Ok(Some(answers)) => return Ok(answers),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(task_id = %self.id, error = %e, "could not read input answers")
+                }
+            }
+        }
+    }
+}
+
 fn new_token() -> i64 {
     rand::random::<i64>() & i64::MAX
 }
@@ -128,13 +209,15 @@ pub(crate) async fn dispatcher(inner: Arc<Inner>) {
         }
         let want = free.min(cfg.claim_batch);
         let now = inner.clock.now();
+        let mut limits = cfg.concurrency_limits.clone();
+        limits.extend(inner.tools.claim_limits());
         let req = ClaimRequest {
             owner: &cfg.node_id,
             limit: want,
             now,
             lease_until: now.saturating_add(cfg.lease),
             token: new_token(),
-            limits: &cfg.concurrency_limits,
+            limits: &limits,
         };
         let t = std::time::Instant::now();
         match inner.store.claim(&req).await {
@@ -266,6 +349,7 @@ async fn execute(
             token,
         ),
         checkpoint: task.checkpoint.clone(),
+        task: TaskHandle::new(inner, task.id, token),
     };
     let call = resolved
         .provider

@@ -168,6 +168,25 @@ pub enum RetryOutcome {
     NotFound,
 }
 
+/// The result of answering a task's input requests.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InputOutcome {
+    /// Stored; the task is `running` again and its tool will pick the answers up.
+    Accepted(Task, TaskEvent),
+    /// The task is not waiting for input (any more).
+    NotWaiting(Task),
+    NotFound,
+}
+
+/// An MCP server registered at runtime; `config` is its definition as JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredServer {
+    pub name: String,
+    pub config: Value,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
 /// What a worker's heartbeat learned.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HeartbeatReply {
@@ -300,6 +319,47 @@ pub trait Store: Send + Sync + 'static {
 
     /// Tasks that are pending, running or waiting for input.
     async fn count_active(&self) -> StoreResult<u64>;
+
+    /// Keeps handler state across attempts (e.g. an upstream task id), fenced by the lease.
+    /// `false` when the lease is no longer current.
+    async fn save_checkpoint(
+        &self,
+        id: TaskId,
+        token: i64,
+        checkpoint: Value,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+
+    /// A running task's tool waits for input: status `input_required` with `requests`
+    /// (JSON object, one entry per request), fenced by the lease. `None` when the lease is
+    /// no longer current.
+    async fn set_input_required(
+        &self,
+        id: TaskId,
+        token: i64,
+        requests: Value,
+        now: Timestamp,
+    ) -> StoreResult<Option<TaskEvent>>;
+
+    /// A client answers: the responses are stored for the tool and the task is `running`
+    /// again.
+    async fn provide_input(
+        &self,
+        id: TaskId,
+        responses: Value,
+        now: Timestamp,
+    ) -> StoreResult<InputOutcome>;
+
+    /// The tool collects (and clears) stored responses, fenced by the lease.
+    async fn take_input(&self, id: TaskId, token: i64) -> StoreResult<Option<Value>>;
+
+    async fn list_servers(&self) -> StoreResult<Vec<StoredServer>>;
+
+    /// Inserts or replaces a server definition.
+    async fn put_server(&self, name: &str, config: Value, now: Timestamp) -> StoreResult<()>;
+
+    /// `false` when there was no such server.
+    async fn delete_server(&self, name: &str) -> StoreResult<bool>;
 
     /// Flushes and closes connections.
     async fn close(&self);

@@ -35,8 +35,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     CancelOutcome, ClaimRequest, CreateOutcome, Finish, FinishOutcome, HeartbeatReply,
-    LeaseSelector, ProgressUpdate, QueueStats, Requeue, RetryOutcome, Store, StoreError,
-    StoreResult, TaskQuery, json_or_null, transition_event,
+    InputOutcome, LeaseSelector, ProgressUpdate, QueueStats, Requeue, RetryOutcome, Store,
+    StoreError, StoreResult, StoredServer, TaskQuery, json_or_null, transition_event,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -933,7 +933,7 @@ async fn finish_tx(
              progress = CASE v.column3 WHEN 'completed' THEN 1.0 WHEN 'pending' THEN NULL ELSE progress END, \
              progress_message = CASE v.column3 WHEN 'pending' THEN NULL ELSE progress_message END, \
              cancel_requested = CASE v.column3 WHEN 'cancelled' THEN 1 ELSE cancel_requested END, \
-             input_requests = NULL, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL FROM (",
+             input_requests = NULL, input_responses = NULL, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL FROM (",
         );
         qb.push_values(chunk, |mut b, f| {
             let (result, error, run_at) = match &f.transition {
@@ -1070,7 +1070,7 @@ async fn retry_task_tx(
     sqlx::query(
         "UPDATE tasks SET status = 'pending', attempt = 0, run_at = ?, updated_at = ?, \
          completed_at = NULL, result = NULL, error = NULL, cancel_requested = 0, progress = NULL, \
-         progress_message = NULL, input_requests = NULL WHERE id = ?",
+         progress_message = NULL, input_requests = NULL, input_responses = NULL WHERE id = ?",
     )
     .bind(now.as_millis())
     .bind(now.as_millis())
@@ -1135,7 +1135,7 @@ async fn requeue_leases_tx(
             );
             sqlx::query(
                 "UPDATE tasks SET status = 'failed', error = ?, completed_at = ?, updated_at = ?, \
-                 lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, input_requests = NULL WHERE seq = ?",
+                 lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, input_requests = NULL, input_responses = NULL WHERE seq = ?",
             )
             .bind(serde_json::to_string(&error).map_err(decode_err)?)
             .bind(now)
@@ -1157,7 +1157,7 @@ async fn requeue_leases_tx(
             };
             sqlx::query(
                 "UPDATE tasks SET status = 'pending', attempt = ?, run_at = ?, updated_at = ?, \
-                 progress = NULL, progress_message = NULL, input_requests = NULL, \
+                 progress = NULL, progress_message = NULL, input_requests = NULL, input_responses = NULL, \
                  lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL WHERE seq = ?",
             )
             .bind(i64::from(new_attempt))
@@ -1500,6 +1500,197 @@ impl Store for SqliteStore {
         .await
         .map_err(db_err)?;
         Ok(n as u64)
+    }
+
+    async fn save_checkpoint(
+        &self,
+        id: TaskId,
+        token: i64,
+        checkpoint: Value,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        self.write(move |c| {
+            Box::pin(async move {
+                let n = sqlx::query(
+                    "UPDATE tasks SET checkpoint = ?, updated_at = ? WHERE id = ? AND lease_token = ? \
+                     AND status IN ('running', 'input_required') AND lease_expires_at >= ?",
+                )
+                .bind(checkpoint.to_string())
+                .bind(now.as_millis())
+                .bind(id.to_string())
+                .bind(token)
+                .bind(now.as_millis())
+                .execute(&mut *c)
+                .await
+                .map_err(db_err)?
+                .rows_affected();
+                Ok(n == 1)
+            })
+        })
+        .await
+    }
+
+    async fn set_input_required(
+        &self,
+        id: TaskId,
+        token: i64,
+        requests: Value,
+        now: Timestamp,
+    ) -> StoreResult<Option<TaskEvent>> {
+        self.write(move |c| {
+            Box::pin(async move {
+                let attempt: Option<i64> = sqlx::query_scalar(
+                    "UPDATE tasks SET status = 'input_required', input_requests = ?, input_responses = NULL, \
+                     updated_at = ? WHERE id = ? AND lease_token = ? AND status IN ('running', 'input_required') \
+                     AND lease_expires_at >= ? RETURNING attempt",
+                )
+                .bind(requests.to_string())
+                .bind(now.as_millis())
+                .bind(id.to_string())
+                .bind(token)
+                .bind(now.as_millis())
+                .fetch_optional(&mut *c)
+                .await
+                .map_err(db_err)?;
+                let Some(attempt) = attempt else {
+                    return Ok(None);
+                };
+                let mut ev = NewEvent::new(id, now, EventKind::InputRequired, TaskStatus::InputRequired);
+                ev.attempt = Some(attempt as u32);
+                ev.data = Some(requests);
+                Ok(insert_events(c, vec![ev]).await?.pop())
+            })
+        })
+        .await
+    }
+
+    async fn provide_input(
+        &self,
+        id: TaskId,
+        responses: Value,
+        now: Timestamp,
+    ) -> StoreResult<InputOutcome> {
+        self.write(move |c| {
+            Box::pin(async move {
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?"
+                )))
+                .bind(id.to_string())
+                .fetch_optional(&mut *c)
+                .await
+                .map_err(db_err)?;
+                let Some(mut task) = row.as_ref().map(task_from_row).transpose()? else {
+                    return Ok(InputOutcome::NotFound);
+                };
+                if task.status != TaskStatus::InputRequired {
+                    return Ok(InputOutcome::NotWaiting(task));
+                }
+                sqlx::query(
+                    "UPDATE tasks SET status = 'running', input_requests = NULL, input_responses = ?, \
+                     updated_at = ? WHERE id = ?",
+                )
+                .bind(responses.to_string())
+                .bind(now.as_millis())
+                .bind(id.to_string())
+                .execute(&mut *c)
+                .await
+                .map_err(db_err)?;
+                task.status = TaskStatus::Running;
+                task.input_requests = None;
+                task.updated_at = now;
+                let keys: Vec<Value> = responses
+                    .as_object()
+                    .map(|m| m.keys().map(|k| Value::String(k.clone())).collect())
+                    .unwrap_or_default();
+                let mut ev = NewEvent::new(id, now, EventKind::InputReceived, TaskStatus::Running);
+                ev.attempt = Some(task.attempt);
+                ev.data = Some(serde_json::json!({ "keys": keys }));
+                let ev = insert_events(c, vec![ev]).await?.remove(0);
+                Ok(InputOutcome::Accepted(task, ev))
+            })
+        })
+        .await
+    }
+
+    async fn take_input(&self, id: TaskId, token: i64) -> StoreResult<Option<Value>> {
+        self.write(move |c| {
+            Box::pin(async move {
+                let raw: Option<String> = sqlx::query_scalar(
+                    "SELECT input_responses FROM tasks WHERE id = ? AND lease_token = ? \
+                     AND input_responses IS NOT NULL",
+                )
+                .bind(id.to_string())
+                .bind(token)
+                .fetch_optional(&mut *c)
+                .await
+                .map_err(db_err)?;
+                if raw.is_some() {
+                    sqlx::query("UPDATE tasks SET input_responses = NULL WHERE id = ?")
+                        .bind(id.to_string())
+                        .execute(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                }
+                parse_json(raw)
+            })
+        })
+        .await
+    }
+
+    async fn list_servers(&self) -> StoreResult<Vec<StoredServer>> {
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT name, config, created_at, updated_at FROM servers ORDER BY name",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        rows.into_iter()
+            .map(|(name, config, created, updated)| {
+                Ok(StoredServer {
+                    name,
+                    config: serde_json::from_str(&config).map_err(decode_err)?,
+                    created_at: Timestamp::from_millis(created),
+                    updated_at: Timestamp::from_millis(updated),
+                })
+            })
+            .collect()
+    }
+
+    async fn put_server(&self, name: &str, config: Value, now: Timestamp) -> StoreResult<()> {
+        let name = name.to_string();
+        self.write(move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO servers (name, config, created_at, updated_at) VALUES (?, ?, ?, ?) \
+                     ON CONFLICT (name) DO UPDATE SET config = excluded.config, updated_at = excluded.updated_at",
+                )
+                .bind(&name)
+                .bind(config.to_string())
+                .bind(now.as_millis())
+                .bind(now.as_millis())
+                .execute(&mut *c)
+                .await
+                .map_err(db_err)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn delete_server(&self, name: &str) -> StoreResult<bool> {
+        let name = name.to_string();
+        self.write(move |c| {
+            Box::pin(async move {
+                let n = sqlx::query("DELETE FROM servers WHERE name = ?")
+                    .bind(&name)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?
+                    .rows_affected();
+                Ok(n > 0)
+            })
+        })
+        .await
     }
 
     async fn close(&self) {

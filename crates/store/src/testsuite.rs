@@ -17,7 +17,8 @@ use serde_json::json;
 
 use crate::{
     CancelOutcome, ClaimRequest, ConcurrencyLimit, CreateOutcome, Finish, FinishOutcome,
-    LeaseSelector, ProgressUpdate, Requeue, RetryOutcome, Store, TaskQuery, ToolSelector,
+    InputOutcome, LeaseSelector, ProgressUpdate, Requeue, RetryOutcome, Store, TaskQuery,
+    ToolSelector,
 };
 
 /// Generates one `#[tokio::test]` per conformance test, each with a fresh store from
@@ -33,7 +34,8 @@ macro_rules! store_test_suite {
             release_by_owner_does_not_count, stale_worker_cannot_finish,
             expired_lease_cannot_write_before_rescue, purge_oldest_first,
             event_log_order, list_filters_and_cursor, queue_stats_and_active_count,
-            recent_durations, heartbeat_extends_own_leases);
+            recent_durations, heartbeat_extends_own_leases, checkpoints_are_fenced,
+            input_round_trip, servers_crud);
     };
     (@tests $factory:path; $($name:ident),* $(,)?) => {
         $(
@@ -953,4 +955,143 @@ pub async fn heartbeat_extends_own_leases(store: &dyn Store) {
             ("b".into(), t0().saturating_add(30 * SEC))
         ]
     );
+}
+
+pub async fn checkpoints_are_fenced(store: &dyn Store) {
+    let id = create(store, vec![new_task("t", 50, t0())]).await[0];
+    claim(store, "w", 1, t0(), 4).await;
+    let cp = json!({"upstream_task": "u-1"});
+    assert!(
+        store
+            .save_checkpoint(id, 4, cp.clone(), t0())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .save_checkpoint(id, 5, json!({"x": 1}), t0())
+            .await
+            .unwrap(),
+        "wrong token"
+    );
+    assert_eq!(get(store, id).await.checkpoint, Some(cp.clone()));
+    // The checkpoint survives the lease being lost and the task being claimed again.
+    let later = t0().saturating_add(31 * SEC);
+    store
+        .requeue_leases(&Requeue {
+            selector: LeaseSelector::ExpiredBefore(later),
+            now: later,
+            count_attempt: true,
+            kind: EventKind::LeaseExpired,
+            message: "lease expired",
+        })
+        .await
+        .unwrap();
+    let again = claim(store, "w2", 1, later, 6).await;
+    assert_eq!(again[0].checkpoint, Some(cp));
+}
+
+pub async fn input_round_trip(store: &dyn Store) {
+    let id = create(store, vec![new_task("t", 50, t0())]).await[0];
+    claim(store, "w", 1, t0(), 4).await;
+    let requests = json!({"q1": {"method": "elicitation/create", "params": {"message": "which?"}}});
+    // Nothing to answer yet.
+    assert!(matches!(
+        store
+            .provide_input(id, json!({"q1": {}}), t0())
+            .await
+            .unwrap(),
+        InputOutcome::NotWaiting(_)
+    ));
+    assert!(
+        store
+            .set_input_required(id, 99, requests.clone(), t0())
+            .await
+            .unwrap()
+            .is_none(),
+        "fenced"
+    );
+    let ev = store
+        .set_input_required(id, 4, requests.clone(), t0())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (ev.kind, ev.status),
+        (EventKind::InputRequired, TaskStatus::InputRequired)
+    );
+    assert_eq!(ev.data, Some(requests.clone()));
+    let waiting = get(store, id).await;
+    assert_eq!(waiting.status, TaskStatus::InputRequired);
+    assert_eq!(waiting.input_requests, Some(requests));
+    assert!(
+        store.take_input(id, 4).await.unwrap().is_none(),
+        "no answer yet"
+    );
+    let answer = json!({"q1": {"action": "accept", "content": {"choice": "b"}}});
+    match store.provide_input(id, answer.clone(), t0()).await.unwrap() {
+        InputOutcome::Accepted(t, ev) => {
+            assert_eq!(t.status, TaskStatus::Running);
+            assert!(t.input_requests.is_none());
+            assert_eq!(ev.kind, EventKind::InputReceived);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(store.take_input(id, 99).await.unwrap().is_none(), "fenced");
+    assert_eq!(store.take_input(id, 4).await.unwrap(), Some(answer));
+    assert!(
+        store.take_input(id, 4).await.unwrap().is_none(),
+        "taken once"
+    );
+    assert!(matches!(
+        store
+            .provide_input(TaskId::generate(t0()), json!({}), t0())
+            .await
+            .unwrap(),
+        InputOutcome::NotFound
+    ));
+    // Input-required tasks keep their lease alive through heartbeats.
+    store
+        .set_input_required(id, 4, json!({"q2": {}}), t0())
+        .await
+        .unwrap()
+        .unwrap();
+    let hb = store
+        .heartbeat("w", t0(), t0().saturating_add(60 * SEC))
+        .await
+        .unwrap();
+    assert_eq!(hb.held, vec![id]);
+    store.finish(vec![complete(id, 4, t0())]).await.unwrap();
+    let done = get(store, id).await;
+    assert_eq!(done.status, TaskStatus::Completed);
+    assert!(done.input_requests.is_none());
+}
+
+pub async fn servers_crud(store: &dyn Store) {
+    assert!(store.list_servers().await.unwrap().is_empty());
+    store
+        .put_server("b", json!({"url": "http://b"}), t0())
+        .await
+        .unwrap();
+    store
+        .put_server("a", json!({"command": "x"}), t0())
+        .await
+        .unwrap();
+    store
+        .put_server("a", json!({"command": "y"}), t0().saturating_add(SEC))
+        .await
+        .unwrap();
+    let all = store.list_servers().await.unwrap();
+    assert_eq!(
+        all.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        vec!["a", "b"]
+    );
+    assert_eq!(all[0].config, json!({"command": "y"}));
+    assert_eq!(
+        (all[0].created_at, all[0].updated_at),
+        (t0(), t0().saturating_add(SEC))
+    );
+    assert!(store.delete_server("a").await.unwrap());
+    assert!(!store.delete_server("a").await.unwrap());
+    assert_eq!(store.list_servers().await.unwrap().len(), 1);
 }

@@ -52,6 +52,11 @@ pub struct Shared {
     /// across connections).
     listeners: Mutex<HashMap<u64, SubscriptionSink>>,
     next_listener: AtomicU64,
+    /// When the tool list last changed. rmcp acknowledges a subscription before
+    /// `listen` registers its sink, so a change can fall in between; a new
+    /// listener re-announces recent changes (a spurious list_changed only costs
+    /// the client a re-list).
+    last_tools_change: Mutex<Option<std::time::Instant>>,
 }
 
 impl Shared {
@@ -65,6 +70,7 @@ impl Shared {
             legacy_peers: Mutex::default(),
             listeners: Mutex::default(),
             next_listener: AtomicU64::new(0),
+            last_tools_change: Mutex::default(),
         })
     }
 
@@ -93,6 +99,7 @@ impl Shared {
     /// sessions by plain notification, 2026-07-28 clients on their listen
     /// streams (the only place that protocol allows it).
     pub async fn notify_tool_list_changed(&self) {
+        *lock(&self.last_tools_change) = Some(std::time::Instant::now());
         let peers: Vec<_> = {
             let mut peers = lock(&self.legacy_peers);
             peers.retain(|p| !p.is_transport_closed());
@@ -253,6 +260,11 @@ impl ServerHandler for TestServer {
     async fn listen(&self, context: SubscriptionContext) -> Result<(), McpError> {
         let key = self.shared.next_listener.fetch_add(1, Ordering::Relaxed);
         lock(&self.shared.listeners).insert(key, context.sink().clone());
+        let recent = lock(&self.shared.last_tools_change)
+            .is_some_and(|at| at.elapsed() < std::time::Duration::from_secs(5));
+        if recent {
+            let _ = context.sink().notify_tool_list_changed().await;
+        }
         context.cancelled().await;
         lock(&self.shared.listeners).remove(&key);
         Ok(())

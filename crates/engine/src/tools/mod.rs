@@ -102,6 +102,8 @@ pub struct ToolContext {
     pub progress: ProgressReporter,
     /// State saved by an earlier attempt (e.g. an upstream task id to resume polling).
     pub checkpoint: Option<Value>,
+    /// Durable writes a tool can make about its own task.
+    pub task: crate::worker::TaskHandle,
 }
 
 #[async_trait]
@@ -119,6 +121,19 @@ pub trait ToolProvider: Send + Sync + 'static {
         arguments: Value,
         ctx: ToolContext,
     ) -> Result<ToolOutput, ToolCallError>;
+
+    /// Limits the claim must respect for this provider's tools (e.g. a server's
+    /// `max_concurrency`), keyed by qualified names under `server`.
+    fn claim_limits(&self, server: &str, separator: &str) -> Vec<baton_store::ConcurrencyLimit> {
+        let _ = (server, separator);
+        Vec::new()
+    }
+
+    /// `Err(why)` while the provider cannot run calls (e.g. its server's circuit is open):
+    /// its tasks stay queued, with `why` shown to clients, instead of burning attempts.
+    fn availability(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// A resolved tool: its provider and description.
@@ -269,6 +284,39 @@ impl ToolRegistry {
                     .join(", ")
             )
         }
+    }
+
+    /// Claim limits of every provider; an unavailable provider's tools get a limit of 0 so
+    /// that none of its tasks is claimed until it recovers.
+    pub fn claim_limits(&self) -> Vec<baton_store::ConcurrencyLimit> {
+        let providers = self.providers.read().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::new();
+        for (server, p) in providers.iter() {
+            if p.availability().is_err() {
+                out.push(baton_store::ConcurrencyLimit {
+                    selector: baton_store::ToolSelector::Prefix(format!(
+                        "{server}{}",
+                        self.separator
+                    )),
+                    max: 0,
+                });
+            } else {
+                out.extend(p.claim_limits(server, &self.separator));
+            }
+        }
+        out
+    }
+
+    /// Why tasks of this tool are not starting now, if they are held back.
+    pub fn waiting_reason(&self, qualified: &str) -> Option<String> {
+        let (server, _) = baton_core::tool::split_qualified(qualified, &self.separator)?;
+        let provider = self
+            .providers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(server)?
+            .clone();
+        provider.availability().err()
     }
 
     /// Checks `arguments` against the tool's input schema. `Err` lists what is wrong, by

@@ -39,6 +39,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/tasks/{id}", get(tasks::get_task).delete(tasks::cancel))
         .route("/v1/tasks/{id}/result", get(tasks::result))
         .route("/v1/tasks/{id}/retry", post(tasks::retry))
+        .route("/v1/tasks/{id}/input", post(tasks::input))
         .route("/v1/tasks/{id}/events", get(sse::events))
         .route("/v1/queues", get(queues::list))
         .route("/v1/stats", get(queues::stats))

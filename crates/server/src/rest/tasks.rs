@@ -109,7 +109,12 @@ pub async fn get_task(
     let id = parse_task_id(&id)?;
     let task = s.engine.get(ANONYMOUS, id).await?;
     let estimate = s.engine.estimate_completion(&task).await;
-    Ok(Json(TaskView::new(task, estimate, true)).into_response())
+    let waiting = (task.status == TaskStatus::Pending)
+        .then(|| s.engine.tools().waiting_reason(&task.tool))
+        .flatten();
+    let mut view = TaskView::new(task, estimate, true);
+    view.waiting_reason = waiting;
+    Ok(Json(view).into_response())
 }
 
 #[derive(Deserialize)]
@@ -172,6 +177,30 @@ pub async fn retry(
 ) -> Result<Response, ApiError> {
     let id = parse_task_id(&id)?;
     let task = s.engine.retry(ANONYMOUS, id).await?;
+    Ok(accepted(
+        TaskView::new(task, None, false),
+        Some(task_url(&id)),
+        false,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputRequest {
+    responses: serde_json::Value,
+}
+
+/// `POST /v1/tasks/{id}/input`: answers the task's `input_requests`.
+pub async fn input(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<InputRequest>,
+) -> Result<Response, ApiError> {
+    let id = parse_task_id(&id)?;
+    let task = s
+        .engine
+        .provide_input(ANONYMOUS, id, body.responses)
+        .await?;
     Ok(accepted(
         TaskView::new(task, None, false),
         Some(task_url(&id)),

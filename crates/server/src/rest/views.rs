@@ -85,6 +85,9 @@ pub struct TaskView {
     pub updated_at: Timestamp,
     pub completed_at: Option<Timestamp>,
     pub estimated_completion: Option<Timestamp>,
+    /// Why a pending task is not starting (e.g. its server is unavailable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_reason: Option<String>,
     pub cancel_requested: bool,
     pub lease: Option<LeaseView>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -122,6 +125,7 @@ impl TaskView {
             updated_at: task.updated_at,
             completed_at: task.completed_at,
             estimated_completion,
+            waiting_reason: None,
             cancel_requested: task.cancel_requested,
             lease: task.lease.map(|l| LeaseView {
                 worker: l.owner,

@@ -1,0 +1,220 @@
+//! How an MCP server is described: in `[[servers]]` of the config file, or in the body of
+//! `POST /v1/servers`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// `[a-z0-9-]+`, unique; the prefix of the server's tools (`name__tool`).
+    pub name: String,
+    /// stdio: the program Baton spawns (in its own process group) and supervises.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Extra environment of the spawned program. Values are secrets: never shown.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<PathBuf>,
+    /// Streamable HTTP: the server's MCP endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Sent with every HTTP request (e.g. `Authorization`). Values are secrets: never shown.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Capabilities, for discovery (`GET /v1/servers?tag=X`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Servers of one group are replicas; `group__tool` goes to the healthy member with the
+    /// fewest calls in flight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Most calls in flight on this server, across all of Baton's workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
+    /// Longest a call may take before it is cancelled and fails with a timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Retry results the tool marks `isError` (by default they fail the task at once).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retry_tool_errors: bool,
+}
+
+/// How Baton reaches a server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    Stdio {
+        command: String,
+        args: Vec<String>,
+        env: BTreeMap<String, String>,
+        cwd: Option<PathBuf>,
+    },
+    Http {
+        url: String,
+        headers: BTreeMap<String, String>,
+    },
+}
+
+fn check_name(kind: &str, name: &str) -> Result<(), String> {
+    baton_core::tool::validate_name(kind, name, &[])
+}
+
+impl ServerConfig {
+    /// Checks the definition and says how to reach the server. Messages name the field.
+    pub fn validate(&self) -> Result<Transport, String> {
+        check_name("server", &self.name).map_err(|m| format!("name: {m}"))?;
+        if self.name == baton_core::tool::BUILTIN_SERVER {
+            return Err("name: `baton` is reserved for the built-in tools".into());
+        }
+        if let Some(g) = &self.group {
+            check_name("group", g).map_err(|m| format!("group: {m}"))?;
+            if *g == self.name {
+                return Err("group: must differ from the server's own name".into());
+            }
+        }
+        for t in &self.tags {
+            if t.is_empty() || t.len() > 64 || t.chars().any(char::is_whitespace) {
+                return Err(format!(
+                    "tags: `{t}` must be 1-64 characters without spaces"
+                ));
+            }
+        }
+        if self.max_concurrency == Some(0) {
+            return Err("max_concurrency: must be at least 1".into());
+        }
+        if self.timeout_ms == Some(0) {
+            return Err("timeout_ms: must be at least 1".into());
+        }
+        match (&self.command, &self.url) {
+            (Some(_), Some(_)) => {
+                Err("give either `command` (stdio) or `url` (HTTP), not both".into())
+            }
+            (None, None) => Err(
+                "give `command` (a program to run over stdio) or `url` (Streamable HTTP)".into(),
+            ),
+            (Some(command), None) => {
+                if command.trim().is_empty() {
+                    return Err("command: must not be empty".into());
+                }
+                if !self.headers.is_empty() {
+                    return Err("headers: only for HTTP servers (`url`)".into());
+                }
+                Ok(Transport::Stdio {
+                    command: command.clone(),
+                    args: self.args.clone(),
+                    env: self.env.clone(),
+                    cwd: self.cwd.clone(),
+                })
+            }
+            (None, Some(url)) => {
+                let parsed: http::Uri = url
+                    .parse()
+                    .map_err(|e| format!("url: `{url}` is not a valid URL ({e})"))?;
+                if !matches!(parsed.scheme_str(), Some("http" | "https")) || parsed.host().is_none()
+                {
+                    return Err(format!("url: `{url}` must be an http:// or https:// URL"));
+                }
+                if !self.args.is_empty() || !self.env.is_empty() || self.cwd.is_some() {
+                    return Err("args, env and cwd are only for stdio servers (`command`)".into());
+                }
+                for (k, v) in &self.headers {
+                    http::HeaderName::from_bytes(k.as_bytes())
+                        .map_err(|_| format!("headers: `{k}` is not a valid header name"))?;
+                    http::HeaderValue::from_str(v).map_err(|_| {
+                        format!("headers: the value of `{k}` is not a valid header value")
+                    })?;
+                }
+                Ok(Transport::Http {
+                    url: url.clone(),
+                    headers: self.headers.clone(),
+                })
+            }
+        }
+    }
+
+    /// The definition as shown to clients: secrets (env and header values) replaced.
+    pub fn redacted(&self) -> Value {
+        let mut v = serde_json::to_value(self).unwrap_or_else(|_| json!({}));
+        for key in ["env", "headers"] {
+            if let Some(map) = v.get_mut(key).and_then(Value::as_object_mut) {
+                for val in map.values_mut() {
+                    *val = Value::String("***".into());
+                }
+            }
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stdio(name: &str) -> ServerConfig {
+        ServerConfig {
+            name: name.into(),
+            command: Some("npx".into()),
+            args: vec!["-y".into(), "x".into()],
+            env: [("KEY".into(), "secret".into())].into(),
+            cwd: None,
+            url: None,
+            headers: BTreeMap::new(),
+            tags: vec!["demo".into()],
+            group: None,
+            max_concurrency: Some(8),
+            timeout_ms: None,
+            retry_tool_errors: false,
+        }
+    }
+
+    #[test]
+    fn validates_and_names_the_field() {
+        assert!(matches!(
+            stdio("everything").validate(),
+            Ok(Transport::Stdio { .. })
+        ));
+        assert!(
+            stdio("Everything")
+                .validate()
+                .unwrap_err()
+                .starts_with("name:")
+        );
+        assert!(stdio("baton").validate().unwrap_err().contains("reserved"));
+        let mut both = stdio("a");
+        both.url = Some("http://x/mcp".into());
+        assert!(both.validate().unwrap_err().contains("not both"));
+        let mut neither = stdio("a");
+        neither.command = None;
+        assert!(neither.validate().unwrap_err().contains("give `command`"));
+        let mut http = stdio("a");
+        http.command = None;
+        http.args.clear();
+        http.env.clear();
+        http.url = Some("ftp://x".into());
+        assert!(http.validate().unwrap_err().starts_with("url:"));
+        http.url = Some("http://127.0.0.1:9/mcp".into());
+        http.headers.insert("Bad Header".into(), "x".into());
+        assert!(http.validate().unwrap_err().contains("Bad Header"));
+        let mut zero = stdio("a");
+        zero.max_concurrency = Some(0);
+        assert!(zero.validate().unwrap_err().starts_with("max_concurrency"));
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let mut c = stdio("a");
+        c.env.insert("TOKEN".into(), "hunter2".into());
+        let shown = c.redacted().to_string();
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("secret"),
+            "{shown}"
+        );
+        assert!(shown.contains("TOKEN"));
+    }
+}

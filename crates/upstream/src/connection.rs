@@ -1,0 +1,292 @@
+//! One live session with an upstream server.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rmcp::model::{
+    ClientRequest, DiscoverRequest, DiscoverRequestParams, PingRequest, ProtocolVersion,
+    ServerResult, Tool,
+};
+use rmcp::service::{ClientLifecycleMode, Peer, PeerRequestOptions, RoleClient, RunningService};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use serde_json::Value;
+
+use crate::config::Transport;
+use crate::handler::{HandlerState, UpstreamHandler};
+use crate::process::{self, Child, StderrTail};
+use crate::raw::{self, RawCapture, TaskSupport};
+
+/// How long connecting (spawn or dial, and the MCP handshake) may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a health check may take.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct Connection {
+    pub service: RunningService<RoleClient, UpstreamHandler>,
+    pub handler: Arc<HandlerState>,
+    pub protocol: String,
+    pub server_info: Option<Value>,
+    /// The server speaks the 2026-07-28 tasks extension.
+    pub ext_tasks: bool,
+    /// The server accepts 2025-11-25 task-augmented tool calls.
+    pub legacy_tasks: bool,
+    pub pid: Option<u32>,
+    pub stderr: Option<StderrTail>,
+    child: Mutex<Option<Child>>,
+}
+
+/// A tool as the server described it, with what Baton needs to call it.
+#[derive(Debug, Clone)]
+pub struct UpstreamTool {
+    pub name: String,
+    pub description: Option<String>,
+    pub input_schema: Arc<Value>,
+    /// The definition exactly as the server sent it (raw where the SDK is lossy).
+    pub definition: Arc<Value>,
+    pub task_support: TaskSupport,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot start `{command}`: {source}")]
+    Spawn {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the MCP handshake failed: {0}")]
+    Handshake(String),
+    #[error("no answer within {} s", CONNECT_TIMEOUT.as_secs())]
+    Timeout,
+}
+
+impl Connection {
+    pub async fn open(
+        server: &str,
+        transport: &Transport,
+        node_id: &str,
+    ) -> Result<Connection, ConnectError> {
+        match tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            Self::open_inner(server, transport, node_id),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(ConnectError::Timeout),
+        }
+    }
+
+    async fn open_inner(
+        server: &str,
+        transport: &Transport,
+        node_id: &str,
+    ) -> Result<Connection, ConnectError> {
+        let raw = Arc::new(RawCapture::default());
+        let handler_state = HandlerState::new(server, raw.clone());
+        let handler = UpstreamHandler {
+            state: handler_state.clone(),
+            protocol: ProtocolVersion::V_2025_11_25,
+        };
+        // Prefer the newest protocol (server/discover); fall back to an `initialize`
+        // handshake offering 2025-11-25, which older servers answer with what they speak.
+        let mode = ClientLifecycleMode::Auto {
+            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+            legacy_version: Some(ProtocolVersion::V_2025_11_25),
+        };
+        let (service, child) = match transport {
+            Transport::Stdio {
+                command,
+                args,
+                env,
+                cwd,
+            } => {
+                let spawned =
+                    process::spawn(server, command, args, env, cwd, node_id).map_err(|source| {
+                        ConnectError::Spawn {
+                            command: command.clone(),
+                            source,
+                        }
+                    })?;
+                let (to_sdk, from_tee) = tokio::io::duplex(1 << 20);
+                let observer = raw.clone();
+                tokio::spawn(process::tee_lines(spawned.stdout, to_sdk, move |line| {
+                    observer.observe_line(line)
+                }));
+                let child = spawned.child;
+                match rmcp::service::ClientServiceExt::serve_with_lifecycle(
+                    handler,
+                    (from_tee, spawned.stdin),
+                    mode,
+                )
+                .await
+                {
+                    Ok(s) => (s, Some(child)),
+                    Err(e) => {
+                        let mut child = child;
+                        let exit = child.exited();
+                        let stderr = child.stderr.text();
+                        child.stop(Duration::from_millis(500)).await;
+                        let mut msg = e.to_string();
+                        if let Some(status) = exit {
+                            msg = format!("the process exited ({status})");
+                        }
+                        if !stderr.is_empty() {
+                            msg =
+                                format!("{msg}; its stderr ends with: {}", last_lines(&stderr, 5));
+                        }
+                        return Err(ConnectError::Handshake(msg));
+                    }
+                }
+            }
+            Transport::Http { url, headers } => {
+                let mut map = HashMap::new();
+                for (k, v) in headers {
+                    if let (Ok(k), Ok(v)) = (
+                        http::HeaderName::from_bytes(k.as_bytes()),
+                        http::HeaderValue::from_str(v),
+                    ) {
+                        map.insert(k, v);
+                    }
+                }
+                let config =
+                    StreamableHttpClientTransportConfig::with_uri(url.as_str()).custom_headers(map);
+                let t = StreamableHttpClientTransport::from_config(config);
+                let s = rmcp::service::ClientServiceExt::serve_with_lifecycle(handler, t, mode)
+                    .await
+                    .map_err(|e| ConnectError::Handshake(e.to_string()))?;
+                (s, None)
+            }
+        };
+        let info = service.peer().peer_info();
+        let protocol = info
+            .as_ref()
+            .map(|i| i.protocol_version.to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let ext_tasks = info
+            .as_ref()
+            .is_some_and(|i| i.capabilities.supports_tasks());
+        let server_info = info
+            .as_ref()
+            .and_then(|i| i.server_info.as_ref())
+            .and_then(|s| serde_json::to_value(s).ok());
+        if let Transport::Http { url, headers } = transport
+            && protocol.as_str() == "2025-11-25"
+            && let Err(e) = raw::probe_http(url, headers, &protocol, &raw).await
+        {
+            tracing::warn!(server, error = %e, "could not read the server's task metadata; its tools run as plain calls");
+        }
+        let legacy_tasks = protocol.as_str() == "2025-11-25" && raw.legacy_tasks();
+        let pid = child.as_ref().map(|c| c.pid);
+        let stderr = child.as_ref().map(|c| c.stderr.clone());
+        tracing::info!(server, protocol = %protocol, ext_tasks, legacy_tasks, pid, "connected to MCP server");
+        Ok(Connection {
+            service,
+            handler: handler_state,
+            protocol,
+            server_info,
+            ext_tasks,
+            legacy_tasks,
+            pid,
+            stderr,
+            child: Mutex::new(child),
+        })
+    }
+
+    pub fn peer(&self) -> &Peer<RoleClient> {
+        self.service.peer()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.service.is_closed()
+    }
+
+    /// Why the session ended, for messages: the process's exit and its last stderr lines.
+    pub fn death_note(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(child) = self
+            .child
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+            && let Some(status) = child.exited()
+        {
+            parts.push(format!("the process exited ({status})"));
+        }
+        if let Some(s) = &self.stderr {
+            let text = s.text();
+            if !text.is_empty() {
+                parts.push(format!("stderr ends with: {}", last_lines(&text, 3)));
+            }
+        }
+        if parts.is_empty() {
+            "the connection closed".into()
+        } else {
+            parts.join("; ")
+        }
+    }
+
+    /// Lists every tool (all pages), with raw definitions where available.
+    pub async fn list_tools(&self) -> Result<Vec<UpstreamTool>, String> {
+        self.handler.raw.clear_tools();
+        let tools: Vec<Tool> = self
+            .peer()
+            .list_all_tools()
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(tools
+            .into_iter()
+            .map(|t| {
+                let name = t.name.to_string();
+                let typed = serde_json::to_value(&t).unwrap_or_default();
+                let definition = self.handler.raw.tool(&name).unwrap_or(typed);
+                let input_schema = definition
+                    .get("inputSchema")
+                    .cloned()
+                    .unwrap_or_else(|| serde_json::json!({"type": "object"}));
+                UpstreamTool {
+                    description: t.description.as_ref().map(|d| d.to_string()),
+                    task_support: raw::task_support(&definition),
+                    input_schema: Arc::new(input_schema),
+                    definition: Arc::new(definition),
+                    name,
+                }
+            })
+            .collect())
+    }
+
+    /// An MCP-level liveness check: `ping`, or `server/discover` where ping no longer
+    /// exists (2026-07-28).
+    pub async fn ping(&self) -> Result<(), String> {
+        let request = if self.protocol.as_str() >= "2026-07-28" {
+            ClientRequest::DiscoverRequest(DiscoverRequest::new(DiscoverRequestParams {}))
+        } else {
+            ClientRequest::PingRequest(PingRequest::default())
+        };
+        let handle = self
+            .peer()
+            .send_request_with_option(request, PeerRequestOptions::with_timeout(PING_TIMEOUT))
+            .await
+            .map_err(|e| e.to_string())?;
+        match handle.await_response().await {
+            Ok(ServerResult::EmptyResult(_)) | Ok(_) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Ends the session and stops the process group, if any.
+    pub async fn close(self) {
+        let child = self.child.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let _ = tokio::time::timeout(Duration::from_secs(3), self.service.cancel()).await;
+        if let Some(child) = child {
+            child.stop(Duration::from_secs(2)).await;
+        }
+    }
+}
+
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join(" | ")
+}

@@ -1,0 +1,221 @@
+//! Baton's side of each upstream connection: what rmcp calls when the server sends
+//! progress, asks for input, or changes its tool list.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use rmcp::ClientHandler;
+use rmcp::model::{
+    ClientCapabilities, ClientConfig, CustomRequest, CustomResult, ElicitRequestParams,
+    ElicitResult, ElicitationAction, ErrorData, Implementation, NumberOrString,
+    ProgressNotificationParam, ProtocolVersion,
+};
+use rmcp::service::{NotificationContext, RequestContext, RoleClient};
+use serde_json::{Value, json};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use crate::raw::RawCapture;
+
+/// The metadata key that ties a request to the task it belongs to (2025-11-25).
+pub const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
+
+/// An input request from the server for one of its tasks, and where the answer goes.
+pub struct Elicitation {
+    /// The `elicitation/create` params, as the server sent them.
+    pub params: Value,
+    /// The `ElicitResult` (JSON) to send back.
+    pub reply: oneshot::Sender<Value>,
+}
+
+enum ProgressRoute {
+    /// Notifications that arrived before their call was registered (rmcp picks the token
+    /// when it sends the request, so the first ones can win the race).
+    Early(Vec<ProgressNotificationParam>),
+    Live(mpsc::UnboundedSender<ProgressNotificationParam>),
+}
+
+pub struct HandlerState {
+    pub server: String,
+    pub raw: Arc<RawCapture>,
+    pub tools_changed: Notify,
+    progress: Mutex<HashMap<String, ProgressRoute>>,
+    elicitations: Mutex<HashMap<String, mpsc::UnboundedSender<Elicitation>>>,
+}
+
+pub fn token_key(t: &NumberOrString) -> String {
+    match t {
+        NumberOrString::Number(n) => format!("n:{n}"),
+        NumberOrString::String(s) => format!("s:{s}"),
+    }
+}
+
+impl HandlerState {
+    pub fn new(server: &str, raw: Arc<RawCapture>) -> Arc<Self> {
+        Arc::new(HandlerState {
+            server: server.to_string(),
+            raw,
+            tools_changed: Notify::new(),
+            progress: Mutex::new(HashMap::new()),
+            elicitations: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Progress of the call with this token, from now on (including any that came early).
+    pub fn subscribe_progress(
+        &self,
+        token: &NumberOrString,
+    ) -> mpsc::UnboundedReceiver<ProgressNotificationParam> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut routes = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(ProgressRoute::Early(early)) = routes.remove(&token_key(token)) {
+            for p in early {
+                let _ = tx.send(p);
+            }
+        }
+        routes.insert(token_key(token), ProgressRoute::Live(tx));
+        rx
+    }
+
+    pub fn unsubscribe_progress(&self, token: &NumberOrString) {
+        self.progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&token_key(token));
+    }
+
+    fn route_progress(&self, p: ProgressNotificationParam) {
+        let mut routes = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        let key = token_key(&p.progress_token.0);
+        match routes.get_mut(&key) {
+            Some(ProgressRoute::Live(tx)) => {
+                let _ = tx.send(p);
+            }
+            Some(ProgressRoute::Early(buf)) => {
+                if buf.len() < 64 {
+                    buf.push(p);
+                }
+            }
+            None => {
+                // Bounded: tokens nobody claims (late notifications of finished calls).
+                if routes.len() > 10_000 {
+                    routes.retain(|_, r| matches!(r, ProgressRoute::Live(_)));
+                }
+                routes.insert(key, ProgressRoute::Early(vec![p]));
+            }
+        }
+    }
+
+    /// Input requests of the upstream task `task_id` go to the returned receiver.
+    pub fn route_elicitations(&self, task_id: &str) -> mpsc::UnboundedReceiver<Elicitation> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.elicitations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(task_id.to_string(), tx);
+        rx
+    }
+
+    pub fn unroute_elicitations(&self, task_id: &str) {
+        self.elicitations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(task_id);
+    }
+
+    /// Hands an elicitation to the task waiting for it, and waits for the answer. Without
+    /// a task to answer it (nobody asked for this input through Baton) it is declined.
+    async fn elicit(&self, params: Value) -> Value {
+        let related = params
+            .get("_meta")
+            .and_then(|m| m.get(RELATED_TASK))
+            .and_then(|r| r.get("taskId"))
+            .and_then(Value::as_str)
+            .map(String::from);
+        let route = related.and_then(|t| {
+            self.elicitations
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&t)
+                .cloned()
+        });
+        let Some(route) = route else {
+            tracing::info!(server = %self.server, "declining an elicitation that belongs to no task run through Baton");
+            return json!({"action": "decline"});
+        };
+        let (tx, rx) = oneshot::channel();
+        if route.send(Elicitation { params, reply: tx }).is_err() {
+            return json!({"action": "cancel"});
+        }
+        rx.await.unwrap_or_else(|_| json!({"action": "cancel"}))
+    }
+}
+
+#[derive(Clone)]
+pub struct UpstreamHandler {
+    pub state: Arc<HandlerState>,
+    pub protocol: ProtocolVersion,
+}
+
+impl ClientHandler for UpstreamHandler {
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _ctx: NotificationContext<RoleClient>,
+    ) {
+        self.state.route_progress(params);
+    }
+
+    async fn on_tool_list_changed(&self, _ctx: NotificationContext<RoleClient>) {
+        self.state.tools_changed.notify_one();
+    }
+
+    async fn create_elicitation(
+        &self,
+        request: ElicitRequestParams,
+        ctx: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, ErrorData> {
+        let id = serde_json::to_value(&ctx.id).unwrap_or(Value::Null);
+        let params = self
+            .state
+            .raw
+            .take_request(&id)
+            .unwrap_or_else(|| serde_json::to_value(&request).unwrap_or_default());
+        let answer = self.state.elicit(params).await;
+        serde_json::from_value(answer.clone()).or_else(|_| {
+            Ok(ElicitResult::new(
+                match answer.get("action").and_then(Value::as_str) {
+                    Some("accept") => ElicitationAction::Accept,
+                    Some("cancel") => ElicitationAction::Cancel,
+                    _ => ElicitationAction::Decline,
+                },
+            ))
+        })
+    }
+
+    async fn on_custom_request(
+        &self,
+        request: CustomRequest,
+        _ctx: RequestContext<RoleClient>,
+    ) -> Result<CustomResult, ErrorData> {
+        // An elicitation the SDK could not parse into its typed model arrives here raw.
+        if request.method == "elicitation/create" {
+            let answer = self.state.elicit(request.params.unwrap_or_default()).await;
+            return Ok(CustomResult(answer));
+        }
+        Err(ErrorData::method_not_found::<
+            rmcp::model::ListToolsRequestMethod,
+        >())
+    }
+
+    fn get_info(&self) -> ClientConfig {
+        let capabilities = ClientCapabilities::builder()
+            .enable_elicitation()
+            .enable_tasks()
+            .build();
+        ClientConfig::new(
+            capabilities,
+            Implementation::new("baton", env!("CARGO_PKG_VERSION")),
+        )
+        .with_protocol_version(self.protocol.clone())
+    }
+}

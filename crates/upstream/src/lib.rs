@@ -1,0 +1,7 @@
+//! MCP servers as Baton's upstreams.
+
+pub mod config;
+pub mod connection;
+pub mod handler;
+pub mod process;
+pub mod raw;
