@@ -187,7 +187,7 @@ fn init_logging() {
     let filter = std::env::var("BATON_LOG")
         .ok()
         .and_then(|f| EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+        .unwrap_or_else(|| EnvFilter::new("info,sqlx=warn,tower_http=warn,rmcp=warn"));
     let json = std::env::var("BATON_LOG_FORMAT").is_ok_and(|f| f == "json");
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

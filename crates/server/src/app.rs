@@ -12,6 +12,7 @@ use baton_engine::tools::ToolRegistry;
 use baton_engine::{Engine, EngineError};
 use baton_store::sqlite::{SqliteOptions, SqliteStore};
 use baton_store::{Store, StoreError};
+use baton_upstream::{Origin, ServerConfig, Upstreams};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -40,6 +41,12 @@ pub enum AppError {
     },
     #[error("the HTTP server failed: {0}")]
     Serve(#[source] std::io::Error),
+    #[error("server `{name}` in the config file: {source}")]
+    Upstream {
+        name: String,
+        #[source]
+        source: baton_upstream::UpstreamError,
+    },
 }
 
 /// An exclusive lock on the data directory, held for the node's lifetime: two processes
@@ -114,6 +121,7 @@ pub struct App {
     listener: TcpListener,
     router: axum::Router,
     engine: Engine,
+    upstreams: Arc<Upstreams>,
     shutdown: CancellationToken,
     node_id: String,
     _lock: DataDirLock,
@@ -140,6 +148,31 @@ impl App {
         );
         let engine_config = config.engine_config(node_id.clone());
         let tools = Arc::new(ToolRegistry::with_builtins(engine_config.separator.clone()));
+        let upstreams = Upstreams::new(tools.clone(), &node_id, config.upstream.settings());
+        for server in &config.servers {
+            upstreams
+                .add(server.clone(), Origin::Config)
+                .map_err(|source| AppError::Upstream {
+                    name: server.name.clone(),
+                    source,
+                })?;
+        }
+        // Servers registered through the API; a name the config file now uses wins.
+        for stored in store.list_servers().await? {
+            match serde_json::from_value::<ServerConfig>(stored.config) {
+                Ok(s) if upstreams.get(&s.name).is_none() => {
+                    if let Err(e) = upstreams.add(s, Origin::Api) {
+                        tracing::warn!(server = %stored.name, error = %e, "skipping a stored server");
+                    }
+                }
+                Ok(_) => {
+                    tracing::warn!(server = %stored.name, "a stored server has the name of a server in the config file; the config file wins")
+                }
+                Err(e) => {
+                    tracing::warn!(server = %stored.name, error = %e, "skipping an unreadable stored server")
+                }
+            }
+        }
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| AppError::Bind {
@@ -152,6 +185,7 @@ impl App {
             AppState {
                 engine: engine.clone(),
                 shutdown: shutdown.clone(),
+                upstreams: upstreams.clone(),
             },
             config.http.max_body_bytes,
         );
@@ -160,6 +194,7 @@ impl App {
             listener,
             router,
             engine,
+            upstreams,
             shutdown,
             node_id,
             _lock: lock,
@@ -172,6 +207,10 @@ impl App {
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    pub fn upstreams(&self) -> &Arc<Upstreams> {
+        &self.upstreams
     }
 
     pub fn node_id(&self) -> &str {
@@ -193,6 +232,7 @@ impl App {
             listener,
             router,
             engine,
+            upstreams,
             shutdown,
             _lock,
             ..
@@ -206,7 +246,9 @@ impl App {
             })
             .await;
         shutdown.cancel();
+        // Running tasks finish (or are handed back) before their servers go away.
         engine.shutdown().await;
+        upstreams.shutdown().await;
         tracing::info!("stopped");
         served.map_err(AppError::Serve)
     }

@@ -15,6 +15,7 @@ use baton_core::submit::SubmitDefaults;
 use baton_engine::EngineConfig;
 use baton_store::sqlite::Synchronous;
 use baton_store::{ConcurrencyLimit, ToolSelector};
+use baton_upstream::ServerConfig;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
@@ -39,6 +40,46 @@ pub struct Config {
     pub tasks: TasksConfig,
     pub http: HttpConfig,
     pub limits: LimitsConfig,
+    /// Between a server's name and its tools' names (`everything__echo`).
+    pub tool_separator: String,
+    pub upstream: UpstreamConfig,
+    /// MCP servers whose tools Baton runs (`[[servers]]`).
+    pub servers: Vec<ServerConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    /// How often each server gets an MCP-level health check.
+    #[serde(with = "humantime_serde")]
+    pub health_interval: Duration,
+    /// Consecutive failed calls or health checks that open a server's circuit.
+    pub failures_to_open: u32,
+    /// How long an open circuit holds the server's tasks back before trying it again.
+    #[serde(with = "humantime_serde")]
+    pub open_for: Duration,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        let s = baton_upstream::Settings::default();
+        UpstreamConfig {
+            health_interval: s.health_interval,
+            failures_to_open: s.failures_to_open,
+            open_for: s.open_for,
+        }
+    }
+}
+
+impl UpstreamConfig {
+    pub fn settings(&self) -> baton_upstream::Settings {
+        baton_upstream::Settings {
+            health_interval: self.health_interval,
+            failures_to_open: self.failures_to_open.max(1),
+            open_for: self.open_for,
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -120,6 +161,9 @@ impl Default for Config {
             tasks: TasksConfig::default(),
             http: HttpConfig::default(),
             limits: LimitsConfig::default(),
+            tool_separator: baton_core::tool::DEFAULT_SEPARATOR.into(),
+            upstream: UpstreamConfig::default(),
+            servers: Vec::new(),
         }
     }
 }
@@ -261,6 +305,26 @@ impl Config {
         {
             return bad(format!("tasks.default_queue: {m}"));
         }
+        if self.tool_separator.is_empty()
+            || self
+                .tool_separator
+                .chars()
+                .any(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return bad(format!(
+                "tool_separator `{}` must be non-empty and contain none of a-z, 0-9, - (they appear in server names)",
+                self.tool_separator
+            ));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, s) in self.servers.iter().enumerate() {
+            if let Err(m) = s.validate() {
+                return bad(format!("servers[{i}] (`{}`): {m}", s.name));
+            }
+            if !names.insert(s.name.clone()) {
+                return bad(format!("servers[{i}]: the name `{}` is used twice", s.name));
+            }
+        }
         for (tool, max) in &self.limits.tools {
             if *max == 0 {
                 return bad(format!("limits.tools.{tool} must be at least 1"));
@@ -308,6 +372,7 @@ impl Config {
                     max: *max,
                 })
                 .collect(),
+            separator: self.tool_separator.clone(),
             ..EngineConfig::default()
         }
     }

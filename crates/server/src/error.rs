@@ -72,6 +72,18 @@ impl From<EngineError> for ApiError {
     }
 }
 
+impl From<baton_upstream::UpstreamError> for ApiError {
+    fn from(e: baton_upstream::UpstreamError) -> Self {
+        ApiError::new(e.code(), e.to_string())
+    }
+}
+
+impl From<baton_store::StoreError> for ApiError {
+    fn from(e: baton_store::StoreError) -> Self {
+        ApiError::from(EngineError::Store(e))
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({"error": {"code": self.code.as_str(), "message": self.message}});

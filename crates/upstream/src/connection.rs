@@ -156,7 +156,7 @@ impl Connection {
                 let t = StreamableHttpClientTransport::from_config(config);
                 let s = rmcp::service::ClientServiceExt::serve_with_lifecycle(handler, t, mode)
                     .await
-                    .map_err(|e| ConnectError::Handshake(e.to_string()))?;
+                    .map_err(|e| ConnectError::Handshake(format!("{url}: {}", root_cause(&e))))?;
                 (s, None)
             }
         };
@@ -199,8 +199,10 @@ impl Connection {
         self.service.peer()
     }
 
+    /// Whether the session has ended (the server exited, the stream closed, or it was
+    /// cancelled).
     pub fn is_closed(&self) -> bool {
-        self.service.is_closed()
+        self.service.is_closed() || self.service.peer().is_transport_closed()
     }
 
     /// Why the session ended, for messages: the process's exit and its last stderr lines.
@@ -283,6 +285,22 @@ impl Connection {
         if let Some(child) = child {
             child.stop(Duration::from_secs(2)).await;
         }
+    }
+}
+
+/// The innermost cause of an error ("Connection refused (os error 111)"), which says more
+/// to a person than the SDK's layered message.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    let root = cur.to_string();
+    let top = e.to_string();
+    if root == top || top.len() < 80 {
+        top
+    } else {
+        root
     }
 }
 

@@ -1,7 +1,28 @@
 //! MCP servers as Baton's upstreams.
+//!
+//! - [`config`]: a server's definition (`[[servers]]`, `POST /v1/servers`).
+//! - [`manager`]: [`Upstreams`], every server of a node; registers each server (and each
+//!   group of replicas) as a tool provider in the engine's catalog.
+//! - [`server`]: one server's supervisor (connect, reconnect with backoff, health checks,
+//!   circuit breaker, tool refresh) and its tool provider.
+//! - [`connection`]: one rmcp client session over stdio or Streamable HTTP.
+//! - [`call`]: running a tool call as a plain call, a 2026-07-28 extension task or a
+//!   2025-11-25 task, resumable from a checkpoint.
+//! - [`handler`]: the rmcp client handler (progress, elicitation, list changes).
+//! - [`raw`]: the raw protocol fields the SDK's typed model drops.
+//! - [`process`]: child process groups; no orphans.
+//! - [`group`]: replicas behind one name.
 
+pub mod call;
 pub mod config;
 pub mod connection;
+pub mod group;
 pub mod handler;
+pub mod manager;
 pub mod process;
 pub mod raw;
+pub mod server;
+
+pub use config::ServerConfig;
+pub use manager::{UpstreamError, Upstreams};
+pub use server::{Origin, Server, ServerStatus, Settings};

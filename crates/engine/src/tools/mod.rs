@@ -92,6 +92,7 @@ impl From<ToolCallError> for TaskError {
 }
 
 /// What a running tool gets from the engine.
+#[derive(Clone)]
 pub struct ToolContext {
     pub task_id: TaskId,
     /// 1 for the first run.

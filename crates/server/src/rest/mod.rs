@@ -7,6 +7,7 @@
 pub mod extract;
 pub mod health;
 pub mod queues;
+pub mod servers;
 pub mod sse;
 pub mod tasks;
 pub mod views;
@@ -30,6 +31,7 @@ pub struct AppState {
     /// Cancelled when the node starts shutting down: long polls return and SSE streams
     /// end so that the listener can drain.
     pub shutdown: CancellationToken,
+    pub upstreams: std::sync::Arc<baton_upstream::Upstreams>,
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
@@ -46,6 +48,11 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/queues/{name}/pause", post(queues::pause))
         .route("/v1/queues/{name}/resume", post(queues::resume))
         .route("/v1/tools", get(tasks::tools))
+        .route("/v1/servers", get(servers::list).post(servers::add))
+        .route(
+            "/v1/servers/{name}",
+            get(servers::get_server).delete(servers::remove),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/", get(health::index))

@@ -1,0 +1,177 @@
+//! All upstream servers of a node: adding and removing them, groups, and the catalog.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use baton_core::ErrorCode;
+use baton_engine::tools::ToolRegistry;
+
+use crate::config::ServerConfig;
+use crate::group::Group;
+use crate::process;
+use crate::server::{Origin, Server, Settings};
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("invalid server definition: {0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Exists(String),
+    #[error("no server named `{0}`")]
+    NotFound(String),
+    #[error("server `{0}` is defined in the config file; remove it there")]
+    FromConfig(String),
+    #[error("cannot reach server `{name}`: {why}")]
+    Unreachable { name: String, why: String },
+}
+
+impl UpstreamError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            UpstreamError::Invalid(_) | UpstreamError::Unreachable { .. } => {
+                ErrorCode::InvalidArgument
+            }
+            UpstreamError::Exists(_) | UpstreamError::FromConfig(_) => ErrorCode::Conflict,
+            UpstreamError::NotFound(_) => ErrorCode::NotFound,
+        }
+    }
+}
+
+pub struct Upstreams {
+    registry: Arc<ToolRegistry>,
+    node_id: String,
+    settings: Settings,
+    servers: Mutex<BTreeMap<String, Arc<Server>>>,
+    groups: Mutex<BTreeMap<String, Arc<Group>>>,
+}
+
+impl Upstreams {
+    /// Also stops the process groups a crashed previous run of this node left behind.
+    pub fn new(registry: Arc<ToolRegistry>, node_id: &str, settings: Settings) -> Arc<Upstreams> {
+        let reaped = process::reap_orphans(node_id);
+        if reaped > 0 {
+            tracing::warn!(
+                groups = reaped,
+                "stopped upstream processes left by this node's previous run"
+            );
+        }
+        Arc::new(Upstreams {
+            registry,
+            node_id: node_id.to_string(),
+            settings,
+            servers: Mutex::new(BTreeMap::new()),
+            groups: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// Validates the definition and starts supervising the server (connecting happens in
+    /// the background; see [`Server::first_attempt`]).
+    pub fn add(&self, config: ServerConfig, origin: Origin) -> Result<Arc<Server>, UpstreamError> {
+        let transport = config.validate().map_err(UpstreamError::Invalid)?;
+        let mut servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        if servers.contains_key(&config.name) {
+            return Err(UpstreamError::Exists(format!(
+                "a server named `{}` already exists",
+                config.name
+            )));
+        }
+        if groups.contains_key(&config.name) {
+            return Err(UpstreamError::Exists(format!(
+                "`{}` is already the name of a group",
+                config.name
+            )));
+        }
+        if let Some(g) = &config.group
+            && servers.contains_key(g)
+        {
+            return Err(UpstreamError::Invalid(format!(
+                "group: `{g}` is already the name of a server"
+            )));
+        }
+        let server = Server::start(
+            config.clone(),
+            transport,
+            origin,
+            self.settings.clone(),
+            &self.node_id,
+        );
+        self.registry.register(&config.name, server.clone());
+        if let Some(g) = &config.group {
+            let group = groups
+                .entry(g.clone())
+                .or_insert_with(|| Group::new(g))
+                .clone();
+            group.add(server.clone());
+            self.registry.register(g, group);
+        }
+        servers.insert(config.name.clone(), server.clone());
+        Ok(server)
+    }
+
+    /// Stops a server (and its process group) and removes its tools.
+    pub async fn remove(&self, name: &str) -> Result<ServerConfig, UpstreamError> {
+        let server = {
+            let mut servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
+            let server = servers
+                .remove(name)
+                .ok_or_else(|| UpstreamError::NotFound(name.to_string()))?;
+            self.registry.unregister(name);
+            if let Some(g) = &server.config.group {
+                let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+                if groups.get(g).is_some_and(|grp| grp.remove(name)) {
+                    groups.remove(g);
+                    self.registry.unregister(g);
+                }
+            }
+            server
+        };
+        server.stop().await;
+        tracing::info!(server = name, "removed MCP server");
+        Ok(server.config.clone())
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Server>> {
+        self.servers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    pub fn list(&self) -> Vec<Arc<Server>> {
+        self.servers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn groups(&self) -> Vec<(String, Vec<String>)> {
+        self.groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(g, grp)| {
+                (
+                    g.clone(),
+                    grp.members().iter().map(|m| m.name().to_string()).collect(),
+                )
+            })
+            .collect()
+    }
+
+    /// Stops every server and its processes.
+    pub async fn shutdown(&self) {
+        let all: Vec<String> = self
+            .servers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        let stops = all.iter().map(|n| self.remove(n));
+        futures::future::join_all(stops).await;
+    }
+}
