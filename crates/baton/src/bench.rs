@@ -63,6 +63,13 @@ enum Scenario {
         #[arg(long, default_value_t = 64)]
         clients: usize,
     },
+    /// Added latency of a tool call through Baton (submit, then long-poll the result;
+    /// upstream over stdio) over a direct rmcp call to the same server. Needs
+    /// `baton-testserver` next to this binary.
+    Upstream {
+        #[arg(long, default_value_t = 2000)]
+        calls: usize,
+    },
     /// Submit→complete latency as one client sees it (submit, then long-poll the result).
     Latency {
         #[arg(long, default_value_t = 2000)]
@@ -84,7 +91,10 @@ struct Node {
 }
 
 impl Node {
-    async fn start(args: &BenchArgs) -> anyhow::Result<Node> {
+    async fn start(
+        args: &BenchArgs,
+        servers: Vec<baton_upstream::ServerConfig>,
+    ) -> anyhow::Result<Node> {
         if let Some(url) = &args.target {
             return Ok(Node {
                 url: url.clone(),
@@ -104,6 +114,7 @@ impl Node {
         config.workers.claim_batch = 512;
         config.tasks.max_active = 10_000_000;
         config.http.max_body_bytes = 64 * 1024 * 1024;
+        config.servers = servers;
         config.store.synchronous = match args.sync {
             Sync::Normal => Synchronous::Normal,
             Sync::Full => Synchronous::Full,
@@ -221,7 +232,10 @@ pub async fn run(args: BenchArgs, _server: &str) -> ExitCode {
 }
 
 async fn run_inner(args: &BenchArgs) -> anyhow::Result<Report> {
-    let node = Node::start(args).await?;
+    if let Scenario::Upstream { calls } = &args.scenario {
+        return upstream(args, *calls).await;
+    }
+    let node = Node::start(args, Vec::new()).await?;
     let client = Client::new(&node.url);
     let queue = format!("bench-{:08x}", rand_u32());
     let report = match &args.scenario {
@@ -236,6 +250,7 @@ async fn run_inner(args: &BenchArgs) -> anyhow::Result<Report> {
         Scenario::Latency { tasks, concurrency } => {
             latency(&node.url, &queue, *tasks, *concurrency).await?
         }
+        Scenario::Upstream { .. } => unreachable!("runs its own nodes"),
     };
     node.stop().await;
     Ok(report)
@@ -476,4 +491,100 @@ async fn wait_result(http: &reqwest::Client, url: &str, id: &str) -> anyhow::Res
         }
         anyhow::ensure!(status == 202, "result: {status}");
     }
+}
+
+fn testserver_path() -> anyhow::Result<std::path::PathBuf> {
+    let bin = std::env::current_exe()?.with_file_name("baton-testserver");
+    anyhow::ensure!(
+        bin.exists(),
+        "{} is missing; build it first: cargo build --release -p baton -p baton-testserver",
+        bin.display()
+    );
+    Ok(bin)
+}
+
+fn ms(h: &Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1000.0
+}
+
+async fn upstream(args: &BenchArgs, calls: usize) -> anyhow::Result<Report> {
+    let bin = testserver_path()?;
+    let arguments = json!({"a": 2, "b": 3});
+    // Direct: this process is the MCP client of its own copy of the server.
+    let transport = baton_upstream::config::Transport::Stdio {
+        command: bin.to_string_lossy().into(),
+        args: Vec::new(),
+        env: Default::default(),
+        cwd: None,
+    };
+    let direct = baton_upstream::connection::Connection::open("direct", &transport, "bench")
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut d = Histogram::<u64>::new(3)?;
+    for i in 0..(100 + calls) {
+        let t = Instant::now();
+        direct
+            .call_direct("add", arguments.clone())
+            .await
+            .map_err(anyhow::Error::msg)?;
+        if i >= 100 {
+            d.record(t.elapsed().as_micros() as u64)?;
+        }
+    }
+    direct.close().await;
+
+    // Through Baton: the same server registered on an embedded node.
+    let server: baton_upstream::ServerConfig = serde_json::from_value(json!({
+        "name": "bench", "command": bin.to_string_lossy()
+    }))?;
+    let node = Node::start(args, vec![server]).await?;
+    let client = Client::new(&node.url);
+    let http = http_client();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, s) = client
+            .send(client.http().get(client.url("/v1/servers/bench")))
+            .await?;
+        if s["state"] == "healthy" {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the bench server did not become healthy: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let body = json!({"tool": "bench__add", "arguments": arguments});
+    let mut b = Histogram::<u64>::new(3)?;
+    for i in 0..(100 + calls) {
+        let t = Instant::now();
+        // Submit and wait in one request: 200 with the result once the task finished.
+        let r = http
+            .post(format!("{}/v1/tasks?wait=30", node.url))
+            .json(&body)
+            .send()
+            .await?;
+        let status = r.status();
+        let v: Value = r.json().await?;
+        anyhow::ensure!(
+            status == 200 && v["status"] == "completed",
+            "call failed: {status} {v}"
+        );
+        if i >= 100 {
+            b.record(t.elapsed().as_micros() as u64)?;
+        }
+    }
+    node.stop().await;
+    Ok(Report {
+        scenario: "upstream: tool call through Baton over a direct rmcp call (stdio, trivial tool)",
+        figures: vec![
+            ("calls", calls as f64, ""),
+            ("direct p50", ms(&d, 0.5), "ms"),
+            ("direct p99", ms(&d, 0.99), "ms"),
+            ("through Baton p50", ms(&b, 0.5), "ms"),
+            ("through Baton p99", ms(&b, 0.99), "ms"),
+            ("added p50", ms(&b, 0.5) - ms(&d, 0.5), "ms"),
+            ("added p99", ms(&b, 0.99) - ms(&d, 0.99), "ms"),
+        ],
+    })
 }

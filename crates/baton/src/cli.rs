@@ -58,6 +58,11 @@ enum Command {
         #[command(subcommand)]
         action: Option<QueueAction>,
     },
+    /// List, add or remove the MCP servers whose tools Baton runs.
+    Servers {
+        #[command(subcommand)]
+        action: Option<ServerAction>,
+    },
     /// List the tools Baton can run.
     Tools {
         #[arg(long)]
@@ -137,6 +142,54 @@ struct ListArgs {
 }
 
 #[derive(Subcommand)]
+enum ServerAction {
+    /// Show servers with their health, protocol, tools and load.
+    List {
+        /// Only servers with this tag.
+        #[arg(long)]
+        tag: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Register a server (stdio: --command and its arguments after `--`; HTTP: --url).
+    ///
+    /// Example: baton servers add everything --command npx -- -y @modelcontextprotocol/server-everything stdio
+    Add(ServerAddArgs),
+    /// Stop and unregister a server added with `add`.
+    Remove { name: String },
+}
+
+#[derive(Args)]
+struct ServerAddArgs {
+    /// `[a-z0-9-]+`; its tools are called NAME__tool.
+    name: String,
+    /// Program to run (stdio).
+    #[arg(long, conflicts_with = "url")]
+    command: Option<String>,
+    /// Arguments of the program.
+    #[arg(last = true)]
+    args: Vec<String>,
+    /// Environment of the program, KEY=VALUE; repeatable.
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// MCP endpoint (Streamable HTTP).
+    #[arg(long)]
+    url: Option<String>,
+    /// HTTP header, NAME=VALUE; repeatable.
+    #[arg(long = "header", value_name = "NAME=VALUE")]
+    headers: Vec<String>,
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    #[arg(long)]
+    group: Option<String>,
+    #[arg(long)]
+    max_concurrency: Option<u32>,
+    /// Longest a call may take, e.g. 10m.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    timeout: Option<Duration>,
+}
+
+#[derive(Subcommand)]
 enum QueueAction {
     /// Stop starting tasks from a queue (running ones finish).
     Pause { name: String },
@@ -168,6 +221,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         }),
         Command::List(args) => list(&client, args).await,
         Command::Queues { action } => queues(&client, action).await,
+        Command::Servers { action } => servers(&client, action).await,
         Command::Tools { json } => tools(&client, json).await,
     };
     match result {
@@ -378,6 +432,94 @@ async fn tools(client: &Client, json: bool) -> Result<ExitCode, ClientError> {
                 t["name"].as_str().unwrap_or(""),
                 t["description"].as_str().unwrap_or("")
             );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn pairs(kind: &str, items: &[String]) -> Result<serde_json::Map<String, Value>, ClientError> {
+    items
+        .iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+                .ok_or_else(|| ClientError::Usage(format!("--{kind} `{kv}` is not KEY=VALUE")))
+        })
+        .collect()
+}
+
+async fn servers(client: &Client, action: Option<ServerAction>) -> Result<ExitCode, ClientError> {
+    match action.unwrap_or(ServerAction::List {
+        tag: None,
+        json: false,
+    }) {
+        ServerAction::List { tag, json } => {
+            let mut path = "/v1/servers".to_string();
+            if let Some(t) = tag {
+                path = format!("{path}?tag={t}");
+            }
+            let (_, body) = client.send(client.http().get(client.url(&path))).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&body).unwrap_or_default()
+                );
+            } else {
+                output::print_servers(&body);
+            }
+        }
+        ServerAction::Add(a) => {
+            let mut body = json!({"name": a.name});
+            if let Some(c) = a.command {
+                body["command"] = json!(c);
+                body["args"] = json!(a.args);
+            } else if !a.args.is_empty() {
+                return Err(ClientError::Usage(
+                    "arguments after `--` need --command".into(),
+                ));
+            }
+            if let Some(u) = a.url {
+                body["url"] = json!(u);
+            }
+            if !a.env.is_empty() {
+                body["env"] = Value::Object(pairs("env", &a.env)?);
+            }
+            if !a.headers.is_empty() {
+                body["headers"] = Value::Object(pairs("header", &a.headers)?);
+            }
+            if !a.tags.is_empty() {
+                body["tags"] = json!(a.tags);
+            }
+            if let Some(g) = a.group {
+                body["group"] = json!(g);
+            }
+            if let Some(m) = a.max_concurrency {
+                body["max_concurrency"] = json!(m);
+            }
+            if let Some(t) = a.timeout {
+                body["timeout_ms"] = json!(t.as_millis() as u64);
+            }
+            eprintln!("connecting to {} …", body["name"].as_str().unwrap_or(""));
+            let (_, s) = client
+                .send(client.http().post(client.url("/v1/servers")).json(&body))
+                .await?;
+            println!(
+                "server {} added: {} ({} tools, protocol {})",
+                s["name"].as_str().unwrap_or(""),
+                s["state"].as_str().unwrap_or(""),
+                s["tool_count"],
+                s["protocol_version"].as_str().unwrap_or("?")
+            );
+        }
+        ServerAction::Remove { name } => {
+            client
+                .send(
+                    client
+                        .http()
+                        .delete(client.url(&format!("/v1/servers/{name}"))),
+                )
+                .await?;
+            println!("server {name} removed");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -132,6 +132,48 @@ pub fn print_task_table(page: &Value) {
     }
 }
 
+pub fn print_servers(body: &Value) {
+    println!(
+        "{:<20} {:<6} {:<13} {:<11} {:>5} {:>9} {:>8} {:>10}  TAGS",
+        "SERVER", "KIND", "STATE", "PROTOCOL", "TOOLS", "IN FLIGHT", "ERRORS", "LATENCY"
+    );
+    for srv in body["servers"].as_array().into_iter().flatten() {
+        println!(
+            "{:<20} {:<6} {:<13} {:<11} {:>5} {:>9} {:>7.0}% {:>8.1}ms  {}",
+            s(&srv["name"]),
+            s(&srv["transport"]),
+            s(&srv["state"]),
+            srv["protocol_version"].as_str().unwrap_or("-"),
+            srv["tool_count"].to_string(),
+            srv["in_flight"].to_string(),
+            srv["error_rate"].as_f64().unwrap_or(0.0) * 100.0,
+            srv["latency_ms"].as_f64().unwrap_or(0.0),
+            srv["config"]["tags"]
+                .as_array()
+                .map(|t| t
+                    .iter()
+                    .filter_map(|x| x.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","))
+                .unwrap_or_default()
+        );
+        if let Some(e) = srv["last_error"].as_str()
+            && srv["state"] != "healthy"
+        {
+            println!("{:<20} last error: {e}", "");
+        }
+    }
+    for g in body["groups"].as_array().into_iter().flatten() {
+        let members: Vec<&str> = g["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m.as_str())
+            .collect();
+        println!("group {}: {}", s(&g["name"]), members.join(", "));
+    }
+}
+
 pub fn print_queues(q: &Value) {
     println!(
         "{:<20} {:>7} {:>8} {:>8} {:>10} {:>7} {:>10} {:>8}",

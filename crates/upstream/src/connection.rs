@@ -259,6 +259,22 @@ impl Connection {
             .collect())
     }
 
+    /// A plain `tools/call` on this session, outside any task (benchmarks compare Baton
+    /// with it).
+    pub async fn call_direct(&self, tool: &str, arguments: Value) -> Result<Value, String> {
+        let args = match arguments {
+            Value::Object(m) => m,
+            _ => Default::default(),
+        };
+        let params = rmcp::model::CallToolRequestParams::new(tool.to_string()).with_arguments(args);
+        let r = self
+            .peer()
+            .call_tool(params)
+            .await
+            .map_err(|e| e.to_string())?;
+        serde_json::to_value(r).map_err(|e| e.to_string())
+    }
+
     /// An MCP-level liveness check: `ping`, or `server/discover` where ping no longer
     /// exists (2026-07-28).
     pub async fn ping(&self) -> Result<(), String> {

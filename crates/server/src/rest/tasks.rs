@@ -61,18 +61,52 @@ fn apply_idempotency_header(headers: &HeaderMap, req: &mut SubmitRequest) -> Res
     }
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitParams {
+    /// Wait up to this many seconds for the task to finish and answer with its result
+    /// (`200`); if it has not finished by then, the usual `202`.
+    wait: Option<u64>,
+}
+
 pub async fn submit(
     State(s): State<AppState>,
     headers: HeaderMap,
+    ApiQuery(p): ApiQuery<SubmitParams>,
     ApiJson(mut req): ApiJson<SubmitRequest>,
 ) -> Result<Response, ApiError> {
+    let wait = check_wait(p.wait)?;
     apply_idempotency_header(&headers, &mut req)?;
     let sub = s.engine.submit(ANONYMOUS, req).await?;
+    if !wait.is_zero() {
+        // The task is durable already; waiting only saves the client a second request.
+        let task = tokio::select! {
+            t = s.engine.wait(ANONYMOUS, sub.task.id, wait) => t?,
+            _ = s.shutdown.cancelled() => sub.task.clone(),
+        };
+        if task.status.is_final() {
+            let mut resp = Json(ResultView::new(task)).into_response();
+            if let Ok(loc) = HeaderValue::from_str(&task_url(&sub.task.id)) {
+                resp.headers_mut().insert(header::LOCATION, loc);
+            }
+            return Ok(resp);
+        }
+    }
     Ok(accepted(
         Accepted::new(&sub.task, sub.created),
         Some(task_url(&sub.task.id)),
         !sub.created,
     ))
+}
+
+fn check_wait(wait: Option<u64>) -> Result<Duration, ApiError> {
+    let wait = wait.unwrap_or(0);
+    if wait > MAX_WAIT_SECS {
+        return Err(ApiError::invalid(format!(
+            "wait={wait} is too long; at most {MAX_WAIT_SECS} seconds"
+        )));
+    }
+    Ok(Duration::from_secs(wait))
 }
 
 #[derive(Deserialize)]
@@ -129,14 +163,9 @@ pub async fn result(
     ApiQuery(p): ApiQuery<ResultParams>,
 ) -> Result<Response, ApiError> {
     let id = parse_task_id(&id)?;
-    let wait = p.wait.unwrap_or(0);
-    if wait > MAX_WAIT_SECS {
-        return Err(ApiError::invalid(format!(
-            "wait={wait} is too long; at most {MAX_WAIT_SECS} seconds"
-        )));
-    }
+    let wait = check_wait(p.wait)?;
     let task = tokio::select! {
-        t = s.engine.wait(ANONYMOUS, id, Duration::from_secs(wait)) => t?,
+        t = s.engine.wait(ANONYMOUS, id, wait) => t?,
         _ = s.shutdown.cancelled() => s.engine.get(ANONYMOUS, id).await?,
     };
     if task.status.is_final() {
