@@ -103,6 +103,10 @@ pub struct TaskEvent {
     pub message: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data: Option<Value>,
+    /// For a `completed` event as it is published live: the tool's result, so that
+    /// waiters need not read it back. Not part of the log (the result is on the task).
+    #[serde(skip)]
+    pub result: Option<std::sync::Arc<Value>>,
 }
 
 /// An event before the store gives it a sequence number.
@@ -143,6 +147,7 @@ impl NewEvent {
             progress: self.progress,
             message: self.message,
             data: self.data,
+            result: None,
         }
     }
 }

@@ -34,15 +34,29 @@ pub(crate) struct Publisher {
     pub hub: Arc<EventHub>,
     pub active: Arc<AtomicI64>,
     pub wake: Arc<Notify>,
+    /// Set when pending work may be waiting for a free slot; finished runs then wake the
+    /// dispatcher. Clear, a finished run does not: the dispatcher's claim would find
+    /// nothing and only delay the next write.
+    pub backlog: Arc<AtomicBool>,
 }
 
 impl Publisher {
     pub(crate) fn publish(&self, events: &[TaskEvent]) {
+        self.publish_with(events, true);
+    }
+
+    /// `wake_for_new`: whether new tasks should wake the dispatcher (not when the
+    /// submission already claimed what could run).
+    pub(crate) fn publish_with(&self, events: &[TaskEvent], wake_for_new: bool) {
         let mut delta = 0i64;
         let mut runnable = false;
         for e in events {
             match e.kind {
-                EventKind::Created | EventKind::Retried => {
+                EventKind::Created => {
+                    delta += 1;
+                    runnable |= wake_for_new;
+                }
+                EventKind::Retried => {
                     delta += 1;
                     runnable = true;
                 }
@@ -57,6 +71,7 @@ impl Publisher {
             self.active.fetch_add(delta, Ordering::Relaxed);
         }
         if runnable {
+            self.backlog.store(true, Ordering::Relaxed);
             self.wake.notify_one();
         }
         self.hub.publish(events);
@@ -136,20 +151,20 @@ impl Engine {
             hub: Arc::new(EventHub::default()),
             active: Arc::new(AtomicI64::new(store.count_active().await? as i64)),
             wake: wake.clone(),
+            backlog: Arc::new(AtomicBool::new(true)),
         };
+        // Submissions need the engine itself (to start what they claim), which does not
+        // exist yet: the batcher reaches it through a slot filled below.
+        let engine_slot: Arc<std::sync::OnceLock<std::sync::Weak<Inner>>> = Arc::default();
         let (submitter, h1) = {
-            let store = store.clone();
-            let publisher = publisher.clone();
+            let slot = engine_slot.clone();
             Batcher::spawn(config.submit_batch_max, move |tasks: Vec<NewTask>| {
-                let store = store.clone();
-                let publisher = publisher.clone();
+                let inner = slot.get().and_then(|w| w.upgrade());
                 async move {
-                    let t = std::time::Instant::now();
-                    let n = tasks.len();
-                    let (outcomes, events) = store.create_tasks(tasks).await?;
-                    tracing::debug!(n, ms = t.elapsed().as_secs_f64() * 1e3, "create");
-                    publisher.publish(&events);
-                    Ok(outcomes)
+                    let Some(inner) = inner else {
+                        return Err(StoreError::Unavailable("the engine is stopping".into()));
+                    };
+                    worker::store_submissions(&inner, tasks).await
                 }
             })
         };
@@ -198,6 +213,7 @@ impl Engine {
             estimates: Mutex::new(HashMap::new()),
             shutting_down: AtomicBool::new(false),
         });
+        let _ = engine_slot.set(Arc::downgrade(&inner));
         let engine = Engine { inner };
         engine.start_loops().await?;
         Ok(engine)
@@ -496,7 +512,7 @@ impl Engine {
         timeout: Duration,
     ) -> Result<Task, EngineError> {
         let mut sub = self.subscribe(id);
-        let task = self.get(owner, id).await?;
+        let mut task = self.get(owner, id).await?;
         if task.status.is_final() || timeout.is_zero() {
             return Ok(task);
         }
@@ -504,9 +520,22 @@ impl Engine {
         loop {
             tokio::select! {
                 ev = sub.recv() => match ev {
-                    Ok(ev) if !ev.status.is_final() => continue,
-                    // A final event, a gap, or a closed hub: read the truth from the store.
-                    _ => {
+                    Ok(ev) if !ev.status.is_final() => {
+                        // Keep the picture current, so the final event completes it.
+                        if ev.kind == EventKind::Started {
+                            task.started_at = Some(ev.at);
+                            task.attempt = ev.attempt.unwrap_or(task.attempt);
+                        }
+                        task.status = ev.status;
+                        continue;
+                    }
+                    // The final event usually carries what changed: no need to read the
+                    // task back. Otherwise (or after a gap, or a closed hub) read the truth
+                    // from the store.
+                    ev => {
+                        if let Some(done) = ev.ok().and_then(|ev| final_from_event(&task, &ev)) {
+                            return Ok(done);
+                        }
                         let task = self.get(owner, id).await?;
                         if task.status.is_final() {
                             return Ok(task);
@@ -736,6 +765,33 @@ impl Engine {
         }
         inner.store.close().await;
     }
+}
+
+/// The task after its final event, from the task as last read and the event, when the
+/// event says enough (a completion with its result, a failure with its error, a
+/// cancellation).
+fn final_from_event(before: &Task, ev: &TaskEvent) -> Option<Task> {
+    let mut t = before.clone();
+    t.status = ev.status;
+    t.completed_at = Some(ev.at);
+    t.updated_at = ev.at;
+    t.attempt = ev.attempt.unwrap_or(t.attempt);
+    t.lease = None;
+    t.input_requests = None;
+    match ev.kind {
+        EventKind::Completed => {
+            t.result = Some(ev.result.as_deref()?.clone());
+            t.error = None;
+            t.progress = Some(1.0);
+        }
+        EventKind::Failed => {
+            t.error = Some(serde_json::from_value(ev.data.clone()?).ok()?);
+            t.result = None;
+        }
+        EventKind::Cancelled => t.cancel_requested = true,
+        _ => return None,
+    }
+    Some(t)
 }
 
 impl EngineError {

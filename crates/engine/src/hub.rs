@@ -125,6 +125,7 @@ mod tests {
             progress: None,
             message: None,
             data: None,
+            result: None,
         }
     }
 

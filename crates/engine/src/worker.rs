@@ -7,6 +7,7 @@
 //! cancellations requested elsewhere; a flush loop writes coalesced progress.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -192,6 +193,73 @@ fn new_token() -> i64 {
     rand::random::<i64>() & i64::MAX
 }
 
+/// The limits every claim respects: configured ones and those of tool providers (server
+/// `max_concurrency`, unavailable servers).
+fn claim_limits(inner: &Inner) -> Vec<baton_store::ConcurrencyLimit> {
+    let mut limits = inner.config.concurrency_limits.clone();
+    limits.extend(inner.tools.claim_limits());
+    limits
+}
+
+/// Takes up to a claim batch of free slots; unused ones go back when dropped.
+fn reserve_slots(inner: &Arc<Inner>) -> Vec<OwnedSemaphorePermit> {
+    let mut permits = Vec::new();
+    while permits.len() < inner.config.claim_batch {
+        match inner.slots.clone().try_acquire_owned() {
+            Ok(p) => permits.push(p),
+            Err(_) => break,
+        }
+    }
+    permits
+}
+
+/// Stores a batch of submissions; when this node has free workers, the same transaction
+/// claims for them (in the usual order, not just the new tasks) and the runs start at
+/// once: no dispatcher wake-up, no second round trip.
+pub(crate) async fn store_submissions(
+    inner: &Arc<Inner>,
+    tasks: Vec<baton_core::task::NewTask>,
+) -> Result<Vec<baton_store::CreateOutcome>, baton_store::StoreError> {
+    let mut permits = Vec::new();
+    if inner.config.run_workers && !inner.stop_claiming.is_cancelled() {
+        permits = reserve_slots(inner);
+    }
+    let t = std::time::Instant::now();
+    let n = tasks.len();
+    let now = inner.clock.now();
+    let limits = claim_limits(inner);
+    let token = new_token();
+    let claim = (!permits.is_empty()).then(|| ClaimRequest {
+        owner: &inner.config.node_id,
+        limit: permits.len(),
+        now,
+        lease_until: now.saturating_add(inner.config.lease),
+        token,
+        limits: &limits,
+    });
+    let asked = permits.len();
+    let r = inner.store.create_and_claim(tasks, claim).await?;
+    tracing::debug!(
+        n,
+        claimed = r.claimed.len(),
+        ms = t.elapsed().as_secs_f64() * 1e3,
+        "create"
+    );
+    // A claim that used every free slot may have left due tasks behind.
+    let more = r.claimed.len() == asked;
+    if more {
+        inner.publisher.backlog.store(true, Ordering::Relaxed);
+    }
+    inner.publisher.publish_with(&r.events, more);
+    for task in r.claimed {
+        let permit = permits.pop().expect("a slot per claimed task");
+        inner
+            .runs
+            .spawn(run_task(inner.clone(), task, token, permit));
+    }
+    Ok(r.outcomes)
+}
+
 pub(crate) async fn dispatcher(inner: Arc<Inner>) {
     let cfg = &inner.config;
     let mut backoff = Duration::from_millis(50);
@@ -199,18 +267,19 @@ pub(crate) async fn dispatcher(inner: Arc<Inner>) {
         if inner.stop_claiming.is_cancelled() {
             break;
         }
-        let free = inner.slots.available_permits();
-        if free == 0 {
+        // Reserve the slots before claiming: submissions claim for free slots too.
+        let mut permits = reserve_slots(&inner);
+        if permits.is_empty() {
             tokio::select! {
                 _ = inner.wake.notified() => {}
                 _ = inner.stop_claiming.cancelled() => break,
             }
             continue;
         }
-        let want = free.min(cfg.claim_batch);
+        let want = permits.len();
         let now = inner.clock.now();
-        let mut limits = cfg.concurrency_limits.clone();
-        limits.extend(inner.tools.claim_limits());
+        let limits = claim_limits(&inner);
+        inner.publisher.backlog.store(false, Ordering::Relaxed);
         let req = ClaimRequest {
             owner: &cfg.node_id,
             limit: want,
@@ -232,17 +301,14 @@ pub(crate) async fn dispatcher(inner: Arc<Inner>) {
                 inner.publisher.publish(&events);
                 let got = tasks.len();
                 for task in tasks {
-                    let permit = inner
-                        .slots
-                        .clone()
-                        .try_acquire_owned()
-                        .expect("a slot per claimed task");
+                    let permit = permits.pop().expect("a slot per claimed task");
                     let token = req.token;
                     inner
                         .runs
                         .spawn(run_task(inner.clone(), task, token, permit));
                 }
                 if got == want {
+                    inner.publisher.backlog.store(true, Ordering::Relaxed);
                     continue;
                 }
                 tokio::select! {
@@ -281,9 +347,12 @@ async fn run_task(inner: Arc<Inner>, task: Task, token: i64, permit: OwnedSemaph
         );
     let outcome = execute(&inner, &task, token, &cancel).await;
     // A slot is a tool running; the tool is done, so the dispatcher may start the next
-    // one while this outcome is group-committed (the lease is held until then).
+    // one while this outcome is group-committed (the lease is held until then). Limits
+    // can hold tasks back without a backlog showing, so they always wake it.
     drop(permit);
-    inner.wake.notify_one();
+    if inner.publisher.backlog.load(Ordering::Relaxed) || !claim_limits(&inner).is_empty() {
+        inner.wake.notify_one();
+    }
     if let Some(outcome) = outcome {
         let now = inner.clock.now();
         let transition = policy::decide(

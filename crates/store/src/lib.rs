@@ -83,6 +83,15 @@ impl CreateOutcome {
     }
 }
 
+/// What [`Store::create_and_claim`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreatedAndClaimed {
+    pub outcomes: Vec<CreateOutcome>,
+    /// `created` events, then `started` events of the claimed tasks.
+    pub events: Vec<TaskEvent>,
+    pub claimed: Vec<Task>,
+}
+
 /// Which tools a concurrency limit covers.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ToolSelector {
@@ -260,6 +269,30 @@ pub trait Store: Send + Sync + 'static {
         &self,
         tasks: Vec<NewTask>,
     ) -> StoreResult<(Vec<CreateOutcome>, Vec<TaskEvent>)>;
+
+    /// Stores new tasks and, in the same transaction where the store can, claims for the
+    /// submitting node (`claim`), so a node with free workers starts work without another
+    /// round trip. The claim follows the usual order, so new tasks jump no queue.
+    async fn create_and_claim(
+        &self,
+        tasks: Vec<NewTask>,
+        claim: Option<ClaimRequest<'_>>,
+    ) -> StoreResult<CreatedAndClaimed> {
+        let (outcomes, mut events) = self.create_tasks(tasks).await?;
+        let claimed = match claim {
+            Some(req) => {
+                let (claimed, started) = self.claim(&req).await?;
+                events.extend(started);
+                claimed
+            }
+            None => Vec::new(),
+        };
+        Ok(CreatedAndClaimed {
+            outcomes,
+            events,
+            claimed,
+        })
+    }
 
     async fn get_task(&self, id: TaskId) -> StoreResult<Option<Task>>;
 

@@ -34,9 +34,9 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    CancelOutcome, ClaimRequest, CreateOutcome, Finish, FinishOutcome, HeartbeatReply,
-    InputOutcome, LeaseSelector, ProgressUpdate, QueueStats, Requeue, RetryOutcome, Store,
-    StoreError, StoreResult, StoredServer, TaskQuery, json_or_null, transition_event,
+    CancelOutcome, ClaimRequest, CreateOutcome, CreatedAndClaimed, Finish, FinishOutcome,
+    HeartbeatReply, InputOutcome, LeaseSelector, ProgressUpdate, QueueStats, Requeue, RetryOutcome,
+    Store, StoreError, StoreResult, StoredServer, TaskQuery, json_or_null, transition_event,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -97,7 +97,16 @@ impl std::fmt::Debug for SqliteStore {
 
 type AnyResult = StoreResult<Box<dyn Any + Send>>;
 type BoxFuture<'c, T> = Pin<Box<dyn Future<Output = T> + Send + 'c>>;
-type RunFn = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, AnyResult> + Send>;
+type RunFn = Box<dyn for<'c> FnOnce(&'c mut Writer) -> BoxFuture<'c, AnyResult> + Send>;
+
+/// The write connection, owned by the writer task.
+pub(crate) struct Writer {
+    conn: SqliteConnection,
+    /// The last event number handed out, while known. Only this connection writes
+    /// events, so it can count them itself instead of asking `sqlite_sequence` every
+    /// time; it forgets the number whenever a write or a commit is rolled back.
+    last_event_seq: Option<i64>,
+}
 
 /// A write and where its result goes once it is committed.
 struct Command {
@@ -164,9 +173,7 @@ impl SqliteStore {
     async fn write<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<T>>
-            + Send
-            + 'static,
+        F: for<'c> FnOnce(&'c mut Writer) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
         let run: RunFn = Box::new(move |c| {
@@ -191,7 +198,11 @@ fn closed() -> StoreError {
 /// (each under its own savepoint, so one failing write does not undo the others) makes
 /// one commit cover submissions, claims, completions and progress alike. Callers hear
 /// back only after the commit: an acknowledged write is a durable write.
-async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver<Msg>) {
+async fn writer_loop(conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver<Msg>) {
+    let mut w = Writer {
+        conn,
+        last_event_seq: None,
+    };
     let mut closing = None;
     while closing.is_none() {
         let Some(first) = rx.recv().await else { break };
@@ -209,7 +220,7 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver
         }
         if !cmds.is_empty() {
             let (n, t) = (cmds.len(), std::time::Instant::now());
-            run_group(&mut conn, cmds).await;
+            run_group(&mut w, cmds).await;
             tracing::trace!(
                 writes = n,
                 ms = t.elapsed().as_secs_f64() * 1e3,
@@ -219,9 +230,9 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver
     }
     // Fold the WAL into the main file so a copied database file is complete on its own.
     let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-        .execute(&mut conn)
+        .execute(&mut w.conn)
         .await;
-    let _ = sqlx::Connection::close(conn).await;
+    let _ = sqlx::Connection::close(w.conn).await;
     if let Some(t) = closing {
         let _ = t.send(());
     }
@@ -240,15 +251,15 @@ async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> StoreResult<()>
 /// into neighbouring statements (`RELEASE w; SAVEPOINT w` is one round trip, and COMMIT
 /// releases the last one) because every round trip to SQLite's thread costs more than
 /// the statements themselves.
-async fn run_group(conn: &mut SqliteConnection, cmds: Vec<Command>) {
+async fn run_group(w: &mut Writer, cmds: Vec<Command>) {
     let single = cmds.len() == 1;
     let begin = if single {
         "BEGIN IMMEDIATE"
     } else {
         "BEGIN IMMEDIATE; SAVEPOINT w"
     };
-    if let Err(e) = exec(conn, begin).await {
-        let _ = exec(conn, "ROLLBACK").await;
+    if let Err(e) = exec(&mut w.conn, begin).await {
+        let _ = exec(&mut w.conn, "ROLLBACK").await;
         for c in cmds {
             let _ = c.reply.send(Err(e.clone()));
         }
@@ -264,15 +275,18 @@ async fn run_group(conn: &mut SqliteConnection, cmds: Vec<Command>) {
             let _ = c.reply.send(Err(e.clone()));
             continue;
         }
-        let result = (c.run)(conn).await;
+        let result = (c.run)(w).await;
         if !single {
             let last = i + 1 == n;
             let end = match (&result, last) {
                 // The savepoint now marks the state after this write, for the next one.
-                (Ok(_), false) => exec(conn, "RELEASE w; SAVEPOINT w").await,
+                (Ok(_), false) => exec(&mut w.conn, "RELEASE w; SAVEPOINT w").await,
                 (Ok(_), true) => Ok(()),
                 // ROLLBACK TO keeps the savepoint, at the state before this write.
-                (Err(_), _) => exec(conn, "ROLLBACK TO w").await,
+                (Err(_), _) => {
+                    w.last_event_seq = None;
+                    exec(&mut w.conn, "ROLLBACK TO w").await
+                }
             };
             if let Err(e) = end {
                 broken = Some(e);
@@ -282,13 +296,15 @@ async fn run_group(conn: &mut SqliteConnection, cmds: Vec<Command>) {
     }
     let failed_alone = single && done.first().is_some_and(|(_, r)| r.is_err());
     let commit_error = if broken.is_some() || failed_alone {
-        let _ = exec(conn, "ROLLBACK").await;
+        w.last_event_seq = None;
+        let _ = exec(&mut w.conn, "ROLLBACK").await;
         broken
     } else {
-        match exec(conn, "COMMIT").await {
+        match exec(&mut w.conn, "COMMIT").await {
             Ok(()) => None,
             Err(e) => {
-                let _ = exec(conn, "ROLLBACK").await;
+                w.last_event_seq = None;
+                let _ = exec(&mut w.conn, "ROLLBACK").await;
                 Some(e)
             }
         }
@@ -426,24 +442,25 @@ fn event_from_row(r: &SqliteRow) -> StoreResult<TaskEvent> {
         progress: r.try_get("progress").map_err(decode_err)?,
         message: r.try_get("message").map_err(decode_err)?,
         data: parse_json(r.try_get("data").map_err(decode_err)?)?,
+        result: None,
     })
 }
 
 /// Appends events. Runs inside the caller's write transaction, which holds SQLite's write
 /// lock, so the numbers after `sqlite_sequence` are ours to hand out in order.
-async fn insert_events(
-    conn: &mut SqliteConnection,
-    events: Vec<NewEvent>,
-) -> StoreResult<Vec<TaskEvent>> {
+async fn insert_events(w: &mut Writer, events: Vec<NewEvent>) -> StoreResult<Vec<TaskEvent>> {
     if events.is_empty() {
         return Ok(Vec::new());
     }
-    let last: i64 = sqlx::query_scalar(
-        "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'task_events'), 0)",
-    )
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(db_err)?;
+    let last: i64 = match w.last_event_seq {
+        Some(n) => n,
+        None => sqlx::query_scalar(
+            "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'task_events'), 0)",
+        )
+        .fetch_one(&mut w.conn)
+        .await
+        .map_err(db_err)?,
+    };
     let stored: Vec<TaskEvent> = events
         .into_iter()
         .enumerate()
@@ -464,7 +481,10 @@ async fn insert_events(
                 .push_bind(e.message.clone())
                 .push_bind(json_or_null(&e.data));
         });
-        qb.build().execute(&mut *conn).await.map_err(db_err)?;
+        qb.build().execute(&mut w.conn).await.map_err(db_err)?;
+    }
+    if let Some(e) = stored.last() {
+        w.last_event_seq = Some(e.seq);
     }
     Ok(stored)
 }
@@ -554,9 +574,19 @@ const LEASED: &str = "status IN ('running', 'input_required')";
 // The writes: each runs inside the writer task's transaction (see `writer_loop`).
 
 async fn create_tasks_tx(
-    conn: &mut SqliteConnection,
+    w: &mut Writer,
     tasks: &[NewTask],
 ) -> StoreResult<(Vec<CreateOutcome>, Vec<TaskEvent>)> {
+    let (outcomes, events) = create_tasks_deferred(w, tasks).await?;
+    Ok((outcomes, insert_events(w, events).await?))
+}
+
+/// Stores the tasks; their `created` events are returned for the caller to append (so a
+/// caller doing more in the same transaction appends all its events in one statement).
+async fn create_tasks_deferred(
+    w: &mut Writer,
+    tasks: &[NewTask],
+) -> StoreResult<(Vec<CreateOutcome>, Vec<NewEvent>)> {
     if tasks.is_empty() {
         return Ok((Vec::new(), Vec::new()));
     }
@@ -585,7 +615,7 @@ async fn create_tasks_tx(
             ") AS k JOIN tasks ON tasks.owner = k.column1 AND tasks.idempotency_key = k.column2 \
              WHERE tasks.idempotency_key IS NOT NULL",
         );
-        for row in qb.build().fetch_all(&mut *conn).await.map_err(db_err)? {
+        for row in qb.build().fetch_all(&mut w.conn).await.map_err(db_err)? {
             let t = task_from_row(&row)?;
             if let Some(k) = t.idempotency_key.clone() {
                 existing.insert((t.owner.clone(), k), t);
@@ -648,7 +678,7 @@ async fn create_tasks_tx(
                 .push_bind(t.created_at.as_millis());
         });
         qb.push(" RETURNING seq, id");
-        for row in qb.build().fetch_all(&mut *conn).await.map_err(db_err)? {
+        for row in qb.build().fetch_all(&mut w.conn).await.map_err(db_err)? {
             let id: String = row.try_get("id").map_err(decode_err)?;
             seq_of.insert(
                 id.parse().map_err(decode_err)?,
@@ -656,7 +686,7 @@ async fn create_tasks_tx(
             );
         }
     }
-    let events = insert_events(conn, to_insert.iter().map(|t| created_event(t)).collect()).await?;
+    let events: Vec<NewEvent> = to_insert.iter().map(|t| created_event(t)).collect();
 
     let mut outcomes: Vec<CreateOutcome> = Vec::with_capacity(tasks.len());
     for (t, plan) in tasks.iter().zip(plans) {
@@ -676,14 +706,23 @@ async fn create_tasks_tx(
 }
 
 async fn claim_tx(
-    conn: &mut SqliteConnection,
+    w: &mut Writer,
     req: &ClaimRequest<'_>,
 ) -> StoreResult<(Vec<Task>, Vec<TaskEvent>)> {
+    let (claimed, events) = claim_deferred(w, req).await?;
+    Ok((claimed, insert_events(w, events).await?))
+}
+
+/// Claims; the `started` events are returned for the caller to append.
+async fn claim_deferred(
+    w: &mut Writer,
+    req: &ClaimRequest<'_>,
+) -> StoreResult<(Vec<Task>, Vec<NewEvent>)> {
     if req.limit == 0 {
         return Ok((Vec::new(), Vec::new()));
     }
     if req.limits.is_empty() {
-        return claim_unlimited(conn, req).await;
+        return claim_unlimited(w, req).await;
     }
     // Free capacity of each concurrency limit, from what is running now.
     let mut free: Vec<u32> = Vec::with_capacity(req.limits.len());
@@ -691,7 +730,7 @@ async fn claim_tx(
         let rows = sqlx::query(
             "SELECT tool, count(*) AS n FROM tasks WHERE status = 'running' GROUP BY tool",
         )
-        .fetch_all(&mut *conn)
+        .fetch_all(&mut w.conn)
         .await
         .map_err(db_err)?;
         let mut running: Vec<(String, i64)> = Vec::with_capacity(rows.len());
@@ -735,7 +774,7 @@ async fn claim_tx(
         }
         qb.push(" ORDER BY priority DESC, run_at, seq LIMIT ")
             .push_bind(want as i64);
-        let rows = qb.build().fetch_all(&mut *conn).await.map_err(db_err)?;
+        let rows = qb.build().fetch_all(&mut w.conn).await.map_err(db_err)?;
         let fetched = rows.len();
         let mut saturated_one = false;
         for row in rows {
@@ -771,11 +810,11 @@ async fn claim_tx(
             sep.push_bind(*s);
         }
         qb.push(format!(") RETURNING {TASK_COLUMNS}"));
-        for row in qb.build().fetch_all(&mut *conn).await.map_err(db_err)? {
+        for row in qb.build().fetch_all(&mut w.conn).await.map_err(db_err)? {
             claimed.push(task_from_row(&row)?);
         }
     }
-    claimed_events(conn, req, claimed).await
+    claimed_events(req, claimed)
 }
 
 /// `UPDATE … WHERE seq IN (`, to be followed by the chosen rows and `) RETURNING …`.
@@ -799,27 +838,26 @@ fn claim_update(req: &ClaimRequest<'_>) -> QueryBuilder<Sqlite> {
 
 /// Without concurrency limits a claim is one statement.
 async fn claim_unlimited(
-    conn: &mut SqliteConnection,
+    w: &mut Writer,
     req: &ClaimRequest<'_>,
-) -> StoreResult<(Vec<Task>, Vec<TaskEvent>)> {
+) -> StoreResult<(Vec<Task>, Vec<NewEvent>)> {
     let mut qb = claim_update(req);
     push_runnable(&mut qb, "seq", req.now);
     qb.push(" ORDER BY priority DESC, run_at, seq LIMIT ")
         .push_bind(req.limit as i64)
         .push(format!(") RETURNING {TASK_COLUMNS}"));
-    let rows = qb.build().fetch_all(&mut *conn).await.map_err(db_err)?;
+    let rows = qb.build().fetch_all(&mut w.conn).await.map_err(db_err)?;
     let claimed = rows
         .iter()
         .map(task_from_row)
         .collect::<StoreResult<Vec<_>>>()?;
-    claimed_events(conn, req, claimed).await
+    claimed_events(req, claimed)
 }
 
-async fn claimed_events(
-    conn: &mut SqliteConnection,
+fn claimed_events(
     req: &ClaimRequest<'_>,
     mut claimed: Vec<Task>,
-) -> StoreResult<(Vec<Task>, Vec<TaskEvent>)> {
+) -> StoreResult<(Vec<Task>, Vec<NewEvent>)> {
     claimed.sort_by(|a, b| {
         b.priority
             .cmp(&a.priority)
@@ -834,12 +872,11 @@ async fn claimed_events(
             ev
         })
         .collect();
-    let events = insert_events(conn, events).await?;
     Ok((claimed, events))
 }
 
 async fn heartbeat_tx(
-    conn: &mut SqliteConnection,
+    w: &mut Writer,
     owner: &str,
     now: Timestamp,
     lease_until: Timestamp,
@@ -851,14 +888,14 @@ async fn heartbeat_tx(
     .bind(lease_until.as_millis())
     .bind(owner)
     .bind(now.as_millis())
-    .fetch_all(&mut *conn)
+    .fetch_all(&mut w.conn)
     .await
     .map_err(db_err)?;
     let cancel: Vec<String> = sqlx::query_scalar(
         "SELECT id FROM tasks WHERE lease_owner = ? AND status IN ('running', 'input_required') AND cancel_requested = 1",
     )
     .bind(owner)
-    .fetch_all(&mut *conn)
+    .fetch_all(&mut w.conn)
     .await
     .map_err(db_err)?;
     let parse = |ids: Vec<String>| -> StoreResult<Vec<TaskId>> {
@@ -871,7 +908,7 @@ async fn heartbeat_tx(
 }
 
 async fn record_progress_tx(
-    conn: &mut SqliteConnection,
+    w: &mut Writer,
     updates: &[ProgressUpdate],
 ) -> StoreResult<Vec<TaskEvent>> {
     if updates.is_empty() {
@@ -897,7 +934,7 @@ async fn record_progress_tx(
              AND tasks.status = 'running' AND tasks.lease_expires_at >= v.column5 \
              RETURNING id, attempt, progress, progress_message",
         );
-        for row in qb.build().fetch_all(&mut *conn).await.map_err(db_err)? {
+        for row in qb.build().fetch_all(&mut w.conn).await.map_err(db_err)? {
             let id: TaskId = row
                 .try_get::<String, _>("id")
                 .map_err(decode_err)?
@@ -911,14 +948,11 @@ async fn record_progress_tx(
             events.push(ev);
         }
     }
-    let events = insert_events(conn, events).await?;
+    let events = insert_events(w, events).await?;
     Ok(events)
 }
 
-async fn finish_tx(
-    conn: &mut SqliteConnection,
-    items: &[Finish],
-) -> StoreResult<Vec<FinishOutcome>> {
+async fn finish_tx(w: &mut Writer, items: &[Finish]) -> StoreResult<Vec<FinishOutcome>> {
     if items.is_empty() {
         return Ok(Vec::new());
     }
@@ -961,7 +995,7 @@ async fn finish_tx(
              AND tasks.status IN ('running', 'input_required') AND tasks.lease_expires_at >= v.column8 \
              RETURNING id, attempt",
         );
-        for row in qb.build().fetch_all(&mut *conn).await.map_err(db_err)? {
+        for row in qb.build().fetch_all(&mut w.conn).await.map_err(db_err)? {
             let id: TaskId = row
                 .try_get::<String, _>("id")
                 .map_err(decode_err)?
@@ -980,7 +1014,16 @@ async fn finish_tx(
             Some(transition_event(f.id, f.at, &f.transition, attempt))
         })
         .collect();
-    let events = insert_events(conn, new_events).await?;
+    let mut events = insert_events(w, new_events).await?;
+    for ev in &mut events {
+        if let Some(Transition::Complete { result }) = unique
+            .iter()
+            .find(|f| f.id == ev.task_id)
+            .map(|f| &f.transition)
+        {
+            ev.result = Some(std::sync::Arc::new(result.clone()));
+        }
+    }
     let mut by_id: HashMap<TaskId, TaskEvent> =
         events.into_iter().map(|e| (e.task_id, e)).collect();
     Ok(items
@@ -993,7 +1036,7 @@ async fn finish_tx(
 }
 
 async fn request_cancel_tx(
-    conn: &mut SqliteConnection,
+    w: &mut Writer,
     id: TaskId,
     now: Timestamp,
 ) -> StoreResult<CancelOutcome> {
@@ -1001,7 +1044,7 @@ async fn request_cancel_tx(
         "SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?"
     )))
     .bind(id.to_string())
-    .fetch_optional(&mut *conn)
+    .fetch_optional(&mut w.conn)
     .await
     .map_err(db_err)?;
     let Some(mut task) = row.as_ref().map(task_from_row).transpose()? else {
@@ -1015,7 +1058,7 @@ async fn request_cancel_tx(
             .bind(now.as_millis())
             .bind(now.as_millis())
             .bind(id.to_string())
-            .execute(&mut *conn)
+            .execute(&mut w.conn)
             .await
             .map_err(db_err)?;
             task.status = TaskStatus::Cancelled;
@@ -1024,7 +1067,7 @@ async fn request_cancel_tx(
             task.updated_at = now;
             let mut ev = NewEvent::new(id, now, EventKind::Cancelled, TaskStatus::Cancelled);
             ev.message = Some("cancelled before it started".into());
-            let ev = insert_events(conn, vec![ev]).await?.remove(0);
+            let ev = insert_events(w, vec![ev]).await?.remove(0);
             CancelOutcome::Cancelled(task, ev)
         }
         TaskStatus::Running | TaskStatus::InputRequired if task.cancel_requested => {
@@ -1034,14 +1077,14 @@ async fn request_cancel_tx(
             sqlx::query("UPDATE tasks SET cancel_requested = 1, updated_at = ? WHERE id = ?")
                 .bind(now.as_millis())
                 .bind(id.to_string())
-                .execute(&mut *conn)
+                .execute(&mut w.conn)
                 .await
                 .map_err(db_err)?;
             task.cancel_requested = true;
             task.updated_at = now;
             let mut ev = NewEvent::new(id, now, EventKind::CancelRequested, task.status);
             ev.attempt = Some(task.attempt);
-            let ev = insert_events(conn, vec![ev]).await?.remove(0);
+            let ev = insert_events(w, vec![ev]).await?.remove(0);
             CancelOutcome::Requested(task, ev)
         }
         _ => CancelOutcome::AlreadyFinal(task),
@@ -1049,16 +1092,12 @@ async fn request_cancel_tx(
     Ok(outcome)
 }
 
-async fn retry_task_tx(
-    conn: &mut SqliteConnection,
-    id: TaskId,
-    now: Timestamp,
-) -> StoreResult<RetryOutcome> {
+async fn retry_task_tx(w: &mut Writer, id: TaskId, now: Timestamp) -> StoreResult<RetryOutcome> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?"
     )))
     .bind(id.to_string())
-    .fetch_optional(&mut *conn)
+    .fetch_optional(&mut w.conn)
     .await
     .map_err(db_err)?;
     let Some(mut task) = row.as_ref().map(task_from_row).transpose()? else {
@@ -1075,12 +1114,12 @@ async fn retry_task_tx(
     .bind(now.as_millis())
     .bind(now.as_millis())
     .bind(id.to_string())
-    .execute(&mut *conn)
+    .execute(&mut w.conn)
     .await
     .map_err(db_err)?;
     let mut ev = NewEvent::new(id, now, EventKind::Retried, TaskStatus::Pending);
     ev.message = Some(format!("retried by hand after it {}", task.status));
-    let ev = insert_events(conn, vec![ev]).await?.remove(0);
+    let ev = insert_events(w, vec![ev]).await?.remove(0);
     task.status = TaskStatus::Pending;
     task.attempt = 0;
     task.run_at = now;
@@ -1095,10 +1134,7 @@ async fn retry_task_tx(
     Ok(RetryOutcome::Retried(task, ev))
 }
 
-async fn requeue_leases_tx(
-    conn: &mut SqliteConnection,
-    req: &Requeue<'_>,
-) -> StoreResult<Vec<TaskEvent>> {
+async fn requeue_leases_tx(w: &mut Writer, req: &Requeue<'_>) -> StoreResult<Vec<TaskEvent>> {
     let mut qb = QueryBuilder::<Sqlite>::new(format!(
         "SELECT seq, id, attempt, max_attempts, lease_owner FROM tasks WHERE {LEASED}"
     ));
@@ -1110,7 +1146,7 @@ async fn requeue_leases_tx(
             qb.push(" AND lease_owner = ").push_bind(o.to_string());
         }
     }
-    let rows = qb.build().fetch_all(&mut *conn).await.map_err(db_err)?;
+    let rows = qb.build().fetch_all(&mut w.conn).await.map_err(db_err)?;
     let mut events = Vec::with_capacity(rows.len());
     let now = req.now.as_millis();
     for r in rows {
@@ -1141,7 +1177,7 @@ async fn requeue_leases_tx(
             .bind(now)
             .bind(now)
             .bind(seq)
-            .execute(&mut *conn)
+            .execute(&mut w.conn)
             .await
             .map_err(db_err)?;
             let mut ev = NewEvent::new(id, req.now, EventKind::Failed, TaskStatus::Failed);
@@ -1164,7 +1200,7 @@ async fn requeue_leases_tx(
             .bind(now)
             .bind(now)
             .bind(seq)
-            .execute(&mut *conn)
+            .execute(&mut w.conn)
             .await
             .map_err(db_err)?;
             let mut ev = NewEvent::new(id, req.now, req.kind, TaskStatus::Pending);
@@ -1177,21 +1213,17 @@ async fn requeue_leases_tx(
             events.push(ev);
         }
     }
-    let events = insert_events(conn, events).await?;
+    let events = insert_events(w, events).await?;
     Ok(events)
 }
 
-async fn purge_finished_tx(
-    conn: &mut SqliteConnection,
-    before: Timestamp,
-    limit: u32,
-) -> StoreResult<u64> {
+async fn purge_finished_tx(w: &mut Writer, before: Timestamp, limit: u32) -> StoreResult<u64> {
     let ids: Vec<(i64, String)> = sqlx::query_as(
         "SELECT seq, id FROM tasks WHERE completed_at IS NOT NULL AND completed_at < ? ORDER BY completed_at LIMIT ?",
     )
     .bind(before.as_millis())
     .bind(i64::from(limit))
-    .fetch_all(&mut *conn)
+    .fetch_all(&mut w.conn)
     .await
     .map_err(db_err)?;
     for chunk in ids.chunks(CHUNK) {
@@ -1201,20 +1233,20 @@ async fn purge_finished_tx(
             sep.push_bind(id.clone());
         }
         qb.push(")");
-        qb.build().execute(&mut *conn).await.map_err(db_err)?;
+        qb.build().execute(&mut w.conn).await.map_err(db_err)?;
         let mut qb = QueryBuilder::<Sqlite>::new("DELETE FROM tasks WHERE seq IN (");
         let mut sep = qb.separated(", ");
         for (seq, _) in chunk {
             sep.push_bind(*seq);
         }
         qb.push(")");
-        qb.build().execute(&mut *conn).await.map_err(db_err)?;
+        qb.build().execute(&mut w.conn).await.map_err(db_err)?;
     }
     Ok(ids.len() as u64)
 }
 
 async fn set_queue_paused_tx(
-    conn: &mut SqliteConnection,
+    w: &mut Writer,
     queue: &str,
     paused: bool,
     now: Timestamp,
@@ -1226,7 +1258,7 @@ async fn set_queue_paused_tx(
     .bind(queue)
     .bind(i64::from(paused))
     .bind(now.as_millis())
-    .execute(&mut *conn)
+    .execute(&mut w.conn)
     .await
     .map_err(db_err)?;
     Ok(())
@@ -1255,6 +1287,50 @@ impl Store for SqliteStore {
         }
         self.write(move |c| Box::pin(async move { create_tasks_tx(c, &tasks).await }))
             .await
+    }
+
+    async fn create_and_claim(
+        &self,
+        tasks: Vec<NewTask>,
+        claim: Option<ClaimRequest<'_>>,
+    ) -> StoreResult<CreatedAndClaimed> {
+        let claim = claim.filter(|c| c.limit > 0).map(|c| {
+            (
+                c.owner.to_string(),
+                c.limits.to_vec(),
+                c.limit,
+                c.now,
+                c.lease_until,
+                c.token,
+            )
+        });
+        self.write(move |c| {
+            Box::pin(async move {
+                let (outcomes, mut events) = create_tasks_deferred(c, &tasks).await?;
+                let mut claimed = Vec::new();
+                if let Some((owner, limits, limit, now, lease_until, token)) = claim {
+                    let req = ClaimRequest {
+                        owner: &owner,
+                        limit,
+                        now,
+                        lease_until,
+                        token,
+                        limits: &limits,
+                    };
+                    let (tasks, started) = claim_deferred(c, &req).await?;
+                    claimed = tasks;
+                    events.extend(started);
+                }
+                // One statement for the created and started events alike.
+                let events = insert_events(c, events).await?;
+                Ok(CreatedAndClaimed {
+                    outcomes,
+                    events,
+                    claimed,
+                })
+            })
+        })
+        .await
     }
 
     async fn get_task(&self, id: TaskId) -> StoreResult<Option<Task>> {
@@ -1520,7 +1596,7 @@ impl Store for SqliteStore {
                 .bind(id.to_string())
                 .bind(token)
                 .bind(now.as_millis())
-                .execute(&mut *c)
+                .execute(&mut c.conn)
                 .await
                 .map_err(db_err)?
                 .rows_affected();
@@ -1549,7 +1625,7 @@ impl Store for SqliteStore {
                 .bind(id.to_string())
                 .bind(token)
                 .bind(now.as_millis())
-                .fetch_optional(&mut *c)
+                .fetch_optional(&mut c.conn)
                 .await
                 .map_err(db_err)?;
                 let Some(attempt) = attempt else {
@@ -1576,7 +1652,7 @@ impl Store for SqliteStore {
                     "SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?"
                 )))
                 .bind(id.to_string())
-                .fetch_optional(&mut *c)
+                .fetch_optional(&mut c.conn)
                 .await
                 .map_err(db_err)?;
                 let Some(mut task) = row.as_ref().map(task_from_row).transpose()? else {
@@ -1592,7 +1668,7 @@ impl Store for SqliteStore {
                 .bind(responses.to_string())
                 .bind(now.as_millis())
                 .bind(id.to_string())
-                .execute(&mut *c)
+                .execute(&mut c.conn)
                 .await
                 .map_err(db_err)?;
                 task.status = TaskStatus::Running;
@@ -1621,13 +1697,13 @@ impl Store for SqliteStore {
                 )
                 .bind(id.to_string())
                 .bind(token)
-                .fetch_optional(&mut *c)
+                .fetch_optional(&mut c.conn)
                 .await
                 .map_err(db_err)?;
                 if raw.is_some() {
                     sqlx::query("UPDATE tasks SET input_responses = NULL WHERE id = ?")
                         .bind(id.to_string())
-                        .execute(&mut *c)
+                        .execute(&mut c.conn)
                         .await
                         .map_err(db_err)?;
                 }
@@ -1668,7 +1744,7 @@ impl Store for SqliteStore {
                 .bind(config.to_string())
                 .bind(now.as_millis())
                 .bind(now.as_millis())
-                .execute(&mut *c)
+                .execute(&mut c.conn)
                 .await
                 .map_err(db_err)?;
                 Ok(())
@@ -1683,7 +1759,7 @@ impl Store for SqliteStore {
             Box::pin(async move {
                 let n = sqlx::query("DELETE FROM servers WHERE name = ?")
                     .bind(&name)
-                    .execute(&mut *c)
+                    .execute(&mut c.conn)
                     .await
                     .map_err(db_err)?
                     .rows_affected();

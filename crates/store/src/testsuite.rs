@@ -35,7 +35,7 @@ macro_rules! store_test_suite {
             expired_lease_cannot_write_before_rescue, purge_oldest_first,
             event_log_order, list_filters_and_cursor, queue_stats_and_active_count,
             recent_durations, heartbeat_extends_own_leases, checkpoints_are_fenced,
-            input_round_trip, servers_crud);
+            input_round_trip, servers_crud, create_and_claim_in_order);
     };
     (@tests $factory:path; $($name:ident),* $(,)?) => {
         $(
@@ -1094,4 +1094,52 @@ pub async fn servers_crud(store: &dyn Store) {
     assert!(store.delete_server("a").await.unwrap());
     assert!(!store.delete_server("a").await.unwrap());
     assert_eq!(store.list_servers().await.unwrap().len(), 1);
+}
+
+pub async fn create_and_claim_in_order(store: &dyn Store) {
+    // A backlog with a high-priority task, then a submission with a claim for two slots.
+    let old = create(
+        store,
+        vec![new_task("t", 90, t0()), new_task("t", 10, t0())],
+    )
+    .await;
+    let fresh = new_task("t", 50, t0());
+    let claim = ClaimRequest {
+        owner: "w",
+        limit: 2,
+        now: t0(),
+        lease_until: t0().saturating_add(30 * SEC),
+        token: 3,
+        limits: &[],
+    };
+    let r = store
+        .create_and_claim(vec![fresh.clone()], Some(claim))
+        .await
+        .unwrap();
+    assert!(matches!(&r.outcomes[0], CreateOutcome::Created(t) if t.id == fresh.id));
+    let claimed: Vec<TaskId> = r.claimed.iter().map(|t| t.id).collect();
+    assert_eq!(
+        claimed,
+        vec![old[0], fresh.id],
+        "the usual order: the new task jumps no queue"
+    );
+    let kinds: Vec<EventKind> = r.events.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![EventKind::Created, EventKind::Started, EventKind::Started]
+    );
+    let fresh_events = store.task_events(fresh.id, 0, 10).await.unwrap();
+    assert_eq!(
+        fresh_events.iter().map(|e| e.kind).collect::<Vec<_>>(),
+        vec![EventKind::Created, EventKind::Started]
+    );
+    assert_eq!(get(store, old[1]).await.status, TaskStatus::Pending);
+    // Without a claim it only stores.
+    let later = new_task("t", 99, t0());
+    let r = store
+        .create_and_claim(vec![later.clone()], None)
+        .await
+        .unwrap();
+    assert!(r.claimed.is_empty());
+    assert_eq!(get(store, later.id).await.status, TaskStatus::Pending);
 }
