@@ -1015,13 +1015,16 @@ async fn finish_tx(w: &mut Writer, items: &[Finish]) -> StoreResult<Vec<FinishOu
         })
         .collect();
     let mut events = insert_events(w, new_events).await?;
+    let results: HashMap<TaskId, &Value> = unique
+        .iter()
+        .filter_map(|f| match &f.transition {
+            Transition::Complete { result } => Some((f.id, result)),
+            _ => None,
+        })
+        .collect();
     for ev in &mut events {
-        if let Some(Transition::Complete { result }) = unique
-            .iter()
-            .find(|f| f.id == ev.task_id)
-            .map(|f| &f.transition)
-        {
-            ev.result = Some(std::sync::Arc::new(result.clone()));
+        if let Some(result) = results.get(&ev.task_id) {
+            ev.result = Some(std::sync::Arc::new((*result).clone()));
         }
     }
     let mut by_id: HashMap<TaskId, TaskEvent> =
