@@ -11,8 +11,10 @@
 //! while that lease is current, so a worker that lost its lease can never overwrite the
 //! task's new owner.
 //!
-//! Implementations: [`sqlite::SqliteStore`] (the embedded default). Every implementation
-//! passes the conformance suite in [`testsuite`] (feature `testsuite`).
+//! Implementations: [`sqlite::SqliteStore`] (the embedded default) and
+//! `postgres::PostgresStore` (feature `postgres`, on by default: several nodes sharing one
+//! database). Every implementation passes the conformance suite in [`testsuite`]
+//! (feature `testsuite`).
 
 use std::collections::BTreeMap;
 
@@ -24,6 +26,8 @@ use baton_core::{ErrorCode, Task, TaskEvent, TaskId, TaskStatus, Timestamp};
 use serde::Serialize;
 use serde_json::Value;
 
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod sqlite;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
