@@ -38,6 +38,12 @@ pub struct BenchArgs {
     json: bool,
 }
 
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum McpMode {
+    Plain,
+    Task,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Sync {
     Normal,
@@ -69,6 +75,19 @@ enum Scenario {
     Upstream {
         #[arg(long, default_value_t = 2000)]
         calls: usize,
+    },
+    /// MCP `tools/call` through `/mcp` (protocol 2026-07-28) to a trivial upstream tool
+    /// (`baton-testserver`'s `add` over stdio), from many concurrent clients.
+    Mcp {
+        #[arg(long, default_value_t = 5000)]
+        calls: usize,
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// `plain`: each call waits for its result. `task`: each call declares the tasks
+        /// extension and returns the task once it is stored (the tasks run on; the
+        /// report also gives the rate at which they completed).
+        #[arg(long, value_enum, default_value_t = McpMode::Plain)]
+        mode: McpMode,
     },
     /// Submit→complete latency as one client sees it (submit, then long-poll the result).
     Latency {
@@ -235,6 +254,14 @@ async fn run_inner(args: &BenchArgs) -> anyhow::Result<Report> {
     if let Scenario::Upstream { calls } = &args.scenario {
         return upstream(args, *calls).await;
     }
+    if let Scenario::Mcp {
+        calls,
+        clients,
+        mode,
+    } = &args.scenario
+    {
+        return mcp(args, *calls, *clients, *mode).await;
+    }
     let node = Node::start(args, Vec::new()).await?;
     let client = Client::new(&node.url);
     let queue = format!("bench-{:08x}", rand_u32());
@@ -250,7 +277,7 @@ async fn run_inner(args: &BenchArgs) -> anyhow::Result<Report> {
         Scenario::Latency { tasks, concurrency } => {
             latency(&node.url, &queue, *tasks, *concurrency).await?
         }
-        Scenario::Upstream { .. } => unreachable!("runs its own nodes"),
+        Scenario::Upstream { .. } | Scenario::Mcp { .. } => unreachable!("runs its own nodes"),
     };
     node.stop().await;
     Ok(report)
@@ -586,5 +613,133 @@ async fn upstream(args: &BenchArgs, calls: usize) -> anyhow::Result<Report> {
             ("added p50", ms(&b, 0.5) - ms(&d, 0.5), "ms"),
             ("added p99", ms(&b, 0.99) - ms(&d, 0.99), "ms"),
         ],
+    })
+}
+
+/// An embedded node with `baton-testserver` registered as `bench`, once it is healthy.
+async fn node_with_testserver(args: &BenchArgs) -> anyhow::Result<Node> {
+    let bin = testserver_path()?;
+    let server: baton_upstream::ServerConfig = serde_json::from_value(json!({
+        "name": "bench", "command": bin.to_string_lossy()
+    }))?;
+    let node = Node::start(args, vec![server]).await?;
+    let client = Client::new(&node.url);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, s) = client
+            .send(client.http().get(client.url("/v1/servers/bench")))
+            .await?;
+        if s["state"] == "healthy" {
+            return Ok(node);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the bench server did not become healthy: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One 2026-07-28 `tools/call` of `bench__add`; checks the answer has the expected shape.
+async fn mcp_call(http: &reqwest::Client, url: &str, id: usize, task: bool) -> anyhow::Result<()> {
+    let caps = if task {
+        json!({"extensions": {"io.modelcontextprotocol/tasks": {}}})
+    } else {
+        json!({})
+    };
+    let body = json!({
+        "jsonrpc": "2.0", "id": id, "method": "tools/call",
+        "params": {"name": "bench__add", "arguments": {"a": id, "b": 1},
+                   "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                             "io.modelcontextprotocol/clientCapabilities": caps}}
+    });
+    let r = http
+        .post(url)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "bench__add")
+        .json(&body)
+        .send()
+        .await?;
+    let status = r.status();
+    let text = r.text().await?;
+    // A quick answer is plain JSON; a slow one an SSE stream ending with the response.
+    let last = text
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("data:").map(str::trim))
+        .unwrap_or(&text);
+    let v: Value = serde_json::from_str(last)?;
+    let ok = if task {
+        v["result"]["resultType"] == "task"
+    } else {
+        v["result"]["structuredContent"]["sum"].as_f64() == Some(id as f64 + 1.0)
+    };
+    anyhow::ensure!(status == 200 && ok, "call failed: {status} {v}");
+    Ok(())
+}
+
+async fn mcp(
+    args: &BenchArgs,
+    calls: usize,
+    clients: usize,
+    mode: McpMode,
+) -> anyhow::Result<Report> {
+    let node = node_with_testserver(args).await?;
+    let client = Client::new(&node.url);
+    let url = format!("{}/mcp", node.url);
+    let http = http_client();
+    let task = mode == McpMode::Task;
+    // Warm up connections, the upstream and the store.
+    for i in 0..200 {
+        mcp_call(&http, &url, i, false).await?;
+    }
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..clients.max(1) {
+        let (http, url, next) = (http.clone(), url.clone(), next.clone());
+        workers.push(tokio::spawn(async move {
+            let mut h = Histogram::<u64>::new(3)?;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                if i >= calls {
+                    return anyhow::Ok(h);
+                }
+                let t = Instant::now();
+                mcp_call(&http, &url, 1000 + i, task).await?;
+                h.record(t.elapsed().as_micros() as u64)?;
+            }
+        }));
+    }
+    let mut all = Histogram::<u64>::new(3)?;
+    for w in workers {
+        all.add(w.await??)?;
+    }
+    let answered = started.elapsed().as_secs_f64();
+    let mut figures = vec![
+        ("calls", calls as f64, ""),
+        ("clients", clients as f64, ""),
+        ("calls answered/s", calls as f64 / answered, "/s"),
+        ("answer p50", ms(&all, 0.5), "ms"),
+        ("answer p99", ms(&all, 0.99), "ms"),
+    ];
+    if task {
+        let done = wait_done(&node, &client, "default", calls as u64).await?;
+        figures.push((
+            "tasks completed/s",
+            calls as f64 / done.duration_since(started).as_secs_f64(),
+            "/s",
+        ));
+    }
+    node.stop().await;
+    Ok(Report {
+        scenario: if task {
+            "mcp: tools/call through /mcp, task mode (2026-07-28 tasks extension)"
+        } else {
+            "mcp: tools/call through /mcp, plain mode (each call waits for its result)"
+        },
+        figures,
     })
 }

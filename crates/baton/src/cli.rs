@@ -20,14 +20,10 @@ use crate::{bench, output};
     after_help = "Start a node with `baton serve`, then submit work from another terminal:\n  baton submit baton__sleep '{\"ms\": 5000, \"steps\": 10}' --watch"
 )]
 pub struct Cli {
-    /// The Baton server the client commands talk to.
-    #[arg(
-        long,
-        global = true,
-        env = "BATON_URL",
-        default_value = "http://127.0.0.1:7420"
-    )]
-    server: String,
+    /// The Baton server the client commands talk to [default: http://127.0.0.1:7420].
+    /// Given to `baton mcp`, it relays to that server instead of running one in-process.
+    #[arg(long, global = true, env = "BATON_URL")]
+    server: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -68,8 +64,28 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve MCP on stdin/stdout for hosts that launch their servers: runs a node
+    /// in-process (same configuration as `serve`, without the HTTP listener), or with
+    /// --server relays to a running node's /mcp.
+    Mcp(McpArgs),
     /// Measure throughput and latency (see BENCHMARKS.md).
     Bench(bench::BenchArgs),
+}
+
+#[derive(Args)]
+struct McpArgs {
+    /// Directory of the embedded store (default ./baton-data).
+    #[arg(long, env = "BATON_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// TOML configuration file.
+    #[arg(long, env = "BATON_CONFIG")]
+    config: Option<PathBuf>,
+    /// Tasks this node runs at once (0: none; a node sharing the store runs them).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Act as this principal (a placeholder until authentication; default anonymous).
+    #[arg(long, env = "BATON_PRINCIPAL")]
+    principal: Option<String>,
 }
 
 #[derive(Args)]
@@ -197,11 +213,18 @@ enum QueueAction {
     Resume { name: String },
 }
 
+const DEFAULT_URL: &str = "http://127.0.0.1:7420";
+
 pub async fn run(cli: Cli) -> ExitCode {
-    let client = Client::new(&cli.server);
+    let server = cli
+        .server
+        .clone()
+        .unwrap_or_else(|| DEFAULT_URL.to_string());
+    let client = Client::new(&server);
     let result = match cli.command {
         Command::Serve(args) => return serve(args).await,
-        Command::Bench(args) => return bench::run(args, &cli.server).await,
+        Command::Mcp(args) => return mcp(args, cli.server).await,
+        Command::Bench(args) => return bench::run(args, &server).await,
         Command::Submit(args) => submit(&client, args).await,
         Command::Status { task_id, json } => status(&client, &task_id, json).await,
         Command::Watch { task_id } => output::watch(&client, &task_id).await,
@@ -291,6 +314,73 @@ async fn serve(args: ServeArgs) -> ExitCode {
         .run_until_stopped(baton_server::app::shutdown_signal())
         .await
     {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn mcp(args: McpArgs, server: Option<String>) -> ExitCode {
+    init_logging();
+    if let Some(p) = &args.principal
+        && let Err(e) = baton_core::principal::from_header(Some(p.as_bytes()))
+    {
+        eprintln!("error: --principal: {e}");
+        return ExitCode::from(2);
+    }
+    let input = tokio::io::BufReader::new(tokio::io::stdin());
+    if let Some(url) = server {
+        tracing::info!(server = %url, "relaying MCP on stdio to a running Baton");
+        return match baton_mcp::stdio::bridge(url, args.principal, input, tokio::io::stdout()).await
+        {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    let overrides = Overrides {
+        listen: None,
+        data_dir: args.data_dir,
+        workers: args.workers.map(|c| WorkerOverrides {
+            concurrency: Some(c),
+        }),
+    };
+    let config = match Config::load(args.config.as_deref(), &overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let app = match App::build_with(config, false).await {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    tracing::info!(
+        data_dir = %app.config().data_dir.display(),
+        node = app.node_id(),
+        "Baton serves MCP on stdio"
+    );
+    let principal = args
+        .principal
+        .unwrap_or_else(|| baton_core::principal::ANONYMOUS.to_string());
+    let session = baton_mcp::stdio::serve(app.mcp().clone(), principal, input, tokio::io::stdout());
+    // The session ends when the client closes stdin (or on a signal); then the node
+    // drains like `serve` does.
+    let stopped = async move {
+        tokio::select! {
+            _ = session => {}
+            _ = baton_server::app::shutdown_signal() => {}
+        }
+    };
+    match app.run_until_stopped(stopped).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

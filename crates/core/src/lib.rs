@@ -8,6 +8,7 @@
 //! - [`submit`]: turning a client's submit request into a validated [`task::NewTask`].
 //! - [`policy`]: retries with exponential backoff and jitter, and what a handler outcome
 //!   does to a task.
+//! - [`principal`]: who a request acts as (a placeholder until authentication).
 //! - [`tool`]: qualified tool names (`server__tool`).
 //! - [`error`]: the small [`ErrorCode`] enum every front door maps to its wire format.
 //!
@@ -18,6 +19,7 @@ pub mod error;
 pub mod event;
 pub mod id;
 pub mod policy;
+pub mod principal;
 pub mod submit;
 pub mod task;
 pub mod time;

@@ -577,6 +577,11 @@ impl Engine {
         self.inner.publisher.hub.subscribe_all()
     }
 
+    /// Log messages of tools running on this node (not stored; see [`crate::hub::TaskLog`]).
+    pub fn subscribe_logs(&self) -> tokio::sync::broadcast::Receiver<Arc<crate::hub::TaskLog>> {
+        self.inner.publisher.hub.subscribe_logs()
+    }
+
     pub async fn queues(&self) -> Result<Vec<QueueStats>, EngineError> {
         Ok(self.inner.store.queue_stats(self.now()).await?)
     }

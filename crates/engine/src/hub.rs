@@ -18,6 +18,19 @@ const ALL_CAPACITY: usize = 8192;
 pub struct EventHub {
     tasks: Mutex<HashMap<TaskId, broadcast::Sender<Arc<TaskEvent>>>>,
     all: broadcast::Sender<Arc<TaskEvent>>,
+    logs: broadcast::Sender<Arc<TaskLog>>,
+}
+
+/// A log message a running tool emitted (e.g. an upstream server's
+/// `notifications/message`). Live only: relayed to clients following the task on this
+/// node, never stored.
+#[derive(Debug, Clone)]
+pub struct TaskLog {
+    pub task_id: TaskId,
+    /// An MCP logging level: debug, info, notice, warning, error, critical, alert, emergency.
+    pub level: String,
+    pub logger: Option<String>,
+    pub data: serde_json::Value,
 }
 
 impl Default for EventHub {
@@ -25,6 +38,7 @@ impl Default for EventHub {
         EventHub {
             tasks: Mutex::new(HashMap::new()),
             all: broadcast::channel(ALL_CAPACITY).0,
+            logs: broadcast::channel(1024).0,
         }
     }
 }
@@ -72,6 +86,17 @@ impl EventHub {
     /// Every event of every task.
     pub fn subscribe_all(&self) -> broadcast::Receiver<Arc<TaskEvent>> {
         self.all.subscribe()
+    }
+
+    pub fn publish_log(&self, log: TaskLog) {
+        if self.logs.receiver_count() > 0 {
+            let _ = self.logs.send(Arc::new(log));
+        }
+    }
+
+    /// Log messages of running tools on this node, from now on.
+    pub fn subscribe_logs(&self) -> broadcast::Receiver<Arc<TaskLog>> {
+        self.logs.subscribe()
     }
 
     #[cfg(test)]

@@ -153,6 +153,16 @@ impl TaskHandle {
         }
     }
 
+    /// Relays a log message to clients following this task on this node.
+    pub fn log(&self, level: &str, logger: Option<String>, data: serde_json::Value) {
+        self.publisher.hub.publish_log(crate::hub::TaskLog {
+            task_id: self.id,
+            level: level.to_string(),
+            logger,
+            data,
+        });
+    }
+
     /// Puts the task in `input_required` with `requests` (a JSON object: one entry per
     /// request, keyed by an id the answers use) and waits for a client's answers.
     pub async fn request_input(

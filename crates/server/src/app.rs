@@ -10,6 +10,7 @@ use std::sync::Arc;
 use baton_engine::clock::Clock;
 use baton_engine::tools::ToolRegistry;
 use baton_engine::{Engine, EngineError};
+use baton_mcp::McpService;
 use baton_store::sqlite::{SqliteOptions, SqliteStore};
 use baton_store::{Store, StoreError};
 use baton_upstream::{Origin, ServerConfig, Upstreams};
@@ -118,10 +119,12 @@ fn node_id(config: &Config) -> Result<String, AppError> {
 
 pub struct App {
     config: Config,
-    listener: TcpListener,
+    /// `None` for a node without HTTP (`baton mcp` on stdio).
+    listener: Option<TcpListener>,
     router: axum::Router,
     engine: Engine,
     upstreams: Arc<Upstreams>,
+    mcp: Arc<McpService>,
     shutdown: CancellationToken,
     node_id: String,
     _lock: DataDirLock,
@@ -131,6 +134,12 @@ impl App {
     /// Opens the data directory, the store (applying migrations) and the engine, and
     /// binds the listener. Nothing is served until [`App::run_until_stopped`].
     pub async fn build(config: Config) -> Result<App, AppError> {
+        App::build_with(config, true).await
+    }
+
+    /// Like [`App::build`]; without `listen`, no HTTP listener is bound (the node is
+    /// reached some other way, e.g. MCP on stdio).
+    pub async fn build_with(config: Config, listen: bool) -> Result<App, AppError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| AppError::DataDir {
             path: config.data_dir.clone(),
             source,
@@ -173,19 +182,31 @@ impl App {
                 }
             }
         }
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| AppError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let listener = if listen {
+            Some(
+                TcpListener::bind(config.listen)
+                    .await
+                    .map_err(|source| AppError::Bind {
+                        addr: config.listen,
+                        source,
+                    })?,
+            )
+        } else {
+            None
+        };
         let engine = Engine::start(engine_config, store, tools, Clock::system()).await?;
         let shutdown = CancellationToken::new();
+        let mcp = McpService::new(
+            engine.clone(),
+            Some(upstreams.clone()),
+            config.mcp_settings(),
+        );
         let router = rest::router(
             AppState {
                 engine: engine.clone(),
                 shutdown: shutdown.clone(),
                 upstreams: upstreams.clone(),
+                mcp: mcp.clone(),
             },
             config.http.max_body_bytes,
         );
@@ -195,6 +216,7 @@ impl App {
             router,
             engine,
             upstreams,
+            mcp,
             shutdown,
             node_id,
             _lock: lock,
@@ -202,7 +224,15 @@ impl App {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().unwrap_or(self.config.listen)
+        self.listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .unwrap_or(self.config.listen)
+    }
+
+    /// The node's MCP front door (served at `/mcp`; also usable on stdio).
+    pub fn mcp(&self) -> &Arc<McpService> {
+        &self.mcp
     }
 
     pub fn engine(&self) -> &Engine {
@@ -238,13 +268,22 @@ impl App {
             ..
         } = self;
         let token = shutdown.clone();
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
+        let served = match listener {
+            Some(listener) => {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(async move {
+                        signal.await;
+                        tracing::info!("shutting down: no new requests; draining");
+                        token.cancel();
+                    })
+                    .await
+            }
+            None => {
                 signal.await;
-                tracing::info!("shutting down: no new requests; draining");
-                token.cancel();
-            })
-            .await;
+                tracing::info!("shutting down");
+                Ok(())
+            }
+        };
         shutdown.cancel();
         // Running tasks finish (or are handed back) before their servers go away.
         engine.shutdown().await;

@@ -43,8 +43,41 @@ pub struct Config {
     /// Between a server's name and its tools' names (`everything__echo`).
     pub tool_separator: String,
     pub upstream: UpstreamConfig,
+    /// Baton's own MCP endpoint (`/mcp`, `baton mcp`).
+    pub mcp: McpConfig,
     /// MCP servers whose tools Baton runs (`[[servers]]`).
     pub servers: Vec<ServerConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct McpConfig {
+    /// `Origin` values accepted on `/mcp` besides loopback origins and the server's own
+    /// (e.g. `https://app.example.com`; `*` accepts any).
+    pub allowed_origins: Vec<String>,
+    /// `Host` values accepted on `/mcp` when listening on loopback (besides loopback names).
+    pub allowed_hosts: Vec<String>,
+    /// How often a call waiting for its task sends keep-alive progress.
+    #[serde(with = "humantime_serde")]
+    pub keepalive: Duration,
+    /// The poll interval suggested to clients that follow tasks.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Largest accepted MCP message, in bytes.
+    pub max_message_bytes: usize,
+}
+
+impl Default for McpConfig {
+    fn default() -> Self {
+        let s = baton_mcp::McpSettings::default();
+        McpConfig {
+            allowed_origins: s.allowed_origins,
+            allowed_hosts: s.allowed_hosts,
+            keepalive: s.keepalive,
+            poll_interval: Duration::from_millis(s.poll_interval_ms),
+            max_message_bytes: s.max_message_bytes,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -163,6 +196,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             tool_separator: baton_core::tool::DEFAULT_SEPARATOR.into(),
             upstream: UpstreamConfig::default(),
+            mcp: McpConfig::default(),
             servers: Vec::new(),
         }
     }
@@ -297,6 +331,12 @@ impl Config {
         if self.tasks.retry_base_delay > self.tasks.retry_max_delay {
             return bad("tasks.retry_base_delay must not exceed tasks.retry_max_delay".into());
         }
+        if self.mcp.max_message_bytes < 1024 {
+            return bad("mcp.max_message_bytes must be at least 1024".into());
+        }
+        if self.mcp.keepalive < Duration::from_secs(1) {
+            return bad("mcp.keepalive must be at least 1s".into());
+        }
         if self.http.max_body_bytes < 1024 {
             return bad("http.max_body_bytes must be at least 1024".into());
         }
@@ -335,6 +375,19 @@ impl Config {
 
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("baton.db")
+    }
+
+    /// The MCP endpoint settings this configuration implies.
+    pub fn mcp_settings(&self) -> baton_mcp::McpSettings {
+        baton_mcp::McpSettings {
+            keepalive: self.mcp.keepalive,
+            poll_interval_ms: self.mcp.poll_interval.as_millis() as u64,
+            task_ttl_ms: self.tasks.retention.as_millis() as u64,
+            allowed_origins: self.mcp.allowed_origins.clone(),
+            allowed_hosts: self.mcp.allowed_hosts.clone(),
+            max_message_bytes: self.mcp.max_message_bytes,
+            loopback_only: self.listen.ip().is_loopback(),
+        }
     }
 
     /// The engine settings this configuration implies.

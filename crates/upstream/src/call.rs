@@ -84,9 +84,13 @@ pub fn service_error(e: ServiceError, note: impl FnOnce() -> String) -> ToolCall
     }
 }
 
-/// The result as the server sent it, without task bookkeeping that names the upstream
-/// task (meaningless to Baton's clients).
+/// The result as the server sent it, without protocol bookkeeping: the upstream task it
+/// names (meaningless to Baton's clients) and the 2026-07-28 `resultType` (Baton's front
+/// door sets its own, per client era).
 fn clean_result(mut v: Value) -> Value {
+    if let Some(o) = v.as_object_mut() {
+        o.remove("resultType");
+    }
     if let Some(meta) = v.get_mut("_meta").and_then(Value::as_object_mut) {
         meta.remove(RELATED_TASK);
         if meta.is_empty() {
@@ -121,6 +125,7 @@ pub async fn run(
     args: Value,
     ctx: &ToolContext,
 ) -> Result<ToolOutput, ToolCallError> {
+    let _logs = conn.handler.route_logs(ctx.task.clone());
     if let Some(cp) = UpstreamTaskCheckpoint::from_context(ctx).filter(|cp| cp.server == server) {
         tracing::info!(server, upstream_task = %cp.task_id, task_id = %ctx.task_id, "resuming the upstream task of an earlier run");
         return match cp.flavor.as_str() {
@@ -137,6 +142,18 @@ pub async fn run(
     call_plain(conn, tool, args, ctx).await
 }
 
+/// 2026-07-28 servers log only for requests that ask; Baton asks for `info` and up and
+/// relays what it gets to the task's followers.
+fn log_meta() -> rmcp::model::RequestMetaObject {
+    let mut meta = rmcp::model::RequestMetaObject::new();
+    #[expect(
+        deprecated,
+        reason = "logging is deprecated by SEP-2577 but still served"
+    )]
+    meta.set_log_level(rmcp::model::LoggingLevel::Info);
+    meta
+}
+
 /// A plain `tools/call` with progress relayed and cancellation forwarded.
 async fn call_plain(
     conn: &Connection,
@@ -148,7 +165,10 @@ async fn call_plain(
     let request = ClientRequest::CallToolRequest(Request::new(params));
     let handle = conn
         .peer()
-        .send_request_with_option(request, PeerRequestOptions::no_options())
+        .send_request_with_option(
+            request,
+            PeerRequestOptions::no_options().with_meta(log_meta()),
+        )
         .await
         .map_err(|e| service_error(e, || conn.death_note()))?;
     let request_id = handle.id.clone();
@@ -181,8 +201,14 @@ async fn call_plain(
         }
     };
     conn.handler.unsubscribe_progress(&token);
+    let raw = conn
+        .handler
+        .raw
+        .take_result(&serde_json::to_value(&request_id).unwrap_or_default());
     match outcome {
-        Ok(result) => Ok(ToolOutput(clean_result(server_result_json(result)))),
+        Ok(result) => Ok(ToolOutput(clean_result(
+            raw.unwrap_or_else(|| server_result_json(result)),
+        ))),
         Err(e) => Err(service_error(e, || conn.death_note())),
     }
 }
@@ -204,6 +230,7 @@ async fn call_ext(
     ctx: &ToolContext,
 ) -> Result<ToolOutput, ToolCallError> {
     let mut params = CallToolRequestParams::new(tool.name.clone()).with_arguments(arguments(args));
+    params.meta = Some(log_meta());
     // A server may ask for input before it answers (SEP-2322 rounds): the answers come
     // from Baton's client through the task's input requests, and the call is retried
     // with them.
@@ -376,14 +403,21 @@ async fn upstream_task_gone(
 // ---- 2025-11-25 tasks ----------------------------------------------------------------
 
 async fn custom(conn: &Connection, method: &str, params: Value) -> Result<Value, ServiceError> {
-    let r = conn
+    let handle = conn
         .peer()
-        .send_request(ClientRequest::CustomRequest(CustomRequest::new(
-            method,
-            Some(params),
-        )))
+        .send_request_with_option(
+            ClientRequest::CustomRequest(CustomRequest::new(method, Some(params))),
+            PeerRequestOptions::no_options(),
+        )
         .await?;
-    Ok(server_result_json(r))
+    let id = serde_json::to_value(&handle.id).unwrap_or_default();
+    let r = handle.await_response().await?;
+    // A tool result (`tasks/result`) exactly as sent, where the raw line was seen.
+    Ok(conn
+        .handler
+        .raw
+        .take_result(&id)
+        .unwrap_or_else(|| server_result_json(r)))
 }
 
 async fn call_legacy_task(

@@ -5,6 +5,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use rmcp::ClientHandler;
+#[expect(
+    deprecated,
+    reason = "logging is deprecated by SEP-2577 but still relayed"
+)]
+use rmcp::model::LoggingMessageNotificationParam;
 use rmcp::model::{
     ClientCapabilities, ClientConfig, CustomRequest, CustomResult, ElicitRequestParams,
     ElicitResult, ElicitationAction, ErrorData, Implementation, NumberOrString,
@@ -40,6 +45,41 @@ pub struct HandlerState {
     pub tools_changed: Notify,
     progress: Mutex<HashMap<String, ProgressRoute>>,
     elicitations: Mutex<HashMap<String, mpsc::UnboundedSender<Elicitation>>>,
+    /// Calls in flight on this connection, for relaying the server's log messages.
+    calls: Mutex<HashMap<u64, baton_engine::worker::TaskHandle>>,
+    next_call: std::sync::atomic::AtomicU64,
+}
+
+/// Keeps a call registered for log relaying while it runs.
+pub struct LogRoute {
+    state: Arc<HandlerState>,
+    key: u64,
+}
+
+impl Drop for LogRoute {
+    fn drop(&mut self) {
+        // Notifications are handled concurrently with responses: a message the server
+        // sent just before its answer may be dispatched just after it. Keep routing a
+        // moment longer.
+        let state = self.state.clone();
+        let key = self.key;
+        let forget = move || {
+            state
+                .calls
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    forget();
+                });
+            }
+            Err(_) => forget(),
+        }
+    }
 }
 
 pub fn token_key(t: &NumberOrString) -> String {
@@ -57,7 +97,46 @@ impl HandlerState {
             tools_changed: Notify::new(),
             progress: Mutex::new(HashMap::new()),
             elicitations: Mutex::new(HashMap::new()),
+            calls: Mutex::new(HashMap::new()),
+            next_call: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// Log messages the server sends while this call runs go to its task.
+    pub fn route_logs(self: &Arc<Self>, task: baton_engine::worker::TaskHandle) -> LogRoute {
+        let key = self
+            .next_call
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, task);
+        LogRoute {
+            state: self.clone(),
+            key,
+        }
+    }
+
+    /// MCP log messages carry no request id. One call in flight is surely the one that
+    /// logged; with several, the message cannot be attributed and is only traced (relaying
+    /// it to every caller would leak one caller's logs to another).
+    #[expect(
+        deprecated,
+        reason = "logging is deprecated by SEP-2577 but still relayed"
+    )]
+    fn route_log(&self, params: LoggingMessageNotificationParam) {
+        let level = serde_json::to_value(params.level)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_else(|| "info".into());
+        let calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        if calls.len() == 1
+            && let Some(task) = calls.values().next()
+        {
+            task.log(&level, params.logger, params.data);
+        } else {
+            tracing::debug!(server = %self.server, level, logger = ?params.logger, data = %params.data, "log message from the server (not attributable to one call)");
+        }
     }
 
     /// Progress of the call with this token, from now on (including any that came early).
@@ -163,6 +242,18 @@ impl ClientHandler for UpstreamHandler {
         _ctx: NotificationContext<RoleClient>,
     ) {
         self.state.route_progress(params);
+    }
+
+    #[expect(
+        deprecated,
+        reason = "logging is deprecated by SEP-2577 but still relayed"
+    )]
+    async fn on_logging_message(
+        &self,
+        params: LoggingMessageNotificationParam,
+        _ctx: NotificationContext<RoleClient>,
+    ) {
+        self.state.route_log(params);
     }
 
     async fn on_tool_list_changed(&self, _ctx: NotificationContext<RoleClient>) {

@@ -106,6 +106,17 @@ impl Upstreams {
             self.registry.register(g, group);
         }
         servers.insert(config.name.clone(), server.clone());
+        // The server's tool list changes reach the catalog's watchers.
+        let mut changes = server.catalog_changes();
+        let registry = Arc::downgrade(&self.registry);
+        tokio::spawn(async move {
+            while changes.changed().await.is_ok() {
+                match registry.upgrade() {
+                    Some(r) => r.notify_changed(),
+                    None => break,
+                }
+            }
+        });
         Ok(server)
     }
 

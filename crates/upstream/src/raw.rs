@@ -25,14 +25,22 @@ struct RawState {
     tools: HashMap<String, Value>,
     /// Server-to-client requests by JSON-RPC id (e.g. `elicitation/create`).
     requests: HashMap<String, Value>,
+    /// Recent tool results by JSON-RPC id, exactly as sent (the typed model re-spells
+    /// numbers and drops fields it does not know); oldest first, bounded.
+    results: std::collections::VecDeque<(String, Value)>,
 }
+
+/// Tool results kept for their callers to pick up; callers take theirs at once, so a
+/// handful suffices even with many calls in flight.
+const KEPT_RESULTS: usize = 512;
 
 impl RawCapture {
     /// Looks at one JSON-RPC line from the server.
     pub fn observe_line(&self, line: &str) {
         let interesting = line.contains("\"tools\"")
             || line.contains("\"capabilities\"")
-            || line.contains("elicitation/create");
+            || line.contains("elicitation/create")
+            || line.contains("\"content\"");
         if !interesting {
             return;
         }
@@ -53,6 +61,15 @@ impl RawCapture {
         let Some(result) = msg.get("result") else {
             return;
         };
+        if result.get("content").is_some()
+            && let Some(id) = msg.get("id")
+        {
+            if st.results.len() >= KEPT_RESULTS {
+                st.results.pop_front();
+            }
+            st.results.push_back((id_key(id), result.clone()));
+            return;
+        }
         if result.get("protocolVersion").is_some()
             && let Some(caps) = result.get("capabilities")
         {
@@ -88,6 +105,15 @@ impl RawCapture {
             .unwrap_or_else(|e| e.into_inner())
             .tools
             .clear();
+    }
+
+    /// The tool result answering request `id`, exactly as the server sent it (stdio
+    /// servers only).
+    pub fn take_result(&self, id: &Value) -> Option<Value> {
+        let key = id_key(id);
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let at = st.results.iter().position(|(k, _)| *k == key)?;
+        st.results.remove(at).map(|(_, v)| v)
     }
 
     pub fn take_request(&self, id: &Value) -> Option<Value> {

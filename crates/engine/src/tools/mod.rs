@@ -156,6 +156,8 @@ pub struct ToolRegistry {
     /// Compiled argument validators, keyed by qualified name; recompiled when the schema
     /// object changes (providers hand out a new `Arc` when a tool changes).
     validators: Mutex<HashMap<String, CachedValidator>>,
+    /// Bumped whenever the catalog may have changed (front doors announce `list_changed`).
+    changed: tokio::sync::watch::Sender<u64>,
 }
 
 /// A qualified tool name and what it resolves to, for catalogs.
@@ -172,6 +174,7 @@ impl ToolRegistry {
             separator: separator.into(),
             providers: RwLock::new(BTreeMap::new()),
             validators: Mutex::new(HashMap::new()),
+            changed: tokio::sync::watch::channel(0).0,
         }
     }
 
@@ -194,6 +197,17 @@ impl ToolRegistry {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(server.to_string(), provider);
+        self.notify_changed();
+    }
+
+    /// Watches catalog changes: servers coming and going, their tool lists changing.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// Announces that a provider's tool list changed.
+    pub fn notify_changed(&self) {
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
     }
 
     pub fn unregister(&self, server: &str) {
@@ -201,6 +215,7 @@ impl ToolRegistry {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(server);
+        self.notify_changed();
     }
 
     pub fn servers(&self) -> Vec<String> {

@@ -86,3 +86,22 @@ pub fn parse_task_id(raw: &str) -> Result<TaskId, ApiError> {
     raw.parse()
         .map_err(|e: baton_core::id::ParseTaskIdError| ApiError::invalid(e.to_string()))
 }
+
+/// The principal a request acts as (see [`baton_core::principal`]); a malformed
+/// `Baton-Principal` header is a 400.
+pub struct Principal(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        baton_core::principal::from_header(
+            parts
+                .headers
+                .get(baton_core::principal::HEADER)
+                .map(|v| v.as_bytes()),
+        )
+        .map(Principal)
+        .map_err(ApiError::invalid)
+    }
+}

@@ -21,9 +21,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
 
-/// The principal every request acts as until authentication lands. Ownership is already
-/// enforced: tasks of another principal are indistinguishable from missing ones.
-pub const ANONYMOUS: &str = "anonymous";
+/// Requests act as the principal their `Baton-Principal` header names (anonymous without
+/// one), a placeholder until authentication lands. Ownership is already enforced: tasks
+/// of another principal are indistinguishable from missing ones.
+pub use baton_core::principal::ANONYMOUS;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -32,6 +33,7 @@ pub struct AppState {
     /// end so that the listener can drain.
     pub shutdown: CancellationToken,
     pub upstreams: std::sync::Arc<baton_upstream::Upstreams>,
+    pub mcp: std::sync::Arc<baton_mcp::McpService>,
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
@@ -53,6 +55,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             "/v1/servers/{name}",
             get(servers::get_server).delete(servers::remove),
         )
+        .route_service("/mcp", baton_mcp::http::router(state.mcp.clone()))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/", get(health::index))

@@ -19,8 +19,8 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
-use super::extract::{ApiQuery, parse_task_id};
-use super::{ANONYMOUS, AppState};
+use super::AppState;
+use super::extract::{ApiQuery, Principal, parse_task_id};
 use crate::error::ApiError;
 
 const REPLAY_PAGE: u32 = 500;
@@ -34,6 +34,7 @@ pub struct EventParams {
 
 pub async fn events(
     State(s): State<AppState>,
+    Principal(principal): Principal,
     Path(id): Path<String>,
     headers: HeaderMap,
     ApiQuery(p): ApiQuery<EventParams>,
@@ -50,10 +51,11 @@ pub async fn events(
     // Subscribe before the first read so that nothing committed in between is missed,
     // and check ownership now so that a foreign task is a 404, not an empty stream.
     let sub = s.engine.subscribe(id);
-    s.engine.get(ANONYMOUS, id).await?;
+    s.engine.get(&principal, id).await?;
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(stream_events(
         s.engine.clone(),
+        principal,
         s.shutdown.clone(),
         id,
         last,
@@ -66,6 +68,7 @@ pub async fn events(
 
 async fn stream_events(
     engine: Engine,
+    principal: String,
     shutdown: CancellationToken,
     id: TaskId,
     mut last: i64,
@@ -74,7 +77,7 @@ async fn stream_events(
 ) {
     loop {
         // Replay what the log has after `last`.
-        let replay = match engine.events(ANONYMOUS, id, last, REPLAY_PAGE).await {
+        let replay = match engine.events(&principal, id, last, REPLAY_PAGE).await {
             Ok(evs) => evs,
             Err(e) => {
                 let _ = tx
@@ -86,7 +89,7 @@ async fn stream_events(
         let full_page = replay.len() == REPLAY_PAGE as usize;
         for ev in replay {
             last = ev.seq;
-            if !send(&engine, &tx, &ev).await || ev.status.is_final() {
+            if !send(&engine, &principal, &tx, &ev).await || ev.status.is_final() {
                 return;
             }
         }
@@ -100,7 +103,7 @@ async fn stream_events(
                     Ok(ev) if ev.seq <= last => continue,
                     Ok(ev) => {
                         last = ev.seq;
-                        if !send(&engine, &tx, &ev).await || ev.status.is_final() {
+                        if !send(&engine, &principal, &tx, &ev).await || ev.status.is_final() {
                             return;
                         }
                     }
@@ -120,12 +123,13 @@ async fn stream_events(
 /// client has gone.
 async fn send(
     engine: &Engine,
+    principal: &str,
     tx: &mpsc::Sender<Result<Event, Infallible>>,
     ev: &TaskEvent,
 ) -> bool {
     let mut data = serde_json::to_value(ev).unwrap_or_default();
     if ev.status.is_final()
-        && let Ok(task) = engine.get(ANONYMOUS, ev.task_id).await
+        && let Ok(task) = engine.get(principal, ev.task_id).await
         && let Some(obj) = data.as_object_mut()
     {
         if let Some(r) = task.result {

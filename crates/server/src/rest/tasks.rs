@@ -16,9 +16,9 @@ use baton_store::TaskQuery;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::extract::{ApiJson, ApiQuery, parse_task_id};
+use super::AppState;
+use super::extract::{ApiJson, ApiQuery, Principal, parse_task_id};
 use super::views::{Accepted, ResultView, TaskView, task_url};
-use super::{ANONYMOUS, AppState};
 use crate::error::ApiError;
 
 /// Most tasks in one batch request.
@@ -71,17 +71,18 @@ pub struct SubmitParams {
 
 pub async fn submit(
     State(s): State<AppState>,
+    Principal(principal): Principal,
     headers: HeaderMap,
     ApiQuery(p): ApiQuery<SubmitParams>,
     ApiJson(mut req): ApiJson<SubmitRequest>,
 ) -> Result<Response, ApiError> {
     let wait = check_wait(p.wait)?;
     apply_idempotency_header(&headers, &mut req)?;
-    let sub = s.engine.submit(ANONYMOUS, req).await?;
+    let sub = s.engine.submit(&principal, req).await?;
     if !wait.is_zero() {
         // The task is durable already; waiting only saves the client a second request.
         let task = tokio::select! {
-            t = s.engine.wait(ANONYMOUS, sub.task.id, wait) => t?,
+            t = s.engine.wait(&principal, sub.task.id, wait) => t?,
             _ = s.shutdown.cancelled() => sub.task.clone(),
         };
         if task.status.is_final() {
@@ -117,6 +118,7 @@ pub struct BatchRequest {
 
 pub async fn submit_batch(
     State(s): State<AppState>,
+    Principal(principal): Principal,
     ApiJson(batch): ApiJson<BatchRequest>,
 ) -> Result<Response, ApiError> {
     if batch.tasks.is_empty() {
@@ -128,7 +130,7 @@ pub async fn submit_batch(
             batch.tasks.len()
         )));
     }
-    let subs = s.engine.submit_many(ANONYMOUS, batch.tasks).await?;
+    let subs = s.engine.submit_many(&principal, batch.tasks).await?;
     let tasks: Vec<Accepted> = subs
         .iter()
         .map(|s| Accepted::new(&s.task, s.created))
@@ -138,10 +140,11 @@ pub async fn submit_batch(
 
 pub async fn get_task(
     State(s): State<AppState>,
+    Principal(principal): Principal,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_task_id(&id)?;
-    let task = s.engine.get(ANONYMOUS, id).await?;
+    let task = s.engine.get(&principal, id).await?;
     let estimate = s.engine.estimate_completion(&task).await;
     let waiting = (task.status == TaskStatus::Pending)
         .then(|| s.engine.tools().waiting_reason(&task.tool))
@@ -159,14 +162,15 @@ pub struct ResultParams {
 
 pub async fn result(
     State(s): State<AppState>,
+    Principal(principal): Principal,
     Path(id): Path<String>,
     ApiQuery(p): ApiQuery<ResultParams>,
 ) -> Result<Response, ApiError> {
     let id = parse_task_id(&id)?;
     let wait = check_wait(p.wait)?;
     let task = tokio::select! {
-        t = s.engine.wait(ANONYMOUS, id, wait) => t?,
-        _ = s.shutdown.cancelled() => s.engine.get(ANONYMOUS, id).await?,
+        t = s.engine.wait(&principal, id, wait) => t?,
+        _ = s.shutdown.cancelled() => s.engine.get(&principal, id).await?,
     };
     if task.status.is_final() {
         Ok(Json(ResultView::new(task)).into_response())
@@ -180,10 +184,11 @@ pub async fn result(
 
 pub async fn cancel(
     State(s): State<AppState>,
+    Principal(principal): Principal,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_task_id(&id)?;
-    let (task, message) = match s.engine.cancel(ANONYMOUS, id).await? {
+    let (task, message) = match s.engine.cancel(&principal, id).await? {
         Cancelled::Now(t) => (t, "cancelled before it started"),
         Cancelled::Requested(t) => (t, "cancellation requested; the tool is being stopped"),
     };
@@ -202,10 +207,11 @@ pub async fn cancel(
 
 pub async fn retry(
     State(s): State<AppState>,
+    Principal(principal): Principal,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_task_id(&id)?;
-    let task = s.engine.retry(ANONYMOUS, id).await?;
+    let task = s.engine.retry(&principal, id).await?;
     Ok(accepted(
         TaskView::new(task, None, false),
         Some(task_url(&id)),
@@ -222,13 +228,14 @@ pub struct InputRequest {
 /// `POST /v1/tasks/{id}/input`: answers the task's `input_requests`.
 pub async fn input(
     State(s): State<AppState>,
+    Principal(principal): Principal,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<InputRequest>,
 ) -> Result<Response, ApiError> {
     let id = parse_task_id(&id)?;
     let task = s
         .engine
-        .provide_input(ANONYMOUS, id, body.responses)
+        .provide_input(&principal, id, body.responses)
         .await?;
     Ok(accepted(
         TaskView::new(task, None, false),
@@ -268,6 +275,7 @@ fn decode_cursor(c: &str) -> Result<i64, ApiError> {
 
 pub async fn list(
     State(s): State<AppState>,
+    Principal(principal): Principal,
     ApiQuery(p): ApiQuery<ListParams>,
 ) -> Result<Response, ApiError> {
     let limit = p.limit.unwrap_or(DEFAULT_PAGE);
@@ -286,7 +294,7 @@ pub async fn list(
     let tasks = s
         .engine
         .list(
-            ANONYMOUS,
+            &principal,
             TaskQuery {
                 owner: None,
                 status,

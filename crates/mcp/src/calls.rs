@@ -1,0 +1,389 @@
+//! `tools/call`: every call of an upstream (or built-in) tool is a durable Baton task.
+//!
+//! - A 2026-07-28 client that declared the tasks extension gets the task at once
+//!   (`resultType: "task"`), once the task is stored.
+//! - A 2025-11-25 client that sent `params.task` gets a `CreateTaskResult` likewise.
+//! - Any other call waits for its task: progress goes out as `notifications/progress` when
+//!   the client gave a token (with periodic keep-alives, so clients that reset their
+//!   timeout on progress never give up); the first message names the task id, so a client
+//!   that disconnects can fetch the result later with `task_result`. Input the task needs
+//!   is asked of the client (elicitation on legacy sessions, an input round on 2026-07-28).
+//!   `notifications/cancelled` cancels the task; so does closing a 2026-07-28 HTTP stream.
+//!   A legacy client disconnecting does not: the task runs on.
+
+use std::sync::Arc;
+
+use baton_core::submit::SubmitRequest;
+use baton_core::{Task, TaskId, TaskStatus};
+use baton_engine::EngineError;
+use serde_json::{Value, json};
+
+use crate::protocol::{self, RpcError};
+use crate::service::McpService;
+use crate::session::Ctx;
+use crate::{orchestration, tasks};
+
+/// Engine errors as JSON-RPC errors.
+pub fn engine_error(e: EngineError) -> RpcError {
+    use baton_core::ErrorCode as C;
+    match e.code() {
+        C::InvalidArgument | C::NotFound => RpcError::invalid_params(e.to_string()),
+        C::ResourceExhausted | C::Unavailable => {
+            let mut err = RpcError::new(protocol::INTERNAL_ERROR, e.to_string());
+            if let Some(after) = e.retry_after() {
+                err = err.with_data(json!({"retryAfterSeconds": after.as_secs().max(1)}));
+            }
+            err
+        }
+        C::Conflict => RpcError::invalid_params(e.to_string()),
+        _ => RpcError::new(protocol::INTERNAL_ERROR, e.to_string()),
+    }
+}
+
+pub async fn call(
+    service: &Arc<McpService>,
+    params: Value,
+    ctx: &Ctx,
+) -> Result<Option<Value>, RpcError> {
+    let name = params
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| RpcError::invalid_params("tools/call needs `name` (a string)"))?
+        .to_string();
+    let arguments = match params.get("arguments") {
+        None | Some(Value::Null) => json!({}),
+        Some(v @ Value::Object(_)) => v.clone(),
+        Some(_) => return Err(RpcError::invalid_params("`arguments` must be an object")),
+    };
+    if orchestration::is_orchestration(&name) {
+        if params.get("task").is_some() && ctx.era.legacy_tasks() {
+            return Err(RpcError::new(
+                protocol::METHOD_NOT_FOUND,
+                format!(
+                    "tool `{name}` does not run as a task (execution.taskSupport is forbidden)"
+                ),
+            ));
+        }
+        return orchestration::call(service, &name, arguments, ctx)
+            .await
+            .map(Some);
+    }
+    // A retried 2026-07-28 call answering an input round continues the same task.
+    if ctx.era.is_modern()
+        && let Some(state) = params.get("requestState").and_then(Value::as_str)
+    {
+        let id = input_round_task(state)?;
+        let task = service
+            .engine
+            .get(&ctx.principal, id)
+            .await
+            .map_err(|_| RpcError::invalid_params("requestState names no task of yours"))?;
+        let responses = params.get("inputResponses").and_then(Value::as_object);
+        if task.status == TaskStatus::InputRequired
+            && let Some(waiting) = task.input_requests.as_ref().and_then(Value::as_object)
+        {
+            let answered = |k: &String| responses.is_some_and(|r| r.contains_key(k));
+            if !waiting.keys().all(answered) {
+                // Not every question answered: ask again (a new round, not an error).
+                return ask_for_input(service, &task, ctx).await;
+            }
+            let answers: serde_json::Map<String, Value> = waiting
+                .keys()
+                .filter_map(|k| Some((k.clone(), responses?.get(k)?.clone())))
+                .collect();
+            match service
+                .engine
+                .provide_input(&ctx.principal, id, Value::Object(answers))
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if e.code() == baton_core::ErrorCode::Conflict => {}
+                Err(e) => return Err(engine_error(e)),
+            }
+        }
+        return wait_plain(service, id, &params, ctx).await;
+    }
+    let mut task = service
+        .engine
+        .prepare(&ctx.principal, SubmitRequest::new(name.clone(), arguments))
+        .map_err(engine_error)?;
+    task.parent_id = parent_task(&params);
+    let mode = if ctx.era.ext_tasks() {
+        Mode::ExtTask
+    } else if ctx.era.legacy_tasks() && params.get("task").is_some() {
+        Mode::LegacyTask
+    } else {
+        Mode::Plain
+    };
+    let stored = service
+        .engine
+        .submit_prepared(vec![task])
+        .await
+        .map_err(engine_error)?
+        .remove(0)
+        .task;
+    match mode {
+        Mode::ExtTask => Ok(Some(tasks::ext_created(service, &stored))),
+        Mode::LegacyTask => {
+            ctx.session
+                .tasks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(stored.id);
+            Ok(Some(json!({"task": tasks::legacy_task(service, &stored)})))
+        }
+        Mode::Plain => wait_plain(service, stored.id, &params, ctx).await,
+    }
+}
+
+enum Mode {
+    ExtTask,
+    LegacyTask,
+    Plain,
+}
+
+/// The parent task named in `_meta` (an agent calling Baton while running a task).
+fn parent_task(params: &Value) -> Option<TaskId> {
+    protocol::meta(params)?
+        .get(protocol::META_PARENT_TASK)?
+        .as_str()?
+        .parse()
+        .ok()
+}
+
+const ROUND_PREFIX: &str = "baton-task:";
+
+fn input_round_task(state: &str) -> Result<TaskId, RpcError> {
+    state
+        .strip_prefix(ROUND_PREFIX)
+        .and_then(|id| id.parse().ok())
+        .ok_or_else(|| RpcError::invalid_params("requestState is not one Baton issued"))
+}
+
+/// Progress values must grow with every notification; Baton's fractions may repeat (a
+/// message changes, a keep-alive), so each notification moves on by at least a little.
+struct Progress {
+    token: Option<Value>,
+    last: f64,
+}
+
+impl Progress {
+    fn message(&mut self, fraction: Option<f64>, message: String) -> Option<Value> {
+        let token = self.token.clone()?;
+        let wanted = fraction.map_or(self.last, |f| f * 100.0);
+        self.last = wanted.max(self.last + 0.001).min(100.0);
+        Some(protocol::notification(
+            "notifications/progress",
+            json!({"progressToken": token, "progress": self.last, "total": 100.0, "message": message}),
+        ))
+    }
+}
+
+/// Waits for a task on behalf of a client without task support.
+async fn wait_plain(
+    service: &Arc<McpService>,
+    id: TaskId,
+    params: &Value,
+    ctx: &Ctx,
+) -> Result<Option<Value>, RpcError> {
+    let engine = &service.engine;
+    let mut progress = Progress {
+        token: protocol::meta(params)
+            .and_then(|m| m.get("progressToken"))
+            .cloned(),
+        last: 0.0,
+    };
+    let mut sub = engine.subscribe(id);
+    let threshold = log_threshold(params, ctx);
+    let mut logs = engine.subscribe_logs();
+    let mut task = engine.get(&ctx.principal, id).await.map_err(engine_error)?;
+    if let Some(n) = progress.message(task.progress, format!("task {id} {}", task.status)) {
+        let _ = ctx.out.send(n);
+    }
+    let mut keepalive = tokio::time::interval(service.settings.keepalive);
+    keepalive.tick().await;
+    let mut asked_input = false;
+    loop {
+        if task.status.is_final() {
+            // Log messages the tool sent before it finished go out before the answer.
+            while let Ok(log) = logs.try_recv() {
+                relay_log(&log, id, threshold, ctx);
+            }
+            return Ok(Some(final_result(&task)));
+        }
+        if task.status == TaskStatus::InputRequired && !asked_input {
+            asked_input = true;
+            if let Some(answer) = ask_for_input(service, &task, ctx).await? {
+                return Ok(Some(answer));
+            }
+        }
+        tokio::select! {
+            ev = sub.recv() => {
+                // A lagging subscription only loses progress messages; the task is
+                // read again below either way.
+                if let Ok(ev) = ev {
+                    if ev.kind == baton_core::EventKind::InputReceived {
+                        asked_input = false;
+                    }
+                    let message = ev
+                        .message
+                        .clone()
+                        .map(|m| format!("task {id}: {m}"))
+                        .unwrap_or_else(|| format!("task {id} {}", ev.status));
+                    if let Some(n) = progress.message(ev.progress, message) {
+                        let _ = ctx.out.send(n);
+                    }
+                }
+                task = engine.get(&ctx.principal, id).await.map_err(engine_error)?;
+            }
+            log = logs.recv(), if threshold.is_some() => {
+                if let Ok(log) = log {
+                    relay_log(&log, id, threshold, ctx);
+                }
+            }
+            _ = keepalive.tick() => {
+                if let Some(n) = progress.message(None, format!("task {id} still {}", task.status)) {
+                    let _ = ctx.out.send(n);
+                }
+                // Events of other nodes reach this one through the store; look now and then.
+                task = engine.get(&ctx.principal, id).await.map_err(engine_error)?;
+            }
+            _ = ctx.cancel.cancelled() => {
+                let _ = engine.cancel(&ctx.principal, id).await;
+                // A cancelled request gets no response.
+                return Ok(None);
+            }
+            _ = ctx.out.closed() => {
+                if ctx.disconnect_cancels {
+                    let _ = engine.cancel(&ctx.principal, id).await;
+                }
+                return Ok(None);
+            }
+        }
+    }
+}
+
+pub const LEVELS: &[&str] = &[
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
+
+fn relay_log(log: &baton_engine::hub::TaskLog, id: TaskId, threshold: Option<usize>, ctx: &Ctx) {
+    if log.task_id != id || threshold.is_none_or(|t| level_rank(&log.level) < t) {
+        return;
+    }
+    let mut params = json!({"level": log.level, "data": log.data});
+    if let Some(l) = &log.logger {
+        params["logger"] = json!(l);
+    }
+    let _ = ctx
+        .out
+        .send(protocol::notification("notifications/message", params));
+}
+
+fn level_rank(level: &str) -> usize {
+    LEVELS.iter().position(|l| *l == level).unwrap_or(1)
+}
+
+/// The lowest log level relayed to this caller: on 2026-07-28 the request's own
+/// `_meta` logLevel (none: no logs); on a legacy session its `logging/setLevel`
+/// (default info).
+fn log_threshold(params: &Value, ctx: &Ctx) -> Option<usize> {
+    if ctx.era.is_modern() {
+        let level = protocol::meta(params)?
+            .get(protocol::META_LOG_LEVEL)?
+            .as_str()?;
+        return Some(level_rank(level));
+    }
+    let level = ctx
+        .session
+        .log_level
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    Some(level.as_deref().map_or(1, level_rank))
+}
+
+/// Asks the client for the input a task waits for. On a legacy session with elicitation,
+/// as `elicitation/create` requests; on 2026-07-28, as an input round (the answer is the
+/// call's result: the client retries with its answers). `None`: keep waiting.
+async fn ask_for_input(
+    service: &Arc<McpService>,
+    task: &Task,
+    ctx: &Ctx,
+) -> Result<Option<Value>, RpcError> {
+    let Some(requests) = task.input_requests.as_ref().and_then(Value::as_object) else {
+        return Ok(None);
+    };
+    // Only ask what the client said it can answer.
+    let can_answer = requests.values().all(|r| {
+        let capability = match r.get("method").and_then(Value::as_str) {
+            Some("sampling/createMessage") => "sampling",
+            Some("roots/list") => "roots",
+            _ => "elicitation",
+        };
+        ctx.era.capabilities().get(capability).is_some()
+    });
+    if !can_answer {
+        tracing::info!(
+            task_id = %task.id,
+            "task needs input the client did not declare it can give; answer it with POST /v1/tasks/{}/input",
+            task.id
+        );
+        return Ok(None);
+    }
+    if ctx.era.is_modern() {
+        return Ok(Some(json!({
+            "resultType": "input_required",
+            "inputRequests": requests,
+            "requestState": format!("{ROUND_PREFIX}{}", task.id),
+        })));
+    }
+    let mut answers = serde_json::Map::new();
+    for (key, request) in requests {
+        let method = request
+            .get("method")
+            .and_then(Value::as_str)
+            .unwrap_or("elicitation/create");
+        let params = request.get("params").cloned().unwrap_or(json!({}));
+        let answer = ctx.session.ask(&ctx.out, method, params).await?;
+        answers.insert(key.clone(), answer);
+    }
+    service
+        .engine
+        .provide_input(&ctx.principal, task.id, Value::Object(answers))
+        .await
+        .map_err(engine_error)?;
+    Ok(None)
+}
+
+/// What a waiting call returns: the tool's result as the server sent it; a failure as an
+/// `isError` result that names the task.
+pub fn final_result(task: &Task) -> Value {
+    match task.status {
+        TaskStatus::Completed => task.result.clone().unwrap_or(json!({"content": []})),
+        TaskStatus::Failed => match &task.error {
+            // The tool's own isError result, exactly as it came.
+            Some(e) if e.data.as_ref().is_some_and(|d| d.get("isError").is_some()) => {
+                e.data.clone().unwrap_or_default()
+            }
+            Some(e) => error_result(format!(
+                "task {} failed: {} [{}]",
+                task.id, e.message, e.code
+            )),
+            None => error_result(format!("task {} failed", task.id)),
+        },
+        TaskStatus::Cancelled => error_result(format!("task {} was cancelled", task.id)),
+        other => error_result(format!("task {} is {other}", task.id)),
+    }
+}
+
+pub fn error_result(text: String) -> Value {
+    json!({"content": [{"type": "text", "text": text}], "isError": true})
+}
