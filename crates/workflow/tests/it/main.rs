@@ -1,0 +1,8 @@
+//! Integration tests of baton-workflow's public API, in one binary.
+
+mod common;
+mod definition;
+mod export;
+mod plan;
+mod reference;
+mod validate;
