@@ -36,6 +36,10 @@ pub struct BenchArgs {
     /// Print results as JSON.
     #[arg(long, global = true)]
     json: bool,
+    /// Run the embedded node(s) on this PostgreSQL database (in a fresh schema, dropped
+    /// afterwards) instead of SQLite.
+    #[arg(long, global = true, value_name = "postgres://…")]
+    store: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
@@ -89,6 +93,15 @@ enum Scenario {
         #[arg(long, value_enum, default_value_t = McpMode::Plain)]
         mode: McpMode,
     },
+    /// Submit→start latency across processes on PostgreSQL: an API node (no workers)
+    /// takes the submissions, a worker process (no API) runs them. Needs `--store`.
+    CrossNode {
+        #[arg(long, default_value_t = 2000)]
+        tasks: usize,
+        /// Submissions in flight at once.
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+    },
     /// Submit→complete latency as one client sees it (submit, then long-poll the result).
     Latency {
         #[arg(long, default_value_t = 2000)]
@@ -101,6 +114,13 @@ enum Scenario {
 /// The node under test: started here, or `--target`.
 struct Node {
     url: String,
+    /// The worker of a cross-node benchmark.
+    worker: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    )>,
+    /// The fresh PostgreSQL schema the benchmark runs in (dropped by `stop`).
+    schema: Option<(String, String)>,
     /// Fresh and used by this benchmark alone, so its active-task count tells when
     /// everything has finished.
     embedded: bool,
@@ -114,9 +134,19 @@ impl Node {
         args: &BenchArgs,
         servers: Vec<baton_upstream::ServerConfig>,
     ) -> anyhow::Result<Node> {
+        Node::start_with(args, servers, args.workers).await
+    }
+
+    async fn start_with(
+        args: &BenchArgs,
+        servers: Vec<baton_upstream::ServerConfig>,
+        workers: usize,
+    ) -> anyhow::Result<Node> {
         if let Some(url) = &args.target {
             return Ok(Node {
                 url: url.clone(),
+                worker: None,
+                schema: None,
                 embedded: false,
                 stop: None,
                 handle: None,
@@ -129,7 +159,16 @@ impl Node {
             data_dir: dir.path().join("data"),
             ..Config::default()
         };
-        config.workers.concurrency = args.workers;
+        let schema = args
+            .store
+            .as_ref()
+            .map(|url| (url.clone(), format!("baton_bench_{:08x}", rand_u32())));
+        if let Some((url, name)) = &schema {
+            config.store.url = Some(url.clone());
+            config.store.schema = Some(name.clone());
+            config.store.max_connections = 16;
+        }
+        config.workers.concurrency = workers;
         config.workers.claim_batch = 512;
         config.tasks.max_active = 10_000_000;
         config.http.max_body_bytes = 64 * 1024 * 1024;
@@ -150,6 +189,8 @@ impl Node {
         });
         Ok(Node {
             url,
+            worker: None,
+            schema,
             embedded: true,
             stop: Some(tx),
             handle: Some(handle),
@@ -157,12 +198,51 @@ impl Node {
         })
     }
 
+    /// Adds a worker process's engine (no API) on the node's PostgreSQL schema.
+    async fn add_worker(&mut self, args: &BenchArgs) -> anyhow::Result<()> {
+        let (url, schema) = self
+            .schema
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("a worker needs --store postgres://…"))?;
+        let dir = self._dir.as_ref().expect("embedded").path().join("worker");
+        let mut config = Config {
+            data_dir: dir,
+            ..Config::default()
+        };
+        config.store.url = Some(url);
+        config.store.schema = Some(schema);
+        config.store.max_connections = 16;
+        config.workers.concurrency = args.workers;
+        config.workers.claim_batch = 512;
+        config.tasks.max_active = 10_000_000;
+        let app = App::build_with(config, baton_server::app::Mode::Worker).await?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            let _ = app
+                .run_until_stopped(async move {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        self.worker = Some((tx, handle));
+        Ok(())
+    }
+
     async fn stop(mut self) {
+        if let Some((tx, h)) = self.worker.take() {
+            let _ = tx.send(());
+            let _ = h.await;
+        }
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
         if let Some(h) = self.handle.take() {
             let _ = h.await;
+        }
+        if let Some((url, schema)) = &self.schema
+            && let Err(e) = baton_store::postgres::drop_schema(url, schema).await
+        {
+            eprintln!("warning: could not drop the benchmark schema {schema}: {e}");
         }
     }
 }
@@ -262,6 +342,9 @@ async fn run_inner(args: &BenchArgs) -> anyhow::Result<Report> {
     {
         return mcp(args, *calls, *clients, *mode).await;
     }
+    if let Scenario::CrossNode { tasks, concurrency } = &args.scenario {
+        return cross_node(args, *tasks, *concurrency).await;
+    }
     let node = Node::start(args, Vec::new()).await?;
     let client = Client::new(&node.url);
     let queue = format!("bench-{:08x}", rand_u32());
@@ -277,7 +360,9 @@ async fn run_inner(args: &BenchArgs) -> anyhow::Result<Report> {
         Scenario::Latency { tasks, concurrency } => {
             latency(&node.url, &queue, *tasks, *concurrency).await?
         }
-        Scenario::Upstream { .. } | Scenario::Mcp { .. } => unreachable!("runs its own nodes"),
+        Scenario::CrossNode { .. } | Scenario::Upstream { .. } | Scenario::Mcp { .. } => {
+            unreachable!("runs its own nodes")
+        }
     };
     node.stop().await;
     Ok(report)
@@ -741,5 +826,80 @@ async fn mcp(
             "mcp: tools/call through /mcp, plain mode (each call waits for its result)"
         },
         figures,
+    })
+}
+
+async fn cross_node(args: &BenchArgs, tasks: usize, concurrency: usize) -> anyhow::Result<Report> {
+    anyhow::ensure!(
+        args.store.is_some() && args.target.is_none(),
+        "cross-node needs --store postgres://… (and no --target)"
+    );
+    let mut node = Node::start_with(args, Vec::new(), 0).await?;
+    node.add_worker(args).await?;
+    let http = http_client();
+    let queue = format!("bench-{:08x}", rand_u32());
+    // Warm-up: connections, the worker's first claims.
+    for i in 0..50 {
+        let id = submit_one(&http, &node.url, &queue, i).await?;
+        wait_result(&http, &node.url, &id).await?;
+    }
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut joins = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        let (http, next, url, queue) =
+            (http.clone(), next.clone(), node.url.clone(), queue.clone());
+        joins.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                if i >= tasks {
+                    return anyhow::Ok(ids);
+                }
+                let id = submit_one(&http, &url, &queue, i).await?;
+                wait_result(&http, &url, &id).await?;
+                ids.push(id);
+            }
+        }));
+    }
+    let mut ids = Vec::new();
+    for j in joins {
+        ids.extend(j.await??);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    // Submit→start as the store recorded it: the API node stamped `created_at`, the
+    // worker `started_at` (one clock: both run on this machine).
+    let mut hist = Histogram::<u64>::new(3)?;
+    for id in &ids {
+        let t: Value = http
+            .get(format!("{}/v1/tasks/{id}", node.url))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let at = |k: &str| {
+            t[k].as_str()
+                .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+                .map(|d| d.timestamp_millis())
+        };
+        if let (Some(c), Some(s)) = (at("created_at"), at("started_at")) {
+            hist.record((s - c).max(0) as u64)?;
+        }
+    }
+    node.stop().await;
+    Ok(Report {
+        scenario: "cross-node: submitted to an API node, run by a worker process (PostgreSQL)",
+        figures: vec![
+            ("tasks", tasks as f64, ""),
+            ("concurrency", concurrency as f64, ""),
+            ("submit→complete per second", tasks as f64 / elapsed, "/s"),
+            ("submit→start p50", hist.value_at_quantile(0.5) as f64, "ms"),
+            (
+                "submit→start p99",
+                hist.value_at_quantile(0.99) as f64,
+                "ms",
+            ),
+            ("submit→start max", hist.max() as f64, "ms"),
+        ],
     })
 }

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use baton_server::config::{Overrides, WorkerOverrides};
+use baton_server::app::Mode;
+use baton_server::config::{Overrides, StoreOverrides, WorkerOverrides};
 use baton_server::{App, Config};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Map, Value, json};
@@ -30,8 +31,13 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a Baton node: REST API, workers and the embedded store.
+    /// Run a Baton node: REST API, MCP at /mcp, workers and the store.
     Serve(ServeArgs),
+    /// Run a worker: runs tasks from the shared store (PostgreSQL), no HTTP API. Scales
+    /// independently of API nodes; drains on SIGTERM.
+    Worker(NodeArgs),
+    /// Apply the store's migrations and exit (nodes also apply them when they start).
+    Migrate(NodeArgs),
     /// Submit a tool call as a task; prints the task id.
     Submit(SubmitArgs),
     /// Show a task.
@@ -72,17 +78,48 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
+/// What every process that opens the store takes.
 #[derive(Args)]
-struct McpArgs {
-    /// Directory of the embedded store (default ./baton-data).
+pub struct NodeArgs {
+    /// The store: postgres://user[:password]@host[:port]/database to share one with other
+    /// nodes and workers (default: the embedded SQLite store in the data directory).
+    #[arg(long, env = "BATON_STORE", value_name = "URL")]
+    store: Option<String>,
+    /// Directory of the embedded store and this process's identity (default ./baton-data).
     #[arg(long, env = "BATON_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// TOML configuration file.
     #[arg(long, env = "BATON_CONFIG")]
     config: Option<PathBuf>,
-    /// Tasks this node runs at once (0: none; a node sharing the store runs them).
+    /// Tasks this process runs at once (0: none).
     #[arg(long)]
     workers: Option<usize>,
+}
+
+impl NodeArgs {
+    fn load(&self, listen: Option<std::net::SocketAddr>) -> Result<Config, ExitCode> {
+        let overrides = Overrides {
+            listen,
+            data_dir: self.data_dir.clone(),
+            workers: self.workers.map(|c| WorkerOverrides {
+                concurrency: Some(c),
+            }),
+            store: self
+                .store
+                .clone()
+                .map(|url| StoreOverrides { url: Some(url) }),
+        };
+        Config::load(self.config.as_deref(), &overrides).map_err(|e| {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        })
+    }
+}
+
+#[derive(Args)]
+struct McpArgs {
+    #[command(flatten)]
+    node: NodeArgs,
     /// Act as this principal (a placeholder until authentication; default anonymous).
     #[arg(long, env = "BATON_PRINCIPAL")]
     principal: Option<String>,
@@ -93,15 +130,8 @@ pub struct ServeArgs {
     /// Address to listen on (default 127.0.0.1:7420).
     #[arg(long, env = "BATON_LISTEN")]
     listen: Option<std::net::SocketAddr>,
-    /// Directory of the embedded store (default ./baton-data).
-    #[arg(long, env = "BATON_DATA_DIR")]
-    data_dir: Option<PathBuf>,
-    /// TOML configuration file.
-    #[arg(long, env = "BATON_CONFIG")]
-    config: Option<PathBuf>,
-    /// Tasks this node runs at once (0: API only).
-    #[arg(long)]
-    workers: Option<usize>,
+    #[command(flatten)]
+    node: NodeArgs,
 }
 
 #[derive(Args)]
@@ -223,6 +253,8 @@ pub async fn run(cli: Cli) -> ExitCode {
     let client = Client::new(&server);
     let result = match cli.command {
         Command::Serve(args) => return serve(args).await,
+        Command::Worker(args) => return worker(args).await,
+        Command::Migrate(args) => return migrate(args).await,
         Command::Mcp(args) => return mcp(args, cli.server).await,
         Command::Bench(args) => return bench::run(args, &server).await,
         Command::Submit(args) => submit(&client, args).await,
@@ -279,19 +311,9 @@ fn init_logging() {
 
 async fn serve(args: ServeArgs) -> ExitCode {
     init_logging();
-    let overrides = Overrides {
-        listen: args.listen,
-        data_dir: args.data_dir,
-        workers: args.workers.map(|c| WorkerOverrides {
-            concurrency: Some(c),
-        }),
-    };
-    let config = match Config::load(args.config.as_deref(), &overrides) {
+    let config = match args.node.load(args.listen) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let app = match App::build(config).await {
         Ok(app) => app,
@@ -322,6 +344,84 @@ async fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
+async fn worker(args: NodeArgs) -> ExitCode {
+    init_logging();
+    let config = match args.load(None) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if config.workers.concurrency == 0 {
+        eprintln!("error: a worker with --workers 0 would run nothing");
+        return ExitCode::from(2);
+    }
+    if !config.store.is_postgres() {
+        tracing::warn!(
+            "this worker uses the embedded SQLite store of its own data directory; \
+             to work for other nodes, give it their PostgreSQL store (--store postgres://…)"
+        );
+    }
+    let app = match App::build_with(config, Mode::Worker).await {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    tracing::info!(
+        node = app.node_id(),
+        store = app.engine().store().backend(),
+        workers = app.config().workers.concurrency,
+        "Baton worker is ready"
+    );
+    // One line on stdout, so scripts and supervisors know it is up.
+    println!("baton worker {} ready", app.node_id());
+    match app
+        .run_until_stopped(baton_server::app::shutdown_signal())
+        .await
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn migrate(args: NodeArgs) -> ExitCode {
+    init_logging();
+    let config = match args.load(None) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if !config.store.is_postgres()
+        && let Err(e) = std::fs::create_dir_all(&config.data_dir)
+    {
+        eprintln!(
+            "error: cannot use data directory {}: {e}",
+            config.data_dir.display()
+        );
+        return ExitCode::from(1);
+    }
+    match baton_server::app::open_store(&config).await {
+        Ok(store) => {
+            store.close().await;
+            if config.store.is_postgres() {
+                println!("the PostgreSQL store is up to date");
+            } else {
+                println!(
+                    "the SQLite store {} is up to date",
+                    config.database_path().display()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 async fn mcp(args: McpArgs, server: Option<String>) -> ExitCode {
     init_logging();
     if let Some(p) = &args.principal
@@ -342,21 +442,11 @@ async fn mcp(args: McpArgs, server: Option<String>) -> ExitCode {
             }
         };
     }
-    let overrides = Overrides {
-        listen: None,
-        data_dir: args.data_dir,
-        workers: args.workers.map(|c| WorkerOverrides {
-            concurrency: Some(c),
-        }),
-    };
-    let config = match Config::load(args.config.as_deref(), &overrides) {
+    let config = match args.node.load(None) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
-    let app = match App::build_with(config, false).await {
+    let app = match App::build_with(config, Mode::Stdio).await {
         Ok(app) => app,
         Err(e) => {
             eprintln!("error: {e}");

@@ -46,6 +46,8 @@ pub struct EngineConfig {
     pub concurrency_limits: Vec<ConcurrencyLimit>,
     /// Between server and tool in qualified names.
     pub separator: String,
+    /// How this process shows in the list of peers.
+    pub presence: crate::cluster::Presence,
 }
 
 impl Default for EngineConfig {
@@ -71,6 +73,11 @@ impl Default for EngineConfig {
             cancel_grace: Duration::from_secs(5),
             concurrency_limits: Vec::new(),
             separator: baton_core::tool::DEFAULT_SEPARATOR.into(),
+            presence: crate::cluster::Presence {
+                role: "node".into(),
+                address: None,
+                version: env!("CARGO_PKG_VERSION").into(),
+            },
         }
     }
 }

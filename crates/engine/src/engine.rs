@@ -99,6 +99,8 @@ pub(crate) struct Inner {
     batchers: Mutex<Vec<JoinHandle<()>>>,
     estimates: Mutex<HashMap<String, (Instant, Option<u64>)>>,
     shutting_down: AtomicBool,
+    /// Runs this node finished (completed, failed or cancelled), for its peer report.
+    pub finished: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The result of a submission.
@@ -168,12 +170,15 @@ impl Engine {
                 }
             })
         };
+        let finished = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let (finisher, h2) = {
             let store = store.clone();
             let publisher = publisher.clone();
+            let finished = finished.clone();
             Batcher::spawn(config.submit_batch_max, move |items: Vec<Finish>| {
                 let store = store.clone();
                 let publisher = publisher.clone();
+                let finished = finished.clone();
                 async move {
                     let t = std::time::Instant::now();
                     let n = items.len();
@@ -186,6 +191,8 @@ impl Engine {
                             FinishOutcome::LeaseLost => None,
                         })
                         .collect();
+                    let done = events.iter().filter(|e| e.status.is_final()).count();
+                    finished.fetch_add(done as u64, Ordering::Relaxed);
                     publisher.publish(&events);
                     Ok(outcomes)
                 }
@@ -212,6 +219,7 @@ impl Engine {
             batchers: Mutex::new(vec![h1, h2]),
             estimates: Mutex::new(HashMap::new()),
             shutting_down: AtomicBool::new(false),
+            finished,
         });
         let _ = engine_slot.set(Arc::downgrade(&inner));
         let engine = Engine { inner };
@@ -222,10 +230,16 @@ impl Engine {
     async fn start_loops(&self) -> Result<(), EngineError> {
         let inner = &self.inner;
         let mut bg = vec![
-            tokio::spawn(maintenance::rescue_loop(inner.clone())),
-            tokio::spawn(maintenance::retention_loop(inner.clone())),
+            tokio::spawn(crate::cluster::maintenance_loop(inner.clone())),
+            tokio::spawn(crate::cluster::presence_loop(inner.clone())),
             tokio::spawn(maintenance::reconcile_loop(inner.clone())),
         ];
+        if let Some(feed) = inner.store.listen().await? {
+            bg.push(tokio::spawn(crate::cluster::remote_loop(
+                inner.clone(),
+                feed,
+            )));
+        }
         if inner.config.run_workers {
             // Whatever this node held when it last stopped was not finished: a clean
             // stop hands leases back, so these are from a crash and count as attempts.
@@ -582,6 +596,34 @@ impl Engine {
         self.inner.publisher.hub.subscribe_logs()
     }
 
+    /// The processes sharing this store (nodes and workers), as they last reported, each
+    /// with its health: `healthy` (heartbeating), `late` (a heartbeat overdue), `lost`
+    /// (silent for a lease: its tasks were rescued) or `stopped` (stopped cleanly).
+    pub async fn peers(&self) -> Result<Vec<(baton_store::Peer, &'static str)>, EngineError> {
+        let now = self.now();
+        let late_after = self.inner.config.heartbeat.saturating_mul(2);
+        Ok(self
+            .inner
+            .store
+            .list_peers()
+            .await?
+            .into_iter()
+            .map(|p| {
+                let health = match p.state {
+                    baton_store::PeerState::Stopped => "stopped",
+                    baton_store::PeerState::Lost => "lost",
+                    baton_store::PeerState::Live
+                        if now.saturating_sub(late_after) > p.last_heartbeat =>
+                    {
+                        "late"
+                    }
+                    baton_store::PeerState::Live => "healthy",
+                };
+                (p, health)
+            })
+            .collect())
+    }
+
     pub async fn queues(&self) -> Result<Vec<QueueStats>, EngineError> {
         Ok(self.inner.store.queue_stats(self.now()).await?)
     }
@@ -751,6 +793,13 @@ impl Engine {
             }
         }
         inner.stop_background.cancel();
+        if let Err(e) = inner
+            .store
+            .peer_stopped(&inner.config.node_id, inner.clock.now())
+            .await
+        {
+            tracing::warn!(error = %e, "could not record this node's stop");
+        }
         let handles: Vec<_> = inner
             .background
             .lock()

@@ -7,6 +7,8 @@
 //! - [`worker`]: the in-process worker pool: claims tasks under a lease, runs their tool
 //!   with a cancellation token, heartbeats, reports progress, finishes fenced.
 //! - [`maintenance`]: lease rescue, retention, the active-task count.
+//! - [`cluster`]: other processes sharing the store: their committed events, presence
+//!   (peers), and maintenance run by one of them at a time.
 //! - [`batch`]: group commit — concurrent writes of one kind share a transaction.
 //! - [`hub`]: live event fan-out to SSE streams and waiters.
 //! - [`tools`]: the [`tools::ToolProvider`] trait, the catalog with argument validation,
@@ -19,6 +21,7 @@
 
 pub mod batch;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod error;

@@ -13,16 +13,6 @@ use crate::engine::Inner;
 /// Tasks deleted per retention transaction (short transactions keep the writer free).
 const PURGE_BATCH: u32 = 1000;
 
-pub(crate) async fn rescue_loop(inner: Arc<Inner>) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(inner.config.rescue_interval) => {}
-            _ = inner.stop_background.cancelled() => break,
-        }
-        rescue_expired(&inner).await;
-    }
-}
-
 pub(crate) async fn rescue_expired(inner: &Inner) {
     let now = inner.clock.now();
     let req = Requeue {
@@ -39,16 +29,6 @@ pub(crate) async fn rescue_expired(inner: &Inner) {
         }
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "lease rescue failed"),
-    }
-}
-
-pub(crate) async fn retention_loop(inner: Arc<Inner>) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(inner.config.retention_interval) => {}
-            _ = inner.stop_background.cancelled() => break,
-        }
-        purge_expired(&inner).await;
     }
 }
 

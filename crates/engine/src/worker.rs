@@ -379,18 +379,40 @@ async fn run_task(inner: Arc<Inner>, task: Task, token: i64, permit: OwnedSemaph
             transition,
             at: now,
         };
-        match inner.finisher.run(vec![finish]).await {
-            Ok(Ok(out)) => {
-                if out.first() == Some(&FinishOutcome::LeaseLost) {
-                    tracing::warn!(task_id = %task.id, tool = %task.tool, "lease lost before the run finished; its outcome was discarded");
+        // While the store is unreachable the outcome is kept and written again: the task
+        // stays registered as running here, so heartbeats keep its lease once the store
+        // is back, and the work is not lost. Past a few leases it is given up (the task
+        // will have been rescued and will run again).
+        let give_up = tokio::time::Instant::now() + inner.config.lease.saturating_mul(4);
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match inner.finisher.run(vec![finish.clone()]).await {
+                Ok(Ok(out)) => {
+                    if out.first() == Some(&FinishOutcome::LeaseLost) {
+                        tracing::warn!(task_id = %task.id, tool = %task.tool, "lease lost before the run finished; its outcome was discarded");
+                    }
+                }
+                Ok(Err(e))
+                    if e.code() == baton_core::ErrorCode::Unavailable
+                        && tokio::time::Instant::now() < give_up
+                        && !inner.hard_stop.is_cancelled() =>
+                {
+                    tracing::warn!(task_id = %task.id, error = %e, retry_in_ms = backoff.as_millis() as u64, "could not record the outcome yet; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = inner.hard_stop.cancelled() => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(task_id = %task.id, error = %e, "could not record the outcome; the lease will expire and the task will run again");
+                }
+                Err(_) => {
+                    tracing::error!(task_id = %task.id, "engine stopped before the outcome was recorded; the task will run again");
                 }
             }
-            Ok(Err(e)) => {
-                tracing::error!(task_id = %task.id, error = %e, "could not record the outcome; the lease will expire and the task will run again");
-            }
-            Err(_) => {
-                tracing::error!(task_id = %task.id, "engine stopped before the outcome was recorded; the task will run again");
-            }
+            break;
         }
     }
     inner

@@ -22,6 +22,7 @@ pub const NAMES: &[&str] = &[
     "task_list",
     "queue_stats",
     "server_list",
+    "peer_list",
 ];
 
 pub fn is_orchestration(name: &str) -> bool {
@@ -146,6 +147,19 @@ pub fn definitions() -> Vec<Value> {
             "The MCP servers whose tools Baton runs, with health and tools; filter by tag (capability).",
             json!({"type": "object", "properties": {"tag": {"type": "string"}}, "additionalProperties": false}),
             json!({"type": "object", "properties": {"servers": {"type": "array"}}, "required": ["servers"]}),
+            true,
+        ),
+        def(
+            "peer_list",
+            "List Baton nodes and workers",
+            "The processes sharing this Baton deployment's store (API nodes, workers), with role, address, load, throughput and health (healthy, late, lost, stopped).",
+            json!({"type": "object", "properties": {}, "additionalProperties": false}),
+            json!({"type": "object", "properties": {"peers": {"type": "array", "items": {"type": "object", "properties": {
+                "id": {"type": "string"}, "role": {"type": "string"}, "address": {"type": ["string", "null"]},
+                "version": {"type": "string"}, "health": {"type": "string", "enum": ["healthy", "late", "lost", "stopped"]},
+                "running": {"type": "integer"}, "finished": {"type": "integer"}, "throughput": {"type": "number"},
+                "started_at": {"type": "string"}, "last_heartbeat": {"type": "string"}
+            }, "required": ["id", "role", "health"]}}}, "required": ["peers"]}),
             true,
         ),
     ]
@@ -358,6 +372,20 @@ async fn run(
                 })
                 .collect();
             Ok(ok(json!({"servers": servers})))
+        }
+        "peer_list" => {
+            let peers: Vec<Value> = engine
+                .peers()
+                .await
+                .map_err(tool_error)?
+                .into_iter()
+                .map(|(p, health)| {
+                    let mut v = serde_json::to_value(&p).unwrap_or_default();
+                    v["health"] = json!(health);
+                    v
+                })
+                .collect();
+            Ok(ok(json!({"peers": peers})))
         }
         other => Err(Failure::Rpc(RpcError::invalid_params(format!(
             "unknown tool `{other}`"

@@ -117,6 +117,46 @@ fn node_id(config: &Config) -> Result<String, AppError> {
     }
 }
 
+/// What a process of Baton is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `baton serve`: the HTTP listener (REST, `/mcp`), and workers unless there are 0.
+    Serve,
+    /// `baton worker`: runs tasks; no listener.
+    Worker,
+    /// `baton mcp`: MCP on stdio; no listener.
+    Stdio,
+}
+
+/// Opens the configured store: the shared PostgreSQL database, or the embedded SQLite
+/// file (migrations are applied either way).
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
+    if let Some(url) = config
+        .store
+        .url
+        .as_deref()
+        .filter(|_| config.store.is_postgres())
+    {
+        let opts = baton_store::postgres::PostgresOptions {
+            max_connections: config.store.max_connections,
+            acquire_timeout: config.store.acquire_timeout,
+            schema: config.store.schema.clone(),
+        };
+        let store = baton_store::postgres::PostgresStore::connect(url, &opts).await?;
+        tracing::info!(target = store.target(), "using the PostgreSQL store");
+        return Ok(Arc::new(store));
+    }
+    Ok(Arc::new(
+        SqliteStore::open(&SqliteOptions {
+            path: config.database_path(),
+            synchronous: config.store.synchronous,
+            busy_timeout: config.store.busy_timeout,
+            readers: 4,
+        })
+        .await?,
+    ))
+}
+
 pub struct App {
     config: Config,
     /// `None` for a node without HTTP (`baton mcp` on stdio).
@@ -134,28 +174,21 @@ impl App {
     /// Opens the data directory, the store (applying migrations) and the engine, and
     /// binds the listener. Nothing is served until [`App::run_until_stopped`].
     pub async fn build(config: Config) -> Result<App, AppError> {
-        App::build_with(config, true).await
+        App::build_with(config, Mode::Serve).await
     }
 
-    /// Like [`App::build`]; without `listen`, no HTTP listener is bound (the node is
-    /// reached some other way, e.g. MCP on stdio).
-    pub async fn build_with(config: Config, listen: bool) -> Result<App, AppError> {
+    /// Like [`App::build`], for a process of the given kind: only [`Mode::Serve`] binds
+    /// the HTTP listener.
+    pub async fn build_with(config: Config, mode: Mode) -> Result<App, AppError> {
+        let listen = mode == Mode::Serve;
         std::fs::create_dir_all(&config.data_dir).map_err(|source| AppError::DataDir {
             path: config.data_dir.clone(),
             source,
         })?;
         let lock = DataDirLock::acquire(&config.data_dir)?;
         let node_id = node_id(&config)?;
-        let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(&SqliteOptions {
-                path: config.database_path(),
-                synchronous: config.store.synchronous,
-                busy_timeout: config.store.busy_timeout,
-                readers: 4,
-            })
-            .await?,
-        );
-        let engine_config = config.engine_config(node_id.clone());
+        let store = open_store(&config).await?;
+        let mut engine_config = config.engine_config(node_id.clone());
         let tools = Arc::new(ToolRegistry::with_builtins(engine_config.separator.clone()));
         let upstreams = Upstreams::new(tools.clone(), &node_id, config.upstream.settings());
         for server in &config.servers {
@@ -194,6 +227,17 @@ impl App {
         } else {
             None
         };
+        engine_config.presence.role = match mode {
+            Mode::Serve if config.workers.concurrency == 0 => "api",
+            Mode::Serve => "node",
+            Mode::Worker => "worker",
+            Mode::Stdio => "mcp",
+        }
+        .into();
+        engine_config.presence.address = listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| format!("http://{a}"));
         let engine = Engine::start(engine_config, store, tools, Clock::system()).await?;
         let shutdown = CancellationToken::new();
         let mcp = McpService::new(
@@ -259,6 +303,7 @@ impl App {
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), AppError> {
         let App {
+            config,
             listener,
             router,
             engine,
@@ -267,6 +312,13 @@ impl App {
             _lock,
             ..
         } = self;
+        if config.store.is_postgres() {
+            tokio::spawn(sync_servers_loop(
+                upstreams.clone(),
+                engine.store().clone(),
+                shutdown.clone(),
+            ));
+        }
         let token = shutdown.clone();
         let served = match listener {
             Some(listener) => {
@@ -290,6 +342,61 @@ impl App {
         upstreams.shutdown().await;
         tracing::info!("stopped");
         served.map_err(AppError::Serve)
+    }
+}
+
+/// Keeps the servers registered through the API (on any node) in step with the store:
+/// servers another node added start here, servers another node removed stop here.
+async fn sync_servers_loop(
+    upstreams: Arc<Upstreams>,
+    store: Arc<dyn Store>,
+    stop: CancellationToken,
+) {
+    // Servers seen in the store: only those are removed when they disappear from it (a
+    // server being added here is not stored until it answered).
+    let mut seen = std::collections::HashSet::new();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+            _ = stop.cancelled() => return,
+        }
+        let stored = match store.list_servers().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the stored servers now");
+                continue;
+            }
+        };
+        let names: std::collections::HashSet<String> =
+            stored.iter().map(|s| s.name.clone()).collect();
+        for s in stored {
+            seen.insert(s.name.clone());
+            if upstreams.get(&s.name).is_some() {
+                continue;
+            }
+            match serde_json::from_value::<ServerConfig>(s.config) {
+                Ok(config) => match upstreams.add(config, Origin::Api) {
+                    Ok(_) => {
+                        tracing::info!(server = %s.name, "server registered through another node")
+                    }
+                    Err(e) => {
+                        tracing::warn!(server = %s.name, error = %e, "cannot start a server registered through another node")
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(server = %s.name, error = %e, "skipping an unreadable stored server")
+                }
+            }
+        }
+        for server in upstreams.list() {
+            let name = &server.config.name;
+            if server.origin == Origin::Api && seen.contains(name) && !names.contains(name) {
+                seen.remove(name);
+                if upstreams.remove(name).await.is_ok() {
+                    tracing::info!(server = %name, "server removed through another node");
+                }
+            }
+        }
     }
 }
 

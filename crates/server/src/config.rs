@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_PORT: u16 = 7420;
 
 /// Environment variables with the `BATON_` prefix that are not configuration keys.
-const NOT_CONFIG: &[&str] = &["url", "config", "log", "log_format"];
+const NOT_CONFIG: &[&str] = &["url", "config", "log", "log_format", "store", "principal"];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -118,11 +118,34 @@ impl UpstreamConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// `normal`: commits survive a killed process; `full`: they survive power loss too.
+    /// `postgres://user[:password]@host[:port]/database` to share a PostgreSQL database
+    /// with other nodes; unset: the embedded SQLite store in the data directory. Also
+    /// `--store` or `BATON_STORE`.
+    pub url: Option<String>,
+    /// PostgreSQL: the schema holding Baton's tables (created if missing; default: the
+    /// connection's `search_path`, normally `public`).
+    pub schema: Option<String>,
+    /// PostgreSQL: connections this process keeps (plus one for the change feed and one
+    /// while it runs maintenance).
+    pub max_connections: u32,
+    /// PostgreSQL: how long a request waits for a connection (while the database is
+    /// unreachable, requests fail after this with 503).
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
+    /// SQLite: `normal`: commits survive a killed process; `full`: they survive power loss too.
     pub synchronous: Synchronous,
-    /// How long a write waits for a lock another process holds on the database.
+    /// SQLite: how long a write waits for a lock another process holds on the database.
     #[serde(with = "humantime_serde")]
     pub busy_timeout: Duration,
+}
+
+impl StoreConfig {
+    /// Whether the store is a shared PostgreSQL database.
+    pub fn is_postgres(&self) -> bool {
+        self.url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -205,6 +228,10 @@ impl Default for Config {
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
+            url: None,
+            schema: None,
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
             synchronous: Synchronous::Normal,
             busy_timeout: Duration::from_secs(5),
         }
@@ -257,6 +284,14 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workers: Option<WorkerOverrides>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreOverrides>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StoreOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -316,6 +351,17 @@ impl Config {
     /// Rules serde cannot express.
     fn check(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
+        if let Some(url) = &self.store.url
+            && !self.store.is_postgres()
+        {
+            let scheme = url.split("://").next().unwrap_or(url);
+            return bad(format!(
+                "store.url: `{scheme}://…` is not supported; use postgres://user@host/database, or leave it unset for the embedded SQLite store"
+            ));
+        }
+        if self.store.max_connections == 0 {
+            return bad("store.max_connections must be at least 1".into());
+        }
         if self.workers.lease < Duration::from_secs(1) {
             return bad("workers.lease must be at least 1s".into());
         }

@@ -200,6 +200,89 @@ pub struct StoredServer {
     pub updated_at: Timestamp,
 }
 
+/// What a process of a deployment (a node, a worker) reports at each heartbeat.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerReport {
+    pub id: String,
+    /// `node` (API and workers), `api` (no workers), `worker` (no API), `mcp` (stdio).
+    pub role: String,
+    /// Where its API listens, if it has one.
+    pub address: Option<String>,
+    pub version: String,
+    pub started_at: Timestamp,
+    pub now: Timestamp,
+    /// Tasks it runs now.
+    pub running: u64,
+    /// Tasks it finished since it started.
+    pub finished: u64,
+    /// Tasks it finished per second, recently.
+    pub throughput: f64,
+}
+
+/// How a peer is doing, as far as the store knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PeerState {
+    /// Heartbeating.
+    Live,
+    /// Stopped cleanly.
+    Stopped,
+    /// Its heartbeats stopped; its leases were rescued.
+    Lost,
+}
+
+impl PeerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeerState::Live => "live",
+            PeerState::Stopped => "stopped",
+            PeerState::Lost => "lost",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<PeerState> {
+        match s {
+            "live" => Some(PeerState::Live),
+            "stopped" => Some(PeerState::Stopped),
+            "lost" => Some(PeerState::Lost),
+            _ => None,
+        }
+    }
+}
+
+/// A peer as last reported.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Peer {
+    pub id: String,
+    pub role: String,
+    pub address: Option<String>,
+    pub version: String,
+    pub state: PeerState,
+    pub started_at: Timestamp,
+    pub last_heartbeat: Timestamp,
+    pub running: u64,
+    pub finished: u64,
+    pub throughput: f64,
+}
+
+/// Something other processes sharing the store committed, as it happens.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RemoteChange {
+    /// Events another process wrote (in commit order per task).
+    Events(Vec<TaskEvent>),
+    /// The feed was interrupted (e.g. a reconnect): changes may have been missed, so
+    /// whatever waits on them should look at the store again.
+    Gap,
+}
+
+/// Proof of holding a deployment-wide singleton role (e.g. maintenance). Dropping it
+/// gives the role up; so does losing the connection that holds it.
+#[async_trait]
+pub trait SingletonGuard: Send + Sync {
+    /// Whether the role is still held (checks the connection holding it).
+    async fn held(&self) -> bool;
+}
+
 /// What a worker's heartbeat learned.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HeartbeatReply {
@@ -397,6 +480,34 @@ pub trait Store: Send + Sync + 'static {
 
     /// `false` when there was no such server.
     async fn delete_server(&self, name: &str) -> StoreResult<bool>;
+
+    /// Records a peer's heartbeat (inserting it, or making it live again).
+    async fn report_peer(&self, report: &PeerReport) -> StoreResult<()>;
+
+    /// Every known peer, by id.
+    async fn list_peers(&self) -> StoreResult<Vec<Peer>>;
+
+    /// A peer stopping cleanly says so; `false` if it was unknown.
+    async fn peer_stopped(&self, id: &str, now: Timestamp) -> StoreResult<bool>;
+
+    /// Marks live peers whose last heartbeat is older than `before` as lost, and returns
+    /// them (their leases are the caller's to rescue). Forgets peers stopped or lost
+    /// before `forget_before`.
+    async fn mark_lost_peers(
+        &self,
+        before: Timestamp,
+        forget_before: Timestamp,
+    ) -> StoreResult<Vec<Peer>>;
+
+    /// Tries to take the deployment-wide singleton role `name` without waiting; `None`
+    /// when another process holds it.
+    async fn try_singleton(&self, name: &str) -> StoreResult<Option<Box<dyn SingletonGuard>>>;
+
+    /// Changes other processes commit to this store, as they commit. `None` when no other
+    /// process can write to it (SQLite: the data directory has one owner).
+    async fn listen(&self) -> StoreResult<Option<tokio::sync::mpsc::Receiver<RemoteChange>>> {
+        Ok(None)
+    }
 
     /// Flushes and closes connections.
     async fn close(&self);

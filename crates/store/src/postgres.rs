@@ -46,8 +46,9 @@ use sqlx::{Postgres, QueryBuilder, Row};
 
 use crate::{
     CancelOutcome, ClaimRequest, CreateOutcome, CreatedAndClaimed, Finish, FinishOutcome,
-    HeartbeatReply, InputOutcome, LeaseSelector, ProgressUpdate, QueueStats, Requeue, RetryOutcome,
-    Store, StoreError, StoreResult, StoredServer, TaskQuery, json_or_null, transition_event,
+    HeartbeatReply, InputOutcome, LeaseSelector, Peer, PeerReport, PeerState, ProgressUpdate,
+    QueueStats, RemoteChange, Requeue, RetryOutcome, SingletonGuard, Store, StoreError,
+    StoreResult, StoredServer, TaskQuery, json_or_null, transition_event,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -90,6 +91,20 @@ macro_rules! claim_set {
     };
 }
 
+/// The session setting that tags a connection's notifications with its store's origin.
+const ORIGIN_SETTING: &str = "baton.origin";
+
+/// NOTIFY payloads must stay under 8000 bytes; the origin tag takes a few.
+const MAX_PAYLOAD: usize = 7900;
+
+/// The channel events are announced on: one per schema, so deployments in different
+/// schemas of one database do not hear each other (md5 keeps it under 63 characters).
+const CHANNEL_SQL: &str = "'baton_' || md5(current_schema())";
+
+/// First key of the advisory locks of singleton roles (the second hashes the schema and
+/// the role's name).
+const SINGLETON_LOCK: i32 = 0x6261_7473; // "bats"
+
 /// How often a transaction that lost a deadlock or serialization conflict is run again.
 const MAX_CONFLICT_RETRIES: u32 = 8;
 
@@ -128,6 +143,10 @@ pub struct PostgresStore {
     pool: PgPool,
     /// `host:port/database`, for messages (never the URL: it may hold a password).
     target: String,
+    /// For the connections that live outside the pool (the listener, singleton locks).
+    connect: PgConnectOptions,
+    /// Tags this store's notifications, so that its own listener skips them.
+    origin: String,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -143,18 +162,27 @@ impl PostgresStore {
     /// Fails with [`StoreError::Unavailable`] when the server cannot be reached.
     pub async fn connect(url: &str, opts: &PostgresOptions) -> StoreResult<Self> {
         let (connect, target) = connect_options(url, opts)?;
+        let origin = format!("{:016x}", rand::random::<u64>());
+        // Every pooled connection names the origin, which the NOTIFY of its transactions
+        // carries (see `notify_events`).
+        let pooled = connect.clone().options([(ORIGIN_SETTING, origin.as_str())]);
         let pool = PgPoolOptions::new()
             .max_connections(opts.max_connections.max(1))
             .min_connections(0)
             .acquire_timeout(opts.acquire_timeout)
-            .connect_with(connect)
+            .connect_with(pooled)
             .await
             .map_err(|e| connect_error(&target, e))?;
         if let Err(e) = prepare_schema(&pool, opts).await {
             pool.close().await;
             return Err(e);
         }
-        Ok(PostgresStore { pool, target })
+        Ok(PostgresStore {
+            pool,
+            target,
+            connect,
+            origin,
+        })
     }
 
     /// Applies pending migrations and disconnects (`baton migrate`).
@@ -176,6 +204,35 @@ impl PostgresStore {
     /// `host:port/database` of the server this store talks to.
     pub fn target(&self) -> &str {
         &self.target
+    }
+
+    /// The change a notification announces; `None` for this store's own (or garbage).
+    async fn decode_notification(&self, payload: &str) -> Option<RemoteChange> {
+        let (origin, json) = payload.split_once('|')?;
+        if origin == self.origin {
+            return None;
+        }
+        let items: Vec<Announced> = match serde_json::from_str(json) {
+            Ok(items) => items,
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring an unreadable notification");
+                return None;
+            }
+        };
+        let mut events = Vec::with_capacity(items.len());
+        for item in items {
+            match item {
+                Announced::Event(e) => events.push(e),
+                Announced::Fetch { fetch: (id, seq) } => {
+                    match self.task_events(id, seq - 1, 1).await {
+                        Ok(mut e) if !e.is_empty() => events.push(e.remove(0)),
+                        // Purged meanwhile, or the store is unreachable: the caller rereads.
+                        _ => return Some(RemoteChange::Gap),
+                    }
+                }
+            }
+        }
+        Some(RemoteChange::Events(events))
     }
 }
 
@@ -504,12 +561,186 @@ async fn insert_events(c: &mut PgConnection, events: Vec<NewEvent>) -> StoreResu
         )));
     }
     seqs.sort_unstable();
-    Ok(events
+    let events: Vec<TaskEvent> = events
         .into_iter()
         .zip(seqs)
         .map(|(e, seq)| e.with_seq(seq))
-        .collect())
+        .collect();
+    notify_events(c, &events).await?;
+    Ok(events)
 }
+
+/// Announces events to the other processes sharing the database. Inside the writing
+/// transaction, so they hear of exactly what committed, when it committed. An event too
+/// large for a notification travels as a reference the listener reads back.
+async fn notify_events(c: &mut PgConnection, events: &[TaskEvent]) -> StoreResult<()> {
+    let mut payloads: Vec<String> = Vec::new();
+    let mut current = String::from("[");
+    for e in events {
+        let mut item = serde_json::to_string(e).map_err(decode_err)?;
+        if item.len() + 2 > MAX_PAYLOAD - 32 {
+            item = serde_json::json!({"fetch": [e.task_id, e.seq]}).to_string();
+        }
+        if current.len() + item.len() + 2 > MAX_PAYLOAD - 32 {
+            current.push(']');
+            payloads.push(std::mem::replace(&mut current, String::from("[")));
+        }
+        if current.len() > 1 {
+            current.push(',');
+        }
+        current.push_str(&item);
+    }
+    if current.len() > 1 {
+        current.push(']');
+        payloads.push(current);
+    }
+    sqlx::query(concat!(
+        "SELECT pg_notify(",
+        "'baton_' || md5(current_schema())",
+        ", coalesce(current_setting('baton.origin', true), '') || '|' || p) FROM unnest($1::text[]) AS p"
+    ))
+    .bind(payloads)
+    .execute(&mut *c)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+/// One announced event: in full, or a reference to read back.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum Announced {
+    Fetch { fetch: (TaskId, i64) },
+    Event(TaskEvent),
+}
+
+/// Forwards the notifications of other processes until `tx`'s receiver is dropped or
+/// the pool is closed. Reconnects (with a pause) whenever the connection is lost, and
+/// reports each interruption as a [`RemoteChange::Gap`].
+async fn listen_loop(store: PostgresStore, tx: tokio::sync::mpsc::Sender<RemoteChange>) {
+    use sqlx::postgres::PgListener;
+    let mut first = true;
+    loop {
+        if tx.is_closed() || store.pool.is_closed() {
+            return;
+        }
+        if !first {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        first = false;
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with(store.connect.clone());
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot listen for other nodes' changes yet");
+                continue;
+            }
+        };
+        listener.ignore_pool_close_event(true);
+        let channel: String =
+            match sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT {CHANNEL_SQL}")))
+                .fetch_one(&mut listener)
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot listen for other nodes' changes yet");
+                    continue;
+                }
+            };
+        if let Err(e) = listener.listen(&channel).await {
+            tracing::debug!(error = %e, "cannot listen for other nodes' changes yet");
+            continue;
+        }
+        // Whatever happened while not listening is unknown to the caller.
+        if tx.send(RemoteChange::Gap).await.is_err() {
+            return;
+        }
+        loop {
+            let received = tokio::select! {
+                r = listener.try_recv() => r,
+                _ = tx.closed() => return,
+            };
+            match received {
+                Ok(Some(n)) => {
+                    let Some(change) = store.decode_notification(n.payload()).await else {
+                        continue;
+                    };
+                    if tx.send(change).await.is_err() {
+                        return;
+                    }
+                }
+                // The connection dropped; the listener reconnected.
+                Ok(None) => {
+                    if tx.send(RemoteChange::Gap).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "lost the feed of other nodes' changes; reconnecting");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Drops a schema and everything in it (benchmarks clean up with it).
+pub async fn drop_schema(url: &str, schema: &str) -> StoreResult<()> {
+    use sqlx::Connection;
+    check_schema_name(schema)?;
+    let (connect, target) = connect_options(url, &PostgresOptions::default())?;
+    let mut conn = PgConnection::connect_with(&connect)
+        .await
+        .map_err(|e| connect_error(&target, e))?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE"
+    )))
+    .execute(&mut conn)
+    .await
+    .map_err(db_err)?;
+    let _ = conn.close().await;
+    Ok(())
+}
+
+/// The connection holding a singleton's advisory lock; the lock goes with it.
+struct PgSingleton {
+    conn: tokio::sync::Mutex<PgConnection>,
+}
+
+#[async_trait]
+impl SingletonGuard for PgSingleton {
+    async fn held(&self) -> bool {
+        let mut conn = self.conn.lock().await;
+        let check = sqlx::query("SELECT 1").execute(&mut *conn);
+        matches!(
+            tokio::time::timeout(Duration::from_secs(5), check).await,
+            Ok(Ok(_))
+        )
+    }
+}
+
+fn peer_from_row(r: &PgRow) -> StoreResult<Peer> {
+    let state: String = get(r, "state")?;
+    Ok(Peer {
+        id: get(r, "id")?,
+        role: get(r, "role")?,
+        address: get(r, "address")?,
+        version: get(r, "version")?,
+        state: PeerState::parse(&state)
+            .ok_or_else(|| StoreError::Decode(format!("unknown peer state `{state}`")))?,
+        started_at: Timestamp::from_millis(get(r, "started_at")?),
+        last_heartbeat: Timestamp::from_millis(get(r, "last_heartbeat")?),
+        running: get::<i64>(r, "running")?.max(0) as u64,
+        finished: get::<i64>(r, "finished")?.max(0) as u64,
+        throughput: get(r, "throughput")?,
+    })
+}
+
+const PEER_COLUMNS: &str =
+    "id, role, address, version, state, started_at, last_heartbeat, running, finished, throughput";
 
 fn created_event(t: &NewTask) -> NewEvent {
     let mut ev = NewEvent::new(t.id, t.created_at, EventKind::Created, TaskStatus::Pending);
@@ -1692,6 +1923,108 @@ impl Store for PostgresStore {
             .map_err(db_err)?
             .rows_affected();
         Ok(n > 0)
+    }
+
+    async fn report_peer(&self, r: &PeerReport) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO peers (id, role, address, version, state, started_at, last_heartbeat, \
+             running, finished, throughput) VALUES ($1, $2, $3, $4, 'live', $5, $6, $7, $8, $9) \
+             ON CONFLICT (id) DO UPDATE SET role = excluded.role, address = excluded.address, \
+             version = excluded.version, state = 'live', started_at = excluded.started_at, \
+             last_heartbeat = excluded.last_heartbeat, running = excluded.running, \
+             finished = excluded.finished, throughput = excluded.throughput",
+        )
+        .bind(&r.id)
+        .bind(&r.role)
+        .bind(&r.address)
+        .bind(&r.version)
+        .bind(r.started_at.as_millis())
+        .bind(r.now.as_millis())
+        .bind(r.running as i64)
+        .bind(r.finished as i64)
+        .bind(r.throughput)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn list_peers(&self) -> StoreResult<Vec<Peer>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {PEER_COLUMNS} FROM peers ORDER BY id"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(peer_from_row).collect()
+    }
+
+    async fn peer_stopped(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
+        let n = sqlx::query(
+            "UPDATE peers SET state = 'stopped', running = 0, last_heartbeat = $1 WHERE id = $2",
+        )
+        .bind(now.as_millis())
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        Ok(n > 0)
+    }
+
+    async fn mark_lost_peers(
+        &self,
+        before: Timestamp,
+        forget_before: Timestamp,
+    ) -> StoreResult<Vec<Peer>> {
+        transaction!(self.pool, |c| async {
+            sqlx::query("DELETE FROM peers WHERE state <> 'live' AND last_heartbeat < $1")
+                .bind(forget_before.as_millis())
+                .execute(&mut *c)
+                .await
+                .map_err(db_err)?;
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE peers SET state = 'lost' WHERE state = 'live' AND last_heartbeat < $1 \
+                 RETURNING {PEER_COLUMNS}"
+            )))
+            .bind(before.as_millis())
+            .fetch_all(&mut *c)
+            .await
+            .map_err(db_err)?;
+            rows.iter()
+                .map(peer_from_row)
+                .collect::<StoreResult<Vec<_>>>()
+        })
+    }
+
+    async fn try_singleton(&self, name: &str) -> StoreResult<Option<Box<dyn SingletonGuard>>> {
+        use sqlx::Connection;
+        // A connection of its own: the session-level lock lives exactly as long as it,
+        // and PostgreSQL releases it when the connection (or this process) dies.
+        let mut conn = PgConnection::connect_with(&self.connect)
+            .await
+            .map_err(|e| connect_error(&self.target, e))?;
+        let got: bool = sqlx::query_scalar(
+            "SELECT pg_try_advisory_lock($1, hashtext(current_schema() || '/' || $2))",
+        )
+        .bind(SINGLETON_LOCK)
+        .bind(name)
+        .fetch_one(&mut conn)
+        .await
+        .map_err(db_err)?;
+        if !got {
+            let _ = conn.close().await;
+            return Ok(None);
+        }
+        Ok(Some(Box::new(PgSingleton {
+            conn: tokio::sync::Mutex::new(conn),
+        })))
+    }
+
+    async fn listen(&self) -> StoreResult<Option<tokio::sync::mpsc::Receiver<RemoteChange>>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        tokio::spawn(listen_loop(self.clone(), tx));
+        Ok(Some(rx))
     }
 
     async fn close(&self) {

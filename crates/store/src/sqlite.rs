@@ -35,8 +35,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     CancelOutcome, ClaimRequest, CreateOutcome, CreatedAndClaimed, Finish, FinishOutcome,
-    HeartbeatReply, InputOutcome, LeaseSelector, ProgressUpdate, QueueStats, Requeue, RetryOutcome,
-    Store, StoreError, StoreResult, StoredServer, TaskQuery, json_or_null, transition_event,
+    HeartbeatReply, InputOutcome, LeaseSelector, Peer, PeerReport, PeerState, ProgressUpdate,
+    QueueStats, Requeue, RetryOutcome, SingletonGuard, Store, StoreError, StoreResult,
+    StoredServer, TaskQuery, json_or_null, transition_event,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -1772,6 +1773,99 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn report_peer(&self, r: &PeerReport) -> StoreResult<()> {
+        let r = r.clone();
+        self.write(move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO peers (id, role, address, version, state, started_at, last_heartbeat, \
+                     running, finished, throughput) VALUES (?, ?, ?, ?, 'live', ?, ?, ?, ?, ?) \
+                     ON CONFLICT (id) DO UPDATE SET role = excluded.role, address = excluded.address, \
+                     version = excluded.version, state = 'live', started_at = excluded.started_at, \
+                     last_heartbeat = excluded.last_heartbeat, running = excluded.running, \
+                     finished = excluded.finished, throughput = excluded.throughput",
+                )
+                .bind(&r.id)
+                .bind(&r.role)
+                .bind(&r.address)
+                .bind(&r.version)
+                .bind(r.started_at.as_millis())
+                .bind(r.now.as_millis())
+                .bind(r.running as i64)
+                .bind(r.finished as i64)
+                .bind(r.throughput)
+                .execute(&mut c.conn)
+                .await
+                .map_err(db_err)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn list_peers(&self) -> StoreResult<Vec<Peer>> {
+        let rows = sqlx::query(
+            "SELECT id, role, address, version, state, started_at, last_heartbeat, running, \
+             finished, throughput FROM peers ORDER BY id",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(peer_from_row).collect()
+    }
+
+    async fn peer_stopped(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
+        let id = id.to_string();
+        self.write(move |c| {
+            Box::pin(async move {
+                let n = sqlx::query(
+                    "UPDATE peers SET state = 'stopped', running = 0, last_heartbeat = ? WHERE id = ?",
+                )
+                .bind(now.as_millis())
+                .bind(&id)
+                .execute(&mut c.conn)
+                .await
+                .map_err(db_err)?
+                .rows_affected();
+                Ok(n > 0)
+            })
+        })
+        .await
+    }
+
+    async fn mark_lost_peers(
+        &self,
+        before: Timestamp,
+        forget_before: Timestamp,
+    ) -> StoreResult<Vec<Peer>> {
+        self.write(move |c| {
+            Box::pin(async move {
+                sqlx::query("DELETE FROM peers WHERE state <> 'live' AND last_heartbeat < ?")
+                    .bind(forget_before.as_millis())
+                    .execute(&mut c.conn)
+                    .await
+                    .map_err(db_err)?;
+                let rows = sqlx::query(
+                    "UPDATE peers SET state = 'lost' WHERE state = 'live' AND last_heartbeat < ? \
+                     RETURNING id, role, address, version, state, started_at, last_heartbeat, \
+                     running, finished, throughput",
+                )
+                .bind(before.as_millis())
+                .fetch_all(&mut c.conn)
+                .await
+                .map_err(db_err)?;
+                rows.iter().map(peer_from_row).collect()
+            })
+        })
+        .await
+    }
+
+    async fn try_singleton(&self, _name: &str) -> StoreResult<Option<Box<dyn SingletonGuard>>> {
+        // One process owns an SQLite store (the data directory is locked): every role is
+        // its own.
+        Ok(Some(Box::new(Sole)))
+    }
+
     async fn close(&self) {
         let (tx, rx) = oneshot::channel();
         if self.writer.send(Msg::Close(tx)).is_ok() {
@@ -1779,4 +1873,31 @@ impl Store for SqliteStore {
         }
         self.reader.close().await;
     }
+}
+
+/// The singleton guard of a store with a single owner.
+struct Sole;
+
+#[async_trait]
+impl SingletonGuard for Sole {
+    async fn held(&self) -> bool {
+        true
+    }
+}
+
+fn peer_from_row(r: &SqliteRow) -> StoreResult<Peer> {
+    let state: String = r.try_get("state").map_err(decode_err)?;
+    Ok(Peer {
+        id: r.try_get("id").map_err(decode_err)?,
+        role: r.try_get("role").map_err(decode_err)?,
+        address: r.try_get("address").map_err(decode_err)?,
+        version: r.try_get("version").map_err(decode_err)?,
+        state: PeerState::parse(&state)
+            .ok_or_else(|| StoreError::Decode(format!("unknown peer state `{state}`")))?,
+        started_at: Timestamp::from_millis(r.try_get("started_at").map_err(decode_err)?),
+        last_heartbeat: Timestamp::from_millis(r.try_get("last_heartbeat").map_err(decode_err)?),
+        running: r.try_get::<i64, _>("running").map_err(decode_err)?.max(0) as u64,
+        finished: r.try_get::<i64, _>("finished").map_err(decode_err)?.max(0) as u64,
+        throughput: r.try_get("throughput").map_err(decode_err)?,
+    })
 }

@@ -487,3 +487,97 @@ async fn json_round_trips_exactly() {
     assert_eq!(stored.metadata, Some(tricky.clone()));
     assert_eq!(stored.result, Some(tricky));
 }
+
+/// Waits for the next change, failing after a while.
+async fn next_change(
+    rx: &mut tokio::sync::mpsc::Receiver<baton_store::RemoteChange>,
+) -> baton_store::RemoteChange {
+    tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("a change within 10 s")
+        .expect("the feed is open")
+}
+
+/// What one node commits, the others hear of (LISTEN/NOTIFY), in full, including events
+/// too large for a notification; a node does not hear its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_stores_hear_committed_events() {
+    use baton_store::RemoteChange;
+    let schema = Schema::create().await;
+    let a = schema.store(4).await;
+    let b = schema.store(4).await;
+    let mut heard_by_a = a.listen().await.unwrap().expect("postgres has a feed");
+    let mut heard_by_b = b.listen().await.unwrap().expect("postgres has a feed");
+    // Each feed starts with a gap: whatever came before it is unknown.
+    assert_eq!(next_change(&mut heard_by_a).await, RemoteChange::Gap);
+    assert_eq!(next_change(&mut heard_by_b).await, RemoteChange::Gap);
+
+    let tasks: Vec<NewTask> = (0..3).map(|_| new_task("t")).collect();
+    let ids: Vec<TaskId> = tasks.iter().map(|t| t.id).collect();
+    let (_, written) = a.create_tasks(tasks).await.unwrap();
+    let RemoteChange::Events(events) = next_change(&mut heard_by_b).await else {
+        panic!("events expected")
+    };
+    assert_eq!(events, written, "the same events, numbered as written");
+    assert_eq!(events.iter().map(|e| e.task_id).collect::<Vec<_>>(), ids);
+
+    // An event larger than a notification is read back by the listener.
+    let claimed = a.claim(&claim_req("w", 1, 7, &[])).await.unwrap().0;
+    let RemoteChange::Events(started) = next_change(&mut heard_by_b).await else {
+        panic!("events expected")
+    };
+    assert_eq!(started.len(), 1);
+    let big =
+        json!({"q": {"method": "elicitation/create", "params": {"message": "x".repeat(20_000)}}});
+    a.set_input_required(claimed[0].id, 7, big.clone(), t0())
+        .await
+        .unwrap()
+        .expect("the lease holder may ask");
+    let RemoteChange::Events(asked) = next_change(&mut heard_by_b).await else {
+        panic!("events expected")
+    };
+    assert_eq!(asked[0].data.as_ref(), Some(&big));
+
+    // B's own writes reach A, and A heard nothing of its own.
+    b.create_tasks(vec![new_task("u")]).await.unwrap();
+    let RemoteChange::Events(from_b) = next_change(&mut heard_by_a).await else {
+        panic!("events expected")
+    };
+    assert_eq!(from_b.len(), 1);
+    assert_eq!(from_b[0].kind, baton_core::EventKind::Created);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), heard_by_a.recv())
+            .await
+            .is_err(),
+        "A hears only B"
+    );
+}
+
+/// A singleton role is held by one store at a time and passes on when its holder lets go
+/// (or dies: the lock lives on the holder's connection).
+#[tokio::test]
+async fn singleton_roles_are_exclusive_and_move_on() {
+    let schema = Schema::create().await;
+    let a = schema.store(2).await;
+    let b = schema.store(2).await;
+    let held = a
+        .try_singleton("maintenance")
+        .await
+        .unwrap()
+        .expect("first");
+    assert!(held.held().await);
+    assert!(b.try_singleton("maintenance").await.unwrap().is_none());
+    // Another role is independent.
+    assert!(b.try_singleton("schedules").await.unwrap().is_some());
+    drop(held);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let moved = loop {
+        if let Some(g) = b.try_singleton("maintenance").await.unwrap() {
+            break g;
+        }
+        assert!(std::time::Instant::now() < deadline, "the role never moved");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(moved.held().await);
+    assert!(a.try_singleton("maintenance").await.unwrap().is_none());
+}

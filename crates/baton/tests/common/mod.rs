@@ -32,8 +32,30 @@ impl Baton {
         Baton::spawn(cmd, &dir.with_extension("log"))
     }
 
+    /// `baton worker --data-dir DIR` with extra environment; waits until it is ready.
+    /// Its `url` is empty (a worker has no API).
+    pub fn start_worker(dir: &Path, env: &[(&str, &str)]) -> Baton {
+        let mut cmd = Command::new(baton_bin());
+        cmd.args(["worker", "--data-dir"]).arg(dir);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Baton::spawn_until(cmd, &dir.with_extension("log"), |line| {
+            (line.starts_with("baton worker ") && line.ends_with(" ready")).then(String::new)
+        })
+    }
+
     /// Spawns `cmd` (which must end up running `baton serve`) and waits for its address.
-    pub fn spawn(mut cmd: Command, log: &Path) -> Baton {
+    pub fn spawn(cmd: Command, log: &Path) -> Baton {
+        Baton::spawn_until(cmd, log, |line| {
+            line.strip_prefix("baton listening on ")
+                .map(|url| url.trim().to_string())
+        })
+    }
+
+    /// Spawns `cmd` and waits for the stdout line `ready` recognises; its answer is the
+    /// node's URL.
+    fn spawn_until(mut cmd: Command, log: &Path, ready: impl Fn(&str) -> Option<String>) -> Baton {
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -56,10 +78,10 @@ impl Baton {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
-                    if let Some(url) = line.strip_prefix("baton listening on ") {
+                    if let Some(url) = ready(&line) {
                         return Baton {
                             child,
-                            url: url.trim().to_string(),
+                            url,
                             log: log.to_path_buf(),
                         };
                     }
@@ -421,4 +443,93 @@ pub fn pid_alive(pid: u32) -> bool {
             .starts_with('Z'),
         Err(_) => false,
     }
+}
+
+/// The PostgreSQL server the tests use: `BATON_TEST_PG_URL`, default the local one
+/// (`scripts/test-env` starts it). Tests fail, never skip, when it is unreachable.
+pub fn pg_url() -> String {
+    std::env::var("BATON_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+/// A fresh schema for one test, dropped (with its tables) when the test ends.
+pub struct PgSchema {
+    pub url: String,
+    pub name: String,
+}
+
+impl PgSchema {
+    pub fn create() -> PgSchema {
+        let url = pg_url();
+        let name = format!("baton_it_{}_{:08x}", std::process::id(), rand_u32());
+        psql(&url, &format!("CREATE SCHEMA {name}"));
+        PgSchema { url, name }
+    }
+
+    /// Environment that points a Baton process at this schema.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("BATON_STORE", self.url.clone()),
+            ("BATON_STORE__SCHEMA", self.name.clone()),
+        ]
+    }
+
+    /// Runs one SQL query in the schema; returns the rows, fields separated by `|`.
+    pub fn query(&self, sql: &str) -> Vec<String> {
+        psql(
+            &self.url,
+            &format!("SET search_path TO {}; {sql}", self.name),
+        )
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        // Declared before the processes using it, it is dropped after they stopped.
+        let _ = Command::new("psql")
+            .args([
+                &self.url,
+                "-q",
+                "-c",
+                &format!(
+                    "SET lock_timeout = '10s'; DROP SCHEMA IF EXISTS {} CASCADE",
+                    self.name
+                ),
+            ])
+            .output();
+    }
+}
+
+/// Runs SQL with psql (tuples only, unaligned); panics with psql's message on failure.
+pub fn psql(url: &str, sql: &str) -> Vec<String> {
+    let out = Command::new("psql")
+        .args([
+            url,
+            "-X",
+            "-q",
+            "-t",
+            "-A",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ])
+        .output()
+        .expect("psql (installed with PostgreSQL; scripts/test-env checks it)");
+    assert!(
+        out.status.success(),
+        "psql failed on `{sql}`: {}\n(the PostgreSQL tests need a server: run scripts/test-env, or set BATON_TEST_PG_URL)",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+pub fn rand_u32() -> u32 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now()) as u32
 }

@@ -47,6 +47,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/tasks/{id}/events", get(sse::events))
         .route("/v1/queues", get(queues::list))
         .route("/v1/stats", get(queues::stats))
+        .route("/v1/peers", get(queues::peers))
         .route("/v1/queues/{name}/pause", post(queues::pause))
         .route("/v1/queues/{name}/resume", post(queues::resume))
         .route("/v1/tools", get(tasks::tools))

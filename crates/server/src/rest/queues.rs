@@ -1,4 +1,5 @@
-//! `/v1/queues`: depth per status, throughput, pause and resume.
+//! `/v1/queues`: depth per status, throughput, pause and resume; `/v1/stats`; and
+//! `/v1/peers`, the processes sharing the store.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -40,4 +41,21 @@ pub async fn stats(State(s): State<AppState>) -> Json<Value> {
         "node": s.engine.config().node_id,
         "store": s.engine.store().backend(),
     }))
+}
+
+/// `GET /v1/peers`: the nodes and workers sharing this store, with their health.
+pub async fn peers(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let peers: Vec<Value> = s
+        .engine
+        .peers()
+        .await?
+        .into_iter()
+        .map(|(p, health)| {
+            let mut v = serde_json::to_value(&p).unwrap_or_default();
+            v["health"] = json!(health);
+            v["self"] = json!(p.id == s.engine.config().node_id);
+            v
+        })
+        .collect();
+    Ok(Json(json!({"peers": peers})))
 }

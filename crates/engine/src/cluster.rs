@@ -1,0 +1,182 @@
+//! Working with the other processes that share the store.
+//!
+//! - **Remote changes**: events other processes commit arrive through the store's feed
+//!   (PostgreSQL `LISTEN/NOTIFY`) and are published here like local ones: waiters, SSE
+//!   streams and MCP notifications see them at once, new work wakes the dispatcher, and a
+//!   cancellation reaches a run of this node without waiting for its heartbeat. A gap in
+//!   the feed wakes everything that polls, so nothing waits for a change it missed.
+//! - **Presence**: every process reports itself (role, address, load) at each heartbeat
+//!   and says when it stops cleanly.
+//! - **Singleton maintenance**: lease rescue, retention and spotting lost peers run on
+//!   exactly one process at a time, the holder of the store's `maintenance` role; when
+//!   that process dies the role (an advisory lock on its connection) passes to another.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use baton_core::EventKind;
+use baton_store::{LeaseSelector, PeerReport, RemoteChange, Requeue, SingletonGuard};
+
+use crate::engine::Inner;
+use crate::maintenance;
+
+/// Publishes what other processes commit, until the engine stops.
+pub(crate) async fn remote_loop(
+    inner: Arc<Inner>,
+    mut feed: tokio::sync::mpsc::Receiver<RemoteChange>,
+) {
+    loop {
+        let change = tokio::select! {
+            c = feed.recv() => c,
+            _ = inner.stop_background.cancelled() => return,
+        };
+        match change {
+            Some(RemoteChange::Events(events)) => {
+                // Another node's cancellation reaches the run here at once.
+                {
+                    let running = inner.running.lock().unwrap_or_else(|e| e.into_inner());
+                    for e in &events {
+                        if e.kind == EventKind::CancelRequested
+                            && let Some(r) = running.get(&e.task_id)
+                        {
+                            r.cancel.cancel();
+                        }
+                    }
+                }
+                inner.publisher.publish(&events);
+            }
+            Some(RemoteChange::Gap) => {
+                // Something may have been missed: look for work now.
+                inner.publisher.backlog.store(true, Ordering::Relaxed);
+                inner.wake.notify_one();
+            }
+            None => return,
+        }
+    }
+}
+
+/// How this process describes itself to the others.
+#[derive(Debug, Clone)]
+pub struct Presence {
+    /// `node`, `api`, `worker` or `mcp`.
+    pub role: String,
+    /// Where its API listens, if it has one.
+    pub address: Option<String>,
+    pub version: String,
+}
+
+/// Reports this process at every heartbeat interval until the engine stops.
+pub(crate) async fn presence_loop(inner: Arc<Inner>) {
+    let started_at = inner.clock.now();
+    let mut last = (tokio::time::Instant::now(), 0u64);
+    loop {
+        let finished = inner.finished.load(Ordering::Relaxed);
+        let elapsed = last.0.elapsed().as_secs_f64();
+        let throughput = if elapsed > 0.0 {
+            (finished - last.1) as f64 / elapsed
+        } else {
+            0.0
+        };
+        last = (tokio::time::Instant::now(), finished);
+        let running = inner
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len() as u64;
+        let report = PeerReport {
+            id: inner.config.node_id.clone(),
+            role: inner.config.presence.role.clone(),
+            address: inner.config.presence.address.clone(),
+            version: inner.config.presence.version.clone(),
+            started_at,
+            now: inner.clock.now(),
+            running,
+            finished,
+            throughput,
+        };
+        if let Err(e) = inner.store.report_peer(&report).await {
+            tracing::warn!(error = %e, "could not report this node's heartbeat");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(inner.config.heartbeat) => {}
+            _ = inner.stop_background.cancelled() => break,
+        }
+    }
+}
+
+/// Holds the `maintenance` role when it can, and does the maintenance while it holds it.
+pub(crate) async fn maintenance_loop(inner: Arc<Inner>) {
+    let mut role: Option<Box<dyn SingletonGuard>> = None;
+    let mut last_retention = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(inner.config.rescue_interval) => {}
+            _ = inner.stop_background.cancelled() => break,
+        }
+        if let Some(r) = &role
+            && !r.held().await
+        {
+            tracing::warn!("lost the maintenance role (its connection to the store broke)");
+            role = None;
+        }
+        if role.is_none() {
+            match inner.store.try_singleton("maintenance").await {
+                Ok(Some(r)) => {
+                    tracing::info!(node = %inner.config.node_id, "this node now runs maintenance (lease rescue, retention, lost peers)");
+                    role = Some(r);
+                    // Start with a full round: the previous holder may be long gone.
+                    last_retention = tokio::time::Instant::now() - inner.config.retention_interval;
+                }
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot take the maintenance role now");
+                    continue;
+                }
+            }
+        }
+        rescue_lost_peers(&inner).await;
+        maintenance::rescue_expired(&inner).await;
+        if last_retention.elapsed() >= inner.config.retention_interval {
+            last_retention = tokio::time::Instant::now();
+            maintenance::purge_expired(&inner).await;
+        }
+    }
+}
+
+/// Peers whose heartbeats stopped for a lease are lost; their leases are rescued at once
+/// (they would expire soon anyway, but this says why).
+async fn rescue_lost_peers(inner: &Inner) {
+    let now = inner.clock.now();
+    let silent_since = now.saturating_sub(inner.config.lease);
+    let forget_before = now.saturating_sub(Duration::from_secs(24 * 3600));
+    let lost = match inner
+        .store
+        .mark_lost_peers(silent_since, forget_before)
+        .await
+    {
+        Ok(lost) => lost,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not check for lost peers");
+            return;
+        }
+    };
+    for peer in lost {
+        let req = Requeue {
+            selector: LeaseSelector::Owner(&peer.id),
+            now,
+            count_attempt: true,
+            kind: EventKind::LeaseExpired,
+            message: "the process running the task stopped heartbeating",
+        };
+        match inner.store.requeue_leases(&req).await {
+            Ok(events) => {
+                tracing::warn!(peer = %peer.id, role = %peer.role, tasks = events.len(), "peer lost; its tasks are queued again");
+                inner.publisher.publish(&events);
+            }
+            Err(e) => {
+                tracing::warn!(peer = %peer.id, error = %e, "could not rescue a lost peer's tasks")
+            }
+        }
+    }
+}
