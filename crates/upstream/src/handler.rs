@@ -125,17 +125,38 @@ impl HandlerState {
         reason = "logging is deprecated by SEP-2577 but still relayed"
     )]
     fn route_log(&self, params: LoggingMessageNotificationParam) {
-        let level = serde_json::to_value(params.level)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_else(|| "info".into());
-        let calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
-        if calls.len() == 1
-            && let Some(task) = calls.values().next()
+        // In the order the server sent them when the raw stream is observed (the SDK's
+        // handlers may run out of order), else this one message.
+        let messages: Vec<(String, Option<String>, serde_json::Value)> = match self.raw.take_logs()
         {
-            task.log(&level, params.logger, params.data);
-        } else {
-            tracing::debug!(server = %self.server, level, logger = ?params.logger, data = %params.data, "log message from the server (not attributable to one call)");
+            Some(raw) => raw
+                .into_iter()
+                .map(|p| {
+                    (
+                        p["level"].as_str().unwrap_or("info").to_string(),
+                        p["logger"].as_str().map(String::from),
+                        p.get("data").cloned().unwrap_or_default(),
+                    )
+                })
+                .collect(),
+            None => vec![(
+                serde_json::to_value(params.level)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_else(|| "info".into()),
+                params.logger,
+                params.data,
+            )],
+        };
+        let calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        for (level, logger, data) in messages {
+            if calls.len() == 1
+                && let Some(task) = calls.values().next()
+            {
+                task.log(&level, logger, data);
+            } else {
+                tracing::debug!(server = %self.server, level, ?logger, %data, "log message from the server (not attributable to one call)");
+            }
         }
     }
 

@@ -28,7 +28,17 @@ struct RawState {
     /// Recent tool results by JSON-RPC id, exactly as sent (the typed model re-spells
     /// numbers and drops fields it does not know); oldest first, bounded.
     results: std::collections::VecDeque<(String, Value)>,
+    /// Whether lines are observed (stdio): then `logs` holds the server's log messages in
+    /// the order it sent them.
+    tapped: bool,
+    /// `notifications/message` params not yet relayed, oldest first, bounded. The SDK
+    /// runs each notification's handler as a task of its own, so handlers may run out of
+    /// order; whichever runs first relays everything queued, in order.
+    logs: std::collections::VecDeque<Value>,
 }
+
+/// Log messages kept for relaying; more are dropped (oldest first).
+const KEPT_LOGS: usize = 1024;
 
 /// Tool results kept for their callers to pick up; callers take theirs at once, so a
 /// handful suffices even with many calls in flight.
@@ -37,7 +47,12 @@ const KEPT_RESULTS: usize = 512;
 impl RawCapture {
     /// Looks at one JSON-RPC line from the server.
     pub fn observe_line(&self, line: &str) {
-        let interesting = line.contains("\"tools\"")
+        {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.tapped = true;
+        }
+        let interesting = line.contains("notifications/message")
+            || line.contains("\"tools\"")
             || line.contains("\"capabilities\"")
             || line.contains("elicitation/create")
             || line.contains("\"content\"");
@@ -52,6 +67,15 @@ impl RawCapture {
 
     pub fn observe(&self, msg: &Value) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if msg.get("method").and_then(Value::as_str) == Some("notifications/message") {
+            if let Some(params) = msg.get("params") {
+                if st.logs.len() >= KEPT_LOGS {
+                    st.logs.pop_front();
+                }
+                st.logs.push_back(params.clone());
+            }
+            return;
+        }
         if msg.get("method").and_then(Value::as_str) == Some("elicitation/create") {
             if let (Some(id), Some(params)) = (msg.get("id"), msg.get("params")) {
                 st.requests.insert(id_key(id), params.clone());
@@ -114,6 +138,13 @@ impl RawCapture {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let at = st.results.iter().position(|(k, _)| *k == key)?;
         st.results.remove(at).map(|(_, v)| v)
+    }
+
+    /// The server's log messages not relayed yet, in the order it sent them; `None` when
+    /// lines are not observed (HTTP servers: use the SDK's notification).
+    pub fn take_logs(&self) -> Option<Vec<Value>> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.tapped.then(|| st.logs.drain(..).collect())
     }
 
     pub fn take_request(&self, id: &Value) -> Option<Value> {
