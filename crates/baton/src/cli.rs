@@ -74,6 +74,11 @@ enum Command {
     /// in-process (same configuration as `serve`, without the HTTP listener), or with
     /// --server relays to a running node's /mcp.
     Mcp(McpArgs),
+    /// Run and follow workflows: DAGs of tool calls.
+    Workflow {
+        #[command(subcommand)]
+        action: crate::workflow::WorkflowAction,
+    },
     /// Measure throughput and latency (see BENCHMARKS.md).
     Bench(bench::BenchArgs),
 }
@@ -278,6 +283,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Queues { action } => queues(&client, action).await,
         Command::Servers { action } => servers(&client, action).await,
         Command::Tools { json } => tools(&client, json).await,
+        Command::Workflow { action } => crate::workflow::run(&client, action).await,
     };
     match result {
         Ok(code) => code,

@@ -169,6 +169,63 @@ impl Client {
             .1)
     }
 
+    pub async fn get(&self, path: &str) -> Result<Value, ClientError> {
+        Ok(self.send(self.http.get(self.url(path))).await?.1)
+    }
+
+    pub async fn post(&self, path: &str) -> Result<Value, ClientError> {
+        Ok(self.send(self.http.post(self.url(path))).await?.1)
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<Value, ClientError> {
+        Ok(self.send(self.http.delete(self.url(path))).await?.1)
+    }
+
+    /// Posts text (e.g. a YAML workflow definition) as is.
+    pub async fn post_text(
+        &self,
+        path: &str,
+        body: String,
+        content_type: &str,
+    ) -> Result<Value, ClientError> {
+        Ok(self
+            .send(
+                self.http
+                    .post(self.url(path))
+                    .header(reqwest::header::CONTENT_TYPE, content_type)
+                    .body(body),
+            )
+            .await?
+            .1)
+    }
+
+    /// A text resource (e.g. a DAG as DOT); errors as for [`Client::send`].
+    pub async fn get_text(&self, path: &str) -> Result<String, ClientError> {
+        let resp = self
+            .http
+            .get(self.url(path))
+            .send()
+            .await
+            .map_err(|e| self.connect_error(e))?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.map_err(|e| self.connect_error(e))?;
+        if (200..300).contains(&status) {
+            return Ok(text);
+        }
+        let body: Value = serde_json::from_str(&text).unwrap_or_default();
+        Err(ClientError::Api {
+            status,
+            code: body["error"]["code"]
+                .as_str()
+                .unwrap_or("unknown")
+                .to_string(),
+            message: body["error"]["message"]
+                .as_str()
+                .unwrap_or("request failed")
+                .to_string(),
+        })
+    }
+
     pub async fn tools(&self) -> Result<Value, ClientError> {
         Ok(self.send(self.http.get(self.url("/v1/tools"))).await?.1)
     }

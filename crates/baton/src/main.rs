@@ -4,6 +4,7 @@ mod bench;
 mod cli;
 mod client;
 mod output;
+mod workflow;
 
 use std::process::ExitCode;
 

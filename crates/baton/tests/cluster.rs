@@ -624,5 +624,100 @@ fn concurrent_migrations_are_safe() {
     }
     let applied = schema
         .query("SELECT version, count(*) FROM _sqlx_migrations GROUP BY version ORDER BY version");
-    assert_eq!(applied, vec!["1|1", "2|1", "3|1"]);
+    assert_eq!(applied, vec!["1|1", "2|1", "3|1", "4|1"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflows_run_across_processes_and_survive_the_coordinator_dying() {
+    let schema = PgSchema::create();
+    let dir = tempfile::tempdir().unwrap();
+    let base = schema.env();
+    // Two API nodes without workers, one worker: every step runs in another process
+    // than the one that coordinates it.
+    let a = Baton::start(
+        &dir.path().join("a"),
+        &envs(
+            &base,
+            &[("BATON_NODE_ID", "a"), ("BATON_WORKERS__CONCURRENCY", "0")],
+        ),
+    );
+    // A takes the `workflows` role when it starts (its first sweep); B, started after,
+    // waits for it.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let b = Baton::start(
+        &dir.path().join("b"),
+        &envs(
+            &base,
+            &[("BATON_NODE_ID", "b"), ("BATON_WORKERS__CONCURRENCY", "0")],
+        ),
+    );
+    let _worker = Baton::start_worker(
+        &dir.path().join("w"),
+        &envs(
+            &base,
+            &[("BATON_NODE_ID", "w"), ("BATON_WORKERS__CONCURRENCY", "8")],
+        ),
+    );
+    let api_a = Api::new(&a.url);
+    let api_b = Api::new(&b.url);
+    let definition = r#"
+name: across
+steps:
+  - { id: first, tool: baton__echo, arguments: { n: 1 } }
+  - { id: mid-1, tool: baton__sleep, depends_on: [first], arguments: { ms: 1500, steps: 3 } }
+  - { id: mid-2, tool: baton__sleep, depends_on: [first], arguments: { ms: 1500, steps: 3 } }
+  - { id: last, tool: baton__echo, depends_on: [mid-1, mid-2], arguments: { v: '${steps.first.result.structuredContent.n}' } }
+"#;
+    let r = api_a
+        .post_raw("/v1/workflows", definition.to_string())
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let id = r.body["workflow_id"].as_str().unwrap().to_string();
+    // The middle steps start on the worker; node B sees the same workflow.
+    eventually(
+        "middle steps running",
+        Duration::from_secs(30),
+        async || {
+            let wf = api_b.get(&format!("/v1/workflows/{id}")).await.body;
+            wf["steps"]
+                .as_array()
+                .is_some_and(|s| s.iter().filter(|s| s["task_status"] == "running").count() == 2)
+        },
+    )
+    .await;
+    // Kill the coordinator (A): B takes the role over and finishes the workflow.
+    let holder = schema.query(
+        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity s ON s.pid = l.pid \
+         WHERE l.locktype = 'advisory' AND l.granted",
+    );
+    assert!(
+        single(holder) >= 1,
+        "singleton roles are held by advisory locks"
+    );
+    a.kill9();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let wf = loop {
+        let wf = api_b.get(&format!("/v1/workflows/{id}")).await.body;
+        if wf["status"] != "running" {
+            break wf;
+        }
+        assert!(Instant::now() < deadline, "never finished: {wf:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(wf["status"], "completed", "{wf:#}");
+    let last = wf["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step_id"] == "last")
+        .unwrap();
+    let task = api_b
+        .get(&format!("/v1/tasks/{}", last["task_id"].as_str().unwrap()))
+        .await
+        .body;
+    assert_eq!(task["arguments"], json!({"v": 1}));
+    let tasks = schema.query(&format!(
+        "SELECT count(*) FROM tasks WHERE workflow_id = '{id}'"
+    ));
+    assert_eq!(single(tasks), 4, "one task per step");
 }

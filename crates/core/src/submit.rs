@@ -256,6 +256,7 @@ impl SubmitRequest {
             idempotency_key,
             owner: owner.to_string(),
             parent_id: None,
+            step: None,
             metadata,
             created_at: now,
         })

@@ -143,6 +143,13 @@ pub struct Lease {
     pub expires_at: Timestamp,
 }
 
+/// The workflow step a task runs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct StepRef {
+    pub workflow_id: String,
+    pub step_id: String,
+}
+
 /// A validated task about to be stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewTask {
@@ -157,6 +164,8 @@ pub struct NewTask {
     pub idempotency_key: Option<String>,
     pub owner: String,
     pub parent_id: Option<TaskId>,
+    /// Set when the task runs a step of a workflow.
+    pub step: Option<StepRef>,
     pub metadata: Option<Value>,
     pub created_at: Timestamp,
 }
@@ -182,6 +191,8 @@ pub struct Task {
     pub idempotency_key: Option<String>,
     pub owner: String,
     pub parent_id: Option<TaskId>,
+    /// Set when the task runs a step of a workflow.
+    pub step: Option<StepRef>,
     pub metadata: Option<Value>,
     pub created_at: Timestamp,
     /// When the current (or last) attempt started.

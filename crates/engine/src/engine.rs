@@ -101,6 +101,8 @@ pub(crate) struct Inner {
     shutting_down: AtomicBool,
     /// Runs this node finished (completed, failed or cancelled), for its peer report.
     pub finished: Arc<std::sync::atomic::AtomicU64>,
+    /// Workflows to advance soon.
+    pub(crate) workflows: crate::workflow::Coordination,
 }
 
 /// The result of a submission.
@@ -220,6 +222,7 @@ impl Engine {
             estimates: Mutex::new(HashMap::new()),
             shutting_down: AtomicBool::new(false),
             finished,
+            workflows: Default::default(),
         });
         let _ = engine_slot.set(Arc::downgrade(&inner));
         let engine = Engine { inner };
@@ -233,6 +236,7 @@ impl Engine {
             tokio::spawn(crate::cluster::maintenance_loop(inner.clone())),
             tokio::spawn(crate::cluster::presence_loop(inner.clone())),
             tokio::spawn(maintenance::reconcile_loop(inner.clone())),
+            tokio::spawn(crate::workflow::coordinator_loop(inner.clone())),
         ];
         if let Some(feed) = inner.store.listen().await? {
             bg.push(tokio::spawn(crate::cluster::remote_loop(
@@ -269,6 +273,14 @@ impl Engine {
             .unwrap_or_else(|e| e.into_inner())
             .extend(bg);
         Ok(())
+    }
+
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Engine {
+        Engine { inner }
+    }
+
+    pub(crate) fn inner(&self) -> &Arc<Inner> {
+        &self.inner
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -405,14 +417,43 @@ impl Engine {
         }
     }
 
+    /// The tasks created while this one ran (whoever owns them), oldest first.
+    pub async fn children(&self, id: TaskId) -> Result<Vec<TaskId>, EngineError> {
+        let mut children: Vec<Task> = self
+            .inner
+            .store
+            .list_tasks(&TaskQuery {
+                parent_id: Some(id),
+                limit: 1000,
+                ..Default::default()
+            })
+            .await?;
+        children.sort_by_key(|t| t.seq);
+        Ok(children.into_iter().map(|t| t.id).collect())
+    }
+
     /// The caller's tasks, newest first.
     pub async fn list(&self, owner: &str, mut query: TaskQuery) -> Result<Vec<Task>, EngineError> {
         query.owner = Some(owner.to_string());
         Ok(self.inner.store.list_tasks(&query).await?)
     }
 
+    /// Cancels the caller's task, and the tasks created while it ran (its children).
     pub async fn cancel(&self, owner: &str, id: TaskId) -> Result<Cancelled, EngineError> {
         self.get(owner, id).await?;
+        self.cancel_unchecked(id).await
+    }
+
+    /// [`Engine::cancel`] without the owner check, for the engine's own use (workflows).
+    pub(crate) async fn cancel_unchecked(&self, id: TaskId) -> Result<Cancelled, EngineError> {
+        let outcome = self.cancel_one(id).await;
+        if outcome.is_ok() {
+            crate::workflow::cancel_children(self, id).await?;
+        }
+        outcome
+    }
+
+    async fn cancel_one(&self, id: TaskId) -> Result<Cancelled, EngineError> {
         let now = self.now();
         match self.inner.store.request_cancel(id, now).await? {
             CancelOutcome::Cancelled(task, ev) => {
@@ -438,7 +479,7 @@ impl Engine {
 
     /// Tells the local run of a task, if any, to stop. Runs on other nodes learn it from
     /// their next heartbeat.
-    fn signal_cancel(&self, id: TaskId) {
+    pub(crate) fn signal_cancel(&self, id: TaskId) {
         if let Some(r) = self
             .inner
             .running
@@ -667,6 +708,11 @@ impl Engine {
                 .saturating_add(median)
                 .max(now),
         })
+    }
+
+    /// The median duration of the tool's recent successful runs (cached briefly).
+    pub(crate) async fn tool_median(&self, tool: &str) -> Option<u64> {
+        self.median_duration(tool).await
     }
 
     async fn median_duration(&self, tool: &str) -> Option<u64> {

@@ -17,6 +17,10 @@ pub enum EngineError {
     InvalidArguments { tool: String, details: String },
     #[error("task {0} not found")]
     TaskNotFound(String),
+    #[error("workflow {0} not found")]
+    WorkflowNotFound(String),
+    #[error("invalid workflow: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    InvalidWorkflow(Vec<baton_workflow::Problem>),
     #[error("{0}")]
     Conflict(String),
     #[error("too many active tasks ({active} of at most {limit}); retry after {} s", retry_after.as_secs())]
@@ -36,8 +40,9 @@ impl EngineError {
         match self {
             EngineError::Invalid(_)
             | EngineError::UnknownTool { .. }
-            | EngineError::InvalidArguments { .. } => ErrorCode::InvalidArgument,
-            EngineError::TaskNotFound(_) => ErrorCode::NotFound,
+            | EngineError::InvalidArguments { .. }
+            | EngineError::InvalidWorkflow(_) => ErrorCode::InvalidArgument,
+            EngineError::TaskNotFound(_) | EngineError::WorkflowNotFound(_) => ErrorCode::NotFound,
             EngineError::Conflict(_) => ErrorCode::Conflict,
             EngineError::TooManyActive { .. } => ErrorCode::ResourceExhausted,
             EngineError::ShuttingDown => ErrorCode::Unavailable,

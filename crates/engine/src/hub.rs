@@ -19,6 +19,11 @@ pub struct EventHub {
     tasks: Mutex<HashMap<TaskId, broadcast::Sender<Arc<TaskEvent>>>>,
     all: broadcast::Sender<Arc<TaskEvent>>,
     logs: broadcast::Sender<Arc<TaskLog>>,
+    /// Workflow steps' tasks (→ their workflow) whose end the workflow coordinator waits
+    /// for; learnt from `created` events that name a workflow, and from the coordinator.
+    steps: Mutex<HashMap<TaskId, String>>,
+    /// Where the ids of workflows to advance go (set once by the coordinator).
+    workflow_feed: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
 /// A log message a running tool emitted (e.g. an upstream server's
@@ -39,6 +44,8 @@ impl Default for EventHub {
             tasks: Mutex::new(HashMap::new()),
             all: broadcast::channel(ALL_CAPACITY).0,
             logs: broadcast::channel(1024).0,
+            steps: Mutex::new(HashMap::new()),
+            workflow_feed: std::sync::OnceLock::new(),
         }
     }
 }
@@ -48,6 +55,7 @@ impl EventHub {
         if events.is_empty() {
             return;
         }
+        self.feed_workflows(events);
         let listening_all = self.all.receiver_count() > 0;
         let tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
         if tasks.is_empty() && !listening_all {
@@ -66,6 +74,50 @@ impl EventHub {
                 let _ = self.all.send(ev);
             }
         }
+    }
+
+    /// Tells the workflow coordinator which workflows a batch of events concerns: a step
+    /// task that ended (or was retried). Costs one lock per batch, no copy of the events.
+    fn feed_workflows(&self, events: &[TaskEvent]) {
+        use baton_core::EventKind;
+        let Some(feed) = self.workflow_feed.get() else {
+            return;
+        };
+        let relevant = |e: &TaskEvent| {
+            e.status.is_final()
+                || e.kind == EventKind::Retried
+                || (e.kind == EventKind::Created && e.data.is_some())
+        };
+        if !events.iter().any(relevant) {
+            return;
+        }
+        let mut steps = self.steps.lock().unwrap_or_else(|e| e.into_inner());
+        for e in events.iter().filter(|e| relevant(e)) {
+            if e.kind == EventKind::Created {
+                if let Some(wf) = e
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get("workflow_id"))
+                    .and_then(serde_json::Value::as_str)
+                {
+                    steps.insert(e.task_id, wf.to_string());
+                }
+            } else if let Some(wf) = steps.get(&e.task_id) {
+                let _ = feed.send(wf.clone());
+            }
+        }
+    }
+
+    /// The workflow coordinator's feed: ids of workflows whose step tasks ended.
+    pub(crate) fn workflow_feed(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<String>> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.workflow_feed.set(tx).ok().map(|()| rx)
+    }
+
+    /// Watches the step tasks of running workflows, and only those (`steps`: task →
+    /// workflow, as read from the store).
+    pub(crate) fn watch_steps(&self, steps: HashMap<TaskId, String>) {
+        *self.steps.lock().unwrap_or_else(|e| e.into_inner()) = steps;
     }
 
     /// Events of one task from now on. Subscribe before reading the task's state, so that

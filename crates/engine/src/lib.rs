@@ -29,6 +29,7 @@ pub mod hub;
 pub mod maintenance;
 pub mod tools;
 pub mod worker;
+pub mod workflow;
 
 pub use config::EngineConfig;
 pub use engine::{Engine, Submitted};

@@ -23,6 +23,12 @@ pub const NAMES: &[&str] = &[
     "queue_stats",
     "server_list",
     "peer_list",
+    "workflow_submit",
+    "workflow_status",
+    "workflow_result",
+    "workflow_cancel",
+    "workflow_list",
+    "workflow_dag",
 ];
 
 pub fn is_orchestration(name: &str) -> bool {
@@ -162,7 +168,90 @@ pub fn definitions() -> Vec<Value> {
             }, "required": ["id", "role", "health"]}}}, "required": ["peers"]}),
             true,
         ),
+        def(
+            "workflow_submit",
+            "Submit a workflow",
+            "Runs a workflow: a DAG of tool calls (steps) across servers, each step a durable task that starts when the steps it depends_on completed. Arguments may reference earlier results as \"${steps.<id>.result.structuredContent.x}\" or \"${steps.<id>.result.content[0].text}\". Give the definition as an object or as YAML/JSON text. Returns the workflow id at once.",
+            json!({"type": "object", "properties": {
+                "definition": {"description": "The workflow: {name, on_failure: fail_fast|continue, steps: [{id, tool, arguments, depends_on, retry: {max_attempts}, timeout_ms, priority, queue}]}, as an object or as YAML/JSON text.", "type": ["object", "string"]}
+            }, "required": ["definition"], "additionalProperties": false}),
+            workflow_schema(),
+            false,
+        ),
+        def(
+            "workflow_status",
+            "Workflow status",
+            "Status and progress of a workflow and of each of its steps.",
+            json!({"type": "object", "properties": {"workflow_id": workflow_id_schema()}, "required": ["workflow_id"], "additionalProperties": false}),
+            workflow_schema(),
+            true,
+        ),
+        def(
+            "workflow_result",
+            "Workflow result",
+            "The results of a workflow's final steps (those no step depends on), by step id; waits up to wait_seconds (default 0, at most 300) for the workflow to finish.",
+            json!({"type": "object", "properties": {"workflow_id": workflow_id_schema(), "wait_seconds": {"type": "integer", "minimum": 0, "maximum": 300}}, "required": ["workflow_id"], "additionalProperties": false}),
+            json!({"type": "object", "properties": {"workflow_id": {"type": "string"}, "status": {"type": "string"}, "progress": {"type": "object"}, "outputs": {"type": "object"}, "error": {"type": ["object", "null"]}}, "required": ["workflow_id", "status", "outputs"]}),
+            true,
+        ),
+        def(
+            "workflow_cancel",
+            "Cancel a workflow",
+            "Cancels a running workflow: its running steps are cancelled and nothing more starts.",
+            json!({"type": "object", "properties": {"workflow_id": workflow_id_schema()}, "required": ["workflow_id"], "additionalProperties": false}),
+            workflow_schema(),
+            false,
+        ),
+        def(
+            "workflow_list",
+            "List workflows",
+            "The caller's workflows, newest first, with status and progress.",
+            json!({"type": "object", "properties": {
+                "status": {"type": "string", "enum": ["running", "completed", "failed", "cancelled"]},
+                "limit": {"type": "integer", "minimum": 1, "maximum": 100}
+            }, "additionalProperties": false}),
+            json!({"type": "object", "properties": {"workflows": {"type": "array", "items": {"type": "object"}}}, "required": ["workflows"]}),
+            true,
+        ),
+        def(
+            "workflow_dag",
+            "Workflow DAG",
+            "The workflow's graph with each step's state and the critical path: as JSON (default), Graphviz DOT or Mermaid text.",
+            json!({"type": "object", "properties": {"workflow_id": workflow_id_schema(), "format": {"type": "string", "enum": ["json", "dot", "mermaid"]}}, "required": ["workflow_id"], "additionalProperties": false}),
+            json!({"type": "object", "properties": {"workflow_id": {"type": "string"}, "format": {"type": "string"}, "dag": {}}, "required": ["workflow_id", "format", "dag"]}),
+            true,
+        ),
     ]
+}
+
+fn workflow_id_schema() -> Value {
+    json!({"type": "string", "description": "The workflow id returned by workflow_submit."})
+}
+
+fn workflow_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "workflow_id": {"type": "string"},
+            "name": {"type": "string"},
+            "status": {"type": "string", "enum": ["running", "completed", "failed", "cancelled"]},
+            "progress": {"type": "object"},
+            "error": {"type": ["object", "null"]},
+            "steps": {"type": "array", "items": {"type": "object", "properties": {
+                "step_id": {"type": "string"}, "tool": {"type": "string"},
+                "state": {"type": "string", "enum": ["pending", "running", "completed", "failed", "cancelled", "skipped"]},
+                "task_id": {"type": "string"}
+            }, "required": ["step_id", "tool", "state"]}}
+        },
+        "required": ["workflow_id", "name", "status", "progress", "steps"]
+    })
+}
+
+fn arg_workflow_id(args: &Value) -> Result<String, String> {
+    args.get("workflow_id")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| "`workflow_id` (a string) is required".to_string())
 }
 
 fn ok(data: Value) -> Value {
@@ -386,6 +475,99 @@ async fn run(
                 })
                 .collect();
             Ok(ok(json!({"peers": peers})))
+        }
+        "workflow_submit" => {
+            let definition = match args.get("definition") {
+                Some(Value::String(text)) => baton_engine::workflow::parse_definition(text),
+                Some(v @ Value::Object(_)) => {
+                    baton_engine::workflow::definition_from_value(v.clone())
+                }
+                _ => return Err("`definition` (an object, or YAML/JSON text) is required".into()),
+            }
+            .map_err(tool_error)?;
+            let view = engine
+                .submit_workflow(p, definition)
+                .await
+                .map_err(tool_error)?;
+            Ok(ok(serde_json::to_value(view).unwrap_or_default()))
+        }
+        "workflow_status" => {
+            let view = engine
+                .get_workflow(p, &arg_workflow_id(&args)?)
+                .await
+                .map_err(tool_error)?;
+            Ok(ok(serde_json::to_value(view).unwrap_or_default()))
+        }
+        "workflow_result" => {
+            let wait = args
+                .get("wait_seconds")
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+                .min(300);
+            let v = engine
+                .workflow_result(p, &arg_workflow_id(&args)?, Duration::from_secs(wait))
+                .await
+                .map_err(tool_error)?;
+            Ok(ok(v))
+        }
+        "workflow_cancel" => {
+            let view = engine
+                .cancel_workflow(p, &arg_workflow_id(&args)?)
+                .await
+                .map_err(tool_error)?;
+            Ok(ok(serde_json::to_value(view).unwrap_or_default()))
+        }
+        "workflow_list" => {
+            let status = match args.get("status").and_then(Value::as_str) {
+                None => None,
+                Some("running") => Some(baton_store::WorkflowStatus::Running),
+                Some("completed") => Some(baton_store::WorkflowStatus::Completed),
+                Some("failed") => Some(baton_store::WorkflowStatus::Failed),
+                Some("cancelled") => Some(baton_store::WorkflowStatus::Cancelled),
+                Some(other) => return Err(format!("unknown status `{other}`").into()),
+            };
+            let limit = args
+                .get("limit")
+                .and_then(Value::as_u64)
+                .unwrap_or(20)
+                .clamp(1, 100) as u32;
+            let found = engine
+                .list_workflows(
+                    p,
+                    baton_store::WorkflowQuery {
+                        status,
+                        limit,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(tool_error)?;
+            let workflows: Vec<Value> = found
+                .into_iter()
+                .map(|(_, v)| {
+                    let mut v = serde_json::to_value(v).unwrap_or_default();
+                    if let Some(o) = v.as_object_mut() {
+                        o.remove("steps");
+                    }
+                    v
+                })
+                .collect();
+            Ok(ok(json!({"workflows": workflows})))
+        }
+        "workflow_dag" => {
+            let id = arg_workflow_id(&args)?;
+            let name = args.get("format").and_then(Value::as_str).unwrap_or("json");
+            let format: baton_engine::workflow::DagFormat =
+                name.parse::<baton_engine::workflow::DagFormat>()?;
+            let dag = match engine
+                .workflow_dag(p, &id, format)
+                .await
+                .map_err(tool_error)?
+            {
+                baton_engine::workflow::DagOutput::Json(v) => v,
+                baton_engine::workflow::DagOutput::Text(t) => Value::String(t),
+            };
+            Ok(ok(json!({"workflow_id": id, "format": name, "dag": dag})))
         }
         other => Err(Failure::Rpc(RpcError::invalid_params(format!(
             "unknown tool `{other}`"

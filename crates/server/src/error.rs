@@ -17,6 +17,8 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
     pub retry_after: Option<Duration>,
+    /// Structured detail for the client (e.g. every problem of a workflow definition).
+    pub details: Option<serde_json::Value>,
 }
 
 impl ApiError {
@@ -25,6 +27,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            details: None,
         }
     }
 
@@ -54,6 +57,10 @@ impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         let code = e.code();
         let retry_after = e.retry_after();
+        let details = match &e {
+            EngineError::InvalidWorkflow(problems) => serde_json::to_value(problems).ok(),
+            _ => None,
+        };
         let message = if code == ErrorCode::Internal {
             let reference = format!("{:08x}", rand::random::<u32>());
             tracing::error!(error = %e, reference, "internal error");
@@ -68,6 +75,7 @@ impl From<EngineError> for ApiError {
             code,
             message,
             retry_after,
+            details,
         }
     }
 }
@@ -86,7 +94,10 @@ impl From<baton_store::StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code.as_str(), "message": self.message}});
+        let mut body = json!({"error": {"code": self.code.as_str(), "message": self.message}});
+        if let Some(d) = self.details {
+            body["error"]["details"] = d;
+        }
         let mut resp = (status_of(self.code), axum::Json(body)).into_response();
         if let Some(after) = self.retry_after {
             let secs = after.as_secs().max(1);

@@ -23,6 +23,7 @@ use baton_core::event::NewEvent;
 use baton_core::policy::Transition;
 use baton_core::task::NewTask;
 use baton_core::{ErrorCode, Task, TaskEvent, TaskId, TaskStatus, Timestamp};
+pub use baton_workflow::WorkflowStatus;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -324,8 +325,76 @@ pub struct TaskQuery {
     pub status: Option<TaskStatus>,
     pub tool: Option<String>,
     pub queue: Option<String>,
+    /// The steps of one workflow.
+    pub workflow_id: Option<String>,
+    /// The children of one task.
+    pub parent_id: Option<TaskId>,
     pub before_seq: Option<i64>,
     pub limit: u32,
+}
+
+/// A workflow about to be stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewWorkflow {
+    pub id: String,
+    pub name: String,
+    pub owner: String,
+    /// The definition as submitted (validated), as JSON.
+    pub definition: Value,
+    pub created_at: Timestamp,
+}
+
+/// A stored workflow. Its steps' tasks carry its id ([`baton_core::task::StepRef`]);
+/// `steps` keeps what no task records: the state of steps that ended without one
+/// (`skipped`, `cancelled` before they started, `failed` when their arguments could not
+/// be built), by step id, as `{"state": …, "error": {…}}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Workflow {
+    pub id: String,
+    pub seq: i64,
+    pub name: String,
+    pub owner: String,
+    pub definition: Value,
+    pub status: WorkflowStatus,
+    pub steps: serde_json::Map<String, Value>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// When it last reached a final status.
+    pub completed_at: Option<Timestamp>,
+}
+
+/// Filters for [`Store::list_workflows`]; newest first, `before_seq` is the cursor.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WorkflowQuery {
+    pub owner: Option<String>,
+    pub status: Option<WorkflowStatus>,
+    pub before_seq: Option<i64>,
+    pub limit: u32,
+}
+
+/// A change to a workflow, applied in one transaction only while its status is one of
+/// `expect` (so a workflow cancelled meanwhile gets no new step).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkflowUpdate {
+    pub id: String,
+    pub expect: Vec<WorkflowStatus>,
+    pub now: Timestamp,
+    pub status: Option<WorkflowStatus>,
+    pub steps: Option<serde_json::Map<String, Value>>,
+    /// Step tasks to store with the change.
+    pub tasks: Vec<NewTask>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum WorkflowUpdated {
+    Applied {
+        workflow: Workflow,
+        outcomes: Vec<CreateOutcome>,
+        events: Vec<TaskEvent>,
+    },
+    /// The workflow's status was not one of `expect`: nothing was written.
+    Refused(Workflow),
+    NotFound,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -499,6 +568,20 @@ pub trait Store: Send + Sync + 'static {
         forget_before: Timestamp,
     ) -> StoreResult<Vec<Peer>>;
 
+    /// Stores a workflow and the tasks of its first steps (one transaction).
+    async fn create_workflow(
+        &self,
+        workflow: NewWorkflow,
+        tasks: Vec<NewTask>,
+    ) -> StoreResult<(Workflow, Vec<CreateOutcome>, Vec<TaskEvent>)>;
+
+    async fn get_workflow(&self, id: &str) -> StoreResult<Option<Workflow>>;
+
+    async fn list_workflows(&self, query: &WorkflowQuery) -> StoreResult<Vec<Workflow>>;
+
+    /// Applies `update` if the workflow's status is one of `update.expect`.
+    async fn update_workflow(&self, update: WorkflowUpdate) -> StoreResult<WorkflowUpdated>;
+
     /// Tries to take the deployment-wide singleton role `name` without waiting; `None`
     /// when another process holds it.
     async fn try_singleton(&self, name: &str) -> StoreResult<Option<Box<dyn SingletonGuard>>>;
@@ -538,6 +621,38 @@ pub(crate) fn transition_event(
         Transition::Cancel => {}
     }
     ev
+}
+
+/// The `created` event of a task; a step's task names its workflow and step in `data`,
+/// so that whoever coordinates the workflow learns of it (also from another node).
+pub(crate) fn created_event(t: &NewTask) -> NewEvent {
+    let mut ev = NewEvent::new(
+        t.id,
+        t.created_at,
+        baton_core::EventKind::Created,
+        TaskStatus::Pending,
+    );
+    if t.run_at > t.created_at {
+        ev.message = Some(format!("scheduled for {}", t.run_at));
+    }
+    if let Some(step) = &t.step {
+        ev.data = Some(serde_json::json!({
+            "workflow_id": step.workflow_id,
+            "step_id": step.step_id,
+        }));
+    }
+    ev
+}
+
+/// The final statuses of a workflow, for `completed_at`.
+pub(crate) fn workflow_status_from(s: &str) -> StoreResult<WorkflowStatus> {
+    match s {
+        "running" => Ok(WorkflowStatus::Running),
+        "completed" => Ok(WorkflowStatus::Completed),
+        "failed" => Ok(WorkflowStatus::Failed),
+        "cancelled" => Ok(WorkflowStatus::Cancelled),
+        other => Err(StoreError::Decode(format!("workflow status `{other}`"))),
+    }
 }
 
 pub(crate) fn json_or_null(v: &Option<Value>) -> Option<String> {

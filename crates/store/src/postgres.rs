@@ -37,7 +37,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use baton_core::event::NewEvent;
 use baton_core::policy::Transition;
-use baton_core::task::{Lease, NewTask};
+use baton_core::task::{Lease, NewTask, StepRef};
 use baton_core::{EventKind, Task, TaskError, TaskEvent, TaskId, TaskStatus, Timestamp};
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
@@ -46,9 +46,11 @@ use sqlx::{Postgres, QueryBuilder, Row};
 
 use crate::{
     CancelOutcome, ClaimRequest, CreateOutcome, CreatedAndClaimed, Finish, FinishOutcome,
-    HeartbeatReply, InputOutcome, LeaseSelector, Peer, PeerReport, PeerState, ProgressUpdate,
-    QueueStats, RemoteChange, Requeue, RetryOutcome, SingletonGuard, Store, StoreError,
-    StoreResult, StoredServer, TaskQuery, json_or_null, transition_event,
+    HeartbeatReply, InputOutcome, LeaseSelector, NewWorkflow, Peer, PeerReport, PeerState,
+    ProgressUpdate, QueueStats, RemoteChange, Requeue, RetryOutcome, SingletonGuard, Store,
+    StoreError, StoreResult, StoredServer, TaskQuery, Workflow, WorkflowQuery, WorkflowStatus,
+    WorkflowUpdate, WorkflowUpdated, created_event, json_or_null, transition_event,
+    workflow_status_from,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -62,7 +64,7 @@ macro_rules! task_columns {
          attempt, max_attempts, run_at, timeout_ms, idempotency_key, owner, parent_id, \
          metadata, created_at, started_at, updated_at, completed_at, result, error, \
          cancel_requested, lease_owner, lease_token, lease_expires_at, input_requests, \
-         checkpoint"
+         checkpoint, workflow_id, step_id"
     };
 }
 
@@ -464,6 +466,16 @@ fn task_from_row(r: &PgRow) -> StoreResult<Task> {
         idempotency_key: get(r, "idempotency_key")?,
         owner: get(r, "owner")?,
         parent_id: get::<Option<Uuid>>(r, "parent_id")?.map(TaskId::from_uuid),
+        step: match (
+            get::<Option<String>>(r, "workflow_id")?,
+            get::<Option<String>>(r, "step_id")?,
+        ) {
+            (Some(workflow_id), Some(step_id)) => Some(StepRef {
+                workflow_id,
+                step_id,
+            }),
+            _ => None,
+        },
         metadata: get_json(r, "metadata")?,
         created_at: get_ts(r, "created_at")?.unwrap_or_default(),
         started_at: get_ts(r, "started_at")?,
@@ -739,16 +751,120 @@ fn peer_from_row(r: &PgRow) -> StoreResult<Peer> {
     })
 }
 
+const WORKFLOW_COLUMNS: &str =
+    "seq, id, name, owner, definition, status, steps, created_at, updated_at, completed_at";
+
+fn workflow_from_row(r: &PgRow) -> StoreResult<Workflow> {
+    let status: String = get(r, "status")?;
+    let steps = match get_json(r, "steps")? {
+        Some(Value::Object(m)) => m,
+        _ => Default::default(),
+    };
+    Ok(Workflow {
+        seq: get(r, "seq")?,
+        id: get(r, "id")?,
+        name: get(r, "name")?,
+        owner: get(r, "owner")?,
+        definition: get_json(r, "definition")?.unwrap_or(Value::Null),
+        status: workflow_status_from(&status)?,
+        steps,
+        created_at: get_ts(r, "created_at")?.unwrap_or_default(),
+        updated_at: get_ts(r, "updated_at")?.unwrap_or_default(),
+        completed_at: get_ts(r, "completed_at")?,
+    })
+}
+
+async fn create_workflow_tx(
+    c: &mut PgConnection,
+    wf: &NewWorkflow,
+    tasks: &[NewTask],
+) -> StoreResult<(Workflow, Vec<CreateOutcome>, Vec<TaskEvent>)> {
+    let seq: i64 = sqlx::query_scalar(
+        "INSERT INTO workflows (id, name, owner, definition, status, steps, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4::json, 'running', '{}', $5, $5) RETURNING seq",
+    )
+    .bind(&wf.id)
+    .bind(&wf.name)
+    .bind(&wf.owner)
+    .bind(wf.definition.to_string())
+    .bind(wf.created_at.as_millis())
+    .fetch_one(&mut *c)
+    .await
+    .map_err(db_err)?;
+    let (outcomes, events) = create_tasks_tx(c, tasks).await?;
+    let workflow = Workflow {
+        id: wf.id.clone(),
+        seq,
+        name: wf.name.clone(),
+        owner: wf.owner.clone(),
+        definition: wf.definition.clone(),
+        status: WorkflowStatus::Running,
+        steps: Default::default(),
+        created_at: wf.created_at,
+        updated_at: wf.created_at,
+        completed_at: None,
+    };
+    Ok((workflow, outcomes, events))
+}
+
+/// Locks the workflow's row for the transaction, so that concurrent updates (a cancel
+/// and the coordinator adding steps) apply one after the other.
+async fn update_workflow_tx(
+    c: &mut PgConnection,
+    u: &WorkflowUpdate,
+) -> StoreResult<WorkflowUpdated> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE id = $1 FOR UPDATE"
+    )))
+    .bind(&u.id)
+    .fetch_optional(&mut *c)
+    .await
+    .map_err(db_err)?;
+    let Some(current) = row.as_ref().map(workflow_from_row).transpose()? else {
+        return Ok(WorkflowUpdated::NotFound);
+    };
+    if !u.expect.contains(&current.status) {
+        return Ok(WorkflowUpdated::Refused(current));
+    }
+    let status = u.status.unwrap_or(current.status);
+    let steps = u.steps.clone().unwrap_or_else(|| current.steps.clone());
+    let completed_at = if status.is_final() {
+        if current.status.is_final() {
+            current.completed_at.or(Some(u.now))
+        } else {
+            Some(u.now)
+        }
+    } else {
+        None
+    };
+    sqlx::query(
+        "UPDATE workflows SET status = $1, steps = $2::json, updated_at = $3, completed_at = $4 \
+         WHERE id = $5",
+    )
+    .bind(status.as_str())
+    .bind(Value::Object(steps.clone()).to_string())
+    .bind(u.now.as_millis())
+    .bind(completed_at.map(|t| t.as_millis()))
+    .bind(&u.id)
+    .execute(&mut *c)
+    .await
+    .map_err(db_err)?;
+    let (outcomes, events) = create_tasks_tx(c, &u.tasks).await?;
+    Ok(WorkflowUpdated::Applied {
+        workflow: Workflow {
+            status,
+            steps,
+            updated_at: u.now,
+            completed_at,
+            ..current
+        },
+        outcomes,
+        events,
+    })
+}
+
 const PEER_COLUMNS: &str =
     "id, role, address, version, state, started_at, last_heartbeat, running, finished, throughput";
-
-fn created_event(t: &NewTask) -> NewEvent {
-    let mut ev = NewEvent::new(t.id, t.created_at, EventKind::Created, TaskStatus::Pending);
-    if t.run_at > t.created_at {
-        ev.message = Some(format!("scheduled for {}", t.run_at));
-    }
-    ev
-}
 
 fn task_from_new(t: &NewTask, seq: i64) -> Task {
     Task {
@@ -768,6 +884,7 @@ fn task_from_new(t: &NewTask, seq: i64) -> Task {
         idempotency_key: t.idempotency_key.clone(),
         owner: t.owner.clone(),
         parent_id: t.parent_id,
+        step: t.step.clone(),
         metadata: t.metadata.clone(),
         created_at: t.created_at,
         started_at: None,
@@ -840,7 +957,11 @@ async fn create_tasks_deferred(
     let mut parents = Vec::with_capacity(n);
     let mut metadata = Vec::with_capacity(n);
     let mut created = Vec::with_capacity(n);
+    let mut workflows = Vec::with_capacity(n);
+    let mut steps = Vec::with_capacity(n);
     for t in &to_insert {
+        workflows.push(t.step.as_ref().map(|s| s.workflow_id.as_str()));
+        steps.push(t.step.as_ref().map(|s| s.step_id.as_str()));
         ids.push(uuid(t.id));
         tools.push(t.tool.as_str());
         arguments.push(t.arguments.to_string());
@@ -862,15 +983,17 @@ async fn create_tasks_deferred(
         "WITH s AS MATERIALIZED (SELECT nextval('task_seq') AS seq FROM generate_series(1, $1)), \
          r AS (SELECT seq, row_number() OVER (ORDER BY seq) AS ord FROM s) \
          INSERT INTO tasks (seq, id, tool, arguments, queue, priority, status, attempt, max_attempts, \
-             run_at, timeout_ms, idempotency_key, owner, parent_id, metadata, created_at, updated_at) \
+             run_at, timeout_ms, idempotency_key, owner, parent_id, metadata, created_at, updated_at, \
+             workflow_id, step_id) \
          SELECT r.seq, v.id, v.tool, v.arguments::json, v.queue, v.priority, 'pending', 0, \
              v.max_attempts, v.run_at, v.timeout_ms, v.key, v.owner, v.parent_id, v.metadata::json, \
-             v.created_at, v.created_at \
+             v.created_at, v.created_at, v.workflow_id, v.step_id \
          FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::int4[], $7::bigint[], \
                      $8::bigint[], $9::bigint[], $10::text[], $11::text[], $12::uuid[], $13::text[], \
-                     $14::bigint[]) \
+                     $14::bigint[], $15::text[], $16::text[]) \
               WITH ORDINALITY AS v(id, tool, arguments, queue, priority, max_attempts, run_at, \
-                                   timeout_ms, key, owner, parent_id, metadata, created_at, ord) \
+                                   timeout_ms, key, owner, parent_id, metadata, created_at, \
+                                   workflow_id, step_id, ord) \
          JOIN r ON r.ord = v.ord \
          ORDER BY v.owner, v.key \
          ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
@@ -890,6 +1013,8 @@ async fn create_tasks_deferred(
     .bind(parents)
     .bind(metadata)
     .bind(created)
+    .bind(workflows)
+    .bind(steps)
     .fetch_all(&mut *c)
     .await
     .map_err(db_err)?;
@@ -1552,6 +1677,12 @@ impl Store for PostgresStore {
         if let Some(queue) = &q.queue {
             qb.push(" AND queue = ").push_bind(queue.clone());
         }
+        if let Some(wf) = &q.workflow_id {
+            qb.push(" AND workflow_id = ").push_bind(wf.clone());
+        }
+        if let Some(parent) = q.parent_id {
+            qb.push(" AND parent_id = ").push_bind(uuid(parent));
+        }
         if let Some(before) = q.before_seq {
             qb.push(" AND seq < ").push_bind(before);
         }
@@ -1637,6 +1768,8 @@ impl Store for PostgresStore {
         let n = retry_conflicts!(
             sqlx::query(
                 "WITH d AS (SELECT seq, id FROM tasks WHERE completed_at IS NOT NULL AND completed_at < $1 \
+                   AND (workflow_id IS NULL OR workflow_id NOT IN \
+                        (SELECT id FROM workflows WHERE status = 'running')) \
                    ORDER BY completed_at LIMIT $2 FOR UPDATE SKIP LOCKED), \
                  e AS (DELETE FROM task_events USING d WHERE task_events.task_id = d.id) \
                  DELETE FROM tasks USING d WHERE tasks.seq = d.seq",
@@ -1648,6 +1781,16 @@ impl Store for PostgresStore {
             .map_err(db_err)
         )?
         .rows_affected();
+        sqlx::query(
+            "DELETE FROM workflows WHERE seq IN (SELECT seq FROM workflows \
+             WHERE completed_at IS NOT NULL AND completed_at < $1 AND status <> 'running' \
+             ORDER BY completed_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(before.as_millis())
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
         Ok(n)
     }
 
@@ -1995,6 +2138,48 @@ impl Store for PostgresStore {
                 .map(peer_from_row)
                 .collect::<StoreResult<Vec<_>>>()
         })
+    }
+
+    async fn create_workflow(
+        &self,
+        workflow: NewWorkflow,
+        tasks: Vec<NewTask>,
+    ) -> StoreResult<(Workflow, Vec<CreateOutcome>, Vec<TaskEvent>)> {
+        transaction!(self.pool, |c| create_workflow_tx(c, &workflow, &tasks))
+    }
+
+    async fn get_workflow(&self, id: &str) -> StoreResult<Option<Workflow>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        row.as_ref().map(workflow_from_row).transpose()
+    }
+
+    async fn list_workflows(&self, q: &WorkflowQuery) -> StoreResult<Vec<Workflow>> {
+        let mut qb = QueryBuilder::<Postgres>::new(format!(
+            "SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE true"
+        ));
+        if let Some(owner) = &q.owner {
+            qb.push(" AND owner = ").push_bind(owner.clone());
+        }
+        if let Some(status) = q.status {
+            qb.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(before) = q.before_seq {
+            qb.push(" AND seq < ").push_bind(before);
+        }
+        qb.push(" ORDER BY seq DESC LIMIT ")
+            .push_bind(i64::from(q.limit));
+        let rows = qb.build().fetch_all(&self.pool).await.map_err(db_err)?;
+        rows.iter().map(workflow_from_row).collect()
+    }
+
+    async fn update_workflow(&self, update: WorkflowUpdate) -> StoreResult<WorkflowUpdated> {
+        transaction!(self.pool, |c| update_workflow_tx(c, &update))
     }
 
     async fn try_singleton(&self, name: &str) -> StoreResult<Option<Box<dyn SingletonGuard>>> {

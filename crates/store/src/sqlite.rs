@@ -23,7 +23,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use baton_core::event::NewEvent;
 use baton_core::policy::Transition;
-use baton_core::task::{Lease, NewTask};
+use baton_core::task::{Lease, NewTask, StepRef};
 use baton_core::{EventKind, Task, TaskError, TaskEvent, TaskId, TaskStatus, Timestamp};
 use serde_json::Value;
 use sqlx::sqlite::{
@@ -35,9 +35,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     CancelOutcome, ClaimRequest, CreateOutcome, CreatedAndClaimed, Finish, FinishOutcome,
-    HeartbeatReply, InputOutcome, LeaseSelector, Peer, PeerReport, PeerState, ProgressUpdate,
-    QueueStats, Requeue, RetryOutcome, SingletonGuard, Store, StoreError, StoreResult,
-    StoredServer, TaskQuery, json_or_null, transition_event,
+    HeartbeatReply, InputOutcome, LeaseSelector, NewWorkflow, Peer, PeerReport, PeerState,
+    ProgressUpdate, QueueStats, Requeue, RetryOutcome, SingletonGuard, Store, StoreError,
+    StoreResult, StoredServer, TaskQuery, Workflow, WorkflowQuery, WorkflowStatus, WorkflowUpdate,
+    WorkflowUpdated, created_event, json_or_null, transition_event, workflow_status_from,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -45,7 +46,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 const TASK_COLUMNS: &str = "seq, id, tool, arguments, queue, priority, status, progress, \
     progress_message, attempt, max_attempts, run_at, timeout_ms, idempotency_key, owner, \
     parent_id, metadata, created_at, started_at, updated_at, completed_at, result, error, \
-    cancel_requested, lease_owner, lease_token, lease_expires_at, input_requests, checkpoint";
+    cancel_requested, lease_owner, lease_token, lease_expires_at, input_requests, checkpoint, \
+    workflow_id, step_id";
 
 /// Rows per multi-row statement: keeps bound parameters well under SQLite's limit.
 const CHUNK: usize = 500;
@@ -388,6 +390,18 @@ fn task_from_row(r: &SqliteRow) -> StoreResult<Task> {
         _ => None,
     };
     let parent: Option<String> = r.try_get("parent_id").map_err(decode_err)?;
+    let step = match (
+        r.try_get::<Option<String>, _>("workflow_id")
+            .map_err(decode_err)?,
+        r.try_get::<Option<String>, _>("step_id")
+            .map_err(decode_err)?,
+    ) {
+        (Some(workflow_id), Some(step_id)) => Some(StepRef {
+            workflow_id,
+            step_id,
+        }),
+        _ => None,
+    };
     Ok(Task {
         id: id.parse().map_err(decode_err)?,
         seq: r.try_get("seq").map_err(decode_err)?,
@@ -409,6 +423,7 @@ fn task_from_row(r: &SqliteRow) -> StoreResult<Task> {
         idempotency_key: r.try_get("idempotency_key").map_err(decode_err)?,
         owner: r.try_get("owner").map_err(decode_err)?,
         parent_id: parent.map(|p| p.parse()).transpose().map_err(decode_err)?,
+        step,
         metadata: parse_json(r.try_get("metadata").map_err(decode_err)?)?,
         created_at: get_ts("created_at")?.unwrap_or_default(),
         started_at: get_ts("started_at")?,
@@ -490,14 +505,6 @@ async fn insert_events(w: &mut Writer, events: Vec<NewEvent>) -> StoreResult<Vec
     Ok(stored)
 }
 
-fn created_event(t: &NewTask) -> NewEvent {
-    let mut ev = NewEvent::new(t.id, t.created_at, EventKind::Created, TaskStatus::Pending);
-    if t.run_at > t.created_at {
-        ev.message = Some(format!("scheduled for {}", t.run_at));
-    }
-    ev
-}
-
 fn task_from_new(t: &NewTask, seq: i64) -> Task {
     Task {
         id: t.id,
@@ -516,6 +523,7 @@ fn task_from_new(t: &NewTask, seq: i64) -> Task {
         idempotency_key: t.idempotency_key.clone(),
         owner: t.owner.clone(),
         parent_id: t.parent_id,
+        step: t.step.clone(),
         metadata: t.metadata.clone(),
         created_at: t.created_at,
         started_at: None,
@@ -658,7 +666,7 @@ async fn create_tasks_deferred(
         let mut qb = QueryBuilder::<Sqlite>::new(
             "INSERT INTO tasks (id, tool, arguments, queue, priority, status, attempt, \
              max_attempts, run_at, timeout_ms, idempotency_key, owner, parent_id, metadata, \
-             created_at, updated_at) ",
+             created_at, updated_at, workflow_id, step_id) ",
         );
         qb.push_values(chunk, |mut b, t| {
             b.push_bind(t.id.to_string())
@@ -676,7 +684,9 @@ async fn create_tasks_deferred(
                 .push_bind(t.parent_id.map(|p| p.to_string()))
                 .push_bind(json_or_null(&t.metadata))
                 .push_bind(t.created_at.as_millis())
-                .push_bind(t.created_at.as_millis());
+                .push_bind(t.created_at.as_millis())
+                .push_bind(t.step.as_ref().map(|s| s.workflow_id.clone()))
+                .push_bind(t.step.as_ref().map(|s| s.step_id.clone()));
         });
         qb.push(" RETURNING seq, id");
         for row in qb.build().fetch_all(&mut w.conn).await.map_err(db_err)? {
@@ -1223,7 +1233,9 @@ async fn requeue_leases_tx(w: &mut Writer, req: &Requeue<'_>) -> StoreResult<Vec
 
 async fn purge_finished_tx(w: &mut Writer, before: Timestamp, limit: u32) -> StoreResult<u64> {
     let ids: Vec<(i64, String)> = sqlx::query_as(
-        "SELECT seq, id FROM tasks WHERE completed_at IS NOT NULL AND completed_at < ? ORDER BY completed_at LIMIT ?",
+        "SELECT seq, id FROM tasks WHERE completed_at IS NOT NULL AND completed_at < ? \
+         AND (workflow_id IS NULL OR workflow_id NOT IN (SELECT id FROM workflows WHERE status = 'running')) \
+         ORDER BY completed_at LIMIT ?",
     )
     .bind(before.as_millis())
     .bind(i64::from(limit))
@@ -1246,7 +1258,133 @@ async fn purge_finished_tx(w: &mut Writer, before: Timestamp, limit: u32) -> Sto
         qb.push(")");
         qb.build().execute(&mut w.conn).await.map_err(db_err)?;
     }
+    // Workflows that finished before the cut go too (their steps' tasks are older).
+    sqlx::query(
+        "DELETE FROM workflows WHERE seq IN (SELECT seq FROM workflows \
+         WHERE completed_at IS NOT NULL AND completed_at < ? AND status <> 'running' \
+         ORDER BY completed_at LIMIT ?)",
+    )
+    .bind(before.as_millis())
+    .bind(i64::from(limit))
+    .execute(&mut w.conn)
+    .await
+    .map_err(db_err)?;
     Ok(ids.len() as u64)
+}
+
+const WORKFLOW_COLUMNS: &str =
+    "seq, id, name, owner, definition, status, steps, created_at, updated_at, completed_at";
+
+fn workflow_from_row(r: &SqliteRow) -> StoreResult<Workflow> {
+    let status: String = r.try_get("status").map_err(decode_err)?;
+    let steps = match parse_json(Some(r.try_get("steps").map_err(decode_err)?))? {
+        Some(Value::Object(m)) => m,
+        _ => Default::default(),
+    };
+    Ok(Workflow {
+        seq: r.try_get("seq").map_err(decode_err)?,
+        id: r.try_get("id").map_err(decode_err)?,
+        name: r.try_get("name").map_err(decode_err)?,
+        owner: r.try_get("owner").map_err(decode_err)?,
+        definition: parse_json(Some(r.try_get("definition").map_err(decode_err)?))?
+            .unwrap_or(Value::Null),
+        status: workflow_status_from(&status)?,
+        steps,
+        created_at: Timestamp::from_millis(r.try_get("created_at").map_err(decode_err)?),
+        updated_at: Timestamp::from_millis(r.try_get("updated_at").map_err(decode_err)?),
+        completed_at: r
+            .try_get::<Option<i64>, _>("completed_at")
+            .map_err(decode_err)?
+            .map(Timestamp::from_millis),
+    })
+}
+
+async fn get_workflow_tx(w: &mut Writer, id: &str) -> StoreResult<Option<Workflow>> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE id = ?"
+    )))
+    .bind(id)
+    .fetch_optional(&mut w.conn)
+    .await
+    .map_err(db_err)?;
+    row.as_ref().map(workflow_from_row).transpose()
+}
+
+async fn create_workflow_tx(
+    w: &mut Writer,
+    wf: &NewWorkflow,
+    tasks: &[NewTask],
+) -> StoreResult<(Workflow, Vec<CreateOutcome>, Vec<TaskEvent>)> {
+    let seq: i64 = sqlx::query_scalar(
+        "INSERT INTO workflows (id, name, owner, definition, status, steps, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, 'running', '{}', ?, ?) RETURNING seq",
+    )
+    .bind(&wf.id)
+    .bind(&wf.name)
+    .bind(&wf.owner)
+    .bind(wf.definition.to_string())
+    .bind(wf.created_at.as_millis())
+    .bind(wf.created_at.as_millis())
+    .fetch_one(&mut w.conn)
+    .await
+    .map_err(db_err)?;
+    let (outcomes, events) = create_tasks_tx(w, tasks).await?;
+    let workflow = Workflow {
+        id: wf.id.clone(),
+        seq,
+        name: wf.name.clone(),
+        owner: wf.owner.clone(),
+        definition: wf.definition.clone(),
+        status: WorkflowStatus::Running,
+        steps: Default::default(),
+        created_at: wf.created_at,
+        updated_at: wf.created_at,
+        completed_at: None,
+    };
+    Ok((workflow, outcomes, events))
+}
+
+async fn update_workflow_tx(w: &mut Writer, u: &WorkflowUpdate) -> StoreResult<WorkflowUpdated> {
+    let Some(current) = get_workflow_tx(w, &u.id).await? else {
+        return Ok(WorkflowUpdated::NotFound);
+    };
+    if !u.expect.contains(&current.status) {
+        return Ok(WorkflowUpdated::Refused(current));
+    }
+    let status = u.status.unwrap_or(current.status);
+    let steps = u.steps.clone().unwrap_or(current.steps);
+    let completed_at = if status.is_final() {
+        if current.status.is_final() {
+            current.completed_at.or(Some(u.now))
+        } else {
+            Some(u.now)
+        }
+    } else {
+        None
+    };
+    sqlx::query(
+        "UPDATE workflows SET status = ?, steps = ?, updated_at = ?, completed_at = ? WHERE id = ?",
+    )
+    .bind(status.as_str())
+    .bind(Value::Object(steps.clone()).to_string())
+    .bind(u.now.as_millis())
+    .bind(completed_at.map(|t| t.as_millis()))
+    .bind(&u.id)
+    .execute(&mut w.conn)
+    .await
+    .map_err(db_err)?;
+    let (outcomes, events) = create_tasks_tx(w, &u.tasks).await?;
+    Ok(WorkflowUpdated::Applied {
+        workflow: Workflow {
+            status,
+            steps,
+            updated_at: u.now,
+            completed_at,
+            ..current
+        },
+        outcomes,
+        events,
+    })
 }
 
 async fn set_queue_paused_tx(
@@ -1362,6 +1500,12 @@ impl Store for SqliteStore {
         }
         if let Some(queue) = &q.queue {
             qb.push(" AND queue = ").push_bind(queue.clone());
+        }
+        if let Some(wf) = &q.workflow_id {
+            qb.push(" AND workflow_id = ").push_bind(wf.clone());
+        }
+        if let Some(parent) = q.parent_id {
+            qb.push(" AND parent_id = ").push_bind(parent.to_string());
         }
         if let Some(before) = q.before_seq {
             qb.push(" AND seq < ").push_bind(before);
@@ -1858,6 +2002,50 @@ impl Store for SqliteStore {
             })
         })
         .await
+    }
+
+    async fn create_workflow(
+        &self,
+        workflow: NewWorkflow,
+        tasks: Vec<NewTask>,
+    ) -> StoreResult<(Workflow, Vec<CreateOutcome>, Vec<TaskEvent>)> {
+        self.write(move |c| Box::pin(async move { create_workflow_tx(c, &workflow, &tasks).await }))
+            .await
+    }
+
+    async fn get_workflow(&self, id: &str) -> StoreResult<Option<Workflow>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_err)?;
+        row.as_ref().map(workflow_from_row).transpose()
+    }
+
+    async fn list_workflows(&self, q: &WorkflowQuery) -> StoreResult<Vec<Workflow>> {
+        let mut qb = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE 1 = 1"
+        ));
+        if let Some(owner) = &q.owner {
+            qb.push(" AND owner = ").push_bind(owner.clone());
+        }
+        if let Some(status) = q.status {
+            qb.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(before) = q.before_seq {
+            qb.push(" AND seq < ").push_bind(before);
+        }
+        qb.push(" ORDER BY seq DESC LIMIT ")
+            .push_bind(i64::from(q.limit));
+        let rows = qb.build().fetch_all(&self.reader).await.map_err(db_err)?;
+        rows.iter().map(workflow_from_row).collect()
+    }
+
+    async fn update_workflow(&self, update: WorkflowUpdate) -> StoreResult<WorkflowUpdated> {
+        self.write(move |c| Box::pin(async move { update_workflow_tx(c, &update).await }))
+            .await
     }
 
     async fn try_singleton(&self, _name: &str) -> StoreResult<Option<Box<dyn SingletonGuard>>> {

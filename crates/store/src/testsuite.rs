@@ -11,14 +11,14 @@
 use std::time::Duration;
 
 use baton_core::policy::Transition;
-use baton_core::task::NewTask;
+use baton_core::task::{NewTask, StepRef};
 use baton_core::{EventKind, TaskError, TaskId, TaskStatus, Timestamp};
 use serde_json::json;
 
 use crate::{
     CancelOutcome, ClaimRequest, ConcurrencyLimit, CreateOutcome, Finish, FinishOutcome,
-    InputOutcome, LeaseSelector, ProgressUpdate, Requeue, RetryOutcome, Store, TaskQuery,
-    ToolSelector,
+    InputOutcome, LeaseSelector, NewWorkflow, ProgressUpdate, Requeue, RetryOutcome, Store,
+    TaskQuery, ToolSelector, WorkflowQuery, WorkflowStatus, WorkflowUpdate, WorkflowUpdated,
 };
 
 /// Generates one `#[tokio::test]` per conformance test, each with a fresh store from
@@ -36,7 +36,8 @@ macro_rules! store_test_suite {
             event_log_order, list_filters_and_cursor, queue_stats_and_active_count,
             recent_durations, heartbeat_extends_own_leases, checkpoints_are_fenced,
             input_round_trip, servers_crud, create_and_claim_in_order, peers_lifecycle,
-            singleton_is_held);
+            singleton_is_held, workflows_lifecycle, workflow_updates_are_conditional,
+            running_workflows_keep_their_steps, children_of_a_task);
     };
     (@tests $factory:path; $($name:ident),* $(,)?) => {
         $(
@@ -68,6 +69,7 @@ fn new_task(tool: &str, priority: i32, at: Timestamp) -> NewTask {
         idempotency_key: None,
         owner: "alice".into(),
         parent_id: None,
+        step: None,
         metadata: None,
         created_at: at,
     }
@@ -1236,4 +1238,260 @@ pub async fn singleton_is_held(store: &dyn Store) {
         .unwrap()
         .expect("the first taker gets the role");
     assert!(guard.held().await);
+}
+
+fn step_task(workflow: &str, step: &str, at: Timestamp) -> NewTask {
+    let mut t = new_task("s__tool", 50, at);
+    t.step = Some(StepRef {
+        workflow_id: workflow.into(),
+        step_id: step.into(),
+    });
+    t.idempotency_key = Some(format!("workflow/{workflow}/{step}"));
+    t
+}
+
+fn new_workflow(id: &str, at: Timestamp) -> NewWorkflow {
+    NewWorkflow {
+        id: id.into(),
+        name: "report".into(),
+        owner: "alice".into(),
+        definition: json!({"name": "report", "steps": [{"id": "a", "tool": "s__tool"}]}),
+        created_at: at,
+    }
+}
+
+fn update(id: &str, at: Timestamp) -> WorkflowUpdate {
+    WorkflowUpdate {
+        id: id.into(),
+        expect: vec![WorkflowStatus::Running],
+        now: at,
+        status: None,
+        steps: None,
+        tasks: Vec::new(),
+    }
+}
+
+pub async fn workflows_lifecycle(store: &dyn Store) {
+    let (wf, outcomes, events) = store
+        .create_workflow(
+            new_workflow("wf-1", t0()),
+            vec![step_task("wf-1", "a", t0())],
+        )
+        .await
+        .unwrap();
+    assert_eq!(wf.status, WorkflowStatus::Running);
+    assert_eq!(outcomes.len(), 1);
+    // The step's task names its workflow and step, and so does its `created` event.
+    let task = get(store, outcomes[0].task().id).await;
+    assert_eq!(
+        task.step,
+        Some(StepRef {
+            workflow_id: "wf-1".into(),
+            step_id: "a".into()
+        })
+    );
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        events[0].data,
+        Some(json!({"workflow_id": "wf-1", "step_id": "a"}))
+    );
+    let got = store.get_workflow("wf-1").await.unwrap().unwrap();
+    assert_eq!(got.definition, wf.definition);
+    assert_eq!(got.name, "report");
+    assert!(store.get_workflow("wf-404").await.unwrap().is_none());
+
+    // A step added later lands with the update; step states are kept.
+    let mut u = update("wf-1", t0().saturating_add(SEC));
+    u.tasks = vec![step_task("wf-1", "b", t0())];
+    let mut steps = serde_json::Map::new();
+    steps.insert("c".into(), json!({"state": "skipped"}));
+    u.steps = Some(steps.clone());
+    let WorkflowUpdated::Applied { outcomes, .. } = store.update_workflow(u).await.unwrap() else {
+        panic!("a running workflow takes updates");
+    };
+    assert!(matches!(outcomes[0], CreateOutcome::Created(_)));
+    let steps_tasks = store
+        .list_tasks(&TaskQuery {
+            workflow_id: Some("wf-1".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut names: Vec<String> = steps_tasks
+        .iter()
+        .map(|t| t.step.as_ref().unwrap().step_id.clone())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["a", "b"]);
+    // The same step submitted twice is one task.
+    let mut u = update("wf-1", t0().saturating_add(SEC));
+    u.tasks = vec![step_task("wf-1", "b", t0())];
+    let WorkflowUpdated::Applied { outcomes, .. } = store.update_workflow(u).await.unwrap() else {
+        panic!("still running");
+    };
+    assert!(matches!(outcomes[0], CreateOutcome::Existing(_)));
+
+    // Finishing sets completed_at; listing filters by owner and status.
+    let mut u = update("wf-1", t0().saturating_add(2 * SEC));
+    u.status = Some(WorkflowStatus::Completed);
+    store.update_workflow(u).await.unwrap();
+    let got = store.get_workflow("wf-1").await.unwrap().unwrap();
+    assert_eq!(got.status, WorkflowStatus::Completed);
+    assert_eq!(got.steps, steps);
+    assert_eq!(got.completed_at, Some(t0().saturating_add(2 * SEC)));
+    store
+        .create_workflow(new_workflow("wf-2", t0()), Vec::new())
+        .await
+        .unwrap();
+    let all = store
+        .list_workflows(&WorkflowQuery {
+            owner: Some("alice".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        all.iter().map(|w| w.id.as_str()).collect::<Vec<_>>(),
+        ["wf-2", "wf-1"],
+        "newest first"
+    );
+    let running = store
+        .list_workflows(&WorkflowQuery {
+            status: Some(WorkflowStatus::Running),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(running.len(), 1);
+    assert_eq!(running[0].id, "wf-2");
+    let page = store
+        .list_workflows(&WorkflowQuery {
+            before_seq: Some(all[0].seq),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].id, "wf-1");
+    assert!(
+        store
+            .list_workflows(&WorkflowQuery {
+                owner: Some("bob".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub async fn workflow_updates_are_conditional(store: &dyn Store) {
+    store
+        .create_workflow(new_workflow("wf-1", t0()), Vec::new())
+        .await
+        .unwrap();
+    let mut cancel = update("wf-1", t0());
+    cancel.status = Some(WorkflowStatus::Cancelled);
+    assert!(matches!(
+        store.update_workflow(cancel).await.unwrap(),
+        WorkflowUpdated::Applied { .. }
+    ));
+    // A coordinator that still thinks it runs adds nothing to a cancelled workflow.
+    let mut late = update("wf-1", t0().saturating_add(SEC));
+    late.tasks = vec![step_task("wf-1", "a", t0())];
+    match store.update_workflow(late).await.unwrap() {
+        WorkflowUpdated::Refused(wf) => assert_eq!(wf.status, WorkflowStatus::Cancelled),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(
+        store
+            .list_tasks(&TaskQuery {
+                workflow_id: Some("wf-1".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing was stored"
+    );
+    // A retry reopens it; completed_at is cleared.
+    let mut reopen = update("wf-1", t0().saturating_add(2 * SEC));
+    reopen.expect = vec![WorkflowStatus::Failed, WorkflowStatus::Cancelled];
+    reopen.status = Some(WorkflowStatus::Running);
+    let WorkflowUpdated::Applied { workflow, .. } = store.update_workflow(reopen).await.unwrap()
+    else {
+        panic!("a cancelled workflow can be reopened");
+    };
+    assert_eq!(workflow.status, WorkflowStatus::Running);
+    assert_eq!(workflow.completed_at, None);
+    let stored = store.get_workflow("wf-1").await.unwrap().unwrap();
+    assert_eq!(stored.completed_at, None);
+    assert!(matches!(
+        store.update_workflow(update("wf-404", t0())).await.unwrap(),
+        WorkflowUpdated::NotFound
+    ));
+}
+
+pub async fn running_workflows_keep_their_steps(store: &dyn Store) {
+    let (_, outcomes, _) = store
+        .create_workflow(
+            new_workflow("wf-1", t0()),
+            vec![step_task("wf-1", "a", t0())],
+        )
+        .await
+        .unwrap();
+    let step = outcomes[0].task().id;
+    let plain = create(store, vec![new_task("t", 50, t0())]).await[0];
+    let running = claim(store, "w", 2, t0(), 1).await;
+    assert_eq!(running.len(), 2);
+    for id in [step, plain] {
+        store.finish(vec![complete(id, 1, t0())]).await.unwrap();
+    }
+    let later = t0().saturating_add(100 * SEC);
+    // Retention takes the plain task, not the step of a workflow still running (its
+    // result may still be referenced, and the step must not run again).
+    assert_eq!(store.purge_finished(later, 100).await.unwrap(), 1);
+    assert!(store.get_task(plain).await.unwrap().is_none());
+    assert!(store.get_task(step).await.unwrap().is_some());
+    // Once the workflow is over, both go.
+    let mut done = update("wf-1", t0().saturating_add(SEC));
+    done.status = Some(WorkflowStatus::Completed);
+    store.update_workflow(done).await.unwrap();
+    assert_eq!(store.purge_finished(later, 100).await.unwrap(), 1);
+    assert!(store.get_task(step).await.unwrap().is_none());
+    assert!(store.get_workflow("wf-1").await.unwrap().is_none());
+}
+
+pub async fn children_of_a_task(store: &dyn Store) {
+    let parent = create(store, vec![new_task("t", 50, t0())]).await[0];
+    let mut children = Vec::new();
+    for _ in 0..2 {
+        let mut c = new_task("t", 50, t0());
+        c.parent_id = Some(parent);
+        c.owner = "agent".into();
+        children.push(c.id);
+        create(store, vec![c]).await;
+    }
+    create(store, vec![new_task("t", 50, t0())]).await;
+    let mut found: Vec<TaskId> = store
+        .list_tasks(&TaskQuery {
+            parent_id: Some(parent),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    found.sort();
+    children.sort();
+    assert_eq!(found, children);
+    assert_eq!(get(store, children[0]).await.parent_id, Some(parent));
 }

@@ -160,6 +160,7 @@ fn new_task(tool: &str) -> NewTask {
         idempotency_key: None,
         owner: "alice".into(),
         parent_id: None,
+        step: None,
         metadata: None,
         created_at: t0(),
     }

@@ -142,10 +142,17 @@ pub async fn run(
     call_plain(conn, tool, args, ctx).await
 }
 
-/// 2026-07-28 servers log only for requests that ask; Baton asks for `info` and up and
-/// relays what it gets to the task's followers.
-fn log_meta() -> rmcp::model::RequestMetaObject {
+/// The `_meta` of a call Baton makes for a task:
+/// - 2026-07-28 servers log only for requests that ask; Baton asks for `info` and up and
+///   relays what it gets to the task's followers;
+/// - `baton/parentTask` names the task, so that an agent which calls Baton back while
+///   running it can pass it on and the new task is recorded as its child.
+fn call_meta(ctx: &ToolContext) -> rmcp::model::RequestMetaObject {
     let mut meta = rmcp::model::RequestMetaObject::new();
+    meta.insert(
+        "baton/parentTask".into(),
+        Value::String(ctx.task_id.to_string()),
+    );
     #[expect(
         deprecated,
         reason = "logging is deprecated by SEP-2577 but still served"
@@ -167,7 +174,7 @@ async fn call_plain(
         .peer()
         .send_request_with_option(
             request,
-            PeerRequestOptions::no_options().with_meta(log_meta()),
+            PeerRequestOptions::no_options().with_meta(call_meta(ctx)),
         )
         .await
         .map_err(|e| service_error(e, || conn.death_note()))?;
@@ -230,7 +237,7 @@ async fn call_ext(
     ctx: &ToolContext,
 ) -> Result<ToolOutput, ToolCallError> {
     let mut params = CallToolRequestParams::new(tool.name.clone()).with_arguments(arguments(args));
-    params.meta = Some(log_meta());
+    params.meta = Some(call_meta(ctx));
     // A server may ask for input before it answers (SEP-2322 rounds): the answers come
     // from Baton's client through the task's input requests, and the call is retried
     // with them.

@@ -11,6 +11,7 @@ pub mod servers;
 pub mod sse;
 pub mod tasks;
 pub mod views;
+pub mod workflows;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -45,6 +46,18 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/tasks/{id}/retry", post(tasks::retry))
         .route("/v1/tasks/{id}/input", post(tasks::input))
         .route("/v1/tasks/{id}/events", get(sse::events))
+        .route(
+            "/v1/workflows",
+            post(workflows::submit).get(workflows::list),
+        )
+        .route(
+            "/v1/workflows/{id}",
+            get(workflows::get_workflow).delete(workflows::cancel),
+        )
+        .route("/v1/workflows/{id}/retry", post(workflows::retry))
+        .route("/v1/workflows/{id}/dag", get(workflows::dag))
+        .route("/v1/workflows/{id}/timeline", get(workflows::timeline))
+        .route("/v1/workflows/{id}/result", get(workflows::result))
         .route("/v1/queues", get(queues::list))
         .route("/v1/stats", get(queues::stats))
         .route("/v1/peers", get(queues::peers))

@@ -29,7 +29,11 @@ pub const MAX_WAIT_SECS: u64 = 300;
 pub const DEFAULT_PAGE: u32 = 50;
 pub const MAX_PAGE: u32 = 1000;
 
-fn accepted(body: impl serde::Serialize, location: Option<String>, replayed: bool) -> Response {
+pub(crate) fn accepted(
+    body: impl serde::Serialize,
+    location: Option<String>,
+    replayed: bool,
+) -> Response {
     let mut resp = (StatusCode::ACCEPTED, Json(body)).into_response();
     if let Some(loc) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
         resp.headers_mut().insert(header::LOCATION, loc);
@@ -100,7 +104,7 @@ pub async fn submit(
     ))
 }
 
-fn check_wait(wait: Option<u64>) -> Result<Duration, ApiError> {
+pub(crate) fn check_wait(wait: Option<u64>) -> Result<Duration, ApiError> {
     let wait = wait.unwrap_or(0);
     if wait > MAX_WAIT_SECS {
         return Err(ApiError::invalid(format!(
@@ -149,8 +153,10 @@ pub async fn get_task(
     let waiting = (task.status == TaskStatus::Pending)
         .then(|| s.engine.tools().waiting_reason(&task.tool))
         .flatten();
+    let children = s.engine.children(id).await?;
     let mut view = TaskView::new(task, estimate, true);
     view.waiting_reason = waiting;
+    view.children = Some(children.iter().map(ToString::to_string).collect());
     Ok(Json(view).into_response())
 }
 
@@ -254,11 +260,11 @@ pub struct ListParams {
     cursor: Option<String>,
 }
 
-fn encode_cursor(seq: i64) -> String {
+pub(crate) fn encode_cursor(seq: i64) -> String {
     URL_SAFE_NO_PAD.encode(format!("seq:{seq}"))
 }
 
-fn decode_cursor(c: &str) -> Result<i64, ApiError> {
+pub(crate) fn decode_cursor(c: &str) -> Result<i64, ApiError> {
     URL_SAFE_NO_PAD
         .decode(c)
         .ok()
@@ -302,6 +308,7 @@ pub async fn list(
                 queue: p.queue,
                 before_seq,
                 limit,
+                ..Default::default()
             },
         )
         .await?;

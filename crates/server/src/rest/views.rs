@@ -78,6 +78,13 @@ pub struct TaskView {
     pub owner: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent_id: Option<String>,
+    /// Tasks created while this one ran (single-task views only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub children: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workflow_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Value>,
     pub created_at: Timestamp,
@@ -119,6 +126,9 @@ impl TaskView {
             idempotency_key: task.idempotency_key,
             owner: task.owner,
             parent_id: task.parent_id.map(|p| p.to_string()),
+            children: None,
+            workflow_id: task.step.as_ref().map(|s| s.workflow_id.clone()),
+            step_id: task.step.map(|s| s.step_id),
             metadata: task.metadata,
             created_at: task.created_at,
             started_at: task.started_at,

@@ -1,0 +1,224 @@
+//! `/v1/workflows`: submit (JSON or YAML), list, get, cancel, retry, DAG, timeline,
+//! result.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use baton_engine::workflow::{DagFormat, DagOutput, WorkflowView, parse_definition};
+use baton_store::{WorkflowQuery, WorkflowStatus};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::extract::{ApiQuery, Principal};
+use super::tasks::{DEFAULT_PAGE, MAX_PAGE, accepted, check_wait, decode_cursor, encode_cursor};
+use crate::error::ApiError;
+
+pub fn workflow_url(id: &str) -> String {
+    format!("/v1/workflows/{id}")
+}
+
+/// The view with the URLs a client follows.
+fn with_links(view: &WorkflowView) -> Value {
+    let mut v = serde_json::to_value(view).unwrap_or_default();
+    let url = workflow_url(&view.workflow_id);
+    if let Some(o) = v.as_object_mut() {
+        o.insert("poll_url".into(), json!(url));
+        o.insert("cancel_url".into(), json!(url));
+        o.insert("dag_url".into(), json!(format!("{url}/dag")));
+        o.insert("timeline_url".into(), json!(format!("{url}/timeline")));
+        o.insert("result_url".into(), json!(format!("{url}/result")));
+    }
+    v
+}
+
+/// `POST /v1/workflows`: the body is the definition, as JSON or YAML.
+pub async fn submit(
+    State(s): State<AppState>,
+    Principal(principal): Principal,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::invalid("the workflow definition is not UTF-8 text"))?;
+    if text.trim().is_empty() {
+        return Err(ApiError::invalid(
+            "the request body is empty; send the workflow definition as JSON or YAML",
+        ));
+    }
+    let definition = parse_definition(text)?;
+    let view = s.engine.submit_workflow(&principal, definition).await?;
+    Ok(accepted(
+        with_links(&view),
+        Some(workflow_url(&view.workflow_id)),
+        false,
+    ))
+}
+
+pub async fn get_workflow(
+    State(s): State<AppState>,
+    Principal(principal): Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let view = s.engine.get_workflow(&principal, &id).await?;
+    Ok(Json(with_links(&view)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    status: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// `GET /v1/workflows`: the caller's workflows, newest first, without their steps.
+pub async fn list(
+    State(s): State<AppState>,
+    Principal(principal): Principal,
+    ApiQuery(p): ApiQuery<ListParams>,
+) -> Result<Response, ApiError> {
+    let limit = p.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::invalid(format!(
+            "limit={limit} is out of range 1..={MAX_PAGE}"
+        )));
+    }
+    let status = match p.status.as_deref() {
+        None => None,
+        Some("running") => Some(WorkflowStatus::Running),
+        Some("completed") => Some(WorkflowStatus::Completed),
+        Some("failed") => Some(WorkflowStatus::Failed),
+        Some("cancelled") => Some(WorkflowStatus::Cancelled),
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "unknown status `{other}`; expected one of: running, completed, failed, cancelled"
+            )));
+        }
+    };
+    let before_seq = p.cursor.as_deref().map(decode_cursor).transpose()?;
+    let found = s
+        .engine
+        .list_workflows(
+            &principal,
+            WorkflowQuery {
+                status,
+                before_seq,
+                limit,
+                ..Default::default()
+            },
+        )
+        .await?;
+    let next_cursor = (found.len() == limit as usize)
+        .then(|| found.last().map(|(seq, _)| encode_cursor(*seq)))
+        .flatten();
+    let workflows: Vec<Value> = found
+        .iter()
+        .map(|(_, v)| {
+            let mut v = with_links(v);
+            if let Some(o) = v.as_object_mut() {
+                o.remove("steps");
+            }
+            v
+        })
+        .collect();
+    Ok(Json(json!({"workflows": workflows, "next_cursor": next_cursor})).into_response())
+}
+
+pub async fn cancel(
+    State(s): State<AppState>,
+    Principal(principal): Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let view = s.engine.cancel_workflow(&principal, &id).await?;
+    Ok(accepted(with_links(&view), None, false))
+}
+
+pub async fn retry(
+    State(s): State<AppState>,
+    Principal(principal): Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let view = s.engine.retry_workflow(&principal, &id).await?;
+    Ok(accepted(
+        with_links(&view),
+        Some(workflow_url(&view.workflow_id)),
+        false,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DagParams {
+    format: Option<String>,
+}
+
+/// `GET /v1/workflows/{id}/dag?format=json|dot|mermaid`.
+pub async fn dag(
+    State(s): State<AppState>,
+    Principal(principal): Principal,
+    Path(id): Path<String>,
+    ApiQuery(p): ApiQuery<DagParams>,
+) -> Result<Response, ApiError> {
+    let format: DagFormat = p
+        .format
+        .as_deref()
+        .unwrap_or("json")
+        .parse()
+        .map_err(ApiError::invalid)?;
+    Ok(
+        match s.engine.workflow_dag(&principal, &id, format).await? {
+            DagOutput::Json(v) => Json(v).into_response(),
+            DagOutput::Text(text) => {
+                let content_type = match format {
+                    DagFormat::Dot => "text/vnd.graphviz; charset=utf-8",
+                    _ => "text/plain; charset=utf-8",
+                };
+                let mut resp = (StatusCode::OK, text).into_response();
+                resp.headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+                resp
+            }
+        },
+    )
+}
+
+/// `GET /v1/workflows/{id}/timeline`: every step's task events, in time order.
+pub async fn timeline(
+    State(s): State<AppState>,
+    Principal(principal): Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let events = s.engine.workflow_timeline(&principal, &id).await?;
+    Ok(Json(json!({"workflow_id": id, "events": events})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResultParams {
+    wait: Option<u64>,
+}
+
+/// `GET /v1/workflows/{id}/result[?wait=S]`: the final steps' results; `202` while the
+/// workflow runs.
+pub async fn result(
+    State(s): State<AppState>,
+    Principal(principal): Principal,
+    Path(id): Path<String>,
+    ApiQuery(p): ApiQuery<ResultParams>,
+) -> Result<Response, ApiError> {
+    let wait = check_wait(p.wait)?;
+    let v = tokio::select! {
+        r = s.engine.workflow_result(&principal, &id, wait) => r?,
+        _ = s.shutdown.cancelled() => s.engine.workflow_result(&principal, &id, std::time::Duration::ZERO).await?,
+    };
+    let running = v["status"] == "running";
+    let mut resp = Json(v).into_response();
+    if running {
+        *resp.status_mut() = StatusCode::ACCEPTED;
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    Ok(resp)
+}
