@@ -39,6 +39,21 @@ impl std::fmt::Display for ClientError {
 
 impl std::error::Error for ClientError {}
 
+/// A non-2xx answer with Baton's `{"error": {"code", "message"}}` body.
+fn api_error(status: u16, body: &Value) -> ClientError {
+    ClientError::Api {
+        status,
+        code: body["error"]["code"]
+            .as_str()
+            .unwrap_or("unknown")
+            .to_string(),
+        message: body["error"]["message"]
+            .as_str()
+            .unwrap_or("request failed")
+            .to_string(),
+    }
+}
+
 #[derive(Clone)]
 pub struct Client {
     base: String,
@@ -95,17 +110,7 @@ impl Client {
         if (200..300).contains(&status) {
             Ok((status, body))
         } else {
-            Err(ClientError::Api {
-                status,
-                code: body["error"]["code"]
-                    .as_str()
-                    .unwrap_or("unknown")
-                    .to_string(),
-                message: body["error"]["message"]
-                    .as_str()
-                    .unwrap_or("request failed")
-                    .to_string(),
-            })
+            Err(api_error(status, &body))
         }
     }
 
@@ -213,17 +218,7 @@ impl Client {
             return Ok(text);
         }
         let body: Value = serde_json::from_str(&text).unwrap_or_default();
-        Err(ClientError::Api {
-            status,
-            code: body["error"]["code"]
-                .as_str()
-                .unwrap_or("unknown")
-                .to_string(),
-            message: body["error"]["message"]
-                .as_str()
-                .unwrap_or("request failed")
-                .to_string(),
-        })
+        Err(api_error(status, &body))
     }
 
     pub async fn tools(&self) -> Result<Value, ClientError> {

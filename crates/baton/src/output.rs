@@ -235,10 +235,8 @@ impl SseParser {
     }
 }
 
-/// Follows a task's event stream, resuming with `Last-Event-ID` if the connection drops,
-/// until the task ends. Shows a progress bar on a terminal and plain lines otherwise.
-pub async fn watch(client: &Client, id: &str) -> Result<ExitCode, ClientError> {
-    let task = client.task(id).await?;
+/// The bar `watch` commands draw (0 to 1000); hidden when stderr is not a terminal.
+pub fn progress_bar() -> ProgressBar {
     let bar = ProgressBar::new(1000);
     bar.set_style(
         ProgressStyle::with_template(
@@ -248,6 +246,14 @@ pub async fn watch(client: &Client, id: &str) -> Result<ExitCode, ClientError> {
         .progress_chars("=> "),
     );
     bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+/// Follows a task's event stream, resuming with `Last-Event-ID` if the connection drops,
+/// until the task ends. Shows a progress bar on a terminal and plain lines otherwise.
+pub async fn watch(client: &Client, id: &str) -> Result<ExitCode, ClientError> {
+    let task = client.task(id).await?;
+    let bar = progress_bar();
     let plain = bar.is_hidden();
     bar.set_prefix(task["status"].as_str().unwrap_or("").to_string());
     let mut last_id: Option<String> = None;

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Subcommand;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
 use crate::client::{Client, ClientError};
@@ -189,15 +188,7 @@ fn print_workflow(wf: &Value) {
 /// Polls the workflow until it ends: a progress bar on a terminal, one line per step
 /// state change otherwise. Exit code 0 only if it completed.
 async fn watch(client: &Client, id: &str) -> Result<ExitCode, ClientError> {
-    let bar = ProgressBar::new(1000);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] [{bar:40}] {percent:>3}% {prefix} {wide_msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
-    bar.enable_steady_tick(Duration::from_millis(120));
+    let bar = crate::output::progress_bar();
     let plain = bar.is_hidden();
     let mut seen: HashMap<String, String> = HashMap::new();
     let mut failures = 0u32;

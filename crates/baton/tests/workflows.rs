@@ -646,6 +646,16 @@ async fn bad_definitions_are_refused_naming_the_step_and_nothing_is_stored() {
     assert!(r.error_message().contains("wf-nope"));
     let r = api.get("/v1/workflows/wf-nope/dag?format=svg").await;
     assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.error_message().contains("unknown DAG format `svg`"));
+    let r = api.get("/v1/workflows?status=done").await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.error_message().contains(
+            "unknown status `done`; expected one of: running, completed, failed, cancelled"
+        ),
+        "{}",
+        r.body
+    );
 }
 
 /// The MCP front door: a 2026-07-28 request with the tasks extension.

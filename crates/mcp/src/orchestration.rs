@@ -518,14 +518,11 @@ async fn run(
             Ok(ok(serde_json::to_value(view).unwrap_or_default()))
         }
         "workflow_list" => {
-            let status = match args.get("status").and_then(Value::as_str) {
-                None => None,
-                Some("running") => Some(baton_store::WorkflowStatus::Running),
-                Some("completed") => Some(baton_store::WorkflowStatus::Completed),
-                Some("failed") => Some(baton_store::WorkflowStatus::Failed),
-                Some("cancelled") => Some(baton_store::WorkflowStatus::Cancelled),
-                Some(other) => return Err(format!("unknown status `{other}`").into()),
-            };
+            let status = args
+                .get("status")
+                .and_then(Value::as_str)
+                .map(str::parse::<baton_store::WorkflowStatus>)
+                .transpose()?;
             let limit = args
                 .get("limit")
                 .and_then(Value::as_u64)

@@ -644,14 +644,25 @@ pub(crate) fn created_event(t: &NewTask) -> NewEvent {
     ev
 }
 
-/// The final statuses of a workflow, for `completed_at`.
 pub(crate) fn workflow_status_from(s: &str) -> StoreResult<WorkflowStatus> {
-    match s {
-        "running" => Ok(WorkflowStatus::Running),
-        "completed" => Ok(WorkflowStatus::Completed),
-        "failed" => Ok(WorkflowStatus::Failed),
-        "cancelled" => Ok(WorkflowStatus::Cancelled),
-        other => Err(StoreError::Decode(format!("workflow status `{other}`"))),
+    s.parse().map_err(StoreError::Decode)
+}
+
+/// The workflow after `update` (whose `expect` the caller checked): a final status sets
+/// `completed_at` (kept if it was final already), running clears it.
+pub(crate) fn workflow_after(current: Workflow, update: &WorkflowUpdate) -> Workflow {
+    let status = update.status.unwrap_or(current.status);
+    let completed_at = match (status.is_final(), current.status.is_final()) {
+        (false, _) => None,
+        (true, true) => current.completed_at.or(Some(update.now)),
+        (true, false) => Some(update.now),
+    };
+    Workflow {
+        status,
+        steps: update.steps.clone().unwrap_or(current.steps.clone()),
+        updated_at: update.now,
+        completed_at,
+        ..current
     }
 }
 

@@ -49,7 +49,7 @@ use crate::{
     HeartbeatReply, InputOutcome, LeaseSelector, NewWorkflow, Peer, PeerReport, PeerState,
     ProgressUpdate, QueueStats, RemoteChange, Requeue, RetryOutcome, SingletonGuard, Store,
     StoreError, StoreResult, StoredServer, TaskQuery, Workflow, WorkflowQuery, WorkflowStatus,
-    WorkflowUpdate, WorkflowUpdated, created_event, json_or_null, transition_event,
+    WorkflowUpdate, WorkflowUpdated, created_event, json_or_null, transition_event, workflow_after,
     workflow_status_from,
 };
 
@@ -826,38 +826,22 @@ async fn update_workflow_tx(
     if !u.expect.contains(&current.status) {
         return Ok(WorkflowUpdated::Refused(current));
     }
-    let status = u.status.unwrap_or(current.status);
-    let steps = u.steps.clone().unwrap_or_else(|| current.steps.clone());
-    let completed_at = if status.is_final() {
-        if current.status.is_final() {
-            current.completed_at.or(Some(u.now))
-        } else {
-            Some(u.now)
-        }
-    } else {
-        None
-    };
+    let workflow = workflow_after(current, u);
     sqlx::query(
         "UPDATE workflows SET status = $1, steps = $2::json, updated_at = $3, completed_at = $4 \
          WHERE id = $5",
     )
-    .bind(status.as_str())
-    .bind(Value::Object(steps.clone()).to_string())
-    .bind(u.now.as_millis())
-    .bind(completed_at.map(|t| t.as_millis()))
+    .bind(workflow.status.as_str())
+    .bind(Value::Object(workflow.steps.clone()).to_string())
+    .bind(workflow.updated_at.as_millis())
+    .bind(workflow.completed_at.map(|t| t.as_millis()))
     .bind(&u.id)
     .execute(&mut *c)
     .await
     .map_err(db_err)?;
     let (outcomes, events) = create_tasks_tx(c, &u.tasks).await?;
     Ok(WorkflowUpdated::Applied {
-        workflow: Workflow {
-            status,
-            steps,
-            updated_at: u.now,
-            completed_at,
-            ..current
-        },
+        workflow,
         outcomes,
         events,
     })

@@ -103,6 +103,31 @@ impl WorkflowStatus {
     pub fn is_final(self) -> bool {
         self != WorkflowStatus::Running
     }
+
+    /// Every status, in lifecycle order.
+    pub const ALL: [WorkflowStatus; 4] = [
+        WorkflowStatus::Running,
+        WorkflowStatus::Completed,
+        WorkflowStatus::Failed,
+        WorkflowStatus::Cancelled,
+    ];
+}
+
+impl std::str::FromStr for WorkflowStatus {
+    type Err = String;
+
+    /// The wire name; the error lists the valid ones.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        WorkflowStatus::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown status `{s}`; expected one of: {}",
+                    WorkflowStatus::ALL.map(|s| s.as_str()).join(", ")
+                )
+            })
+    }
 }
 
 /// What the engine does after a step failed or was cancelled ([`Plan::failure_effect`]).

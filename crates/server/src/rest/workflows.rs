@@ -85,18 +85,12 @@ pub async fn list(
             "limit={limit} is out of range 1..={MAX_PAGE}"
         )));
     }
-    let status = match p.status.as_deref() {
-        None => None,
-        Some("running") => Some(WorkflowStatus::Running),
-        Some("completed") => Some(WorkflowStatus::Completed),
-        Some("failed") => Some(WorkflowStatus::Failed),
-        Some("cancelled") => Some(WorkflowStatus::Cancelled),
-        Some(other) => {
-            return Err(ApiError::invalid(format!(
-                "unknown status `{other}`; expected one of: running, completed, failed, cancelled"
-            )));
-        }
-    };
+    let status = p
+        .status
+        .as_deref()
+        .map(str::parse::<WorkflowStatus>)
+        .transpose()
+        .map_err(ApiError::invalid)?;
     let before_seq = p.cursor.as_deref().map(decode_cursor).transpose()?;
     let found = s
         .engine
