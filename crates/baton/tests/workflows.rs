@@ -212,6 +212,11 @@ async fn a_twenty_step_dag_runs_in_dependency_order_and_in_parallel() {
     assert_eq!(a1["workflow_id"], id);
     assert_eq!(a1["step_id"], "a1");
     assert_eq!(a1["tool"], "t__slow");
+    let listed = api
+        .get(&format!("/v1/tasks?workflow_id={id}&limit=100"))
+        .await
+        .body;
+    assert_eq!(listed["tasks"].as_array().unwrap().len(), 20);
 
     // Order: no step was created before every step it depends on completed.
     let events = timeline(&api, &id).await;
@@ -716,6 +721,8 @@ async fn agents_delegate_children_and_workflows_work_over_mcp() {
     }
     let view = api.task(&parent).await;
     assert_eq!(view["children"], json!(children));
+    let listed = api.get(&format!("/v1/tasks?parent_id={parent}")).await.body;
+    assert_eq!(listed["tasks"].as_array().unwrap().len(), 2, "{listed}");
     let child = api.task(&children[0]).await;
     assert_eq!(child["parent_id"], parent.as_str());
     api.wait_status(&children[0], "running").await;

@@ -256,6 +256,10 @@ pub struct ListParams {
     status: Option<String>,
     tool: Option<String>,
     queue: Option<String>,
+    /// The steps of one workflow.
+    workflow_id: Option<String>,
+    /// The children of one task.
+    parent_id: Option<String>,
     limit: Option<u32>,
     cursor: Option<String>,
 }
@@ -306,9 +310,10 @@ pub async fn list(
                 status,
                 tool: p.tool,
                 queue: p.queue,
+                workflow_id: p.workflow_id,
+                parent_id: p.parent_id.as_deref().map(parse_task_id).transpose()?,
                 before_seq,
                 limit,
-                ..Default::default()
             },
         )
         .await?;
