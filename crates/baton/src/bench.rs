@@ -102,6 +102,16 @@ enum Scenario {
         #[arg(long, default_value_t = 1)]
         concurrency: usize,
     },
+    /// Workflows: each a diamond (one step, then `width` parallel steps, then one join
+    /// step, all `baton__echo`), run one after another. Reports the workflow's wall time
+    /// and the hand-off: from a step's last dependency completing to the step's task
+    /// being stored (the coordinator's latency), from the event log.
+    Workflow {
+        #[arg(long, default_value_t = 200)]
+        workflows: usize,
+        #[arg(long, default_value_t = 8)]
+        width: usize,
+    },
     /// Submit→complete latency as one client sees it (submit, then long-poll the result).
     Latency {
         #[arg(long, default_value_t = 2000)]
@@ -360,6 +370,9 @@ async fn run_inner(args: &BenchArgs) -> anyhow::Result<Report> {
         Scenario::Latency { tasks, concurrency } => {
             latency(&node.url, &queue, *tasks, *concurrency).await?
         }
+        Scenario::Workflow { workflows, width } => {
+            workflow(&node.url, &queue, *workflows, *width).await?
+        }
         Scenario::CrossNode { .. } | Scenario::Upstream { .. } | Scenario::Mcp { .. } => {
             unreachable!("runs its own nodes")
         }
@@ -572,6 +585,107 @@ async fn latency(
             ("max", hist.max() as f64 / 1000.0, "ms"),
         ],
     })
+}
+
+async fn workflow(
+    url: &str,
+    queue: &str,
+    workflows: usize,
+    width: usize,
+) -> anyhow::Result<Report> {
+    let http = http_client();
+    let mut steps = vec![json!({"id": "first", "tool": "baton__echo", "queue": queue})];
+    let middle: Vec<String> = (0..width.max(1)).map(|i| format!("m{i}")).collect();
+    for m in &middle {
+        steps
+            .push(json!({"id": m, "tool": "baton__echo", "queue": queue, "depends_on": ["first"]}));
+    }
+    steps.push(json!({"id": "join", "tool": "baton__echo", "queue": queue, "depends_on": middle}));
+    let definition = json!({"name": "bench-diamond", "steps": steps});
+    let mut wall = Histogram::<u64>::new(3)?;
+    let mut handoff = Histogram::<u64>::new(3)?;
+    let started = Instant::now();
+    for _ in 0..workflows {
+        let t = Instant::now();
+        let r = http
+            .post(format!("{url}/v1/workflows"))
+            .json(&definition)
+            .send()
+            .await?;
+        anyhow::ensure!(r.status() == 202, "workflow refused: {}", r.status());
+        let v: Value = r.json().await?;
+        let id = v["workflow_id"].as_str().unwrap_or_default().to_string();
+        loop {
+            let wf: Value = http
+                .get(format!("{url}/v1/workflows/{id}"))
+                .send()
+                .await?
+                .json()
+                .await?;
+            match wf["status"].as_str() {
+                Some("running") => tokio::time::sleep(Duration::from_millis(2)).await,
+                Some("completed") => break,
+                other => anyhow::bail!("workflow {id} ended {other:?}"),
+            }
+        }
+        wall.record(t.elapsed().as_micros() as u64)?;
+        // Hand-offs, from the stored event times (milliseconds).
+        let tl: Value = http
+            .get(format!("{url}/v1/workflows/{id}/timeline"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let at = |step: &str, kind: &str| -> Option<i64> {
+            tl["events"].as_array()?.iter().find_map(|e| {
+                (e["step_id"] == step && e["kind"] == kind)
+                    .then(|| millis(&e["at"]))
+                    .flatten()
+            })
+        };
+        if let Some(done) = at("first", "completed") {
+            for m in &middle {
+                if let Some(created) = at(m, "created") {
+                    handoff.record((created - done).max(0) as u64)?;
+                }
+            }
+        }
+        let last = middle.iter().filter_map(|m| at(m, "completed")).max();
+        if let (Some(done), Some(created)) = (last, at("join", "created")) {
+            handoff.record((created - done).max(0) as u64)?;
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    Ok(Report {
+        scenario: "workflow: diamonds of baton__echo steps, one after another",
+        figures: vec![
+            ("workflows", workflows as f64, ""),
+            ("steps per workflow", (width + 2) as f64, ""),
+            ("workflows per second", workflows as f64 / secs, "/s"),
+            (
+                "wall time p50",
+                wall.value_at_quantile(0.5) as f64 / 1000.0,
+                "ms",
+            ),
+            (
+                "wall time p99",
+                wall.value_at_quantile(0.99) as f64 / 1000.0,
+                "ms",
+            ),
+            ("hand-off p50", handoff.value_at_quantile(0.5) as f64, "ms"),
+            ("hand-off p99", handoff.value_at_quantile(0.99) as f64, "ms"),
+            ("hand-off max", handoff.max() as f64, "ms"),
+        ],
+    })
+}
+
+/// An RFC 3339 timestamp as milliseconds since the epoch.
+fn millis(v: &Value) -> Option<i64> {
+    Some(
+        baton_core::Timestamp::parse_rfc3339(v.as_str()?)
+            .ok()?
+            .as_millis(),
+    )
 }
 
 async fn submit_one(
