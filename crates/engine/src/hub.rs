@@ -223,4 +223,51 @@ mod tests {
         drop(sub_a2);
         assert_eq!(hub.watched_tasks(), 0);
     }
+
+    #[tokio::test]
+    async fn the_workflow_feed_names_workflows_whose_steps_ended() {
+        let hub = EventHub::default();
+        let mut feed = hub.workflow_feed().expect("the first feed");
+        assert!(hub.workflow_feed().is_none(), "one coordinator per process");
+        let step = TaskId::generate(Timestamp::now());
+        let plain = TaskId::generate(Timestamp::now());
+        let with = |id, kind, status, data: Option<serde_json::Value>| TaskEvent {
+            kind,
+            status,
+            data,
+            ..event(id, 1)
+        };
+        let created = with(
+            step,
+            EventKind::Created,
+            TaskStatus::Pending,
+            Some(serde_json::json!({"workflow_id": "wf-1", "step_id": "a"})),
+        );
+        hub.publish(&[
+            created,
+            with(plain, EventKind::Created, TaskStatus::Pending, None),
+        ]);
+        hub.publish(&[
+            with(step, EventKind::Started, TaskStatus::Running, None),
+            with(plain, EventKind::Completed, TaskStatus::Completed, None),
+        ]);
+        assert!(
+            feed.try_recv().is_err(),
+            "nothing ended that belongs to a workflow"
+        );
+        hub.publish(&[with(
+            step,
+            EventKind::Completed,
+            TaskStatus::Completed,
+            None,
+        )]);
+        assert_eq!(feed.try_recv().unwrap(), "wf-1");
+        // The coordinator's sweep replaces what is watched.
+        hub.watch_steps(HashMap::new());
+        hub.publish(&[with(step, EventKind::Retried, TaskStatus::Pending, None)]);
+        assert!(feed.try_recv().is_err());
+        hub.watch_steps(HashMap::from([(step, "wf-2".to_string())]));
+        hub.publish(&[with(step, EventKind::Failed, TaskStatus::Failed, None)]);
+        assert_eq!(feed.try_recv().unwrap(), "wf-2");
+    }
 }

@@ -886,9 +886,12 @@ pub(crate) async fn coordinator_loop(inner: Arc<Inner>) {
                     tracing::debug!(node = %inner.config.node_id, "this process coordinates workflows");
                     role = Some(r);
                 }
-                Ok(None) => continue,
-                Err(e) => {
-                    tracing::debug!(error = %e, "cannot take the workflows role now");
+                other => {
+                    if let Err(e) = other {
+                        tracing::debug!(error = %e, "cannot take the workflows role now");
+                    }
+                    // Another process coordinates: forget the steps learnt meanwhile.
+                    inner.publisher.hub.watch_steps(HashMap::new());
                     continue;
                 }
             }
