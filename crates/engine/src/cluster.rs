@@ -47,9 +47,11 @@ pub(crate) async fn remote_loop(
                 inner.publisher.publish(&events);
             }
             Some(RemoteChange::Gap) => {
-                // Something may have been missed: look for work now.
+                // Something may have been missed: look for work now, and have the
+                // workflow coordinator re-read the running workflows.
                 inner.publisher.backlog.store(true, Ordering::Relaxed);
                 inner.wake.notify_one();
+                inner.workflows.resync();
             }
             None => return,
         }

@@ -77,32 +77,33 @@ impl EventHub {
     }
 
     /// Tells the workflow coordinator which workflows a batch of events concerns: a step
-    /// task that ended (or was retried). Costs one lock per batch, no copy of the events.
+    /// task that ended or was retried. Costs one lock per batch (when a batch has a final
+    /// event or an event with data), no copy of the events.
     fn feed_workflows(&self, events: &[TaskEvent]) {
         use baton_core::EventKind;
         let Some(feed) = self.workflow_feed.get() else {
             return;
         };
-        let relevant = |e: &TaskEvent| {
-            e.status.is_final()
-                || e.kind == EventKind::Retried
-                || (e.kind == EventKind::Created && e.data.is_some())
-        };
+        let relevant = |e: &TaskEvent| e.status.is_final() || e.data.is_some();
         if !events.iter().any(relevant) {
             return;
         }
         let mut steps = self.steps.lock().unwrap_or_else(|e| e.into_inner());
         for e in events.iter().filter(|e| relevant(e)) {
-            if e.kind == EventKind::Created {
-                if let Some(wf) = e
-                    .data
-                    .as_ref()
-                    .and_then(|d| d.get("workflow_id"))
-                    .and_then(serde_json::Value::as_str)
-                {
-                    steps.insert(e.task_id, wf.to_string());
+            // `created` and `retried` events of a step task name its workflow: a step
+            // created, or a failed workflow being retried (possibly through another
+            // process), so the workflow needs looking at.
+            let named = matches!(e.kind, EventKind::Created | EventKind::Retried)
+                .then(|| e.data.as_ref()?.get("workflow_id")?.as_str())
+                .flatten();
+            if let Some(wf) = named {
+                steps.insert(e.task_id, wf.to_string());
+                if e.kind == EventKind::Retried {
+                    let _ = feed.send(wf.to_string());
                 }
-            } else if let Some(wf) = steps.get(&e.task_id) {
+            } else if e.status.is_final()
+                && let Some(wf) = steps.get(&e.task_id)
+            {
                 let _ = feed.send(wf.clone());
             }
         }
@@ -269,5 +270,23 @@ mod tests {
         hub.watch_steps(HashMap::from([(step, "wf-2".to_string())]));
         hub.publish(&[with(step, EventKind::Failed, TaskStatus::Failed, None)]);
         assert_eq!(feed.try_recv().unwrap(), "wf-2");
+        // A step task retried (its workflow retried, maybe through another process)
+        // names its workflow: it is watched again and the workflow looked at.
+        hub.watch_steps(HashMap::new());
+        let retried = with(
+            step,
+            EventKind::Retried,
+            TaskStatus::Pending,
+            Some(serde_json::json!({"workflow_id": "wf-3", "step_id": "a"})),
+        );
+        hub.publish(&[retried]);
+        assert_eq!(feed.try_recv().unwrap(), "wf-3");
+        hub.publish(&[with(
+            step,
+            EventKind::Completed,
+            TaskStatus::Completed,
+            None,
+        )]);
+        assert_eq!(feed.try_recv().unwrap(), "wf-3");
     }
 }

@@ -42,8 +42,13 @@ use crate::EngineError;
 use crate::engine::{Engine, Inner};
 use crate::tools::ToolRegistry;
 
-/// How often the coordinator re-reads every running workflow, whatever it heard.
-const SWEEP: Duration = Duration::from_secs(2);
+/// How often a process checks that it still holds the coordinator role, or tries for it.
+const ROLE_CHECK: Duration = Duration::from_secs(2);
+/// How often the coordinator re-reads every running workflow, whatever it heard (a
+/// backstop: it also does when it takes the role and when the store's feed had a gap).
+const RESYNC: Duration = Duration::from_secs(30);
+/// How often `workflow_result` re-reads a workflow it waits for.
+const RESULT_POLL: Duration = Duration::from_millis(500);
 /// Most steps of one workflow (and so tasks read back per advance).
 const MAX_STEPS: u32 = 1000;
 
@@ -51,6 +56,8 @@ const MAX_STEPS: u32 = 1000;
 #[derive(Default)]
 pub(crate) struct Coordination {
     dirty: Mutex<BTreeSet<String>>,
+    /// Set when events may have been missed (a gap in the store's feed).
+    resync: std::sync::atomic::AtomicBool,
     wake: Notify,
 }
 
@@ -61,6 +68,27 @@ impl Coordination {
             .unwrap_or_else(|e| e.into_inner())
             .insert(id.to_string());
         self.wake.notify_one();
+    }
+
+    /// Asks the coordinator to re-read every running workflow.
+    pub(crate) fn resync(&self) {
+        self.resync
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.wake.notify_one();
+    }
+
+    fn take_resync(&self) -> bool {
+        self.resync
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Marks a workflow for the next pass without waking the coordinator (a retry after
+    /// an error waits for the next role check rather than spinning).
+    fn mark_quietly(&self, id: &str) {
+        self.dirty
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_string());
     }
 
     fn take(&self) -> BTreeSet<String> {
@@ -186,6 +214,8 @@ pub struct WorkflowView {
     /// The first failed step's error, when the workflow failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<Value>,
+    /// Every step; left out of lists ([`Engine::list_workflows`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepView>,
 }
 
@@ -438,11 +468,11 @@ impl Engine {
         if !problems.is_empty() {
             return Err(EngineError::InvalidWorkflow(problems));
         }
-        let (stored, _, events) = self.store().create_workflow(workflow, tasks).await?;
+        let (stored, outcomes, events) = self.store().create_workflow(workflow, tasks).await?;
         self.inner().publisher.publish(&events);
         self.inner().workflows.mark(&id);
-        let all = self.workflow_tasks(&id).await?;
-        Ok(Loaded::new(stored, plan, all).view())
+        let tasks = outcomes.into_iter().map(|o| o.task().clone()).collect();
+        Ok(Loaded::new(stored, plan, tasks).view())
     }
 
     /// The task of step `i`, its references resolved from `tasks` (indexed like the
@@ -502,7 +532,7 @@ impl Engine {
         Ok(self.load_workflow(Some(owner), id).await?.view())
     }
 
-    /// The caller's workflows, newest first.
+    /// The caller's workflows, newest first, without their steps (with the progress).
     pub async fn list_workflows(
         &self,
         owner: &str,
@@ -514,7 +544,9 @@ impl Engine {
             let seq = wf.seq;
             let plan = stored_plan(&wf)?;
             let tasks = self.workflow_tasks(&wf.id).await?;
-            out.push((seq, Loaded::new(wf, plan, tasks).view()));
+            let mut view = Loaded::new(wf, plan, tasks).view();
+            view.steps.clear();
+            out.push((seq, view));
         }
         Ok(out)
     }
@@ -533,7 +565,7 @@ impl Engine {
             if loaded.workflow.status.is_final() || tokio::time::Instant::now() >= deadline {
                 break loaded;
             }
-            tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + SWEEP / 4)).await;
+            tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + RESULT_POLL)).await;
         };
         let view = loaded.view();
         let mut outputs = Map::new();
@@ -842,21 +874,25 @@ impl Engine {
     }
 }
 
-/// Holds the `workflows` role when it can, and advances workflows while it holds it.
+/// Holds the `workflows` role when it can, and advances workflows while it holds it:
+/// those whose step tasks ended (the hub's feed) or that were changed through this
+/// process, and every running one when it takes the role, after a gap in the store's
+/// feed, and every [`RESYNC`] as a backstop.
 pub(crate) async fn coordinator_loop(inner: Arc<Inner>) {
     let engine = Engine::from_inner(inner.clone());
     let Some(mut feed) = inner.publisher.hub.workflow_feed() else {
         return;
     };
     let mut role: Option<Box<dyn SingletonGuard>> = None;
-    let mut sweep = tokio::time::interval(SWEEP);
-    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut role_check = tokio::time::interval(ROLE_CHECK);
+    role_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_resync = tokio::time::Instant::now();
     loop {
         let mut dirty: HashSet<String> = HashSet::new();
-        let mut full_sweep = false;
+        let mut check_role = false;
         tokio::select! {
             _ = inner.stop_background.cancelled() => break,
-            _ = sweep.tick() => full_sweep = true,
+            _ = role_check.tick() => check_role = true,
             _ = inner.workflows.wake.notified() => {}
             wf = feed.recv() => match wf {
                 Some(wf) => {
@@ -870,33 +906,36 @@ pub(crate) async fn coordinator_loop(inner: Arc<Inner>) {
             dirty.insert(wf);
         }
         dirty.extend(inner.workflows.take());
-        if let Some(r) = &role
-            && full_sweep
-            && !r.held().await
-        {
-            tracing::warn!("lost the workflows role (its connection to the store broke)");
-            role = None;
+        let mut resync = inner.workflows.take_resync();
+        if check_role {
+            if let Some(r) = &role
+                && !r.held().await
+            {
+                tracing::warn!("lost the workflows role (its connection to the store broke)");
+                role = None;
+            }
+            if role.is_none() {
+                match inner.store.try_singleton("workflows").await {
+                    Ok(Some(r)) => {
+                        tracing::debug!(node = %inner.config.node_id, "this process coordinates workflows");
+                        role = Some(r);
+                        resync = true;
+                    }
+                    other => {
+                        if let Err(e) = other {
+                            tracing::debug!(error = %e, "cannot take the workflows role now");
+                        }
+                        // Another process coordinates: forget the steps learnt meanwhile.
+                        inner.publisher.hub.watch_steps(HashMap::new());
+                    }
+                }
+            }
         }
         if role.is_none() {
-            if !full_sweep {
-                continue;
-            }
-            match inner.store.try_singleton("workflows").await {
-                Ok(Some(r)) => {
-                    tracing::debug!(node = %inner.config.node_id, "this process coordinates workflows");
-                    role = Some(r);
-                }
-                other => {
-                    if let Err(e) = other {
-                        tracing::debug!(error = %e, "cannot take the workflows role now");
-                    }
-                    // Another process coordinates: forget the steps learnt meanwhile.
-                    inner.publisher.hub.watch_steps(HashMap::new());
-                    continue;
-                }
-            }
+            continue;
         }
-        if full_sweep {
+        if resync || last_resync.elapsed() >= RESYNC {
+            last_resync = tokio::time::Instant::now();
             match running_workflows(&engine).await {
                 Ok(running) => {
                     let mut steps = HashMap::new();
@@ -908,12 +947,19 @@ pub(crate) async fn coordinator_loop(inner: Arc<Inner>) {
                     }
                     inner.publisher.hub.watch_steps(steps);
                 }
-                Err(e) => tracing::warn!(error = %e, "cannot list running workflows"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot list running workflows");
+                    inner
+                        .workflows
+                        .resync
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                }
             }
         }
         for id in dirty {
             if let Err(e) = engine.advance_workflow(&id).await {
                 tracing::warn!(workflow = %id, error = %e, "cannot advance the workflow now; trying again shortly");
+                inner.workflows.mark_quietly(&id);
             }
         }
     }

@@ -539,16 +539,7 @@ async fn run(
                 )
                 .await
                 .map_err(tool_error)?;
-            let workflows: Vec<Value> = found
-                .into_iter()
-                .map(|(_, v)| {
-                    let mut v = serde_json::to_value(v).unwrap_or_default();
-                    if let Some(o) = v.as_object_mut() {
-                        o.remove("steps");
-                    }
-                    v
-                })
-                .collect();
+            let workflows: Vec<_> = found.into_iter().map(|(_, v)| v).collect();
             Ok(ok(json!({"workflows": workflows})))
         }
         "workflow_dag" => {

@@ -623,8 +623,7 @@ pub(crate) fn transition_event(
     ev
 }
 
-/// The `created` event of a task; a step's task names its workflow and step in `data`,
-/// so that whoever coordinates the workflow learns of it (also from another node).
+/// The `created` event of a task (see [`step_data`]).
 pub(crate) fn created_event(t: &NewTask) -> NewEvent {
     let mut ev = NewEvent::new(
         t.id,
@@ -635,13 +634,14 @@ pub(crate) fn created_event(t: &NewTask) -> NewEvent {
     if t.run_at > t.created_at {
         ev.message = Some(format!("scheduled for {}", t.run_at));
     }
-    if let Some(step) = &t.step {
-        ev.data = Some(serde_json::json!({
-            "workflow_id": step.workflow_id,
-            "step_id": step.step_id,
-        }));
-    }
+    ev.data = step_data(t.step.as_ref());
     ev
+}
+
+/// The `data` of a step task's `created` and `retried` events: its workflow and step, so
+/// that whoever coordinates the workflow learns of it (also from another process).
+pub(crate) fn step_data(step: Option<&baton_core::task::StepRef>) -> Option<Value> {
+    step.map(|s| serde_json::json!({"workflow_id": s.workflow_id, "step_id": s.step_id}))
 }
 
 pub(crate) fn workflow_status_from(s: &str) -> StoreResult<WorkflowStatus> {

@@ -1471,6 +1471,7 @@ async fn retry_task_tx(
     .map_err(db_err)?;
     let mut ev = NewEvent::new(id, now, EventKind::Retried, TaskStatus::Pending);
     ev.message = Some(format!("retried by hand after it {}", task.status));
+    ev.data = crate::step_data(task.step.as_ref());
     let ev = insert_events(c, vec![ev]).await?.remove(0);
     task.status = TaskStatus::Pending;
     task.attempt = 0;

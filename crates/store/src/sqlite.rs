@@ -1134,6 +1134,7 @@ async fn retry_task_tx(w: &mut Writer, id: TaskId, now: Timestamp) -> StoreResul
     .map_err(db_err)?;
     let mut ev = NewEvent::new(id, now, EventKind::Retried, TaskStatus::Pending);
     ev.message = Some(format!("retried by hand after it {}", task.status));
+    ev.data = crate::step_data(task.step.as_ref());
     let ev = insert_events(w, vec![ev]).await?.remove(0);
     task.status = TaskStatus::Pending;
     task.attempt = 0;

@@ -264,11 +264,25 @@ pub struct ListParams {
     cursor: Option<String>,
 }
 
+/// A list request's page: its size (checked) and where it starts (the decoded cursor).
+pub(crate) fn page(
+    limit: Option<u32>,
+    cursor: Option<&str>,
+) -> Result<(u32, Option<i64>), ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::invalid(format!(
+            "limit={limit} is out of range 1..={MAX_PAGE}"
+        )));
+    }
+    Ok((limit, cursor.map(decode_cursor).transpose()?))
+}
+
 pub(crate) fn encode_cursor(seq: i64) -> String {
     URL_SAFE_NO_PAD.encode(format!("seq:{seq}"))
 }
 
-pub(crate) fn decode_cursor(c: &str) -> Result<i64, ApiError> {
+fn decode_cursor(c: &str) -> Result<i64, ApiError> {
     URL_SAFE_NO_PAD
         .decode(c)
         .ok()
@@ -288,19 +302,13 @@ pub async fn list(
     Principal(principal): Principal,
     ApiQuery(p): ApiQuery<ListParams>,
 ) -> Result<Response, ApiError> {
-    let limit = p.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::invalid(format!(
-            "limit={limit} is out of range 1..={MAX_PAGE}"
-        )));
-    }
+    let (limit, before_seq) = page(p.limit, p.cursor.as_deref())?;
     let status = p
         .status
         .as_deref()
         .map(str::parse::<TaskStatus>)
         .transpose()
         .map_err(ApiError::invalid)?;
-    let before_seq = p.cursor.as_deref().map(decode_cursor).transpose()?;
     let tasks = s
         .engine
         .list(

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::extract::{ApiQuery, Principal};
-use super::tasks::{DEFAULT_PAGE, MAX_PAGE, accepted, check_wait, decode_cursor, encode_cursor};
+use super::tasks::{accepted, check_wait, encode_cursor, page};
 use crate::error::ApiError;
 
 pub fn workflow_url(id: &str) -> String {
@@ -79,19 +79,13 @@ pub async fn list(
     Principal(principal): Principal,
     ApiQuery(p): ApiQuery<ListParams>,
 ) -> Result<Response, ApiError> {
-    let limit = p.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::invalid(format!(
-            "limit={limit} is out of range 1..={MAX_PAGE}"
-        )));
-    }
+    let (limit, before_seq) = page(p.limit, p.cursor.as_deref())?;
     let status = p
         .status
         .as_deref()
         .map(str::parse::<WorkflowStatus>)
         .transpose()
         .map_err(ApiError::invalid)?;
-    let before_seq = p.cursor.as_deref().map(decode_cursor).transpose()?;
     let found = s
         .engine
         .list_workflows(
@@ -107,16 +101,7 @@ pub async fn list(
     let next_cursor = (found.len() == limit as usize)
         .then(|| found.last().map(|(seq, _)| encode_cursor(*seq)))
         .flatten();
-    let workflows: Vec<Value> = found
-        .iter()
-        .map(|(_, v)| {
-            let mut v = with_links(v);
-            if let Some(o) = v.as_object_mut() {
-                o.remove("steps");
-            }
-            v
-        })
-        .collect();
+    let workflows: Vec<Value> = found.iter().map(|(_, v)| with_links(v)).collect();
     Ok(Json(json!({"workflows": workflows, "next_cursor": next_cursor})).into_response())
 }
 
