@@ -338,16 +338,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
     );
     // One line on stdout, so scripts (and tests using port 0) learn the address.
     println!("baton listening on http://{addr}");
-    match app
-        .run_until_stopped(baton_server::app::shutdown_signal())
-        .await
-    {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(1)
-        }
-    }
+    run_app(app, baton_server::app::shutdown_signal()).await
 }
 
 async fn worker(args: NodeArgs) -> ExitCode {
@@ -381,16 +372,7 @@ async fn worker(args: NodeArgs) -> ExitCode {
     );
     // One line on stdout, so scripts and supervisors know it is up.
     println!("baton worker {} ready", app.node_id());
-    match app
-        .run_until_stopped(baton_server::app::shutdown_signal())
-        .await
-    {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(1)
-        }
-    }
+    run_app(app, baton_server::app::shutdown_signal()).await
 }
 
 async fn migrate(args: NodeArgs) -> ExitCode {
@@ -476,7 +458,15 @@ async fn mcp(args: McpArgs, server: Option<String>) -> ExitCode {
             _ = baton_server::app::shutdown_signal() => {}
         }
     };
-    match app.run_until_stopped(stopped).await {
+    run_app(app, stopped).await
+}
+
+/// Runs a started process until `stop` resolves, then drains it.
+async fn run_app(
+    app: App,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> ExitCode {
+    match app.run_until_stopped(stop).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use baton_core::task::{NewTask, StepRef};
-use baton_core::{EventKind, Task, TaskId, TaskStatus, Timestamp};
+use baton_core::{Task, TaskEvent, TaskId, TaskStatus, Timestamp};
 use baton_store::{
     CancelOutcome, NewWorkflow, SingletonGuard, TaskQuery, Workflow, WorkflowQuery, WorkflowUpdate,
     WorkflowUpdated,
@@ -222,19 +222,10 @@ pub struct WorkflowView {
 /// One line of a workflow's timeline: a task event of one of its steps.
 #[derive(Debug, Clone, Serialize)]
 pub struct TimelineEntry {
-    /// The event's place in the store's event log (orders events that share `at`).
-    pub seq: i64,
-    pub at: Timestamp,
     pub step_id: String,
-    pub task_id: String,
-    pub kind: EventKind,
-    pub status: TaskStatus,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub attempt: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub progress: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
+    /// The event as logged (`seq` orders events that share `at`).
+    #[serde(flatten)]
+    pub event: TaskEvent,
 }
 
 /// How a DAG is rendered.
@@ -741,19 +732,12 @@ impl Engine {
             let step_id = loaded.plan.step(i).id.clone();
             for e in self.store().task_events(t.id, 0, 10_000).await? {
                 entries.push(TimelineEntry {
-                    seq: e.seq,
-                    at: e.at,
                     step_id: step_id.clone(),
-                    task_id: t.id.to_string(),
-                    kind: e.kind,
-                    status: e.status,
-                    attempt: e.attempt,
-                    progress: e.progress,
-                    message: e.message,
+                    event: e,
                 });
             }
         }
-        entries.sort_by_key(|e| (e.at, e.seq));
+        entries.sort_by_key(|e| (e.event.at, e.event.seq));
         Ok(entries)
     }
 

@@ -72,12 +72,7 @@ impl ToolProvider for Group {
     }
 
     fn tool(&self, name: &str) -> Option<ToolInfo> {
-        self.members().iter().find_map(|s| {
-            s.upstream_tools()
-                .iter()
-                .find(|t| t.name == name)
-                .map(tool_info)
-        })
+        self.members().iter().find_map(|s| s.tool(name))
     }
 
     async fn call(

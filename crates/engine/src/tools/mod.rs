@@ -244,7 +244,11 @@ impl ToolRegistry {
         out
     }
 
-    pub fn resolve(&self, qualified: &str) -> Option<ResolvedTool> {
+    /// The provider registered under a qualified name's server part, and the tool part.
+    fn provider_of<'q>(
+        &self,
+        qualified: &'q str,
+    ) -> Option<(Arc<dyn ToolProvider>, &'q str, &'q str)> {
         let (server, tool) = baton_core::tool::split_qualified(qualified, &self.separator)?;
         let provider = self
             .providers
@@ -252,6 +256,11 @@ impl ToolRegistry {
             .unwrap_or_else(|e| e.into_inner())
             .get(server)?
             .clone();
+        Some((provider, server, tool))
+    }
+
+    pub fn resolve(&self, qualified: &str) -> Option<ResolvedTool> {
+        let (provider, server, tool) = self.provider_of(qualified)?;
         let info = provider.tool(tool)?;
         Some(ResolvedTool {
             provider,
@@ -325,13 +334,7 @@ impl ToolRegistry {
 
     /// Why tasks of this tool are not starting now, if they are held back.
     pub fn waiting_reason(&self, qualified: &str) -> Option<String> {
-        let (server, _) = baton_core::tool::split_qualified(qualified, &self.separator)?;
-        let provider = self
-            .providers
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(server)?
-            .clone();
+        let (provider, _, _) = self.provider_of(qualified)?;
         provider.availability().err()
     }
 
