@@ -448,9 +448,28 @@ impl Engine {
     pub(crate) async fn cancel_unchecked(&self, id: TaskId) -> Result<Cancelled, EngineError> {
         let outcome = self.cancel_one(id).await;
         if outcome.is_ok() {
-            crate::workflow::cancel_children(self, id).await?;
+            self.cancel_children(id).await?;
         }
         outcome
+    }
+
+    /// Cancels the tasks created while `parent` ran (whoever owns them), and theirs,
+    /// depth first.
+    async fn cancel_children(&self, parent: TaskId) -> Result<(), EngineError> {
+        let mut stack = vec![(parent, 0u32)];
+        while let Some((id, depth)) = stack.pop() {
+            if depth >= 16 {
+                continue;
+            }
+            for child in self.children(id).await? {
+                match self.cancel_one(child).await {
+                    Ok(_) | Err(EngineError::Conflict(_) | EngineError::TaskNotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+                stack.push((child, depth + 1));
+            }
+        }
+        Ok(())
     }
 
     async fn cancel_one(&self, id: TaskId) -> Result<Cancelled, EngineError> {
@@ -479,7 +498,7 @@ impl Engine {
 
     /// Tells the local run of a task, if any, to stop. Runs on other nodes learn it from
     /// their next heartbeat.
-    pub(crate) fn signal_cancel(&self, id: TaskId) {
+    fn signal_cancel(&self, id: TaskId) {
         if let Some(r) = self
             .inner
             .running

@@ -28,7 +28,7 @@ use std::time::Duration;
 use baton_core::task::{NewTask, StepRef};
 use baton_core::{Task, TaskEvent, TaskId, TaskStatus, Timestamp};
 use baton_store::{
-    CancelOutcome, NewWorkflow, SingletonGuard, TaskQuery, Workflow, WorkflowQuery, WorkflowUpdate,
+    NewWorkflow, SingletonGuard, TaskQuery, Workflow, WorkflowQuery, WorkflowUpdate,
     WorkflowUpdated,
 };
 use baton_workflow::{
@@ -973,37 +973,4 @@ async fn running_workflows(engine: &Engine) -> Result<Vec<(String, Vec<TaskId>)>
             return Ok(out);
         }
     }
-}
-
-/// Cancels a task without checking its owner, then its children (tasks an agent created
-/// through Baton while running it), depth first.
-pub(crate) async fn cancel_children(engine: &Engine, parent: TaskId) -> Result<(), EngineError> {
-    let mut stack = vec![(parent, 0u32)];
-    while let Some((id, depth)) = stack.pop() {
-        if depth >= 16 {
-            continue;
-        }
-        let children = engine
-            .store()
-            .list_tasks(&TaskQuery {
-                parent_id: Some(id),
-                limit: 10_000,
-                ..Default::default()
-            })
-            .await?;
-        for c in children {
-            if !c.status.is_final() {
-                match engine.store().request_cancel(c.id, engine.now()).await? {
-                    CancelOutcome::Cancelled(_, ev) | CancelOutcome::Requested(_, ev) => {
-                        engine.inner().publisher.publish(&[ev]);
-                        engine.signal_cancel(c.id);
-                    }
-                    CancelOutcome::AlreadyRequested(_) => engine.signal_cancel(c.id),
-                    CancelOutcome::AlreadyFinal(_) | CancelOutcome::NotFound => {}
-                }
-            }
-            stack.push((c.id, depth + 1));
-        }
-    }
-    Ok(())
 }
