@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Api, Baton, eventually, everything_bin, repo_root, testserver_bin};
+use common::{Api, Baton, everything_bin, repo_root, testserver_bin, wait_healthy};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CancelTaskParams, ClientCapabilities, ClientConfig,
     ElicitRequestParams, ElicitResult, ElicitationAction, ErrorData, GetTaskParams, Implementation,
@@ -48,13 +48,6 @@ fn start(dir: &Path, everything: bool, env: &[(&str, &str)]) -> Baton {
     let mut env: Vec<(&str, &str)> = env.to_vec();
     env.push(("BATON_CONFIG", &config));
     Baton::start(&dir.join("data"), &env)
-}
-
-async fn wait_healthy(api: &Api, server: &str) {
-    eventually(&format!("{server} healthy"), LONG, async || {
-        api.get(&format!("/v1/servers/{server}")).await.body["state"] == "healthy"
-    })
-    .await;
 }
 
 /// Runs the TypeScript SDK client script; returns what it printed last.

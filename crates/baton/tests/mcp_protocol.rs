@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Api, Baton, eventually, everything_bin, testserver_bin};
+use common::{Api, Baton, eventually, everything_bin, testserver_bin, wait_healthy};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
@@ -34,13 +34,6 @@ fn start(dir: &Path, everything: bool, env: &[(&str, &str)]) -> Baton {
     let mut env: Vec<(&str, &str)> = env.to_vec();
     env.push(("BATON_CONFIG", &config));
     Baton::start(&dir.join("data"), &env)
-}
-
-async fn wait_healthy(api: &Api, server: &str) {
-    eventually(&format!("{server} healthy"), LONG, async || {
-        api.get(&format!("/v1/servers/{server}")).await.body["state"] == "healthy"
-    })
-    .await;
 }
 
 /// What came back: the status, headers and every JSON-RPC message (one for a JSON

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use common::{
     Api, Baton, HttpTestServer, eventually, everything_bin, free_port, pid_alive, testserver_bin,
+    wait_healthy,
 };
 use serde_json::{Value, json};
 
@@ -39,13 +40,6 @@ fn testserver_toml(name: &str, state: &Path, extra: &str) -> String {
         testserver_bin().display(),
         state.display()
     )
-}
-
-async fn wait_healthy(api: &Api, server: &str) {
-    eventually(&format!("{server} healthy"), LONG, async || {
-        api.get(&format!("/v1/servers/{server}")).await.body["state"] == "healthy"
-    })
-    .await;
 }
 
 async fn events(api: &Api, id: &str) -> Vec<Value> {

@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Api, Baton, cli, eventually, everything_bin, testserver_bin};
+use common::{Api, Baton, cli, eventually, everything_bin, testserver_bin, wait_healthy};
 use serde_json::{Value, json};
 
 const LONG: Duration = Duration::from_secs(60);
@@ -38,15 +38,6 @@ fn start(dir: &Path, env: &[(&str, &str)]) -> Baton {
 /// A node with the built-in tools only.
 fn start_plain(dir: &Path) -> Baton {
     Baton::start(&dir.join("data"), &[])
-}
-
-async fn wait_healthy(api: &Api, servers: &[&str]) {
-    for server in servers {
-        eventually(&format!("{server} healthy"), LONG, async || {
-            api.get(&format!("/v1/servers/{server}")).await.body["state"] == "healthy"
-        })
-        .await;
-    }
 }
 
 async fn submit(api: &Api, definition: &str) -> String {
@@ -164,7 +155,8 @@ async fn a_twenty_step_dag_runs_in_dependency_order_and_in_parallel() {
     let dir = tempfile::tempdir().unwrap();
     let baton = start(dir.path(), &[]);
     let api = Api::new(&baton.url);
-    wait_healthy(&api, &["t", "e"]).await;
+    wait_healthy(&api, "t").await;
+    wait_healthy(&api, "e").await;
 
     let id = submit(&api, TWENTY).await;
     let wf = wait_done(&api, &id).await;
@@ -485,7 +477,7 @@ steps:
     let dir2 = tempfile::tempdir().unwrap();
     let baton2 = start(dir2.path(), &[]);
     let api2 = Api::new(&baton2.url);
-    wait_healthy(&api2, &["t"]).await;
+    wait_healthy(&api2, "t").await;
     let id = submit(
         &api2,
         r#"

@@ -424,6 +424,16 @@ impl Drop for HttpTestServer {
 }
 
 /// Polls `check` until it holds (or panics after `limit`).
+/// Waits (up to a minute) until the node reports the MCP server `server` healthy.
+pub async fn wait_healthy(api: &Api, server: &str) {
+    eventually(
+        &format!("{server} healthy"),
+        Duration::from_secs(60),
+        async || api.get(&format!("/v1/servers/{server}")).await.body["state"] == "healthy",
+    )
+    .await;
+}
+
 pub async fn eventually(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !check().await {
