@@ -165,9 +165,14 @@ fn print_workflow(wf: &Value) {
         "STEP", "STATE", "PROG", "TIME", "TOOL"
     );
     for st in wf["steps"].as_array().into_iter().flatten() {
+        // Why it failed or was skipped; while it runs, its latest progress message.
         let note = st["error"]["message"]
             .as_str()
-            .or(st["progress_message"].as_str())
+            .or_else(|| {
+                (st["state"] == "running")
+                    .then(|| st["progress_message"].as_str())
+                    .flatten()
+            })
             .unwrap_or("");
         println!(
             "{:<24} {:<10} {:>6} {:>9}  {:<28} {}",
