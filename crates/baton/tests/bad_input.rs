@@ -295,3 +295,162 @@ async fn bad_ids_queries_and_routes() {
     assert_eq!(r.status, 405);
     assert!(r.error_message().contains("PUT"));
 }
+
+/// What a web page can make the browser send: a cross-site form or `text/plain` fetch (no
+/// CORS preflight), a foreign `Origin`, or a domain rebound to 127.0.0.1 (its own `Host`).
+/// None of it reaches a handler: a command in a server registration never runs.
+#[tokio::test]
+async fn browser_requests_cannot_drive_a_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let baton = Baton::start(&dir.path().join("data"), &[]);
+    let api = Api::new(&baton.url);
+    let port = baton.url.rsplit(':').next().unwrap().to_string();
+    let marker = dir.path().join("the-command-ran");
+    let register = json!({
+        "name": "pwn",
+        "command": "sh",
+        "args": ["-c", format!("touch '{}'", marker.display())],
+    })
+    .to_string();
+    let servers = format!("{}/v1/servers", api.base);
+
+    // Bodies that are not declared JSON: 415, whatever they hold.
+    for content_type in [
+        Some("application/x-www-form-urlencoded"),
+        Some("text/plain"),
+        Some("text/plain;charset=UTF-8"),
+        Some("multipart/form-data; boundary=x"),
+        None,
+    ] {
+        let mut req = api.http.post(&servers).body(register.clone());
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        let r = api.send(req).await;
+        assert_eq!(r.status, 415, "{content_type:?}: {}", r.body);
+        assert_eq!(r.body["error"]["code"], "unsupported_media_type");
+        assert!(
+            r.error_message().contains("application/json"),
+            "{content_type:?}: {}",
+            r.body
+        );
+    }
+    // JSON, but from a page of another site, or a page whose domain was rebound.
+    for (header, value) in [
+        ("origin", "http://evil.example".to_string()),
+        ("origin", "null".to_string()),
+        ("origin", format!("http://evil.example:{port}")),
+        ("host", format!("evil.example:{port}")),
+    ] {
+        let r = api
+            .send(
+                api.http
+                    .post(&servers)
+                    .header("content-type", "application/json")
+                    .header(header, &value)
+                    .body(register.clone()),
+            )
+            .await;
+        assert_eq!(r.status, 403, "{header}: {value}: {}", r.body);
+        assert!(r.error_message().contains(&value), "{}", r.body);
+    }
+    // Reads from a rebound name are refused too, so a page cannot read results.
+    let r = api
+        .send(
+            api.http
+                .get(format!("{}/v1/tasks", api.base))
+                .header("host", format!("rebound.example:{port}")),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    // `/mcp` answers the same refusals as JSON-RPC errors.
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                   "clientInfo": {"name": "page", "version": "1"}}})
+    .to_string();
+    let resp = api
+        .http
+        .post(format!("{}/mcp", api.base))
+        .header("content-type", "text/plain")
+        .body(init.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 415);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["jsonrpc"], "2.0", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("application/json")
+    );
+    let resp = api
+        .http
+        .post(format!("{}/mcp", api.base))
+        .header("content-type", "application/json")
+        .header("origin", "https://evil.example")
+        .body(init)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+
+    // Nothing ran and nothing was registered.
+    assert!(!marker.exists(), "a refused registration ran its command");
+    let r = api.get("/v1/servers").await;
+    assert_eq!(r.body["servers"].as_array().unwrap().len(), 0, "{}", r.body);
+
+    // What the node's own clients send still works: YAML where documented, body-less
+    // actions, JSON from loopback origins.
+    let r = api
+        .send(
+            api.http
+                .post(format!("{}/v1/workflows", api.base))
+                .header("content-type", "application/yaml")
+                .body("name: w\nsteps:\n  - { id: a, tool: baton__echo }\n"),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let r = api
+        .send(
+            api.http
+                .post(format!("{}/v1/tasks", api.base))
+                .header("content-type", "application/yaml")
+                .body("tool: baton__echo\n"),
+        )
+        .await;
+    assert_eq!(r.status, 415, "YAML is only for workflows: {}", r.body);
+    let id = api.submit(json!({"tool": "baton__echo"})).await;
+    api.wait_final(&id).await;
+    let r = api
+        .send(api.http.post(format!("{}/v1/tasks/{id}/retry", api.base)))
+        .await;
+    assert_eq!(
+        r.status, 409,
+        "a body-less action is not refused: {}",
+        r.body
+    );
+    let r = api
+        .send(
+            api.http
+                .post(format!("{}/v1/tasks", api.base))
+                .header("content-type", "application/json; charset=utf-8")
+                .header("origin", format!("http://localhost:{port}"))
+                .body(r#"{"tool": "baton__echo"}"#),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    // The control: the same registration, sent as the CLI sends it, does run the command
+    // (and fails, since `sh` is no MCP server), so the checks above are not vacuous.
+    let r = api
+        .send(
+            api.http
+                .post(&servers)
+                .header("content-type", "application/json")
+                .body(register),
+        )
+        .await;
+    assert!(r.status >= 400, "{}", r.body);
+    assert!(marker.exists(), "the control registration should have run");
+}

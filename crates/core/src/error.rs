@@ -18,6 +18,8 @@ pub enum ErrorCode {
     Conflict,
     /// The request body exceeds the configured limit (HTTP 413).
     PayloadTooLarge,
+    /// The request body is not of a media type the endpoint takes (HTTP 415).
+    UnsupportedMediaType,
     /// A capacity limit was reached; retry later (HTTP 429 with `Retry-After`).
     ResourceExhausted,
     /// The store or another dependency is temporarily unavailable; retry later (HTTP 503).
@@ -35,6 +37,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::Conflict => "conflict",
             ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::ResourceExhausted => "resource_exhausted",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::PermissionDenied => "permission_denied",

@@ -13,9 +13,8 @@
 //! - `GET` opens a legacy session's notification stream (`notifications/tasks/status`,
 //!   `notifications/tools/list_changed`); `DELETE` ends a legacy session. 2026-07-28 has
 //!   neither (405).
-//! - DNS rebinding protection: a request whose `Origin` is neither loopback, the server
-//!   itself nor configured, or (on a loopback listener) whose `Host` is not a loopback
-//!   name, is refused with 403.
+//! - DNS rebinding and cross-site protection (Host, Origin, JSON bodies) is the node's,
+//!   applied to every route before this one (`baton_server::guard`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -52,13 +51,6 @@ const SSE_AFTER: Duration = Duration::from_millis(500);
 
 async fn endpoint(State(service): State<Arc<McpService>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    if let Err(why) = check_origin(&service, &parts.headers) {
-        return rpc_error_response(
-            StatusCode::FORBIDDEN,
-            None,
-            &RpcError::new(protocol::INVALID_REQUEST, why),
-        );
-    }
     let principal = match baton_core::principal::from_header(
         parts
             .headers
@@ -98,66 +90,6 @@ fn method_not_allowed() -> Response {
 
 fn rpc_error_response(status: StatusCode, id: Option<&Value>, e: &RpcError) -> Response {
     (status, axum::Json(protocol::error_response(id, e))).into_response()
-}
-
-// ---- DNS rebinding protection -------------------------------------------------------
-
-fn is_loopback_host(host: &str) -> bool {
-    let name = match host.strip_prefix('[') {
-        Some(rest) => rest.split(']').next().unwrap_or(""),
-        None => host.rsplit_once(':').map_or(host, |(h, port)| {
-            if port.chars().all(|c| c.is_ascii_digit()) {
-                h
-            } else {
-                host
-            }
-        }),
-    };
-    name.eq_ignore_ascii_case("localhost")
-        || name
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
-fn check_origin(service: &McpService, headers: &HeaderMap) -> Result<(), String> {
-    let settings = &service.settings;
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    if settings.loopback_only
-        && let Some(host) = host
-        && !is_loopback_host(host)
-        && !settings
-            .allowed_hosts
-            .iter()
-            .any(|h| h.eq_ignore_ascii_case(host))
-    {
-        return Err(format!(
-            "Host `{host}` is not allowed: this server listens on loopback (DNS rebinding protection); \
-             add it to mcp.allowed_hosts to accept it"
-        ));
-    }
-    let Some(origin) = headers.get(header::ORIGIN) else {
-        return Ok(());
-    };
-    let origin = origin
-        .to_str()
-        .map_err(|_| "Origin is not valid ASCII".to_string())?;
-    if settings
-        .allowed_origins
-        .iter()
-        .any(|o| o == origin || o == "*")
-    {
-        return Ok(());
-    }
-    let authority = origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"))
-        .unwrap_or("");
-    if !authority.is_empty() && (is_loopback_host(authority) || Some(authority) == host) {
-        return Ok(());
-    }
-    Err(format!(
-        "Origin `{origin}` is not allowed (DNS rebinding protection); add it to mcp.allowed_origins to accept it"
-    ))
 }
 
 // ---- POST -----------------------------------------------------------------------------
@@ -708,29 +640,6 @@ fn end_session(service: &McpService, headers: &HeaderMap) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn loopback_hosts_are_recognised() {
-        for h in [
-            "localhost",
-            "localhost:8080",
-            "127.0.0.1:1",
-            "[::1]:80",
-            "[::1]",
-            "LOCALHOST",
-        ] {
-            assert!(is_loopback_host(h), "{h}");
-        }
-        for h in [
-            "evil.example",
-            "evil.example:80",
-            "10.0.0.1",
-            "localhost.evil.example",
-            "",
-        ] {
-            assert!(!is_loopback_host(h), "{h}");
-        }
-    }
 
     #[test]
     fn encoded_header_values_are_decoded() {

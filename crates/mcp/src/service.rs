@@ -22,15 +22,8 @@ pub struct McpSettings {
     pub poll_interval_ms: u64,
     /// How long finished tasks stay readable (the retention), reported as their TTL.
     pub task_ttl_ms: u64,
-    /// Extra `Origin` values accepted on `/mcp` besides loopback ones.
-    pub allowed_origins: Vec<String>,
-    /// Extra `Host` values accepted on `/mcp` besides loopback ones.
-    pub allowed_hosts: Vec<String>,
     /// Largest accepted message, in bytes.
     pub max_message_bytes: usize,
-    /// The listener is on a loopback address: only loopback `Host` names are accepted
-    /// (plus `allowed_hosts`), which defeats DNS rebinding.
-    pub loopback_only: bool,
 }
 
 impl Default for McpSettings {
@@ -39,10 +32,7 @@ impl Default for McpSettings {
             keepalive: Duration::from_secs(15),
             poll_interval_ms: 1000,
             task_ttl_ms: 24 * 3600 * 1000,
-            allowed_origins: Vec::new(),
-            allowed_hosts: Vec::new(),
             max_message_bytes: 4 * 1024 * 1024,
-            loopback_only: true,
         }
     }
 }

@@ -253,6 +253,7 @@ impl App {
                 mcp: mcp.clone(),
             },
             config.http.max_body_bytes,
+            config.browser_guard(),
         );
         Ok(App {
             config,

@@ -52,10 +52,9 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct McpConfig {
-    /// `Origin` values accepted on `/mcp` besides loopback origins and the server's own
-    /// (e.g. `https://app.example.com`; `*` accepts any).
+    /// Older name of `http.allowed_origins`, still read (the two lists are merged).
     pub allowed_origins: Vec<String>,
-    /// `Host` values accepted on `/mcp` when listening on loopback (besides loopback names).
+    /// Older name of `http.allowed_hosts`, still read (the two lists are merged).
     pub allowed_hosts: Vec<String>,
     /// How often a call waiting for its task sends keep-alive progress.
     #[serde(with = "humantime_serde")]
@@ -71,8 +70,8 @@ impl Default for McpConfig {
     fn default() -> Self {
         let s = baton_mcp::McpSettings::default();
         McpConfig {
-            allowed_origins: s.allowed_origins,
-            allowed_hosts: s.allowed_hosts,
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
             keepalive: s.keepalive,
             poll_interval: Duration::from_millis(s.poll_interval_ms),
             max_message_bytes: s.max_message_bytes,
@@ -197,6 +196,11 @@ pub struct TasksConfig {
 pub struct HttpConfig {
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
+    /// `Origin` values accepted besides loopback origins and the node's own (e.g.
+    /// `https://app.example.com`; `*` accepts any). See [`crate::guard`].
+    pub allowed_origins: Vec<String>,
+    /// `Host` values (with port) accepted on a loopback listener besides loopback names.
+    pub allowed_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -271,6 +275,8 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             max_body_bytes: 4 * 1024 * 1024,
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -429,9 +435,16 @@ impl Config {
             keepalive: self.mcp.keepalive,
             poll_interval_ms: self.mcp.poll_interval.as_millis() as u64,
             task_ttl_ms: self.tasks.retention.as_millis() as u64,
-            allowed_origins: self.mcp.allowed_origins.clone(),
-            allowed_hosts: self.mcp.allowed_hosts.clone(),
             max_message_bytes: self.mcp.max_message_bytes,
+        }
+    }
+
+    /// The browser guard this configuration implies (see [`crate::guard`]).
+    pub fn browser_guard(&self) -> crate::guard::BrowserGuard {
+        let merged = |a: &[String], b: &[String]| a.iter().chain(b).cloned().collect();
+        crate::guard::BrowserGuard {
+            allowed_origins: merged(&self.http.allowed_origins, &self.mcp.allowed_origins),
+            allowed_hosts: merged(&self.http.allowed_hosts, &self.mcp.allowed_hosts),
             loopback_only: self.listen.ip().is_loopback(),
         }
     }

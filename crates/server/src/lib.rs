@@ -8,10 +8,13 @@
 //! - [`rest`]: the `/v1` REST API, health endpoints and the SSE event stream: thin adapters
 //!   over [`baton_engine::Engine`].
 //! - [`error`]: the one place engine errors become HTTP responses.
+//! - [`guard`]: the browser guard (Host, Origin, JSON bodies) in front of every route, so
+//!   no web page can drive a node.
 
 pub mod app;
 pub mod config;
 pub mod error;
+pub mod guard;
 pub mod rest;
 
 pub use app::App;

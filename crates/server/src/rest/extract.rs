@@ -10,8 +10,8 @@ use serde::de::DeserializeOwned;
 use crate::error::ApiError;
 
 /// A JSON body. Malformed JSON, a wrong type or an unknown field gives a 400 that says
-/// where; a body over the limit gives a 413. The content type is not checked, so that
-/// `curl -d` works as is.
+/// where; a body over the limit gives a 413. The content type was checked before the
+/// request reached the route (see [`crate::guard`]).
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {

@@ -21,6 +21,7 @@ use baton_engine::Engine;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
+use crate::guard::BrowserGuard;
 
 /// Requests act as the principal their `Baton-Principal` header names (anonymous without
 /// one), a placeholder until authentication lands. Ownership is already enforced: tasks
@@ -37,7 +38,9 @@ pub struct AppState {
     pub mcp: std::sync::Arc<baton_mcp::McpService>,
 }
 
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+/// The whole HTTP surface of a node: REST, `/mcp` and health, behind the browser guard
+/// (see [`crate::guard`]), which every route passes first.
+pub fn router(state: AppState, max_body_bytes: usize, guard: BrowserGuard) -> Router {
     Router::new()
         .route("/v1/tasks", post(tasks::submit).get(tasks::list))
         .route("/v1/tasks/batch", post(tasks::submit_batch))
@@ -76,6 +79,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            std::sync::Arc::new(guard),
+            crate::guard::enforce,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
