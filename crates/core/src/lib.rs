@@ -11,6 +11,8 @@
 //! - [`principal`]: who a request acts as (a placeholder until authentication).
 //! - [`tool`]: qualified tool names (`server__tool`).
 //! - [`error`]: the small [`ErrorCode`] enum every front door maps to its wire format.
+//! - [`value`]: what the store can hold (no NUL in identifiers, bounded JSON depth),
+//!   checked where values enter.
 //!
 //! Nothing here touches a clock, a file or a socket: callers pass `now` in, which keeps
 //! the rules testable with plain values.
@@ -24,6 +26,7 @@ pub mod submit;
 pub mod task;
 pub mod time;
 pub mod tool;
+pub mod value;
 
 pub use error::ErrorCode;
 pub use event::{EventKind, TaskEvent};

@@ -169,6 +169,7 @@ impl SubmitRequest {
                 ));
             }
         };
+        crate::value::check_json(&arguments).map_err(|m| InvalidRequest::new("arguments", m))?;
         let queue = match self.queue {
             Some(q) => {
                 validate_name("queue", &q, &['_', '.'])
@@ -232,11 +233,19 @@ impl SubmitRequest {
                     "must be 1 to 255 characters",
                 ));
             }
-            other => other,
+            Some(k) => {
+                crate::value::check_text(&k)
+                    .map_err(|m| InvalidRequest::new("idempotency_key", m))?;
+                Some(k)
+            }
+            None => None,
         };
         let metadata = match self.metadata {
             None | Some(Value::Null) => None,
-            Some(v @ Value::Object(_)) => Some(v),
+            Some(v @ Value::Object(_)) => {
+                crate::value::check_json(&v).map_err(|m| InvalidRequest::new("metadata", m))?;
+                Some(v)
+            }
             Some(other) => {
                 return Err(InvalidRequest::new(
                     "metadata",
@@ -342,10 +351,30 @@ mod tests {
             ),
             (json!({"tool":"t","idempotency_key":""}), "idempotency_key"),
             (json!({"tool":"t","metadata":"x"}), "metadata"),
+            (
+                json!({"tool":"t","idempotency_key":"a\u{0}b"}),
+                "idempotency_key",
+            ),
         ];
         for (req, field) in cases {
             let err = validate(req.clone()).unwrap_err();
             assert_eq!(err.field, field, "{req}: {err}");
+        }
+    }
+
+    #[test]
+    fn values_too_deep_to_store_are_refused() {
+        let mut deep = json!(1);
+        for _ in 0..=crate::value::MAX_JSON_DEPTH {
+            deep = json!({ "k": deep });
+        }
+        for (req, field) in [
+            (json!({"tool": "t", "arguments": deep}), "arguments"),
+            (json!({"tool": "t", "metadata": deep}), "metadata"),
+        ] {
+            let err = validate(req).unwrap_err();
+            assert_eq!(err.field, field);
+            assert!(err.message.contains("deeper than 64"), "{err}");
         }
     }
 

@@ -34,14 +34,9 @@ pub(crate) async fn remote_loop(
         match change {
             Some(RemoteChange::Events(events)) => {
                 // Another node's cancellation reaches the run here at once.
-                {
-                    let running = inner.running.lock().unwrap_or_else(|e| e.into_inner());
-                    for e in &events {
-                        if e.kind == EventKind::CancelRequested
-                            && let Some(r) = running.get(&e.task_id)
-                        {
-                            r.cancel.cancel();
-                        }
+                for e in &events {
+                    if e.kind == EventKind::CancelRequested {
+                        inner.running.cancel_task(e.task_id);
                     }
                 }
                 inner.publisher.publish(&events);
@@ -81,11 +76,7 @@ pub(crate) async fn presence_loop(inner: Arc<Inner>) {
             0.0
         };
         last = (tokio::time::Instant::now(), finished);
-        let running = inner
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .len() as u64;
+        let running = inner.running.len() as u64;
         let report = PeerReport {
             id: inner.config.node_id.clone(),
             role: inner.config.presence.role.clone(),

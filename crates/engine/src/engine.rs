@@ -25,7 +25,7 @@ use crate::batch::Batcher;
 use crate::clock::Clock;
 use crate::hub::{EventHub, TaskSubscription};
 use crate::tools::ToolRegistry;
-use crate::worker::{ProgressBuffer, Running};
+use crate::worker::ProgressBuffer;
 use crate::{EngineConfig, EngineError, maintenance, worker};
 
 /// Publishes committed events: live subscribers, the dispatcher's wake-up, the active count.
@@ -88,7 +88,7 @@ pub(crate) struct Inner {
     submitter: Batcher<NewTask, CreateOutcome, StoreError>,
     pub finisher: Batcher<Finish, FinishOutcome, StoreError>,
     pub progress: Arc<ProgressBuffer>,
-    pub running: Mutex<HashMap<TaskId, Running>>,
+    pub running: worker::Runs,
     pub slots: Arc<Semaphore>,
     pub runs: TaskTracker,
     pub stop_claiming: CancellationToken,
@@ -103,6 +103,12 @@ pub(crate) struct Inner {
     pub finished: Arc<std::sync::atomic::AtomicU64>,
     /// Workflows to advance soon.
     pub(crate) workflows: crate::workflow::Coordination,
+}
+
+/// Whether a failed batched write may be the fault of one caller's items (then the
+/// others are written without them): anything but the store being unreachable or busy.
+fn own_fault(e: &StoreError) -> bool {
+    e.code() != baton_core::ErrorCode::Unavailable
 }
 
 /// The result of a submission.
@@ -162,43 +168,51 @@ impl Engine {
         let engine_slot: Arc<std::sync::OnceLock<std::sync::Weak<Inner>>> = Arc::default();
         let (submitter, h1) = {
             let slot = engine_slot.clone();
-            Batcher::spawn(config.submit_batch_max, move |tasks: Vec<NewTask>| {
-                let inner = slot.get().and_then(|w| w.upgrade());
-                async move {
-                    let Some(inner) = inner else {
-                        return Err(StoreError::Unavailable("the engine is stopping".into()));
-                    };
-                    worker::store_submissions(&inner, tasks).await
-                }
-            })
+            Batcher::spawn(
+                config.submit_batch_max,
+                move |tasks: Vec<NewTask>| {
+                    let inner = slot.get().and_then(|w| w.upgrade());
+                    async move {
+                        let Some(inner) = inner else {
+                            return Err(StoreError::Unavailable("the engine is stopping".into()));
+                        };
+                        worker::store_submissions(&inner, tasks).await
+                    }
+                },
+                own_fault,
+            )
         };
         let finished = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let (finisher, h2) = {
             let store = store.clone();
             let publisher = publisher.clone();
             let finished = finished.clone();
-            Batcher::spawn(config.submit_batch_max, move |items: Vec<Finish>| {
-                let store = store.clone();
-                let publisher = publisher.clone();
-                let finished = finished.clone();
-                async move {
-                    let t = std::time::Instant::now();
-                    let n = items.len();
-                    let outcomes = store.finish(items).await?;
-                    tracing::debug!(n, ms = t.elapsed().as_secs_f64() * 1e3, "finish");
-                    let events: Vec<TaskEvent> = outcomes
-                        .iter()
-                        .filter_map(|o| match o {
-                            FinishOutcome::Applied(e) => Some(e.clone()),
-                            FinishOutcome::LeaseLost => None,
-                        })
-                        .collect();
-                    let done = events.iter().filter(|e| e.status.is_final()).count();
-                    finished.fetch_add(done as u64, Ordering::Relaxed);
-                    publisher.publish(&events);
-                    Ok(outcomes)
-                }
-            })
+            Batcher::spawn(
+                config.submit_batch_max,
+                move |items: Vec<Finish>| {
+                    let store = store.clone();
+                    let publisher = publisher.clone();
+                    let finished = finished.clone();
+                    async move {
+                        let t = std::time::Instant::now();
+                        let n = items.len();
+                        let outcomes = store.finish(items).await?;
+                        tracing::debug!(n, ms = t.elapsed().as_secs_f64() * 1e3, "finish");
+                        let events: Vec<TaskEvent> = outcomes
+                            .iter()
+                            .filter_map(|o| match o {
+                                FinishOutcome::Applied(e) => Some(e.clone()),
+                                FinishOutcome::LeaseLost => None,
+                            })
+                            .collect();
+                        let done = events.iter().filter(|e| e.status.is_final()).count();
+                        finished.fetch_add(done as u64, Ordering::Relaxed);
+                        publisher.publish(&events);
+                        Ok(outcomes)
+                    }
+                },
+                own_fault,
+            )
         };
         let inner = Arc::new(Inner {
             slots: Arc::new(Semaphore::new(config.workers.max(1))),
@@ -211,7 +225,7 @@ impl Engine {
             submitter,
             finisher,
             progress: Arc::new(ProgressBuffer::default()),
-            running: Mutex::new(HashMap::new()),
+            running: worker::Runs::default(),
             runs: TaskTracker::new(),
             stop_claiming: CancellationToken::new(),
             hard_stop: CancellationToken::new(),
@@ -306,11 +320,7 @@ impl Engine {
 
     /// Tasks running on this node now.
     pub fn running_here(&self) -> usize {
-        self.inner
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
+        self.inner.running.len()
     }
 
     /// Validates a submission (fields, tool, arguments) into a task ready to store.
@@ -499,15 +509,7 @@ impl Engine {
     /// Tells the local run of a task, if any, to stop. Runs on other nodes learn it from
     /// their next heartbeat.
     fn signal_cancel(&self, id: TaskId) {
-        if let Some(r) = self
-            .inner
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&id)
-        {
-            r.cancel.cancel();
-        }
+        self.inner.running.cancel_task(id);
     }
 
     /// Runs a failed or cancelled task again, with its attempts reset.
@@ -543,6 +545,7 @@ impl Engine {
                 "must be a JSON object keyed by input request id".into(),
             ));
         };
+        baton_core::value::check_json(&responses).map_err(invalid)?;
         if task.status != TaskStatus::InputRequired {
             return Err(EngineError::Conflict(format!(
                 "task {id} is {}, not waiting for input",

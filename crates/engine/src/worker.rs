@@ -21,24 +21,84 @@ use crate::clock::Clock;
 use crate::engine::Inner;
 use crate::tools::{ToolCallError, ToolContext, ToolOutput};
 
-/// A task this node is running.
-pub(crate) struct Running {
-    pub cancel: CancellationToken,
+/// A run of a task on this node.
+struct Running {
+    cancel: CancellationToken,
     /// When the lease was taken; a heartbeat that began later must report it held.
-    pub claimed: tokio::time::Instant,
+    claimed: tokio::time::Instant,
+}
+
+/// The runs of this node, each known by its task and lease token. A task can have two
+/// here at once: a run that lost its lease (this node stalled, the task was rescued) and
+/// the run of its next claim, by this same node. Only the token tells them apart, so a
+/// run ending never unregisters its successor, whose heartbeats and cancellation go on.
+#[derive(Default)]
+pub(crate) struct Runs {
+    map: Mutex<HashMap<(TaskId, i64), Running>>,
+}
+
+impl Runs {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(TaskId, i64), Running>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn start(&self, id: TaskId, token: i64, cancel: CancellationToken) {
+        self.lock().insert(
+            (id, token),
+            Running {
+                cancel,
+                claimed: tokio::time::Instant::now(),
+            },
+        );
+    }
+
+    fn end(&self, id: TaskId, token: i64) {
+        self.lock().remove(&(id, token));
+    }
+
+    /// Tells every run of the task here to stop.
+    pub(crate) fn cancel_task(&self, id: TaskId) {
+        for ((task, _), r) in self.lock().iter() {
+            if *task == id {
+                r.cancel.cancel();
+            }
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// After a heartbeat that began at `began` extended the leases in `held`: every run
+    /// claimed before it whose lease is not among them lost it (this node stalled past
+    /// its lease); its tool is stopped, since its outcome could not be written.
+    fn stop_lost(
+        &self,
+        held: &std::collections::HashSet<(TaskId, i64)>,
+        began: tokio::time::Instant,
+    ) {
+        for (run, r) in self.lock().iter() {
+            if r.claimed < began && !held.contains(run) && !r.cancel.is_cancelled() {
+                tracing::warn!(task_id = %run.0, "lease lost (expired); stopping the tool");
+                r.cancel.cancel();
+            }
+        }
+    }
 }
 
 /// Progress reports waiting to be written; the latest report per task wins.
 #[derive(Default)]
 pub(crate) struct ProgressBuffer {
-    pending: Mutex<HashMap<TaskId, ProgressUpdate>>,
+    /// By run (task and lease token): a stale run's report never displaces the current
+    /// run's.
+    pending: Mutex<HashMap<(TaskId, i64), ProgressUpdate>>,
 }
 
 impl ProgressBuffer {
     fn push(&self, u: ProgressUpdate) {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        match pending.get_mut(&u.id) {
-            Some(prev) if prev.token == u.token => {
+        match pending.get_mut(&(u.id, u.token)) {
+            Some(prev) => {
                 if u.progress.is_some() {
                     prev.progress = u.progress;
                 }
@@ -47,8 +107,8 @@ impl ProgressBuffer {
                 }
                 prev.at = u.at;
             }
-            _ => {
-                pending.insert(u.id, u);
+            None => {
+                pending.insert((u.id, u.token), u);
             }
         }
     }
@@ -170,6 +230,13 @@ impl TaskHandle {
         requests: serde_json::Value,
         cancel: &CancellationToken,
     ) -> Result<serde_json::Value, ToolCallError> {
+        if let Err(m) = baton_core::value::check_json(&requests) {
+            return Err(ToolCallError::new(
+                "invalid_input_request",
+                format!("the tool's input request {m}"),
+                false,
+            ));
+        }
         // Subscribe first so the answer's event cannot slip in between.
         let mut sub = self.publisher.hub.subscribe(self.id);
         match self
@@ -344,18 +411,8 @@ async fn run_task(inner: Arc<Inner>, task: Task, token: i64, permit: OwnedSemaph
     if task.cancel_requested {
         cancel.cancel();
     }
-    inner
-        .running
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(
-            task.id,
-            Running {
-                cancel: cancel.clone(),
-                claimed: tokio::time::Instant::now(),
-            },
-        );
-    let outcome = execute(&inner, &task, token, &cancel).await;
+    inner.running.start(task.id, token, cancel.clone());
+    let outcome = execute(&inner, &task, token, &cancel).await.map(storable);
     // A slot is a tool running; the tool is done, so the dispatcher may start the next
     // one while this outcome is group-committed (the lease is held until then). Limits
     // can hold tasks back without a backlog showing, so they always wake it.
@@ -415,11 +472,7 @@ async fn run_task(inner: Arc<Inner>, task: Task, token: i64, permit: OwnedSemaph
             break;
         }
     }
-    inner
-        .running
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&task.id);
+    inner.running.end(task.id, token);
 }
 
 /// Runs the tool. `None` means the node is stopping and the task is handed back unfinished.
@@ -496,6 +549,32 @@ async fn execute(
     }
 }
 
+/// The outcome as the store can hold it (see [`baton_core::value`]): a result nesting
+/// too deep to read back fails the task instead of being stored; an error's data that
+/// does is dropped from the error.
+fn storable(outcome: Outcome) -> Outcome {
+    match outcome {
+        Outcome::Completed(result) => match baton_core::value::check_json(&result) {
+            Ok(()) => Outcome::Completed(result),
+            Err(m) => Outcome::Failed(TaskError::new(
+                "invalid_result",
+                format!("the tool's result {m}"),
+                false,
+            )),
+        },
+        Outcome::Failed(mut e) => {
+            if e.data
+                .as_ref()
+                .is_some_and(|d| baton_core::value::check_json(d).is_err())
+            {
+                e.data = None;
+            }
+            Outcome::Failed(e)
+        }
+        other => other,
+    }
+}
+
 fn completed(out: ToolOutput) -> Outcome {
     if out.is_error() {
         let message = out
@@ -518,12 +597,7 @@ pub(crate) async fn heartbeat_loop(inner: Arc<Inner>) {
             _ = tokio::time::sleep(cfg.heartbeat) => {}
             _ = inner.stop_background.cancelled() => break,
         }
-        let idle = inner
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty();
-        if idle {
+        if inner.running.len() == 0 {
             continue;
         }
         let now = inner.clock.now();
@@ -534,21 +608,14 @@ pub(crate) async fn heartbeat_loop(inner: Arc<Inner>) {
             .await
         {
             Ok(reply) => {
-                let running = inner.running.lock().unwrap_or_else(|e| e.into_inner());
                 for id in reply.cancel_requested {
-                    if let Some(r) = running.get(&id) {
-                        r.cancel.cancel();
-                    }
+                    inner.running.cancel_task(id);
                 }
                 // A lease that expired (this node was stalled) is lost even if nobody has
-                // taken the task yet: stop the tool; its outcome could not be written.
-                let held: std::collections::HashSet<TaskId> = reply.held.into_iter().collect();
-                for (id, r) in running.iter() {
-                    if r.claimed < began && !held.contains(id) && !r.cancel.is_cancelled() {
-                        tracing::warn!(task_id = %id, "lease lost (expired); stopping the tool");
-                        r.cancel.cancel();
-                    }
-                }
+                // taken the task yet.
+                inner
+                    .running
+                    .stop_lost(&reply.held.into_iter().collect(), began);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "heartbeat failed; leases will expire if this persists")

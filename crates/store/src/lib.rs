@@ -27,6 +27,8 @@ pub use baton_workflow::WorkflowStatus;
 use serde::Serialize;
 use serde_json::Value;
 
+#[cfg(feature = "testsuite")]
+pub mod fixtures;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod sqlite;
@@ -287,9 +289,10 @@ pub trait SingletonGuard: Send + Sync {
 /// What a worker's heartbeat learned.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HeartbeatReply {
-    /// The tasks whose lease was extended: every unexpired lease the owner holds. A task
-    /// the worker runs that is missing here has lost its lease.
-    pub held: Vec<TaskId>,
+    /// The leases extended, as (task, lease token): every unexpired lease the owner
+    /// holds. A run (task and token) missing here has lost its lease, even when the same
+    /// task is held again under a newer token.
+    pub held: Vec<(TaskId, i64)>,
     /// Tasks this worker runs whose cancellation was requested (possibly through another
     /// node).
     pub cancel_requested: Vec<TaskId>,
@@ -664,6 +667,103 @@ pub(crate) fn workflow_after(current: Workflow, update: &WorkflowUpdate) -> Work
         completed_at,
         ..current
     }
+}
+
+/// Items of a batch write grouped into rounds, each one statement that touches a task at
+/// most once. A run is a task and its lease token: duplicates of one run are dropped (the
+/// first or the last kept, as `keep_last` says), while runs of the same task under
+/// different tokens (a stale run and the current one) go to different rounds, so the
+/// current run's write is never dropped in favour of a stale one.
+pub(crate) fn rounds<T>(
+    items: &[T],
+    run: impl Fn(&T) -> (TaskId, i64),
+    keep_last: bool,
+) -> Vec<Vec<&T>> {
+    let mut seen = std::collections::HashSet::with_capacity(items.len());
+    let mut per_task: std::collections::HashMap<TaskId, usize> =
+        std::collections::HashMap::with_capacity(items.len());
+    let mut rounds: Vec<Vec<&T>> = Vec::new();
+    let ordered: Box<dyn Iterator<Item = &T>> = if keep_last {
+        Box::new(items.iter().rev())
+    } else {
+        Box::new(items.iter())
+    };
+    for item in ordered {
+        let (task, token) = run(item);
+        if !seen.insert((task, token)) {
+            continue;
+        }
+        let n = per_task.entry(task).or_insert(0);
+        if rounds.len() <= *n {
+            rounds.push(Vec::new());
+        }
+        rounds[*n].push(item);
+        *n += 1;
+    }
+    rounds
+}
+
+/// The `result`, `error` and retry `run_at` columns a finished run writes.
+pub(crate) fn finish_columns(t: &Transition) -> (Option<String>, Option<String>, Option<i64>) {
+    match t {
+        Transition::Complete { result } => (Some(result.to_string()), None, None),
+        Transition::Retry { run_at, error } => (
+            None,
+            serde_json::to_string(error).ok(),
+            Some(run_at.as_millis()),
+        ),
+        Transition::Fail { error } => (None, serde_json::to_string(error).ok(), None),
+        Transition::Cancel => (None, None, None),
+    }
+}
+
+/// The outcome of each finish item, in order: `Applied` with its event for the first item
+/// of each run that was applied (completions carry their result, so live waiters need not
+/// read the task back), `LeaseLost` for the rest.
+pub(crate) fn finish_outcomes(
+    items: &[Finish],
+    applied: &std::collections::HashMap<(TaskId, i64), u32>,
+    events: Vec<TaskEvent>,
+) -> Vec<FinishOutcome> {
+    // At most one event per task: only one run of a task holds its lease.
+    let mut by_id: std::collections::HashMap<TaskId, TaskEvent> =
+        events.into_iter().map(|e| (e.task_id, e)).collect();
+    items
+        .iter()
+        .map(|f| {
+            if !applied.contains_key(&(f.id, f.token)) {
+                return FinishOutcome::LeaseLost;
+            }
+            match by_id.remove(&f.id) {
+                Some(mut ev) => {
+                    if let Transition::Complete { result } = &f.transition {
+                        ev.result = Some(std::sync::Arc::new(result.clone()));
+                    }
+                    FinishOutcome::Applied(ev)
+                }
+                None => FinishOutcome::LeaseLost,
+            }
+        })
+        .collect()
+}
+
+/// Events as the store can hold them: free text without NUL (see [`baton_core::value`]).
+/// A tool's message is not the caller's to refuse, and one unstorable message must not
+/// fail the writes batched with it.
+pub(crate) fn storable_events(mut events: Vec<NewEvent>) -> Vec<NewEvent> {
+    for e in &mut events {
+        if let Some(m) = &e.message
+            && let std::borrow::Cow::Owned(clean) = baton_core::value::storable_text(m)
+        {
+            e.message = Some(clean);
+        }
+    }
+    events
+}
+
+/// A progress message as the store can hold it (see [`storable_events`]).
+pub(crate) fn storable_message(m: Option<&str>) -> Option<std::borrow::Cow<'_, str>> {
+    m.map(baton_core::value::storable_text)
 }
 
 pub(crate) fn json_or_null(v: &Option<Value>) -> Option<String> {

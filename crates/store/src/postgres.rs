@@ -30,13 +30,12 @@
 //! migrator, which holds a PostgreSQL advisory lock while it works, so nodes starting
 //! together migrate one at a time.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use baton_core::event::NewEvent;
-use baton_core::policy::Transition;
 use baton_core::task::{Lease, NewTask, StepRef};
 use baton_core::{EventKind, Task, TaskError, TaskEvent, TaskId, TaskStatus, Timestamp};
 use serde_json::Value;
@@ -524,6 +523,7 @@ async fn insert_events(c: &mut PgConnection, events: Vec<NewEvent>) -> StoreResu
     if events.is_empty() {
         return Ok(Vec::new());
     }
+    let events = crate::storable_events(events);
     let n = events.len();
     let mut task_ids = Vec::with_capacity(n);
     let mut at = Vec::with_capacity(n);
@@ -1244,52 +1244,74 @@ async fn record_progress_tx(
     c: &mut PgConnection,
     updates: &[ProgressUpdate],
 ) -> StoreResult<Vec<TaskEvent>> {
-    // The last update of a task wins.
-    let by_id: HashMap<TaskId, &ProgressUpdate> = updates.iter().map(|u| (u.id, u)).collect();
-    let unique: Vec<&ProgressUpdate> = by_id.values().copied().collect();
-    let rows = sqlx::query(
-        "WITH l AS (SELECT tasks.seq AS lock_seq, v.* \
-           FROM unnest($1::uuid[], $2::bigint[], $3::float8[], $4::text[], $5::bigint[]) \
-                AS v(id, token, progress, message, at) \
-           JOIN tasks ON tasks.id = v.id \
-           WHERE tasks.lease_token = v.token AND tasks.status = 'running' AND tasks.lease_expires_at >= v.at \
-           ORDER BY tasks.id FOR UPDATE OF tasks) \
-         UPDATE tasks SET progress = coalesce(l.progress, tasks.progress), \
-         progress_message = coalesce(l.message, tasks.progress_message), updated_at = l.at \
-         FROM l WHERE tasks.seq = l.lock_seq \
-         RETURNING tasks.id, tasks.attempt, tasks.progress, tasks.progress_message",
-    )
-    .bind(unique.iter().map(|u| uuid(u.id)).collect::<Vec<_>>())
-    .bind(unique.iter().map(|u| u.token).collect::<Vec<_>>())
-    .bind(unique.iter().map(|u| u.progress).collect::<Vec<_>>())
-    .bind(
-        unique
-            .iter()
-            .map(|u| u.message.as_deref())
-            .collect::<Vec<_>>(),
-    )
-    .bind(unique.iter().map(|u| u.at.as_millis()).collect::<Vec<_>>())
-    .fetch_all(&mut *c)
-    .await
-    .map_err(db_err)?;
-    let mut events = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let id = TaskId::from_uuid(get(row, "id")?);
-        let at = by_id.get(&id).map_or(Timestamp::ZERO, |u| u.at);
-        let mut ev = NewEvent::new(id, at, EventKind::Progress, TaskStatus::Running);
-        ev.attempt = Some(get::<i64>(row, "attempt")? as u32);
-        ev.progress = get(row, "progress")?;
-        ev.message = get(row, "progress_message")?;
-        events.push(ev);
+    let mut events = Vec::with_capacity(updates.len());
+    // The last update of a run wins; a stale run's update never displaces the current one's.
+    for round in crate::rounds(updates, |u| (u.id, u.token), true) {
+        let by_id: HashMap<TaskId, &ProgressUpdate> = round.iter().map(|u| (u.id, *u)).collect();
+        let rows = sqlx::query(
+            "WITH l AS (SELECT tasks.seq AS lock_seq, v.* \
+               FROM unnest($1::uuid[], $2::bigint[], $3::float8[], $4::text[], $5::bigint[]) \
+                    AS v(id, token, progress, message, at) \
+               JOIN tasks ON tasks.id = v.id \
+               WHERE tasks.lease_token = v.token AND tasks.status = 'running' AND tasks.lease_expires_at >= v.at \
+               ORDER BY tasks.id FOR UPDATE OF tasks) \
+             UPDATE tasks SET progress = coalesce(l.progress, tasks.progress), \
+             progress_message = coalesce(l.message, tasks.progress_message), updated_at = l.at \
+             FROM l WHERE tasks.seq = l.lock_seq \
+             RETURNING tasks.id, tasks.attempt, tasks.progress, tasks.progress_message",
+        )
+        .bind(round.iter().map(|u| uuid(u.id)).collect::<Vec<_>>())
+        .bind(round.iter().map(|u| u.token).collect::<Vec<_>>())
+        .bind(round.iter().map(|u| u.progress).collect::<Vec<_>>())
+        .bind(
+            round
+                .iter()
+                .map(|u| crate::storable_message(u.message.as_deref()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(round.iter().map(|u| u.at.as_millis()).collect::<Vec<_>>())
+        .fetch_all(&mut *c)
+        .await
+        .map_err(db_err)?;
+        for row in &rows {
+            let id = TaskId::from_uuid(get(row, "id")?);
+            let at = by_id.get(&id).map_or(Timestamp::ZERO, |u| u.at);
+            let mut ev = NewEvent::new(id, at, EventKind::Progress, TaskStatus::Running);
+            ev.attempt = Some(get::<i64>(row, "attempt")? as u32);
+            ev.progress = get(row, "progress")?;
+            ev.message = get(row, "progress_message")?;
+            events.push(ev);
+        }
     }
     insert_events(c, events).await
 }
 
 async fn finish_tx(c: &mut PgConnection, items: &[Finish]) -> StoreResult<Vec<FinishOutcome>> {
-    // One transition per task and statement; a duplicate can only lose.
-    let mut seen = HashSet::with_capacity(items.len());
-    let unique: Vec<&Finish> = items.iter().filter(|f| seen.insert(f.id)).collect();
-    let n = unique.len();
+    // A run (task, token) is applied at most once; a stale run of a task and its current
+    // run go to separate statements, so the stale one cannot push the current one out.
+    let mut applied: HashMap<(TaskId, i64), u32> = HashMap::with_capacity(items.len());
+    let rounds = crate::rounds(items, |f| (f.id, f.token), false);
+    for round in &rounds {
+        finish_round(c, round, &mut applied).await?;
+    }
+    let new_events: Vec<NewEvent> = rounds
+        .iter()
+        .flatten()
+        .filter_map(|f| {
+            let attempt = *applied.get(&(f.id, f.token))?;
+            Some(transition_event(f.id, f.at, &f.transition, attempt))
+        })
+        .collect();
+    let events = insert_events(c, new_events).await?;
+    Ok(crate::finish_outcomes(items, &applied, events))
+}
+
+async fn finish_round(
+    c: &mut PgConnection,
+    round: &[&Finish],
+    applied: &mut HashMap<(TaskId, i64), u32>,
+) -> StoreResult<()> {
+    let n = round.len();
     let mut ids = Vec::with_capacity(n);
     let mut tokens = Vec::with_capacity(n);
     let mut statuses = Vec::with_capacity(n);
@@ -1298,17 +1320,8 @@ async fn finish_tx(c: &mut PgConnection, items: &[Finish]) -> StoreResult<Vec<Fi
     let mut completed = Vec::with_capacity(n);
     let mut run_at = Vec::with_capacity(n);
     let mut at = Vec::with_capacity(n);
-    for f in &unique {
-        let (result, error, retry_at) = match &f.transition {
-            Transition::Complete { result } => (Some(result.to_string()), None, None),
-            Transition::Retry { run_at, error } => (
-                None,
-                serde_json::to_string(error).ok(),
-                Some(run_at.as_millis()),
-            ),
-            Transition::Fail { error } => (None, serde_json::to_string(error).ok(), None),
-            Transition::Cancel => (None, None, None),
-        };
+    for f in round {
+        let (result, error, retry_at) = crate::finish_columns(&f.transition);
         ids.push(uuid(f.id));
         tokens.push(f.token);
         statuses.push(f.transition.status().as_str());
@@ -1318,7 +1331,7 @@ async fn finish_tx(c: &mut PgConnection, items: &[Finish]) -> StoreResult<Vec<Fi
         run_at.push(retry_at);
         at.push(f.at.as_millis());
     }
-    let rows: Vec<(Uuid, i64)> = sqlx::query_as(
+    let rows: Vec<(Uuid, i64, i64)> = sqlx::query_as(
         "WITH l AS (SELECT tasks.seq AS lock_seq, v.* \
            FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], \
                        $7::bigint[], $8::bigint[]) \
@@ -1335,7 +1348,7 @@ async fn finish_tx(c: &mut PgConnection, items: &[Finish]) -> StoreResult<Vec<Fi
          input_requests = NULL, input_responses = NULL, \
          lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL \
          FROM l WHERE tasks.seq = l.lock_seq \
-         RETURNING tasks.id, tasks.attempt",
+         RETURNING tasks.id, tasks.attempt, l.token",
     )
     .bind(ids)
     .bind(tokens)
@@ -1348,40 +1361,10 @@ async fn finish_tx(c: &mut PgConnection, items: &[Finish]) -> StoreResult<Vec<Fi
     .fetch_all(&mut *c)
     .await
     .map_err(db_err)?;
-    let applied: HashMap<TaskId, u32> = rows
-        .into_iter()
-        .map(|(id, attempt)| (TaskId::from_uuid(id), attempt as u32))
-        .collect();
-    let new_events: Vec<NewEvent> = unique
-        .iter()
-        .filter_map(|f| {
-            let attempt = *applied.get(&f.id)?;
-            Some(transition_event(f.id, f.at, &f.transition, attempt))
-        })
-        .collect();
-    let mut events = insert_events(c, new_events).await?;
-    // Live waiters get the result with the event, without reading the task back.
-    let results: HashMap<TaskId, &Value> = unique
-        .iter()
-        .filter_map(|f| match &f.transition {
-            Transition::Complete { result } => Some((f.id, result)),
-            _ => None,
-        })
-        .collect();
-    for ev in &mut events {
-        if let Some(result) = results.get(&ev.task_id) {
-            ev.result = Some(std::sync::Arc::new((*result).clone()));
-        }
+    for (id, attempt, token) in rows {
+        applied.insert((TaskId::from_uuid(id), token), attempt as u32);
     }
-    let mut by_id: HashMap<TaskId, TaskEvent> =
-        events.into_iter().map(|e| (e.task_id, e)).collect();
-    Ok(items
-        .iter()
-        .map(|f| match by_id.remove(&f.id) {
-            Some(ev) => FinishOutcome::Applied(ev),
-            None => FinishOutcome::LeaseLost,
-        })
-        .collect())
+    Ok(())
 }
 
 /// The task, locked for the rest of the transaction.
@@ -1692,14 +1675,15 @@ impl Store for PostgresStore {
     ) -> StoreResult<HeartbeatReply> {
         // One statement (so no explicit transaction): lock the unexpired leases in id
         // order, extend them, and list the owner's tasks with a cancellation request.
-        let rows: Vec<(Uuid, bool)> = retry_conflicts!(
+        let rows: Vec<(Uuid, Option<i64>, bool)> = retry_conflicts!(
             sqlx::query_as(concat!(
                 "WITH l AS (SELECT seq FROM tasks WHERE lease_owner = $1 AND ",
                 leased!(),
                 " AND lease_expires_at >= $2 ORDER BY id FOR UPDATE), \
-                 u AS (UPDATE tasks SET lease_expires_at = $3 FROM l WHERE tasks.seq = l.seq RETURNING tasks.id) \
-                 SELECT id, true FROM u \
-                 UNION ALL SELECT id, false FROM tasks WHERE lease_owner = $1 AND ",
+                 u AS (UPDATE tasks SET lease_expires_at = $3 FROM l WHERE tasks.seq = l.seq \
+                       RETURNING tasks.id, tasks.lease_token) \
+                 SELECT id, lease_token, true FROM u \
+                 UNION ALL SELECT id, NULL, false FROM tasks WHERE lease_owner = $1 AND ",
                 leased!(),
                 " AND cancel_requested"
             ))
@@ -1711,9 +1695,11 @@ impl Store for PostgresStore {
             .map_err(db_err)
         )?;
         let mut reply = HeartbeatReply::default();
-        for (id, held) in rows {
+        for (id, token, held) in rows {
             if held {
-                reply.held.push(TaskId::from_uuid(id));
+                reply
+                    .held
+                    .push((TaskId::from_uuid(id), token.unwrap_or_default()));
             } else {
                 reply.cancel_requested.push(TaskId::from_uuid(id));
             }

@@ -13,7 +13,7 @@
 //! too; group commit keeps that affordable.
 
 use std::any::Any;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -22,7 +22,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use baton_core::event::NewEvent;
-use baton_core::policy::Transition;
 use baton_core::task::{Lease, NewTask, StepRef};
 use baton_core::{EventKind, Task, TaskError, TaskEvent, TaskId, TaskStatus, Timestamp};
 use serde_json::Value;
@@ -469,6 +468,7 @@ async fn insert_events(w: &mut Writer, events: Vec<NewEvent>) -> StoreResult<Vec
     if events.is_empty() {
         return Ok(Vec::new());
     }
+    let events = crate::storable_events(events);
     let last: i64 = match w.last_event_seq {
         Some(n) => n,
         None => sqlx::query_scalar(
@@ -893,9 +893,10 @@ async fn heartbeat_tx(
     now: Timestamp,
     lease_until: Timestamp,
 ) -> StoreResult<HeartbeatReply> {
-    let held: Vec<String> = sqlx::query_scalar(
+    let held: Vec<(String, i64)> = sqlx::query_as(
         "UPDATE tasks SET lease_expires_at = ? WHERE lease_owner = ? \
-         AND status IN ('running', 'input_required') AND lease_expires_at >= ? RETURNING id",
+         AND status IN ('running', 'input_required') AND lease_expires_at >= ? \
+         RETURNING id, lease_token",
     )
     .bind(lease_until.as_millis())
     .bind(owner)
@@ -914,7 +915,10 @@ async fn heartbeat_tx(
         ids.iter().map(|s| s.parse().map_err(decode_err)).collect()
     };
     Ok(HeartbeatReply {
-        held: parse(held)?,
+        held: held
+            .into_iter()
+            .map(|(id, token)| Ok((id.parse().map_err(decode_err)?, token)))
+            .collect::<StoreResult<_>>()?,
         cancel_requested: parse(cancel)?,
     })
 }
@@ -927,8 +931,20 @@ async fn record_progress_tx(
         return Ok(Vec::new());
     }
     let mut events = Vec::with_capacity(updates.len());
-    let by_id: HashMap<TaskId, &ProgressUpdate> = updates.iter().map(|u| (u.id, u)).collect();
-    let unique: Vec<&ProgressUpdate> = by_id.values().copied().collect();
+    for round in crate::rounds(updates, |u| (u.id, u.token), true) {
+        let by_id: HashMap<TaskId, &ProgressUpdate> = round.iter().map(|u| (u.id, *u)).collect();
+        record_progress_round(w, &round, &by_id, &mut events).await?;
+    }
+    let events = insert_events(w, events).await?;
+    Ok(events)
+}
+
+async fn record_progress_round(
+    w: &mut Writer,
+    unique: &[&ProgressUpdate],
+    by_id: &HashMap<TaskId, &ProgressUpdate>,
+    events: &mut Vec<NewEvent>,
+) -> StoreResult<()> {
     for chunk in unique.chunks(CHUNK) {
         let mut qb = QueryBuilder::<Sqlite>::new(
             "UPDATE tasks SET progress = coalesce(v.column3, progress), \
@@ -938,7 +954,7 @@ async fn record_progress_tx(
             b.push_bind(u.id.to_string())
                 .push_bind(u.token)
                 .push_bind(u.progress)
-                .push_bind(u.message.clone())
+                .push_bind(crate::storable_message(u.message.as_deref()).map(|m| m.into_owned()))
                 .push_bind(u.at.as_millis());
         });
         qb.push(
@@ -960,94 +976,78 @@ async fn record_progress_tx(
             events.push(ev);
         }
     }
-    let events = insert_events(w, events).await?;
-    Ok(events)
+    Ok(())
 }
 
 async fn finish_tx(w: &mut Writer, items: &[Finish]) -> StoreResult<Vec<FinishOutcome>> {
     if items.is_empty() {
         return Ok(Vec::new());
     }
-    // One transition per task and statement; a duplicate can only lose.
-    let mut seen = HashSet::with_capacity(items.len());
-    let unique: Vec<&Finish> = items.iter().filter(|f| seen.insert(f.id)).collect();
-    let mut applied: HashMap<TaskId, u32> = HashMap::with_capacity(unique.len());
-    for chunk in unique.chunks(CHUNK) {
-        let mut qb = QueryBuilder::<Sqlite>::new(
-            "UPDATE tasks SET status = v.column3, result = v.column4, error = v.column5, \
-             completed_at = v.column6, run_at = coalesce(v.column7, run_at), updated_at = v.column8, \
-             progress = CASE v.column3 WHEN 'completed' THEN 1.0 WHEN 'pending' THEN NULL ELSE progress END, \
-             progress_message = CASE v.column3 WHEN 'pending' THEN NULL ELSE progress_message END, \
-             cancel_requested = CASE v.column3 WHEN 'cancelled' THEN 1 ELSE cancel_requested END, \
-             input_requests = NULL, input_responses = NULL, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL FROM (",
-        );
-        qb.push_values(chunk, |mut b, f| {
-            let (result, error, run_at) = match &f.transition {
-                Transition::Complete { result } => (Some(result.to_string()), None, None),
-                Transition::Retry { run_at, error } => (
-                    None,
-                    serde_json::to_string(error).ok(),
-                    Some(run_at.as_millis()),
-                ),
-                Transition::Fail { error } => (None, serde_json::to_string(error).ok(), None),
-                Transition::Cancel => (None, None, None),
-            };
-            let completed_at = f.transition.status().is_final().then(|| f.at.as_millis());
-            b.push_bind(f.id.to_string())
-                .push_bind(f.token)
-                .push_bind(f.transition.status().as_str())
-                .push_bind(result)
-                .push_bind(error)
-                .push_bind(completed_at)
-                .push_bind(run_at)
-                .push_bind(f.at.as_millis());
-        });
-        qb.push(
-            ") AS v WHERE tasks.id = v.column1 AND tasks.lease_token = v.column2 \
-             AND tasks.status IN ('running', 'input_required') AND tasks.lease_expires_at >= v.column8 \
-             RETURNING id, attempt",
-        );
-        for row in qb.build().fetch_all(&mut w.conn).await.map_err(db_err)? {
-            let id: TaskId = row
-                .try_get::<String, _>("id")
-                .map_err(decode_err)?
-                .parse()
-                .map_err(decode_err)?;
-            applied.insert(
-                id,
-                row.try_get::<i64, _>("attempt").map_err(decode_err)? as u32,
-            );
+    // A run (task, token) is applied at most once; a stale run of a task and its current
+    // run go to separate statements, so the stale one cannot push the current one out.
+    let mut applied: HashMap<(TaskId, i64), u32> = HashMap::with_capacity(items.len());
+    let rounds = crate::rounds(items, |f| (f.id, f.token), false);
+    for round in &rounds {
+        for chunk in round.chunks(CHUNK) {
+            finish_chunk(w, chunk, &mut applied).await?;
         }
     }
-    let new_events: Vec<NewEvent> = unique
+    let new_events: Vec<NewEvent> = rounds
         .iter()
+        .flatten()
         .filter_map(|f| {
-            let attempt = *applied.get(&f.id)?;
+            let attempt = *applied.get(&(f.id, f.token))?;
             Some(transition_event(f.id, f.at, &f.transition, attempt))
         })
         .collect();
-    let mut events = insert_events(w, new_events).await?;
-    let results: HashMap<TaskId, &Value> = unique
-        .iter()
-        .filter_map(|f| match &f.transition {
-            Transition::Complete { result } => Some((f.id, result)),
-            _ => None,
-        })
-        .collect();
-    for ev in &mut events {
-        if let Some(result) = results.get(&ev.task_id) {
-            ev.result = Some(std::sync::Arc::new((*result).clone()));
+    let events = insert_events(w, new_events).await?;
+    Ok(crate::finish_outcomes(items, &applied, events))
+}
+
+async fn finish_chunk(
+    w: &mut Writer,
+    chunk: &[&Finish],
+    applied: &mut HashMap<(TaskId, i64), u32>,
+) -> StoreResult<()> {
+    let mut qb = QueryBuilder::<Sqlite>::new(
+        "UPDATE tasks SET status = v.column3, result = v.column4, error = v.column5, \
+         completed_at = v.column6, run_at = coalesce(v.column7, run_at), updated_at = v.column8, \
+         progress = CASE v.column3 WHEN 'completed' THEN 1.0 WHEN 'pending' THEN NULL ELSE progress END, \
+         progress_message = CASE v.column3 WHEN 'pending' THEN NULL ELSE progress_message END, \
+         cancel_requested = CASE v.column3 WHEN 'cancelled' THEN 1 ELSE cancel_requested END, \
+         input_requests = NULL, input_responses = NULL, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL FROM (",
+    );
+    qb.push_values(chunk, |mut b, f| {
+        let (result, error, run_at) = crate::finish_columns(&f.transition);
+        let completed_at = f.transition.status().is_final().then(|| f.at.as_millis());
+        b.push_bind(f.id.to_string())
+            .push_bind(f.token)
+            .push_bind(f.transition.status().as_str())
+            .push_bind(result)
+            .push_bind(error)
+            .push_bind(completed_at)
+            .push_bind(run_at)
+            .push_bind(f.at.as_millis());
+    });
+    qb.push(
+        ") AS v WHERE tasks.id = v.column1 AND tasks.lease_token = v.column2 \
+         AND tasks.status IN ('running', 'input_required') AND tasks.lease_expires_at >= v.column8 \
+         RETURNING id, attempt",
+    );
+    // Within a round a task appears once, so its id names the run.
+    let tokens: HashMap<TaskId, i64> = chunk.iter().map(|f| (f.id, f.token)).collect();
+    for row in qb.build().fetch_all(&mut w.conn).await.map_err(db_err)? {
+        let id: TaskId = row
+            .try_get::<String, _>("id")
+            .map_err(decode_err)?
+            .parse()
+            .map_err(decode_err)?;
+        let attempt = row.try_get::<i64, _>("attempt").map_err(decode_err)? as u32;
+        if let Some(token) = tokens.get(&id) {
+            applied.insert((id, *token), attempt);
         }
     }
-    let mut by_id: HashMap<TaskId, TaskEvent> =
-        events.into_iter().map(|e| (e.task_id, e)).collect();
-    Ok(items
-        .iter()
-        .map(|f| match by_id.remove(&f.id) {
-            Some(ev) => FinishOutcome::Applied(ev),
-            None => FinishOutcome::LeaseLost,
-        })
-        .collect())
+    Ok(())
 }
 
 async fn request_cancel_tx(

@@ -37,7 +37,8 @@ macro_rules! store_test_suite {
             recent_durations, heartbeat_extends_own_leases, checkpoints_are_fenced,
             input_round_trip, servers_crud, create_and_claim_in_order, peers_lifecycle,
             singleton_is_held, workflows_lifecycle, workflow_updates_are_conditional,
-            running_workflows_keep_their_steps, children_of_a_task);
+            running_workflows_keep_their_steps, children_of_a_task,
+            hostile_text_is_stored_escaped, runs_are_told_apart_by_lease_token);
     };
     (@tests $factory:path; $($name:ident),* $(,)?) => {
         $(
@@ -944,6 +945,7 @@ pub async fn heartbeat_extends_own_leases(store: &dyn Store) {
     let until = t0().saturating_add(90 * SEC);
     let hb = store.heartbeat("a", t0(), until).await.unwrap();
     assert_eq!(hb.held.len(), 1);
+    assert_eq!(hb.held[0].1, 1, "the lease token of the run held");
     assert!(hb.cancel_requested.is_empty());
     let mut leases: Vec<(String, Timestamp)> = Vec::new();
     for id in ids {
@@ -1063,7 +1065,7 @@ pub async fn input_round_trip(store: &dyn Store) {
         .heartbeat("w", t0(), t0().saturating_add(60 * SEC))
         .await
         .unwrap();
-    assert_eq!(hb.held, vec![id]);
+    assert_eq!(hb.held, vec![(id, 4)]);
     store.finish(vec![complete(id, 4, t0())]).await.unwrap();
     let done = get(store, id).await;
     assert_eq!(done.status, TaskStatus::Completed);
@@ -1494,4 +1496,113 @@ pub async fn children_of_a_task(store: &dyn Store) {
     children.sort();
     assert_eq!(found, children);
     assert_eq!(get(store, children[0]).await.parent_id, Some(parent));
+}
+
+/// Text a tool sends (an error or progress message) holding NUL, which PostgreSQL `text`
+/// cannot store, is stored with U+FFFD instead: the write succeeds, and so do the writes
+/// batched with it. JSON values keep their NUL escapes exactly.
+pub async fn hostile_text_is_stored_escaped(store: &dyn Store) {
+    let mut bad = new_task("baton__fail", 50, t0());
+    bad.arguments = json!({"message": "x\u{0}y", "odd": "\u{202e}é\u{1F600}\u{FEFF}"});
+    let good = new_task("baton__echo", 50, t0());
+    let ids = create(store, vec![bad.clone(), good.clone()]).await;
+    assert_eq!(get(store, ids[0]).await.arguments, bad.arguments);
+    let claimed = claim(store, "w", 2, t0(), 7).await;
+    assert_eq!(claimed.len(), 2);
+    let events = store
+        .record_progress(vec![ProgressUpdate {
+            id: bad.id,
+            token: 7,
+            progress: Some(0.5),
+            message: Some("half\u{0}way".into()),
+            at: t0(),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(events[0].message.as_deref(), Some("half\u{FFFD}way"));
+    assert_eq!(
+        get(store, bad.id).await.progress_message.as_deref(),
+        Some("half\u{FFFD}way")
+    );
+    let error = TaskError::new("tool_error", "x\u{0}y", false);
+    let out = store
+        .finish(vec![
+            Finish {
+                id: bad.id,
+                token: 7,
+                transition: Transition::Fail {
+                    error: error.clone(),
+                },
+                at: t0(),
+            },
+            complete(good.id, 7, t0()),
+        ])
+        .await
+        .unwrap();
+    assert!(
+        matches!(&out[0], FinishOutcome::Applied(e) if e.message.as_deref() == Some("x\u{FFFD}y"))
+    );
+    assert!(matches!(out[1], FinishOutcome::Applied(_)));
+    let failed = get(store, bad.id).await;
+    assert_eq!(failed.status, TaskStatus::Failed);
+    // The error itself is JSON: its message keeps the NUL.
+    assert_eq!(failed.error.unwrap().message, "x\u{0}y");
+    let logged = store.task_events(bad.id, 0, 100).await.unwrap();
+    assert_eq!(
+        logged.last().unwrap().message.as_deref(),
+        Some("x\u{FFFD}y")
+    );
+    assert_eq!(get(store, good.id).await.status, TaskStatus::Completed);
+}
+
+/// The same worker may hold a task twice in a row: its first run lost the lease (stalled),
+/// the task was rescued and claimed again by the same worker. The runs differ by lease
+/// token: the heartbeat names the current one, and a batch holding both runs' writes
+/// applies the current run's and refuses the stale one's, whatever their order.
+pub async fn runs_are_told_apart_by_lease_token(store: &dyn Store) {
+    let ids = create(store, vec![new_task("t", 50, t0())]).await;
+    let id = ids[0];
+    assert_eq!(claim(store, "w", 1, t0(), 1).await.len(), 1);
+    let later = t0().saturating_add(60 * SEC);
+    let rescued = store
+        .requeue_leases(&Requeue {
+            selector: LeaseSelector::ExpiredBefore(later),
+            now: later,
+            count_attempt: true,
+            kind: EventKind::LeaseExpired,
+            message: "expired",
+        })
+        .await
+        .unwrap();
+    assert_eq!(rescued.len(), 1);
+    assert_eq!(claim(store, "w", 1, later, 2).await.len(), 1);
+    let hb = store
+        .heartbeat("w", later, later.saturating_add(30 * SEC))
+        .await
+        .unwrap();
+    assert_eq!(hb.held, vec![(id, 2)], "the second run holds the lease");
+    // Progress of both runs in one batch: the current run's is kept.
+    let progress = |token, p| ProgressUpdate {
+        id,
+        token,
+        progress: Some(p),
+        message: None,
+        at: later,
+    };
+    let events = store
+        .record_progress(vec![progress(2, 0.5), progress(1, 0.9)])
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].progress, Some(0.5));
+    // The stale run's outcome first, the current run's second: only the second applies.
+    let out = store
+        .finish(vec![complete(id, 1, later), complete(id, 2, later)])
+        .await
+        .unwrap();
+    assert_eq!(out[0], FinishOutcome::LeaseLost);
+    assert!(matches!(out[1], FinishOutcome::Applied(_)), "{out:?}");
+    let done = get(store, id).await;
+    assert_eq!(done.status, TaskStatus::Completed);
+    assert_eq!(done.attempt, 2);
 }

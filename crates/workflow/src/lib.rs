@@ -54,6 +54,7 @@ pub use definition::{Definition, DefinitionError, Format, OnFailure, Retry, Step
 pub use export::{Dag, StepRun};
 pub use plan::{FailureEffect, Plan, StepState, WorkflowStatus};
 pub use reference::{
-    Reference, ReferenceError, ResolveError, Segment, Source, references, resolve,
+    Reference, ReferenceError, ResolveError, ResolveLimits, Segment, Source, references, resolve,
+    resolve_with,
 };
 pub use validate::{Problem, ToolCatalog, closest, validate};

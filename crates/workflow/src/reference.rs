@@ -82,6 +82,45 @@ pub enum ResolveError {
         /// Where the path stopped, e.g. "`structuredContent` has no field `rows`".
         message: String,
     },
+    /// The arguments would be larger than [`ResolveLimits::max_bytes`] once references
+    /// are replaced by the values they name.
+    #[error(
+        "the arguments would be larger than {limit} bytes once references are replaced by the results they name (at {reference})"
+    )]
+    TooLarge {
+        /// The limit, in bytes of JSON.
+        limit: usize,
+        /// The reference whose value went over it.
+        reference: String,
+    },
+    /// The arguments would nest deeper than [`ResolveLimits::max_depth`].
+    #[error(
+        "the arguments would nest deeper than {limit} levels once references are replaced by the results they name (at {reference})"
+    )]
+    TooDeep {
+        /// The limit, in levels of arrays and objects.
+        limit: usize,
+        /// The reference whose value went over it.
+        reference: String,
+    },
+}
+
+/// Bounds on resolved arguments: what is accepted must be storable and readable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResolveLimits {
+    /// Largest resolved arguments, in bytes of JSON.
+    pub max_bytes: usize,
+    /// Deepest nesting of the resolved arguments.
+    pub max_depth: usize,
+}
+
+impl Default for ResolveLimits {
+    fn default() -> Self {
+        ResolveLimits {
+            max_bytes: 4 * 1024 * 1024,
+            max_depth: baton_core::value::MAX_JSON_DEPTH,
+        }
+    }
 }
 
 fn location(at: &str) -> String {
@@ -444,58 +483,131 @@ pub fn resolve<'a>(
     arguments: &Value,
     lookup: impl Fn(&str) -> Option<&'a Value>,
 ) -> Result<Value, ResolveError> {
-    resolve_at(arguments, &mut String::new(), &lookup)
+    resolve_with(arguments, lookup, ResolveLimits::default())
 }
 
-fn resolve_at<'a>(
-    value: &Value,
-    at: &mut String,
-    lookup: &impl Fn(&str) -> Option<&'a Value>,
+/// [`resolve`] within `limits`. The size is counted as values are inserted, so arguments
+/// that would expand past the limit fail before they are built.
+pub fn resolve_with<'a>(
+    arguments: &Value,
+    lookup: impl Fn(&str) -> Option<&'a Value>,
+    limits: ResolveLimits,
 ) -> Result<Value, ResolveError> {
-    Ok(match value {
-        Value::String(s) if s.contains('$') => {
-            let mut pieces = pieces(s, at)?;
-            if let [Piece::Ref(r)] = pieces.as_slice() {
-                return lookup_ref(r, lookup).cloned();
+    let mut r = Resolver {
+        lookup,
+        limits,
+        // What the literal arguments take already.
+        used: encoded_len(arguments, usize::MAX).unwrap_or(0),
+    };
+    r.resolve_at(arguments, &mut String::new(), 0)
+}
+
+struct Resolver<F> {
+    lookup: F,
+    limits: ResolveLimits,
+    /// Bytes of JSON the arguments take so far (the literal text, plus every value
+    /// inserted in place of a reference).
+    used: usize,
+}
+
+impl<'a, F: Fn(&str) -> Option<&'a Value>> Resolver<F> {
+    /// The value `r` names, after charging its size (and checking its depth at `depth`).
+    fn take(&mut self, r: &Reference, depth: usize) -> Result<&'a Value, ResolveError> {
+        let v = lookup_ref(r, &self.lookup)?;
+        let left = self.limits.max_bytes.saturating_sub(self.used);
+        match encoded_len(v, left) {
+            Some(n) => self.used += n,
+            None => {
+                return Err(ResolveError::TooLarge {
+                    limit: self.limits.max_bytes,
+                    reference: r.to_string(),
+                });
             }
-            let mut out = String::with_capacity(s.len());
-            for piece in pieces.drain(..) {
-                match piece {
-                    Piece::Text(t) => out.push_str(&t),
-                    Piece::Ref(r) => match lookup_ref(&r, lookup)? {
-                        Value::String(v) => out.push_str(v),
-                        other => out.push_str(&other.to_string()),
-                    },
-                }
-            }
-            Value::String(out)
         }
-        Value::Array(items) => Value::Array(
-            items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| {
+        let room = self.limits.max_depth.saturating_sub(depth);
+        if baton_core::value::json_depth(v, room) > room {
+            return Err(ResolveError::TooDeep {
+                limit: self.limits.max_depth,
+                reference: r.to_string(),
+            });
+        }
+        Ok(v)
+    }
+
+    /// `depth`: how deeply `value` sits in the arguments.
+    fn resolve_at(
+        &mut self,
+        value: &Value,
+        at: &mut String,
+        depth: usize,
+    ) -> Result<Value, ResolveError> {
+        Ok(match value {
+            Value::String(s) if s.contains('$') => {
+                let mut pieces = pieces(s, at)?;
+                if let [Piece::Ref(r)] = pieces.as_slice() {
+                    return self.take(r, depth).cloned();
+                }
+                let mut out = String::with_capacity(s.len());
+                for piece in pieces.drain(..) {
+                    match piece {
+                        Piece::Text(t) => out.push_str(&t),
+                        // Interpolated text is flat: only its size counts.
+                        Piece::Ref(r) => match self.take(&r, 0)? {
+                            Value::String(v) => out.push_str(v),
+                            other => out.push_str(&other.to_string()),
+                        },
+                    }
+                }
+                Value::String(out)
+            }
+            Value::Array(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
                     let len = at.len();
                     at.push_str(&format!("[{i}]"));
-                    let v = resolve_at(item, at, lookup);
+                    let v = self.resolve_at(item, at, depth + 1);
                     at.truncate(len);
-                    v
-                })
-                .collect::<Result<_, _>>()?,
-        ),
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(key, item)| {
+                    out.push(v?);
+                }
+                Value::Array(out)
+            }
+            Value::Object(map) => {
+                let mut out = serde_json::Map::with_capacity(map.len());
+                for (key, item) in map {
                     let len = at.len();
                     push_key(at, key);
-                    let v = resolve_at(item, at, lookup);
+                    let v = self.resolve_at(item, at, depth + 1);
                     at.truncate(len);
-                    Ok((key.clone(), v?))
-                })
-                .collect::<Result<_, ResolveError>>()?,
-        ),
-        other => other.clone(),
-    })
+                    out.insert(key.clone(), v?);
+                }
+                Value::Object(out)
+            }
+            other => other.clone(),
+        })
+    }
+}
+
+/// The length of `v` as compact JSON, or `None` once it exceeds `limit` (the encoding
+/// stops there, so a huge value costs no more than the limit to measure).
+fn encoded_len(v: &Value, limit: usize) -> Option<usize> {
+    struct Counter {
+        n: usize,
+        limit: usize,
+    }
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.n += buf.len();
+            if self.n > self.limit {
+                return Err(std::io::Error::other("over the limit"));
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Counter { n: 0, limit };
+    serde_json::to_writer(&mut c, v).ok().map(|()| c.n)
 }
 
 fn lookup_ref<'a>(

@@ -18,6 +18,9 @@ pub const MAX_NAME_CHARS: usize = 128;
 pub const MAX_STEPS: usize = 1000;
 /// Longest step id.
 pub const MAX_ID_LEN: usize = 64;
+/// Most references in one step's arguments: each is replaced by a whole stored result, so
+/// a step repeating one reference many times would expand without bound.
+pub const MAX_REFERENCES_PER_STEP: usize = 1000;
 
 /// The tools a workflow may call; the engine implements it over its tool registry.
 pub trait ToolCatalog {
@@ -83,6 +86,14 @@ pub fn validate(definition: &Definition, catalog: &impl ToolCatalog) -> Result<P
         problems.push(Problem::workflow(format!(
             "name is {name_chars} characters long; at most {MAX_NAME_CHARS}"
         )));
+    }
+    if let Err(m) = baton_core::value::check_text(&definition.name) {
+        problems.push(Problem::workflow(format!("name {m}")));
+    }
+    if let Some(metadata) = &definition.metadata
+        && let Err(m) = baton_core::value::check_json(&Value::Object(metadata.clone()))
+    {
+        problems.push(Problem::workflow(format!("metadata {m}")));
     }
     if steps.is_empty() {
         problems.push(Problem::workflow("a workflow needs at least one step"));
@@ -150,6 +161,18 @@ pub fn validate(definition: &Definition, catalog: &impl ToolCatalog) -> Result<P
                 Vec::new()
             }
         };
+        if found.len() > MAX_REFERENCES_PER_STEP {
+            problems.push(Problem::step(
+                &step.id,
+                format!(
+                    "arguments hold {} references; at most {MAX_REFERENCES_PER_STEP} (each is replaced by a stored result)",
+                    found.len()
+                ),
+            ));
+        }
+        if let Err(m) = baton_core::value::check_json(&arguments) {
+            problems.push(Problem::step(&step.id, format!("arguments {m}")));
+        }
         check_references(i, step, &found, &index, &dependencies, problems);
         if found.is_empty()
             && catalog.exists(&step.tool)

@@ -1,6 +1,8 @@
 use std::collections::HashMap;
 
-use baton_workflow::{Reference, ResolveError, Segment, Source, references, resolve};
+use baton_workflow::{
+    Reference, ResolveError, ResolveLimits, Segment, Source, references, resolve, resolve_with,
+};
 use serde_json::{Value, json};
 
 fn field(name: &str) -> Segment {
@@ -228,4 +230,60 @@ fn resolve_reports_syntax_errors() {
             .starts_with("argument `t`: bad reference `${steps.fetch}`"),
         "{e}"
     );
+}
+
+#[test]
+fn resolved_arguments_are_bounded_in_size_before_they_are_built() {
+    let big = json!({"blob": "x".repeat(10_000)});
+    let results = HashMap::from([("a", big)]);
+    // 100,000 copies of a 10 kB value would be a gigabyte; the limit stops it early.
+    let arguments = json!({"many": vec!["${steps.a.result}"; 100_000]});
+    let limits = ResolveLimits {
+        max_bytes: 1024 * 1024,
+        max_depth: 64,
+    };
+    let started = std::time::Instant::now();
+    let err = resolve_with(&arguments, |s| results.get(s), limits).unwrap_err();
+    assert!(
+        matches!(&err, ResolveError::TooLarge { limit, .. } if *limit == 1024 * 1024),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("larger than 1048576 bytes"),
+        "{err}"
+    );
+    // Interpolated into text, the same.
+    let arguments = json!({"text": "${steps.a.result} ".repeat(1_000)});
+    assert!(matches!(
+        resolve_with(&arguments, |s| results.get(s), limits),
+        Err(ResolveError::TooLarge { .. })
+    ));
+    // Under the limit, it resolves.
+    let arguments = json!({"few": vec!["${steps.a.result}"; 10]});
+    let out = resolve_with(&arguments, |s| results.get(s), limits).unwrap();
+    assert_eq!(out["few"].as_array().unwrap().len(), 10);
+    // Not a timing assertion: the point is that the work stops at the limit, which the
+    // error above proves; the elapsed time is printed for whoever looks.
+    eprintln!("refused in {:?}", started.elapsed());
+}
+
+#[test]
+fn resolved_arguments_are_bounded_in_depth() {
+    let mut deep = json!(1);
+    for _ in 0..60 {
+        deep = json!({ "k": deep });
+    }
+    let results = HashMap::from([("a", deep)]);
+    // 60 levels fit at the top, not under 5 more levels of the arguments' own.
+    assert!(resolve(&json!({"v": "${steps.a.result}"}), |s| results.get(s)).is_ok());
+    let err = resolve(
+        &json!({"a": {"b": {"c": {"d": {"e": "${steps.a.result}"}}}}}),
+        |s| results.get(s),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, ResolveError::TooDeep { limit: 64, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("deeper than 64 levels"), "{err}");
 }

@@ -303,3 +303,38 @@ fn problems_serialise_and_display() {
     assert_eq!(step.to_string(), "step `charts`: depends on itself");
     assert_eq!(workflow.to_string(), "a workflow needs at least one step");
 }
+
+#[test]
+fn values_the_store_cannot_hold_are_refused_at_submit() {
+    let mut deep = json!(1);
+    for _ in 0..70 {
+        deep = json!([deep]);
+    }
+    let many: Vec<String> = (0..1001).map(|_| "${steps.a.result}".to_string()).collect();
+    let definition = json!({
+        "name": "bad\u{0}name",
+        "metadata": {"deep": deep},
+        "steps": [
+            {"id": "a", "tool": "baton__echo"},
+            {"id": "b", "tool": "baton__echo", "depends_on": ["a"], "arguments": {"many": many}},
+            {"id": "c", "tool": "baton__echo", "arguments": {"deep": deep}},
+        ],
+    });
+    let d = Definition::from_value(definition).unwrap();
+    let problems: Vec<String> = validate(&d, &Catalog::new())
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    for fragment in [
+        "name must not contain a NUL",
+        "metadata nests deeper than 64",
+        "step `b`: arguments hold 1001 references; at most 1000",
+        "step `c`: arguments nests deeper than 64",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.contains(fragment)),
+            "{fragment} not in {problems:#?}"
+        );
+    }
+}

@@ -1,89 +1,14 @@
 //! The engine end to end, in process, on a real SQLite file.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use baton_core::policy::RetryPolicy;
-use baton_core::submit::SubmitRequest;
-use baton_core::{EventKind, TaskId, TaskStatus};
-use baton_engine::clock::Clock;
+use baton_core::{EventKind, TaskStatus};
 use baton_engine::engine::Cancelled;
-use baton_engine::tools::ToolRegistry;
-use baton_engine::{Engine, EngineConfig, EngineError};
-use baton_store::sqlite::{SqliteOptions, SqliteStore};
-use baton_store::{ClaimRequest, ConcurrencyLimit, Store, ToolSelector};
+use baton_engine::{EngineConfig, EngineError};
+use baton_store::{ClaimRequest, ConcurrencyLimit, ToolSelector};
 use serde_json::json;
 
-const OWNER: &str = "anonymous";
-
-struct TestEngine {
-    engine: Engine,
-    dir: tempfile::TempDir,
-}
-
-fn fast_config() -> EngineConfig {
-    EngineConfig {
-        node_id: "test-node".into(),
-        workers: 8,
-        poll_interval: Duration::from_millis(50),
-        progress_flush: Duration::from_millis(20),
-        retry: RetryPolicy {
-            base: Duration::from_millis(20),
-            max: Duration::from_millis(100),
-            jitter: 0.0,
-        },
-        shutdown_grace: Duration::from_millis(200),
-        cancel_grace: Duration::from_millis(500),
-        ..Default::default()
-    }
-}
-
-async fn open_store(dir: &std::path::Path) -> Arc<dyn Store> {
-    Arc::new(
-        SqliteStore::open(&SqliteOptions::new(dir.join("baton.db")))
-            .await
-            .unwrap(),
-    )
-}
-
-impl TestEngine {
-    async fn start(config: EngineConfig) -> TestEngine {
-        let dir = tempfile::tempdir().unwrap();
-        let engine = start_in(dir.path(), config).await;
-        TestEngine { engine, dir }
-    }
-}
-
-async fn start_in(dir: &std::path::Path, config: EngineConfig) -> Engine {
-    let store = open_store(dir).await;
-    let tools = Arc::new(ToolRegistry::with_builtins("__"));
-    Engine::start(config, store, tools, Clock::system())
-        .await
-        .unwrap()
-}
-
-fn req(tool: &str, args: serde_json::Value) -> SubmitRequest {
-    SubmitRequest::new(tool, args)
-}
-
-async fn submit(e: &Engine, r: SubmitRequest) -> TaskId {
-    e.submit(OWNER, r).await.unwrap().task.id
-}
-
-async fn wait_final(e: &Engine, id: TaskId) -> baton_core::Task {
-    let t = e.wait(OWNER, id, Duration::from_secs(20)).await.unwrap();
-    assert!(t.status.is_final(), "task {id} did not finish: {t:?}");
-    t
-}
-
-async fn kinds(e: &Engine, id: TaskId) -> Vec<EventKind> {
-    e.events(OWNER, id, 0, 1000)
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| e.kind)
-        .collect()
-}
+use crate::common::*;
 
 #[tokio::test]
 async fn echo_completes_with_its_arguments() {

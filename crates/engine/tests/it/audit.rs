@@ -1,0 +1,171 @@
+//! Regressions of the engine audit: each test reproduces one way the "never twice, never
+//! lost, one bad request harms no other" promise broke, on every backend it applies to.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use baton_core::submit::SubmitRequest;
+use baton_core::{EventKind, TaskStatus};
+use baton_engine::clock::Clock;
+use baton_engine::tools::{
+    ToolCallError, ToolContext, ToolInfo, ToolOutput, ToolProvider, ToolRegistry,
+};
+use baton_engine::{EngineConfig, EngineError};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use crate::common::*;
+
+fn registry() -> Arc<ToolRegistry> {
+    Arc::new(ToolRegistry::with_builtins("__"))
+}
+
+/// 1. A task whose failure message holds a NUL byte (which PostgreSQL `text` cannot
+/// store) finishes in the same group commit as hundreds of others. It used to poison the
+/// batch: every task in it lost its outcome and ran again until it failed. Each task must
+/// run once, and the bad one fail with its message stored escaped. An idempotency key
+/// with a NUL byte is refused at the door, and harms no concurrent submission.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_unstorable_message_does_not_fail_the_writes_batched_with_it() {
+    for backend in BACKENDS {
+        let config = EngineConfig {
+            workers: 64,
+            ..fast_config()
+        };
+        let (engine, _guard) = start_on(backend, config, registry(), Clock::system()).await;
+        let mut joins = Vec::new();
+        for i in 0..300 {
+            let e = engine.clone();
+            joins.push(tokio::spawn(async move {
+                submit(&e, req("baton__echo", json!({"i": i}))).await
+            }));
+        }
+        let bad = submit(
+            &engine,
+            req(
+                "baton__fail",
+                json!({"message": "x\u{0}y", "retryable": false}),
+            ),
+        )
+        .await;
+        let mut keyed = SubmitRequest::new("baton__echo", json!({}));
+        keyed.idempotency_key = Some("k\u{0}".into());
+        let refused = engine.submit(OWNER, keyed).await.unwrap_err();
+        assert!(
+            matches!(&refused, EngineError::Invalid(e) if e.field == "idempotency_key"),
+            "{backend:?}: {refused}"
+        );
+        for j in joins {
+            let id = j.await.unwrap();
+            let t = wait_final(&engine, id).await;
+            assert_eq!(t.status, TaskStatus::Completed, "{backend:?}: {t:?}");
+            assert_eq!(t.attempt, 1, "{backend:?}: ran more than once: {t:?}");
+            let started = kinds(&engine, id)
+                .await
+                .iter()
+                .filter(|k| **k == EventKind::Started)
+                .count();
+            assert_eq!(started, 1, "{backend:?}");
+        }
+        let t = wait_final(&engine, bad).await;
+        assert_eq!(t.status, TaskStatus::Failed);
+        assert_eq!(t.error.as_ref().unwrap().message, "x\u{0}y");
+        let events = engine.events(OWNER, bad, 0, 100).await.unwrap();
+        assert_eq!(
+            events.last().unwrap().message.as_deref(),
+            Some("x\u{FFFD}y"),
+            "{backend:?}"
+        );
+        engine.shutdown().await;
+    }
+}
+
+/// A tool whose first run ignores cancellation until the test releases it, and whose
+/// later runs stop when cancelled, recording that they saw it.
+#[derive(Default)]
+struct Stubborn {
+    runs: AtomicU32,
+    release_first: Notify,
+    cancelled: std::sync::Mutex<Vec<u32>>,
+}
+
+#[async_trait]
+impl ToolProvider for Stubborn {
+    fn tools(&self) -> Vec<ToolInfo> {
+        vec![ToolInfo {
+            name: "work".into(),
+            description: None,
+            input_schema: Arc::new(json!({"type": "object"})),
+            definition: Arc::new(json!({"name": "work", "inputSchema": {"type": "object"}})),
+        }]
+    }
+
+    async fn call(&self, _: &str, _: Value, ctx: ToolContext) -> Result<ToolOutput, ToolCallError> {
+        let run = self.runs.fetch_add(1, Ordering::SeqCst) + 1;
+        if run == 1 {
+            self.release_first.notified().await;
+            return Ok(ToolOutput::text("run 1"));
+        }
+        ctx.cancel.cancelled().await;
+        self.cancelled.lock().unwrap().push(run);
+        Err(ToolCallError::cancelled())
+    }
+}
+
+/// 2. A run that lost its lease (its node stalled past the lease) while its tool ignored
+/// cancellation; the task was rescued and claimed again by the same node. When the stale
+/// run ended it used to unregister the new run (runs were known by task id only): the new
+/// run then got no heartbeat and no cancellation. Runs are known by task and lease token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_run_ending_leaves_the_current_run_of_its_task_alone() {
+    for backend in BACKENDS {
+        let tools = registry();
+        let stubborn = Arc::new(Stubborn::default());
+        tools.register("stubborn", stubborn.clone());
+        let (clock, control) = Clock::adjustable();
+        let config = EngineConfig {
+            lease: Duration::from_secs(2),
+            heartbeat: Duration::from_millis(100),
+            rescue_interval: Duration::from_millis(50),
+            ..fast_config()
+        };
+        let (engine, _guard) = start_on(backend, config, tools, clock).await;
+        let id = submit(&engine, req("stubborn__work", json!({}))).await;
+        eventually(
+            "the first run starts",
+            Duration::from_secs(10),
+            async || stubborn.runs.load(Ordering::SeqCst) == 1,
+        )
+        .await;
+        // The node "stalls" past its lease: as it resumes, its clock has jumped. Its lease
+        // is rescued and it claims the task again.
+        control.advance(Duration::from_secs(10));
+        eventually(
+            "the task is claimed again",
+            Duration::from_secs(10),
+            async || stubborn.runs.load(Ordering::SeqCst) == 2,
+        )
+        .await;
+        assert_eq!(engine.running_here(), 2, "{backend:?}: both runs are here");
+        // The stale run ends; its outcome is refused (its lease is gone)...
+        stubborn.release_first.notify_one();
+        eventually("the stale run ends", Duration::from_secs(10), async || {
+            engine.running_here() == 1
+        })
+        .await;
+        // ...and the current run is still known: heartbeats keep its lease, and a
+        // cancellation reaches it.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let t = engine.get(OWNER, id).await.unwrap();
+        assert_eq!(t.status, TaskStatus::Running, "{backend:?}: {t:?}");
+        assert_eq!(t.attempt, 2, "{backend:?}: no third run: {t:?}");
+        engine.cancel(OWNER, id).await.unwrap();
+        let t = wait_final(&engine, id).await;
+        assert_eq!(t.status, TaskStatus::Cancelled, "{backend:?}");
+        assert_eq!(*stubborn.cancelled.lock().unwrap(), vec![2], "{backend:?}");
+        assert_eq!(stubborn.runs.load(Ordering::SeqCst), 2, "{backend:?}");
+        engine.shutdown().await;
+    }
+}

@@ -1,0 +1,5 @@
+//! The engine's integration tests: one binary (one link) for all of them.
+
+mod audit;
+mod common;
+mod engine;
