@@ -53,6 +53,31 @@ pub(crate) async fn remote_loop(
     }
 }
 
+/// How often a process re-reads the shared store's clock (machine clocks drift, and
+/// NTP may step them).
+const CLOCK_ALIGN: Duration = Duration::from_secs(30);
+
+/// Aligns the engine's clock with the shared store's (see [`crate::clock`]). Says so
+/// when this machine's clock is more than a second off: the processes of a cluster then
+/// disagree on time, and Baton uses the database's.
+pub(crate) async fn align_clock(inner: &Inner) {
+    let before = inner.clock.uncorrected();
+    match inner.store.clock().await {
+        Ok(Some(reference)) => {
+            let after = inner.clock.uncorrected();
+            let off = inner.clock.align(before, reference, after);
+            if off > Duration::from_secs(1) {
+                tracing::warn!(
+                    off_ms = off.as_millis() as u64,
+                    "this machine's clock differs from the database server's; leases, heartbeats and peer health use the database's"
+                );
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::debug!(error = %e, "cannot read the store's clock now"),
+    }
+}
+
 /// How this process describes itself to the others.
 #[derive(Debug, Clone)]
 pub struct Presence {
@@ -67,7 +92,12 @@ pub struct Presence {
 pub(crate) async fn presence_loop(inner: Arc<Inner>) {
     let started_at = inner.clock.now();
     let mut last = (tokio::time::Instant::now(), 0u64);
+    let mut aligned = tokio::time::Instant::now();
     loop {
+        if aligned.elapsed() >= CLOCK_ALIGN {
+            aligned = tokio::time::Instant::now();
+            align_clock(&inner).await;
+        }
         let finished = inner.finished.load(Ordering::Relaxed);
         let elapsed = last.0.elapsed().as_secs_f64();
         let throughput = if elapsed > 0.0 {
@@ -145,7 +175,7 @@ async fn rescue_lost_peers(inner: &Inner) {
     let forget_before = now.saturating_sub(Duration::from_secs(24 * 3600));
     let lost = match inner
         .store
-        .mark_lost_peers(silent_since, forget_before)
+        .mark_lost_peers(silent_since, forget_before, &inner.config.node_id)
         .await
     {
         Ok(lost) => lost,

@@ -239,6 +239,8 @@ impl Engine {
             workflows: Default::default(),
         });
         let _ = engine_slot.set(Arc::downgrade(&inner));
+        // Before the first timestamp is written: a cluster agrees on the database's clock.
+        crate::cluster::align_clock(&inner).await;
         let engine = Engine { inner };
         engine.start_loops().await?;
         Ok(engine)

@@ -564,12 +564,23 @@ pub trait Store: Send + Sync + 'static {
 
     /// Marks live peers whose last heartbeat is older than `before` as lost, and returns
     /// them (their leases are the caller's to rescue). Forgets peers stopped or lost
-    /// before `forget_before`.
+    /// before `forget_before`. `caller` is never marked: a process that asks is alive,
+    /// however long it stalled.
     async fn mark_lost_peers(
         &self,
         before: Timestamp,
         forget_before: Timestamp,
+        caller: &str,
     ) -> StoreResult<Vec<Peer>>;
+
+    /// The clock every process sharing this store should agree on: the database
+    /// server's, for a store that several machines share; `None` when the store has one
+    /// process (SQLite), whose own clock is then the only one. Lease deadlines, heartbeats
+    /// and peer liveness compare times written by different processes, so with skewed
+    /// machine clocks they must all be read from one clock.
+    async fn clock(&self) -> StoreResult<Option<Timestamp>> {
+        Ok(None)
+    }
 
     /// Stores a workflow and the tasks of its first steps (one transaction).
     async fn create_workflow(

@@ -2086,10 +2086,20 @@ impl Store for PostgresStore {
         Ok(n > 0)
     }
 
+    async fn clock(&self) -> StoreResult<Option<Timestamp>> {
+        let ms: i64 =
+            sqlx::query_scalar("SELECT (extract(epoch from clock_timestamp()) * 1000)::bigint")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db_err)?;
+        Ok(Some(Timestamp::from_millis(ms)))
+    }
+
     async fn mark_lost_peers(
         &self,
         before: Timestamp,
         forget_before: Timestamp,
+        caller: &str,
     ) -> StoreResult<Vec<Peer>> {
         transaction!(self.pool, |c| async {
             sqlx::query("DELETE FROM peers WHERE state <> 'live' AND last_heartbeat < $1")
@@ -2099,9 +2109,10 @@ impl Store for PostgresStore {
                 .map_err(db_err)?;
             let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "UPDATE peers SET state = 'lost' WHERE state = 'live' AND last_heartbeat < $1 \
-                 RETURNING {PEER_COLUMNS}"
+                 AND id <> $2 RETURNING {PEER_COLUMNS}"
             )))
             .bind(before.as_millis())
+            .bind(caller)
             .fetch_all(&mut *c)
             .await
             .map_err(db_err)?;

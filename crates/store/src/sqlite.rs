@@ -1967,7 +1967,9 @@ impl Store for SqliteStore {
         &self,
         before: Timestamp,
         forget_before: Timestamp,
+        caller: &str,
     ) -> StoreResult<Vec<Peer>> {
+        let caller = caller.to_string();
         self.write(move |c| {
             Box::pin(async move {
                 sqlx::query("DELETE FROM peers WHERE state <> 'live' AND last_heartbeat < ?")
@@ -1977,10 +1979,11 @@ impl Store for SqliteStore {
                     .map_err(db_err)?;
                 let rows = sqlx::query(
                     "UPDATE peers SET state = 'lost' WHERE state = 'live' AND last_heartbeat < ? \
-                     RETURNING id, role, address, version, state, started_at, last_heartbeat, \
-                     running, finished, throughput",
+                     AND id <> ? RETURNING id, role, address, version, state, started_at, \
+                     last_heartbeat, running, finished, throughput",
                 )
                 .bind(before.as_millis())
+                .bind(&caller)
                 .fetch_all(&mut c.conn)
                 .await
                 .map_err(db_err)?;

@@ -1186,9 +1186,17 @@ pub async fn peers_lifecycle(store: &dyn Store) {
     assert_eq!(peers[0].state, PeerState::Live);
     assert_eq!((peers[1].finished, peers[1].throughput), (10, 2.5));
 
+    // The caller is never lost, however stale its own last heartbeat: it is asking.
+    assert!(
+        store
+            .mark_lost_peers(t0().saturating_add(SEC), Timestamp::ZERO, "b")
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // b stops heartbeating: only b is lost, once.
     let lost = store
-        .mark_lost_peers(t0().saturating_add(SEC), Timestamp::ZERO)
+        .mark_lost_peers(t0().saturating_add(SEC), Timestamp::ZERO, "c")
         .await
         .unwrap();
     assert_eq!(
@@ -1198,7 +1206,7 @@ pub async fn peers_lifecycle(store: &dyn Store) {
     assert_eq!(lost[0].state, PeerState::Lost);
     assert!(
         store
-            .mark_lost_peers(t0().saturating_add(SEC), Timestamp::ZERO)
+            .mark_lost_peers(t0().saturating_add(SEC), Timestamp::ZERO, "c")
             .await
             .unwrap()
             .is_empty()
@@ -1223,7 +1231,7 @@ pub async fn peers_lifecycle(store: &dyn Store) {
     assert_eq!(peers[0].running, 0);
     // Peers gone for long are forgotten; live ones never are.
     store
-        .mark_lost_peers(Timestamp::ZERO, t0().saturating_add(60 * SEC))
+        .mark_lost_peers(Timestamp::ZERO, t0().saturating_add(60 * SEC), "c")
         .await
         .unwrap();
     let peers = store.list_peers().await.unwrap();

@@ -169,3 +169,127 @@ async fn a_stale_run_ending_leaves_the_current_run_of_its_task_alone() {
         engine.shutdown().await;
     }
 }
+
+/// 7. Lease expiry and peer liveness compare times written by different processes. A
+/// process whose machine clock runs an hour ahead, holding the maintenance role, used to
+/// rescue every live lease of the others and mark them lost. On PostgreSQL every process
+/// aligns with the database server's clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skewed_clock_does_not_rescue_live_leases() {
+    let (store, guard) =
+        baton_store::fixtures::fresh(baton_store::fixtures::Backend::Postgres).await;
+    let baton_store::fixtures::Guard::Schema(schema) = &guard else {
+        unreachable!()
+    };
+    // The skewed process: no workers, maintenance every 50 ms; it starts first, so it
+    // takes the maintenance role.
+    let (skewed_clock, skew) = Clock::adjustable();
+    skew.set_offset_ms(3_600_000);
+    let skewed = baton_engine::Engine::start(
+        EngineConfig {
+            node_id: "skewed".into(),
+            run_workers: false,
+            lease: Duration::from_secs(2),
+            heartbeat: Duration::from_millis(200),
+            rescue_interval: Duration::from_millis(50),
+            ..fast_config()
+        },
+        store,
+        registry(),
+        skewed_clock,
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let other_store: Arc<dyn baton_store::Store> = Arc::new(schema.store(4).await);
+    let worker = baton_engine::Engine::start(
+        EngineConfig {
+            node_id: "worker".into(),
+            lease: Duration::from_secs(2),
+            heartbeat: Duration::from_millis(200),
+            rescue_interval: Duration::from_secs(3600),
+            ..fast_config()
+        },
+        other_store,
+        registry(),
+        Clock::system(),
+    )
+    .await
+    .unwrap();
+    let id = submit(
+        &skewed,
+        req("baton__sleep", json!({"ms": 3000, "steps": 3})),
+    )
+    .await;
+    let t = skewed
+        .wait(OWNER, id, Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(t.status, TaskStatus::Completed, "{t:?}");
+    assert_eq!(t.attempt, 1, "a live lease was rescued: {t:?}");
+    let events = skewed.events(OWNER, id, 0, 100).await.unwrap();
+    assert!(
+        !events.iter().any(|e| e.kind == EventKind::LeaseExpired),
+        "{events:?}"
+    );
+    let peers = skewed.peers().await.unwrap();
+    let health = |id: &str| peers.iter().find(|(p, _)| p.id == id).map(|(_, h)| *h);
+    assert_eq!(health("worker"), Some("healthy"), "{peers:?}");
+    worker.shutdown().await;
+    skewed.shutdown().await;
+}
+
+/// 7. A node that stalled for longer than its lease (on SQLite, the only process) used to
+/// mark itself lost when it resumed: a process that asks is alive. Its expired leases
+/// are rescued as expired ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_node_does_not_declare_itself_lost() {
+    let (clock, control) = Clock::adjustable();
+    let config = EngineConfig {
+        lease: Duration::from_secs(2),
+        heartbeat: Duration::from_millis(100),
+        rescue_interval: Duration::from_millis(50),
+        ..fast_config()
+    };
+    let (engine, _guard) = start_on(
+        baton_store::fixtures::Backend::Sqlite,
+        config,
+        registry(),
+        clock,
+    )
+    .await;
+    let id = submit(
+        &engine,
+        req("baton__sleep", json!({"ms": 2000, "steps": 20})),
+    )
+    .await;
+    eventually("it runs", Duration::from_secs(10), async || {
+        engine.get(OWNER, id).await.unwrap().status == TaskStatus::Running
+    })
+    .await;
+    control.advance(Duration::from_secs(30));
+    eventually(
+        "its lease is rescued",
+        Duration::from_secs(10),
+        async || kinds(&engine, id).await.contains(&EventKind::LeaseExpired),
+    )
+    .await;
+    let events = engine.events(OWNER, id, 0, 100).await.unwrap();
+    let rescue = events
+        .iter()
+        .find(|e| e.kind == EventKind::LeaseExpired)
+        .unwrap();
+    assert!(
+        rescue
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("the lease expired"),
+        "rescued as a lost peer's: {rescue:?}"
+    );
+    for (peer, health) in engine.peers().await.unwrap() {
+        assert_ne!(health, "lost", "{peer:?}");
+    }
+    wait_final(&engine, id).await;
+    engine.shutdown().await;
+}
