@@ -743,3 +743,40 @@ async fn bad_upstream_input_gets_clear_errors() {
     assert_eq!(api.get("/v1/servers/nope").await.status, 404);
     assert_eq!(api.delete("/v1/servers/nope").await.status, 404);
 }
+
+/// A new attempt after a failure or a timeout starts a new upstream task; only a restart
+/// of the same attempt resumes the old one. The checkpoint (the upstream task id) used to
+/// outlive its attempt: the second attempt of a timed-out call resumed the cancelled
+/// upstream task and failed `upstream_cancelled`, and a retry by hand re-read the old
+/// failed result without calling the tool.
+#[tokio::test]
+async fn each_attempt_of_an_upstream_task_call_starts_a_new_upstream_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let baton = start_with(dir.path(), &testserver_toml("test", &state, ""), &[]);
+    let api = Api::new(&baton.url);
+    wait_healthy(&api, "test").await;
+    let starts = |id: &str| {
+        std::fs::read_to_string(state.join(format!("task-{id}.started")))
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    };
+    let id = api
+        .submit(json!({"tool": "test__task_job", "arguments": {"id": "to", "duration_ms": 60000},
+                       "timeout_ms": 500, "max_attempts": 2}))
+        .await;
+    let t = api.wait_final(&id).await;
+    assert_eq!(t["status"], "failed", "{t}");
+    assert_eq!(t["attempt"], 2, "{t}");
+    assert_eq!(t["error"]["code"], "timeout", "the second attempt timed out too: {t}");
+    assert_eq!(starts("to"), 2, "each attempt created its upstream task");
+    // A retry by hand calls the tool again.
+    let r = api.post(&format!("/v1/tasks/{id}/retry"), json!(null)).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    eventually("the retry started a new upstream task", LONG, async || {
+        starts("to") == 3
+    })
+    .await;
+    let t = api.wait_final(&id).await;
+    assert_eq!(t["error"]["code"], "timeout", "{t}");
+}

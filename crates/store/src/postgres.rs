@@ -1345,7 +1345,7 @@ async fn finish_round(
          progress = CASE l.status WHEN 'completed' THEN 1.0 WHEN 'pending' THEN NULL ELSE tasks.progress END, \
          progress_message = CASE l.status WHEN 'pending' THEN NULL ELSE tasks.progress_message END, \
          cancel_requested = (l.status = 'cancelled') OR tasks.cancel_requested, \
-         input_requests = NULL, input_responses = NULL, \
+         input_requests = NULL, input_responses = NULL, checkpoint = NULL, \
          lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL \
          FROM l WHERE tasks.seq = l.lock_seq \
          RETURNING tasks.id, tasks.attempt, l.token",
@@ -1445,7 +1445,7 @@ async fn retry_task_tx(
     sqlx::query(
         "UPDATE tasks SET status = 'pending', attempt = 0, run_at = $1, updated_at = $1, \
          completed_at = NULL, result = NULL, error = NULL, cancel_requested = false, progress = NULL, \
-         progress_message = NULL, input_requests = NULL, input_responses = NULL WHERE id = $2",
+         progress_message = NULL, input_requests = NULL, input_responses = NULL, checkpoint = NULL WHERE id = $2",
     )
     .bind(now.as_millis())
     .bind(uuid(id))

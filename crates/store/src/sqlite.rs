@@ -1015,7 +1015,8 @@ async fn finish_chunk(
          progress = CASE v.column3 WHEN 'completed' THEN 1.0 WHEN 'pending' THEN NULL ELSE progress END, \
          progress_message = CASE v.column3 WHEN 'pending' THEN NULL ELSE progress_message END, \
          cancel_requested = CASE v.column3 WHEN 'cancelled' THEN 1 ELSE cancel_requested END, \
-         input_requests = NULL, input_responses = NULL, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL FROM (",
+         input_requests = NULL, input_responses = NULL, checkpoint = NULL, \
+         lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL FROM (",
     );
     qb.push_values(chunk, |mut b, f| {
         let (result, error, run_at) = crate::finish_columns(&f.transition);
@@ -1124,7 +1125,7 @@ async fn retry_task_tx(w: &mut Writer, id: TaskId, now: Timestamp) -> StoreResul
     sqlx::query(
         "UPDATE tasks SET status = 'pending', attempt = 0, run_at = ?, updated_at = ?, \
          completed_at = NULL, result = NULL, error = NULL, cancel_requested = 0, progress = NULL, \
-         progress_message = NULL, input_requests = NULL, input_responses = NULL WHERE id = ?",
+         progress_message = NULL, input_requests = NULL, input_responses = NULL, checkpoint = NULL WHERE id = ?",
     )
     .bind(now.as_millis())
     .bind(now.as_millis())

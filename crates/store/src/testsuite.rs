@@ -993,7 +993,57 @@ pub async fn checkpoints_are_fenced(store: &dyn Store) {
         .await
         .unwrap();
     let again = claim(store, "w2", 1, later, 6).await;
-    assert_eq!(again[0].checkpoint, Some(cp));
+    assert_eq!(again[0].checkpoint, Some(cp.clone()));
+    // A run that ends with an outcome (here a failure to be retried, e.g. a timeout) ends
+    // its attempt: the next attempt starts afresh, not from the old upstream task.
+    let retry_at = later.saturating_add(SEC);
+    store
+        .finish(vec![Finish {
+            id,
+            token: 6,
+            transition: Transition::Retry {
+                run_at: retry_at,
+                error: TaskError::new("timeout", "too slow", true),
+            },
+            at: later,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(
+        get(store, id).await.checkpoint,
+        None,
+        "cleared by an outcome"
+    );
+    let third = claim(store, "w2", 1, retry_at, 7).await;
+    assert_eq!(third[0].checkpoint, None);
+    assert!(
+        store
+            .save_checkpoint(id, 7, cp.clone(), retry_at)
+            .await
+            .unwrap()
+    );
+    store
+        .finish(vec![Finish {
+            id,
+            token: 7,
+            transition: Transition::Fail {
+                error: TaskError::new("timeout", "too slow", true),
+            },
+            at: retry_at,
+        }])
+        .await
+        .unwrap();
+    assert!(
+        !store.save_checkpoint(id, 7, cp, retry_at).await.unwrap(),
+        "a finished run saves nothing"
+    );
+    // A retry by hand starts afresh too.
+    store.retry_task(id, retry_at).await.unwrap();
+    assert_eq!(
+        get(store, id).await.checkpoint,
+        None,
+        "cleared by a hand retry"
+    );
 }
 
 pub async fn input_round_trip(store: &dyn Store) {
