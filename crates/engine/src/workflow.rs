@@ -623,13 +623,37 @@ impl Engine {
             WorkflowUpdated::NotFound => return Err(EngineError::WorkflowNotFound(id.into())),
         }
         // Tasks of steps started meanwhile are read back: the update above ordered them.
-        for t in self.workflow_tasks(id).await? {
-            if !t.status.is_final() {
-                self.cancel_unchecked(t.id).await?;
-            }
-        }
+        // Best effort per step: one that finished meanwhile, or whose cancel fails now,
+        // does not keep the others running; the coordinator cancels what is left.
+        self.cancel_steps(id).await;
         self.inner().workflows.mark(id);
         self.get_workflow(owner, id).await
+    }
+
+    /// Cancels every unfinished step task of a cancelled workflow (and their children).
+    /// Returns whether all were reached.
+    async fn cancel_steps(&self, id: &str) -> bool {
+        let tasks = match self.workflow_tasks(id).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(workflow = id, error = %e, "cannot read the steps to cancel now; the coordinator will");
+                return false;
+            }
+        };
+        let mut all = true;
+        for t in tasks {
+            if t.status.is_final() || t.cancel_requested {
+                continue;
+            }
+            match self.cancel_unchecked(t.id).await {
+                Ok(_) | Err(EngineError::Conflict(_) | EngineError::TaskNotFound(_)) => {}
+                Err(e) => {
+                    tracing::warn!(workflow = id, task = %t.id, error = %e, "cannot cancel a step now; the coordinator will retry");
+                    all = false;
+                }
+            }
+        }
+        all
     }
 
     /// Runs a failed or cancelled workflow again from where it stopped: completed steps
@@ -751,6 +775,22 @@ impl Engine {
                 Err(EngineError::WorkflowNotFound(_)) => return Ok(()),
                 Err(e) => return Err(e),
             };
+            if loaded.workflow.status == WorkflowStatus::Cancelled
+                && loaded
+                    .tasks
+                    .iter()
+                    .flatten()
+                    .any(|t| !t.status.is_final() && !t.cancel_requested)
+            {
+                // A cancel that could not reach every step (or a process that stopped
+                // half-way through one): finish the job.
+                if !self.cancel_steps(id).await {
+                    return Err(EngineError::Store(baton_store::StoreError::Unavailable(
+                        "some steps could not be cancelled yet".into(),
+                    )));
+                }
+                return Ok(());
+            }
             if loaded.workflow.status != WorkflowStatus::Running {
                 return Ok(());
             }

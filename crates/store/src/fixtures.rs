@@ -174,3 +174,270 @@ mod pg {
         conn.close().await
     }
 }
+
+/// A store call, as [`FaultyStore`]'s fault sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Call {
+    /// The [`Store`] method's name.
+    pub method: &'static str,
+    /// The task it is about, for methods about one task.
+    pub task: Option<crate::TaskId>,
+}
+
+type Fault = Arc<dyn Fn(&Call) -> Option<crate::StoreError> + Send + Sync>;
+
+/// A [`Store`] that passes every call to a real one, except those its fault fails:
+/// deterministic fault injection at the store boundary for engine tests (a write that
+/// fails for one task, a database that goes away for one kind of call).
+pub struct FaultyStore {
+    inner: Arc<dyn Store>,
+    fault: std::sync::RwLock<Option<Fault>>,
+}
+
+impl FaultyStore {
+    pub fn new(inner: Arc<dyn Store>) -> Arc<FaultyStore> {
+        Arc::new(FaultyStore {
+            inner,
+            fault: std::sync::RwLock::new(None),
+        })
+    }
+
+    /// From now on, a call for which `fault` answers `Some(error)` fails with it.
+    pub fn set_fault(
+        &self,
+        fault: impl Fn(&Call) -> Option<crate::StoreError> + Send + Sync + 'static,
+    ) {
+        *self.fault.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(fault));
+    }
+
+    pub fn clear_fault(&self) {
+        *self.fault.write().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    fn check(&self, method: &'static str, task: Option<crate::TaskId>) -> crate::StoreResult<()> {
+        let fault = self.fault.read().unwrap_or_else(|e| e.into_inner()).clone();
+        match fault.and_then(|f| f(&Call { method, task })) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+mod faulty {
+    use super::FaultyStore;
+    use crate::*;
+    use async_trait::async_trait;
+    use baton_core::task::NewTask;
+    use baton_core::{Task, TaskEvent, TaskId, Timestamp};
+    use serde_json::Value;
+
+    #[async_trait]
+    impl Store for FaultyStore {
+        fn backend(&self) -> &'static str {
+            self.inner.backend()
+        }
+        async fn ping(&self) -> StoreResult<()> {
+            self.check("ping", None)?;
+            self.inner.ping().await
+        }
+        async fn create_tasks(
+            &self,
+            tasks: Vec<NewTask>,
+        ) -> StoreResult<(Vec<CreateOutcome>, Vec<TaskEvent>)> {
+            self.check("create_tasks", None)?;
+            self.inner.create_tasks(tasks).await
+        }
+        async fn create_and_claim(
+            &self,
+            tasks: Vec<NewTask>,
+            claim: Option<ClaimRequest<'_>>,
+        ) -> StoreResult<CreatedAndClaimed> {
+            self.check("create_and_claim", None)?;
+            self.inner.create_and_claim(tasks, claim).await
+        }
+        async fn get_task(&self, id: TaskId) -> StoreResult<Option<Task>> {
+            self.check("get_task", Some(id))?;
+            self.inner.get_task(id).await
+        }
+        async fn list_tasks(&self, query: &TaskQuery) -> StoreResult<Vec<Task>> {
+            self.check("list_tasks", None)?;
+            self.inner.list_tasks(query).await
+        }
+        async fn claim(&self, req: &ClaimRequest<'_>) -> StoreResult<(Vec<Task>, Vec<TaskEvent>)> {
+            self.check("claim", None)?;
+            self.inner.claim(req).await
+        }
+        async fn heartbeat(
+            &self,
+            owner: &str,
+            now: Timestamp,
+            lease_until: Timestamp,
+        ) -> StoreResult<HeartbeatReply> {
+            self.check("heartbeat", None)?;
+            self.inner.heartbeat(owner, now, lease_until).await
+        }
+        async fn record_progress(
+            &self,
+            updates: Vec<ProgressUpdate>,
+        ) -> StoreResult<Vec<TaskEvent>> {
+            self.check("record_progress", None)?;
+            self.inner.record_progress(updates).await
+        }
+        async fn finish(&self, items: Vec<Finish>) -> StoreResult<Vec<FinishOutcome>> {
+            for f in &items {
+                self.check("finish", Some(f.id))?;
+            }
+            self.inner.finish(items).await
+        }
+        async fn request_cancel(&self, id: TaskId, now: Timestamp) -> StoreResult<CancelOutcome> {
+            self.check("request_cancel", Some(id))?;
+            self.inner.request_cancel(id, now).await
+        }
+        async fn retry_task(&self, id: TaskId, now: Timestamp) -> StoreResult<RetryOutcome> {
+            self.check("retry_task", Some(id))?;
+            self.inner.retry_task(id, now).await
+        }
+        async fn requeue_leases(&self, req: &Requeue<'_>) -> StoreResult<Vec<TaskEvent>> {
+            self.check("requeue_leases", None)?;
+            self.inner.requeue_leases(req).await
+        }
+        async fn purge_finished(&self, before: Timestamp, limit: u32) -> StoreResult<u64> {
+            self.check("purge_finished", None)?;
+            self.inner.purge_finished(before, limit).await
+        }
+        async fn task_events(
+            &self,
+            id: TaskId,
+            after_seq: i64,
+            limit: u32,
+        ) -> StoreResult<Vec<TaskEvent>> {
+            self.check("task_events", Some(id))?;
+            self.inner.task_events(id, after_seq, limit).await
+        }
+        async fn queue_stats(&self, now: Timestamp) -> StoreResult<Vec<QueueStats>> {
+            self.check("queue_stats", None)?;
+            self.inner.queue_stats(now).await
+        }
+        async fn set_queue_paused(
+            &self,
+            queue: &str,
+            paused: bool,
+            now: Timestamp,
+        ) -> StoreResult<()> {
+            self.check("set_queue_paused", None)?;
+            self.inner.set_queue_paused(queue, paused, now).await
+        }
+        async fn recent_durations(&self, tool: &str, limit: u32) -> StoreResult<Vec<u64>> {
+            self.check("recent_durations", None)?;
+            self.inner.recent_durations(tool, limit).await
+        }
+        async fn count_active(&self) -> StoreResult<u64> {
+            self.check("count_active", None)?;
+            self.inner.count_active().await
+        }
+        async fn save_checkpoint(
+            &self,
+            id: TaskId,
+            token: i64,
+            checkpoint: Value,
+            now: Timestamp,
+        ) -> StoreResult<bool> {
+            self.check("save_checkpoint", Some(id))?;
+            self.inner.save_checkpoint(id, token, checkpoint, now).await
+        }
+        async fn set_input_required(
+            &self,
+            id: TaskId,
+            token: i64,
+            requests: Value,
+            now: Timestamp,
+        ) -> StoreResult<Option<TaskEvent>> {
+            self.check("set_input_required", Some(id))?;
+            self.inner
+                .set_input_required(id, token, requests, now)
+                .await
+        }
+        async fn provide_input(
+            &self,
+            id: TaskId,
+            responses: Value,
+            now: Timestamp,
+        ) -> StoreResult<InputOutcome> {
+            self.check("provide_input", Some(id))?;
+            self.inner.provide_input(id, responses, now).await
+        }
+        async fn take_input(&self, id: TaskId, token: i64) -> StoreResult<Option<Value>> {
+            self.check("take_input", Some(id))?;
+            self.inner.take_input(id, token).await
+        }
+        async fn list_servers(&self) -> StoreResult<Vec<StoredServer>> {
+            self.check("list_servers", None)?;
+            self.inner.list_servers().await
+        }
+        async fn put_server(&self, name: &str, config: Value, now: Timestamp) -> StoreResult<()> {
+            self.check("put_server", None)?;
+            self.inner.put_server(name, config, now).await
+        }
+        async fn delete_server(&self, name: &str) -> StoreResult<bool> {
+            self.check("delete_server", None)?;
+            self.inner.delete_server(name).await
+        }
+        async fn report_peer(&self, report: &PeerReport) -> StoreResult<()> {
+            self.check("report_peer", None)?;
+            self.inner.report_peer(report).await
+        }
+        async fn list_peers(&self) -> StoreResult<Vec<Peer>> {
+            self.check("list_peers", None)?;
+            self.inner.list_peers().await
+        }
+        async fn peer_stopped(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
+            self.check("peer_stopped", None)?;
+            self.inner.peer_stopped(id, now).await
+        }
+        async fn mark_lost_peers(
+            &self,
+            before: Timestamp,
+            forget_before: Timestamp,
+            caller: &str,
+        ) -> StoreResult<Vec<Peer>> {
+            self.check("mark_lost_peers", None)?;
+            self.inner
+                .mark_lost_peers(before, forget_before, caller)
+                .await
+        }
+        async fn clock(&self) -> StoreResult<Option<Timestamp>> {
+            self.check("clock", None)?;
+            self.inner.clock().await
+        }
+        async fn create_workflow(
+            &self,
+            workflow: NewWorkflow,
+            tasks: Vec<NewTask>,
+        ) -> StoreResult<(Workflow, Vec<CreateOutcome>, Vec<TaskEvent>)> {
+            self.check("create_workflow", None)?;
+            self.inner.create_workflow(workflow, tasks).await
+        }
+        async fn get_workflow(&self, id: &str) -> StoreResult<Option<Workflow>> {
+            self.check("get_workflow", None)?;
+            self.inner.get_workflow(id).await
+        }
+        async fn list_workflows(&self, query: &WorkflowQuery) -> StoreResult<Vec<Workflow>> {
+            self.check("list_workflows", None)?;
+            self.inner.list_workflows(query).await
+        }
+        async fn update_workflow(&self, update: WorkflowUpdate) -> StoreResult<WorkflowUpdated> {
+            self.check("update_workflow", None)?;
+            self.inner.update_workflow(update).await
+        }
+        async fn try_singleton(&self, name: &str) -> StoreResult<Option<Box<dyn SingletonGuard>>> {
+            self.check("try_singleton", None)?;
+            self.inner.try_singleton(name).await
+        }
+        async fn listen(&self) -> StoreResult<Option<tokio::sync::mpsc::Receiver<RemoteChange>>> {
+            self.inner.listen().await
+        }
+        async fn close(&self) {
+            self.inner.close().await
+        }
+    }
+}

@@ -293,3 +293,61 @@ async fn a_stalled_node_does_not_declare_itself_lost() {
     wait_final(&engine, id).await;
     engine.shutdown().await;
 }
+
+/// 5. Cancelling a workflow used to stop at the first step whose cancel failed (a step
+/// that finished meanwhile answered 409; a store error, the same): the workflow was
+/// marked cancelled while its other running steps ran on, with no way to stop them.
+/// Cancel is best effort per step, and the coordinator finishes what failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_workflow_reaches_every_step_even_when_one_cancel_fails() {
+    for backend in BACKENDS {
+        let (store, _guard) = baton_store::fixtures::fresh(backend).await;
+        let faulty = baton_store::fixtures::FaultyStore::new(store);
+        let engine =
+            baton_engine::Engine::start(fast_config(), faulty.clone(), registry(), Clock::system())
+                .await
+                .unwrap();
+        let definition = baton_engine::workflow::definition_from_value(json!({
+            "name": "three",
+            "steps": [
+                {"id": "a", "tool": "baton__sleep", "arguments": {"ms": 60000, "steps": 60}},
+                {"id": "b", "tool": "baton__sleep", "arguments": {"ms": 60000, "steps": 60}},
+                {"id": "c", "tool": "baton__sleep", "arguments": {"ms": 60000, "steps": 60}},
+            ],
+        }))
+        .unwrap();
+        let wf = engine.submit_workflow(OWNER, definition).await.unwrap();
+        let id = wf.workflow_id.clone();
+        eventually("all three run", Duration::from_secs(10), async || {
+            let v = engine.get_workflow(OWNER, &id).await.unwrap();
+            v.steps
+                .iter()
+                .all(|s| s.task_status == Some(TaskStatus::Running))
+        })
+        .await;
+        // The first step cancel fails, once.
+        let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let once = failed.clone();
+        faulty.set_fault(move |call| {
+            (call.method == "request_cancel" && !once.swap(true, Ordering::SeqCst)).then(|| {
+                baton_store::StoreError::Unavailable("injected: the database went away".into())
+            })
+        });
+        let view = engine.cancel_workflow(OWNER, &id).await;
+        assert!(view.is_ok(), "{backend:?}: {view:?}");
+        assert!(failed.load(Ordering::SeqCst), "the fault fired");
+        eventually(
+            "every step is cancelled",
+            Duration::from_secs(15),
+            async || {
+                let v = engine.get_workflow(OWNER, &id).await.unwrap();
+                v.steps
+                    .iter()
+                    .all(|s| s.task_status == Some(TaskStatus::Cancelled))
+            },
+        )
+        .await;
+        faulty.clear_fault();
+        engine.shutdown().await;
+    }
+}
