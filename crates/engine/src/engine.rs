@@ -385,40 +385,28 @@ impl Engine {
                 retry_after: Duration::from_secs(1),
             });
         }
-        let requested: Vec<(String, serde_json::Value)> = tasks
-            .iter()
-            .map(|t| (t.tool.clone(), t.arguments.clone()))
-            .collect();
+        // An idempotency key reused for a different call is refused inside the store's
+        // transaction (a 409 that stores none of the batch).
         let outcomes = self
             .inner
             .submitter
             .run(tasks)
             .await
             .map_err(|_| EngineError::ShuttingDown)?
-            .map_err(|e| EngineError::Store((*e).clone()))?;
-        let mut out = Vec::with_capacity(outcomes.len());
-        for (o, (tool, args)) in outcomes.into_iter().zip(requested) {
-            match o {
-                CreateOutcome::Created(task) => out.push(Submitted {
+            .map_err(|e| EngineError::from((*e).clone()))?;
+        let out = outcomes
+            .into_iter()
+            .map(|o| match o {
+                CreateOutcome::Created(task) => Submitted {
                     task,
                     created: true,
-                }),
-                CreateOutcome::Existing(task) => {
-                    if task.tool != tool || task.arguments != args {
-                        return Err(EngineError::Conflict(format!(
-                            "idempotency key `{}` was already used for a different request (task {}, tool `{}`)",
-                            task.idempotency_key.as_deref().unwrap_or_default(),
-                            task.id,
-                            task.tool
-                        )));
-                    }
-                    out.push(Submitted {
-                        task,
-                        created: false,
-                    })
-                }
-            }
-        }
+                },
+                CreateOutcome::Existing(task) => Submitted {
+                    task,
+                    created: false,
+                },
+            })
+            .collect();
         Ok(out)
     }
 

@@ -32,7 +32,17 @@ pub enum EngineError {
     #[error("Baton is shutting down")]
     ShuttingDown,
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
+}
+
+impl From<StoreError> for EngineError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            // A conflict with stored state is the request's, not the store's.
+            StoreError::Conflict(m) => EngineError::Conflict(m),
+            other => EngineError::Store(other),
+        }
+    }
 }
 
 impl EngineError {

@@ -89,7 +89,7 @@ impl From<baton_upstream::UpstreamError> for ApiError {
 
 impl From<baton_store::StoreError> for ApiError {
     fn from(e: baton_store::StoreError) -> Self {
-        ApiError::from(EngineError::Store(e))
+        ApiError::from(EngineError::from(e))
     }
 }
 

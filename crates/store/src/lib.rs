@@ -57,6 +57,10 @@ pub enum StoreError {
     Decode(String),
     #[error("database error: {0}")]
     Database(String),
+    /// The write conflicts with what is stored (an idempotency key already used for a
+    /// different request); nothing of the call was written.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl StoreError {
@@ -70,6 +74,7 @@ impl StoreError {
             | StoreError::Migrate(_)
             | StoreError::Decode(_)
             | StoreError::Database(_) => ErrorCode::Internal,
+            StoreError::Conflict(_) => ErrorCode::Conflict,
         }
     }
 }
@@ -756,6 +761,25 @@ pub(crate) fn finish_outcomes(
             }
         })
         .collect()
+}
+
+/// An idempotency key names one request: a task stored under a key used before must be
+/// the same call (tool and arguments), or the whole write is refused. Checked inside the
+/// transaction, so a refused batch stores none of its tasks.
+pub(crate) fn check_idempotent(tasks: &[NewTask], outcomes: &[CreateOutcome]) -> StoreResult<()> {
+    for (t, o) in tasks.iter().zip(outcomes) {
+        if let CreateOutcome::Existing(found) = o
+            && (found.tool != t.tool || found.arguments != t.arguments)
+        {
+            return Err(StoreError::Conflict(format!(
+                "idempotency key `{}` was already used for a different request (task {}, tool `{}`)",
+                t.idempotency_key.as_deref().unwrap_or_default(),
+                found.id,
+                found.tool
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Events as the store can hold them: free text without NUL (see [`baton_core::value`]).

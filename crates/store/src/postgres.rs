@@ -1065,6 +1065,7 @@ async fn create_tasks_deferred(
         };
         outcomes.push(outcome);
     }
+    crate::check_idempotent(tasks, &outcomes)?;
     Ok((outcomes, events))
 }
 

@@ -38,7 +38,8 @@ macro_rules! store_test_suite {
             input_round_trip, servers_crud, create_and_claim_in_order, peers_lifecycle,
             singleton_is_held, workflows_lifecycle, workflow_updates_are_conditional,
             running_workflows_keep_their_steps, children_of_a_task,
-            hostile_text_is_stored_escaped, runs_are_told_apart_by_lease_token);
+            hostile_text_is_stored_escaped, runs_are_told_apart_by_lease_token,
+            idempotency_conflicts_refuse_the_whole_write);
     };
     (@tests $factory:path; $($name:ident),* $(,)?) => {
         $(
@@ -1663,4 +1664,39 @@ pub async fn runs_are_told_apart_by_lease_token(store: &dyn Store) {
     let done = get(store, id).await;
     assert_eq!(done.status, TaskStatus::Completed);
     assert_eq!(done.attempt, 2);
+}
+
+/// A key reused for a different call (another tool or other arguments) refuses the whole
+/// write: none of the call's tasks is stored, not even those without a key.
+pub async fn idempotency_conflicts_refuse_the_whole_write(store: &dyn Store) {
+    let mut first = new_task("t", 50, t0());
+    first.idempotency_key = Some("k1".into());
+    create(store, vec![first.clone()]).await;
+    let bystander = new_task("t", 50, t0());
+    let mut reused = new_task("t", 50, t0());
+    reused.idempotency_key = Some("k1".into());
+    reused.arguments = json!({"n": 2});
+    let err = store
+        .create_tasks(vec![bystander.clone(), reused])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), baton_core::ErrorCode::Conflict, "{err}");
+    assert!(err.to_string().contains("`k1`"), "{err}");
+    assert!(store.get_task(bystander.id).await.unwrap().is_none());
+    // Two items of one call with one key and different arguments: refused as well.
+    let mut a = new_task("t", 50, t0());
+    a.idempotency_key = Some("k2".into());
+    let mut b = a.clone();
+    b.id = TaskId::generate(t0());
+    b.tool = "other".into();
+    assert!(store.create_tasks(vec![a.clone(), b]).await.is_err());
+    assert!(store.get_task(a.id).await.unwrap().is_none());
+    // The same call again is fine: it names the stored task.
+    let mut again = first.clone();
+    again.id = TaskId::generate(t0());
+    let (outcomes, _) = store.create_tasks(vec![again]).await.unwrap();
+    assert_eq!(
+        outcomes[0],
+        CreateOutcome::Existing(get(store, first.id).await)
+    );
 }

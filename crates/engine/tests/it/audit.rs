@@ -351,3 +351,56 @@ async fn cancelling_a_workflow_reaches_every_step_even_when_one_cancel_fails() {
         engine.shutdown().await;
     }
 }
+
+/// 6. A batch reusing an idempotency key for a different call used to answer 409 after
+/// committing: the batch's other tasks were stored and ran. The check is inside the
+/// store's transaction, so a refused batch stores nothing; concurrent submissions that
+/// shared its group commit are stored as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_with_a_conflicting_key_stores_nothing() {
+    for backend in BACKENDS {
+        let (engine, _guard) = start_on(backend, fast_config(), registry(), Clock::system()).await;
+        let mut first = SubmitRequest::new("baton__echo", json!({"v": 1}));
+        first.idempotency_key = Some("k".into());
+        engine.submit(OWNER, first).await.unwrap();
+        let mut reused = SubmitRequest::new("baton__echo", json!({"v": 2}));
+        reused.idempotency_key = Some("k".into());
+        let batch = vec![
+            SubmitRequest::new("baton__echo", json!({"innocent": true})),
+            reused,
+        ];
+        let others: Vec<_> = (0..50)
+            .map(|i| {
+                let e = engine.clone();
+                tokio::spawn(async move { submit(&e, req("baton__echo", json!({"o": i}))).await })
+            })
+            .collect();
+        let err = engine.submit_many(OWNER, batch).await.unwrap_err();
+        assert_eq!(
+            err.code(),
+            baton_core::ErrorCode::Conflict,
+            "{backend:?}: {err}"
+        );
+        assert!(err.to_string().contains("idempotency key `k`"), "{err}");
+        for o in others {
+            let id = o.await.unwrap();
+            assert_eq!(wait_final(&engine, id).await.status, TaskStatus::Completed);
+        }
+        let all = engine
+            .list(
+                OWNER,
+                baton_store::TaskQuery {
+                    limit: 1000,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert!(
+            !all.iter().any(|t| t.arguments == json!({"innocent": true})),
+            "{backend:?}: the refused batch stored a task"
+        );
+        assert_eq!(all.len(), 51, "{backend:?}");
+        engine.shutdown().await;
+    }
+}
