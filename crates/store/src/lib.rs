@@ -496,7 +496,10 @@ pub trait Store: Send + Sync + 'static {
     async fn requeue_leases(&self, req: &Requeue<'_>) -> StoreResult<Vec<TaskEvent>>;
 
     /// Deletes up to `limit` finished tasks (and their events) that finished before
-    /// `before`, oldest first. Returns how many tasks were deleted.
+    /// `before`, oldest first, and the workflows over since before `before` with all their
+    /// steps' tasks. A workflow's steps are never deleted apart from it (a workflow that
+    /// can still be retried keeps its completed steps' results), and a task's children stay
+    /// while it runs. Returns how many tasks were deleted.
     async fn purge_finished(&self, before: Timestamp, limit: u32) -> StoreResult<u64>;
 
     /// The task's events with `seq > after_seq`, oldest first.
@@ -780,6 +783,12 @@ pub(crate) fn check_idempotent(tasks: &[NewTask], outcomes: &[CreateOutcome]) ->
         }
     }
     Ok(())
+}
+
+/// Workflows purged per retention call: each takes all its steps (up to 1,000 tasks)
+/// with it, so far fewer workflows than tasks fit one short transaction.
+pub(crate) fn workflow_purge_batch(task_limit: u32) -> u32 {
+    (task_limit / 100).max(1)
 }
 
 /// Events as the store can hold them: free text without NUL (see [`baton_core::value`]).

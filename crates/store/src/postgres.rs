@@ -1735,13 +1735,15 @@ impl Store for PostgresStore {
     }
 
     async fn purge_finished(&self, before: Timestamp, limit: u32) -> StoreResult<u64> {
-        // One statement: the oldest completions (skipping rows another node is purging
-        // or retrying right now), their events, then the tasks.
-        let n = retry_conflicts!(
+        // One statement each: the oldest completions of tasks of no workflow (skipping
+        // rows another node is purging or retrying right now, and children of tasks still
+        // running), their events, then the tasks.
+        let tasks = retry_conflicts!(
             sqlx::query(
                 "WITH d AS (SELECT seq, id FROM tasks WHERE completed_at IS NOT NULL AND completed_at < $1 \
-                   AND (workflow_id IS NULL OR workflow_id NOT IN \
-                        (SELECT id FROM workflows WHERE status = 'running')) \
+                   AND workflow_id IS NULL AND (parent_id IS NULL OR NOT EXISTS \
+                       (SELECT 1 FROM tasks p WHERE p.id = tasks.parent_id \
+                        AND p.status IN ('pending', 'running', 'input_required'))) \
                    ORDER BY completed_at LIMIT $2 FOR UPDATE SKIP LOCKED), \
                  e AS (DELETE FROM task_events USING d WHERE task_events.task_id = d.id) \
                  DELETE FROM tasks USING d WHERE tasks.seq = d.seq",
@@ -1753,17 +1755,28 @@ impl Store for PostgresStore {
             .map_err(db_err)
         )?
         .rows_affected();
-        sqlx::query(
-            "DELETE FROM workflows WHERE seq IN (SELECT seq FROM workflows \
-             WHERE completed_at IS NOT NULL AND completed_at < $1 AND status <> 'running' \
-             ORDER BY completed_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
-        )
-        .bind(before.as_millis())
-        .bind(i64::from(limit))
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
-        Ok(n)
+        // A workflow and its steps are one decision (see the trait): workflows over since
+        // before the cut, with all their steps' tasks and events.
+        let steps: i64 = retry_conflicts!(
+            sqlx::query_scalar(
+                "WITH w AS (SELECT seq, id FROM workflows WHERE completed_at IS NOT NULL \
+                   AND completed_at < $1 AND status <> 'running' AND NOT EXISTS \
+                       (SELECT 1 FROM tasks t WHERE t.workflow_id = workflows.id AND t.completed_at IS NULL) \
+                   ORDER BY completed_at LIMIT $2 FOR UPDATE SKIP LOCKED), \
+                 d AS (SELECT tasks.seq, tasks.id FROM tasks JOIN w ON tasks.workflow_id = w.id \
+                   ORDER BY tasks.id FOR UPDATE OF tasks), \
+                 e AS (DELETE FROM task_events USING d WHERE task_events.task_id = d.id), \
+                 t AS (DELETE FROM tasks USING d WHERE tasks.seq = d.seq RETURNING 1), \
+                 x AS (DELETE FROM workflows USING w WHERE workflows.seq = w.seq) \
+                 SELECT count(*) FROM t",
+            )
+            .bind(before.as_millis())
+            .bind(i64::from(crate::workflow_purge_batch(limit)))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)
+        )?;
+        Ok(tasks + steps as u64)
     }
 
     async fn task_events(

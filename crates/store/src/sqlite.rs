@@ -1236,9 +1236,13 @@ async fn requeue_leases_tx(w: &mut Writer, req: &Requeue<'_>) -> StoreResult<Vec
 }
 
 async fn purge_finished_tx(w: &mut Writer, before: Timestamp, limit: u32) -> StoreResult<u64> {
+    // Tasks of no workflow, oldest completion first; children of a task still running
+    // stay (the parent may still want them).
     let ids: Vec<(i64, String)> = sqlx::query_as(
         "SELECT seq, id FROM tasks WHERE completed_at IS NOT NULL AND completed_at < ? \
-         AND (workflow_id IS NULL OR workflow_id NOT IN (SELECT id FROM workflows WHERE status = 'running')) \
+         AND workflow_id IS NULL AND (parent_id IS NULL OR NOT EXISTS \
+             (SELECT 1 FROM tasks p WHERE p.id = tasks.parent_id \
+              AND p.status IN ('pending', 'running', 'input_required'))) \
          ORDER BY completed_at LIMIT ?",
     )
     .bind(before.as_millis())
@@ -1246,6 +1250,42 @@ async fn purge_finished_tx(w: &mut Writer, before: Timestamp, limit: u32) -> Sto
     .fetch_all(&mut w.conn)
     .await
     .map_err(db_err)?;
+    delete_tasks(w, &ids).await?;
+    // A workflow and its steps are one decision: while the workflow can be retried its
+    // completed steps keep their results (a retry must not run them again). It goes, with
+    // every step, once it has been over for the retention period.
+    let workflows: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM workflows WHERE completed_at IS NOT NULL AND completed_at < ? \
+         AND status <> 'running' AND NOT EXISTS \
+             (SELECT 1 FROM tasks t WHERE t.workflow_id = workflows.id AND t.completed_at IS NULL) \
+         ORDER BY completed_at LIMIT ?",
+    )
+    .bind(before.as_millis())
+    .bind(i64::from(crate::workflow_purge_batch(limit)))
+    .fetch_all(&mut w.conn)
+    .await
+    .map_err(db_err)?;
+    let mut deleted = ids.len() as u64;
+    for id in workflows {
+        let steps: Vec<(i64, String)> =
+            sqlx::query_as("SELECT seq, id FROM tasks WHERE workflow_id = ?")
+                .bind(&id)
+                .fetch_all(&mut w.conn)
+                .await
+                .map_err(db_err)?;
+        delete_tasks(w, &steps).await?;
+        deleted += steps.len() as u64;
+        sqlx::query("DELETE FROM workflows WHERE id = ?")
+            .bind(&id)
+            .execute(&mut w.conn)
+            .await
+            .map_err(db_err)?;
+    }
+    Ok(deleted)
+}
+
+/// Deletes tasks (by `seq`, `id`) and their events.
+async fn delete_tasks(w: &mut Writer, ids: &[(i64, String)]) -> StoreResult<()> {
     for chunk in ids.chunks(CHUNK) {
         let mut qb = QueryBuilder::<Sqlite>::new("DELETE FROM task_events WHERE task_id IN (");
         let mut sep = qb.separated(", ");
@@ -1262,18 +1302,7 @@ async fn purge_finished_tx(w: &mut Writer, before: Timestamp, limit: u32) -> Sto
         qb.push(")");
         qb.build().execute(&mut w.conn).await.map_err(db_err)?;
     }
-    // Workflows that finished before the cut go too (their steps' tasks are older).
-    sqlx::query(
-        "DELETE FROM workflows WHERE seq IN (SELECT seq FROM workflows \
-         WHERE completed_at IS NOT NULL AND completed_at < ? AND status <> 'running' \
-         ORDER BY completed_at LIMIT ?)",
-    )
-    .bind(before.as_millis())
-    .bind(i64::from(limit))
-    .execute(&mut w.conn)
-    .await
-    .map_err(db_err)?;
-    Ok(ids.len() as u64)
+    Ok(())
 }
 
 const WORKFLOW_COLUMNS: &str =

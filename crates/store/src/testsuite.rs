@@ -39,7 +39,8 @@ macro_rules! store_test_suite {
             singleton_is_held, workflows_lifecycle, workflow_updates_are_conditional,
             running_workflows_keep_their_steps, children_of_a_task,
             hostile_text_is_stored_escaped, runs_are_told_apart_by_lease_token,
-            idempotency_conflicts_refuse_the_whole_write);
+            idempotency_conflicts_refuse_the_whole_write,
+            retention_keeps_what_a_retry_or_a_parent_needs);
     };
     (@tests $factory:path; $($name:ident),* $(,)?) => {
         $(
@@ -1698,5 +1699,83 @@ pub async fn idempotency_conflicts_refuse_the_whole_write(store: &dyn Store) {
     assert_eq!(
         outcomes[0],
         CreateOutcome::Existing(get(store, first.id).await)
+    );
+}
+
+/// Retention and workflows are one decision: a failed workflow (which can be retried)
+/// keeps its completed steps however old they are, so a retry never runs them again;
+/// the workflow goes with all its steps once it has been over for the retention period.
+/// Children of a task still running stay too.
+pub async fn retention_keeps_what_a_retry_or_a_parent_needs(store: &dyn Store) {
+    let (_, outcomes, _) = store
+        .create_workflow(
+            new_workflow("wf-r", t0()),
+            vec![step_task("wf-r", "a", t0()), step_task("wf-r", "b", t0())],
+        )
+        .await
+        .unwrap();
+    let (a, b) = (outcomes[0].task().id, outcomes[1].task().id);
+    claim(store, "w", 2, t0(), 1).await;
+    // a completed long ago; b failed later, failing the workflow.
+    store.finish(vec![complete(a, 1, t0())]).await.unwrap();
+    let failed_at = t0().saturating_add(20 * SEC);
+    store
+        .finish(vec![Finish {
+            id: b,
+            token: 1,
+            transition: Transition::Fail {
+                error: TaskError::new("boom", "boom", false),
+            },
+            at: failed_at,
+        }])
+        .await
+        .unwrap();
+    let mut fail = update("wf-r", failed_at);
+    fail.status = Some(WorkflowStatus::Failed);
+    store.update_workflow(fail).await.unwrap();
+    // A parent still running, with a child that completed long ago.
+    let mut parent = new_task("t", 50, t0());
+    parent.run_at = failed_at;
+    let mut child = new_task("t", 50, t0());
+    child.parent_id = Some(parent.id);
+    create(store, vec![parent.clone(), child.clone()]).await;
+    let claimed = claim(store, "w", 1, t0(), 2).await;
+    assert_eq!(claimed[0].id, child.id);
+    store
+        .finish(vec![complete(child.id, 2, t0())])
+        .await
+        .unwrap();
+    assert_eq!(claim(store, "w", 1, failed_at, 3).await[0].id, parent.id);
+
+    // Retention of 15 s, 5 s after the workflow failed: a is 25 s old but stays.
+    let cut = failed_at.saturating_add(5 * SEC).saturating_sub(15 * SEC);
+    assert_eq!(store.purge_finished(cut, 100).await.unwrap(), 0);
+    assert!(
+        store.get_task(a).await.unwrap().is_some(),
+        "a completed step of a retryable workflow"
+    );
+    assert!(
+        store.get_task(child.id).await.unwrap().is_some(),
+        "a child of a running task"
+    );
+    // Past retention of the workflow: it goes with both its steps. The parent finished:
+    // its child goes too.
+    store
+        .finish(vec![complete(
+            parent.id,
+            3,
+            failed_at.saturating_add(5 * SEC),
+        )])
+        .await
+        .unwrap();
+    let cut = failed_at.saturating_add(SEC);
+    assert_eq!(store.purge_finished(cut, 100).await.unwrap(), 3);
+    assert!(store.get_workflow("wf-r").await.unwrap().is_none());
+    for id in [a, b, child.id] {
+        assert!(store.get_task(id).await.unwrap().is_none());
+    }
+    assert!(
+        store.get_task(parent.id).await.unwrap().is_some(),
+        "finished after the cut"
     );
 }

@@ -404,3 +404,69 @@ async fn a_batch_with_a_conflicting_key_stores_nothing() {
         engine.shutdown().await;
     }
 }
+
+/// 3. Retention used to delete the completed steps of a failed workflow (which can still
+/// be retried), and the retry then ran them again. A workflow and its steps are purged
+/// together, once the workflow has been over for the retention period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_keeps_the_completed_steps_of_a_retryable_workflow() {
+    for backend in BACKENDS {
+        let config = EngineConfig {
+            retention: Duration::from_secs(2),
+            retention_interval: Duration::from_secs(3600),
+            ..fast_config()
+        };
+        let (engine, _guard) = start_on(backend, config, registry(), Clock::system()).await;
+        let definition = baton_engine::workflow::definition_from_value(json!({
+            "name": "late-failure",
+            "on_failure": "continue",
+            "steps": [
+                {"id": "early", "tool": "baton__echo", "arguments": {"done": true}},
+                {"id": "wait", "tool": "baton__sleep", "arguments": {"ms": 3000}},
+                {"id": "boom", "tool": "baton__fail", "depends_on": ["wait"],
+                 "arguments": {"message": "late", "retryable": false}},
+            ],
+        }))
+        .unwrap();
+        let id = engine
+            .submit_workflow(OWNER, definition)
+            .await
+            .unwrap()
+            .workflow_id;
+        eventually("the workflow fails", Duration::from_secs(20), async || {
+            engine.get_workflow(OWNER, &id).await.unwrap().status
+                == baton_workflow::WorkflowStatus::Failed
+        })
+        .await;
+        let early = |v: &baton_engine::workflow::WorkflowView| {
+            v.steps
+                .iter()
+                .find(|s| s.step_id == "early")
+                .unwrap()
+                .task_id
+                .clone()
+        };
+        let before = early(&engine.get_workflow(OWNER, &id).await.unwrap());
+        // `early` completed more than the retention ago; the workflow failed less.
+        engine.purge_expired().await;
+        let view = engine.retry_workflow(OWNER, &id).await.unwrap();
+        assert_eq!(
+            early(&view),
+            before,
+            "{backend:?}: the completed step is kept"
+        );
+        let step = view.steps.iter().find(|s| s.step_id == "early").unwrap();
+        assert_eq!(step.task_status, Some(TaskStatus::Completed), "{backend:?}");
+        let task: baton_core::TaskId = before.unwrap().parse().unwrap();
+        assert_eq!(
+            kinds(&engine, task)
+                .await
+                .iter()
+                .filter(|k| **k == EventKind::Started)
+                .count(),
+            1,
+            "{backend:?}: it never ran again"
+        );
+        engine.shutdown().await;
+    }
+}
