@@ -487,9 +487,18 @@ impl Engine {
             })
             .map_err(|e| e.to_string())?
         };
-        let mut task = self
-            .prepare(owner, step.submit_request(arguments))
-            .map_err(|e| e.to_string())?;
+        let request = step.submit_request(arguments);
+        let mut task = match self.prepare(owner, request.clone()) {
+            Ok(task) => task,
+            // The definition was checked against the catalog when it was submitted; a
+            // tool missing now (its server still connecting after a restart, or not
+            // configured on the process that coordinates) is the run's problem, as for any
+            // task: it fails its attempt and is retried, instead of failing the step.
+            Err(EngineError::UnknownTool { .. }) => request
+                .validate(owner, &self.config().submit_defaults, self.now())
+                .map_err(|e| e.to_string())?,
+            Err(e) => return Err(e.to_string()),
+        };
         task.step = Some(StepRef {
             workflow_id: workflow.to_string(),
             step_id: step.id.clone(),

@@ -470,3 +470,78 @@ async fn retention_keeps_the_completed_steps_of_a_retryable_workflow() {
         engine.shutdown().await;
     }
 }
+
+/// A tool provider with one tool, `work`, that answers at once.
+struct Quick;
+
+#[async_trait]
+impl ToolProvider for Quick {
+    fn tools(&self) -> Vec<ToolInfo> {
+        vec![ToolInfo {
+            name: "work".into(),
+            description: None,
+            input_schema: Arc::new(json!({"type": "object"})),
+            definition: Arc::new(json!({"name": "work", "inputSchema": {"type": "object"}})),
+        }]
+    }
+
+    async fn call(&self, _: &str, _: Value, _: ToolContext) -> Result<ToolOutput, ToolCallError> {
+        Ok(ToolOutput::text("done"))
+    }
+}
+
+/// 8. The coordinator used to check tools again when it created later steps: a tool not
+/// listed at that moment (its server reconnecting) failed the step for good. The step's
+/// task is created and waits for its tool like any task (a retryable `unknown_tool`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_whose_tool_is_away_when_it_becomes_ready_waits_for_it() {
+    for backend in BACKENDS {
+        let tools = registry();
+        tools.register("late", Arc::new(Quick));
+        let (engine, _guard) =
+            start_on(backend, fast_config(), tools.clone(), Clock::system()).await;
+        let definition = baton_engine::workflow::definition_from_value(json!({
+            "name": "reconnecting",
+            "steps": [
+                {"id": "first", "tool": "baton__sleep", "arguments": {"ms": 300}},
+                {"id": "then", "tool": "late__work", "depends_on": ["first"],
+                 "retry": {"max_attempts": 20}},
+            ],
+        }))
+        .unwrap();
+        let id = engine
+            .submit_workflow(OWNER, definition)
+            .await
+            .unwrap()
+            .workflow_id;
+        // The server goes away (reconnecting) before `then` becomes ready.
+        tools.unregister("late");
+        eventually(
+            "`then` fails an attempt",
+            Duration::from_secs(20),
+            async || {
+                let v = engine.get_workflow(OWNER, &id).await.unwrap();
+                v.steps
+                    .iter()
+                    .any(|s| s.step_id == "then" && s.attempt.unwrap_or(0) >= 1)
+            },
+        )
+        .await;
+        assert_eq!(
+            engine.get_workflow(OWNER, &id).await.unwrap().status,
+            baton_workflow::WorkflowStatus::Running,
+            "{backend:?}"
+        );
+        tools.register("late", Arc::new(Quick));
+        eventually(
+            "the workflow completes",
+            Duration::from_secs(20),
+            async || {
+                engine.get_workflow(OWNER, &id).await.unwrap().status
+                    == baton_workflow::WorkflowStatus::Completed
+            },
+        )
+        .await;
+        engine.shutdown().await;
+    }
+}
