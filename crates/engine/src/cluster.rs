@@ -141,7 +141,9 @@ pub(crate) async fn maintenance_loop(inner: Arc<Inner>) {
             && !r.held().await
         {
             tracing::warn!("lost the maintenance role (its connection to the store broke)");
-            role = None;
+            if let Some(r) = role.take() {
+                r.release().await;
+            }
         }
         if role.is_none() {
             match inner.store.try_singleton("maintenance").await {
@@ -164,6 +166,10 @@ pub(crate) async fn maintenance_loop(inner: Arc<Inner>) {
             last_retention = tokio::time::Instant::now();
             maintenance::purge_expired(&inner).await;
         }
+    }
+    // Stopping: hand the role on at once rather than when the process exits.
+    if let Some(r) = role {
+        r.release().await;
     }
 }
 

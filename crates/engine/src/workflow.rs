@@ -945,7 +945,9 @@ pub(crate) async fn coordinator_loop(inner: Arc<Inner>) {
                 && !r.held().await
             {
                 tracing::warn!("lost the workflows role (its connection to the store broke)");
-                role = None;
+                if let Some(r) = role.take() {
+                    r.release().await;
+                }
             }
             if role.is_none() {
                 match inner.store.try_singleton("workflows").await {
@@ -995,6 +997,9 @@ pub(crate) async fn coordinator_loop(inner: Arc<Inner>) {
                 inner.workflows.mark_quietly(&id);
             }
         }
+    }
+    if let Some(r) = role {
+        r.release().await;
     }
 }
 

@@ -113,8 +113,11 @@ pub struct Session {
     /// The session's stream for messages not tied to a request (legacy GET stream, or
     /// stdout): task status notifications, tool list changes.
     stream: Mutex<Option<Outbound>>,
-    /// Tasks this session created (their status changes are pushed to it).
+    /// Tasks this session created whose final status it has not been sent yet (their
+    /// status changes are pushed to it; a task leaves once it ended).
     pub tasks: Mutex<std::collections::HashSet<baton_core::TaskId>>,
+    /// When a request last used the session, for [`Sessions`] to forget idle ones.
+    last_used: Mutex<Option<std::time::Instant>>,
     /// `logging/setLevel`.
     pub log_level: Mutex<Option<String>>,
 }
@@ -126,6 +129,19 @@ fn key(id: &Value) -> String {
 impl Session {
     pub fn new() -> Arc<Session> {
         Arc::new(Session::default())
+    }
+
+    /// Requests Baton sent to the client and still awaits (for tests: nothing leaks).
+    pub fn pending_requests(&self) -> usize {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    fn touch(&self, now: std::time::Instant) {
+        *self.last_used.lock().unwrap_or_else(|e| e.into_inner()) = Some(now);
+    }
+
+    fn idle_since(&self) -> Option<std::time::Instant> {
+        *self.last_used.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn set_stream(&self, out: Option<Outbound>) {
@@ -162,11 +178,20 @@ impl Session {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(key(&id), tx);
+        // Whichever way this ends (answered, the client gone, or this future dropped
+        // because the call it serves was), the pending entry goes.
+        struct Pending<'a>(&'a Session, String);
+        impl Drop for Pending<'_> {
+            fn drop(&mut self) {
+                self.0
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&self.1);
+            }
+        }
+        let _pending = Pending(self, key(&id));
         if out.send(protocol::request(&id, method, params)).is_err() {
-            self.pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&key(&id));
             return Err(RpcError::new(
                 protocol::INTERNAL_ERROR,
                 "the client is gone",
@@ -223,20 +248,65 @@ impl Session {
     }
 }
 
+/// How long a session's node-local part is kept without a request, an open stream or a
+/// call in flight. Its id still works afterwards (it carries the session's state); only
+/// what a node keeps for it (log level, status pushes of tasks not yet ended) is gone.
+pub const SESSION_IDLE: std::time::Duration = std::time::Duration::from_secs(600);
+/// How often the sessions map is swept.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Sessions of a node, by id (HTTP).
 #[derive(Default)]
 pub struct Sessions {
     map: Mutex<HashMap<String, Arc<Session>>>,
+    last_sweep: Mutex<Option<std::time::Instant>>,
 }
 
 impl Sessions {
     /// The node-local part of a session, created on first use (the id carries the rest).
     pub fn get(&self, id: &str) -> Arc<Session> {
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() > 100_000 {
-            map.retain(|_, s| Arc::strong_count(s) > 1);
+        let now = std::time::Instant::now();
+        let due = {
+            let mut last = self.last_sweep.lock().unwrap_or_else(|e| e.into_inner());
+            let due = last.is_none_or(|t| now.duration_since(t) >= SWEEP_EVERY);
+            if due {
+                *last = Some(now);
+            }
+            due
+        };
+        if due {
+            self.sweep(now, SESSION_IDLE);
         }
-        map.entry(id.to_string()).or_default().clone()
+        let session = self
+            .map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(id.to_string())
+            .or_default()
+            .clone();
+        session.touch(now);
+        session
+    }
+
+    /// Forgets sessions nobody holds (no request in flight, no open stream) that were not
+    /// used for `idle`.
+    pub fn sweep(&self, now: std::time::Instant, idle: std::time::Duration) -> usize {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let before = map.len();
+        map.retain(|_, s| {
+            Arc::strong_count(s) > 1
+                || s.idle_since()
+                    .is_some_and(|t| now.saturating_duration_since(t) < idle)
+        });
+        before - map.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     pub fn remove(&self, id: &str) {
@@ -274,6 +344,33 @@ pub struct Ctx {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Sessions nobody uses are forgotten; those with a request or a stream are kept.
+    #[test]
+    fn idle_sessions_are_swept() {
+        let sessions = Sessions::default();
+        for i in 0..1000 {
+            sessions.get(&format!("s{i}"));
+        }
+        let held = sessions.get("busy");
+        let now = std::time::Instant::now();
+        assert_eq!(sessions.sweep(now, SESSION_IDLE), 0, "all used just now");
+        let later = now + SESSION_IDLE + std::time::Duration::from_secs(1);
+        assert_eq!(sessions.sweep(later, SESSION_IDLE), 1000);
+        assert_eq!(sessions.len(), 1, "the one in use stays");
+        drop(held);
+    }
+
+    /// A request to the client whose call was dropped (cancelled, timed out) leaves no
+    /// pending entry behind.
+    #[tokio::test]
+    async fn a_dropped_question_leaves_nothing_pending() {
+        let session = Session::new();
+        let (out, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let ask = session.ask(&out, "elicitation/create", json!({}));
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(20), ask).await;
+        assert_eq!(session.pending_requests(), 0);
+    }
 
     #[test]
     fn session_ids_carry_their_state() {

@@ -378,7 +378,10 @@ async fn legacy_cancel(service: &McpService, id: TaskId, ctx: &Ctx) -> Result<Va
 }
 
 /// `notifications/tasks/status` (2025-11-25) for the tasks a legacy session created,
-/// on its notification stream, until the stream closes.
+/// on its notification stream, until the stream closes. A task leaves the session's set
+/// once its final status was sent. Should this stream fall behind the node's events, the
+/// session's tasks are read back and every one that ended meanwhile gets its final
+/// status: a client is never left without it.
 pub async fn push_status(
     service: Arc<McpService>,
     session: Arc<crate::session::Session>,
@@ -398,19 +401,81 @@ pub async fn push_status(
                     if !relevant {
                         continue;
                     }
-                    if let Ok(task) = service.engine.get(&principal, ev.task_id).await {
-                        let n = protocol::notification("notifications/tasks/status", legacy_task(&service, &task));
-                        if out.send(n).is_err() {
-                            break;
-                        }
+                    if let Ok(task) = service.engine.get(&principal, ev.task_id).await
+                        && !send_status(&service, &session, &out, &task)
+                    {
+                        break;
                     }
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::debug!(missed, "a task status stream fell behind; reading its tasks back");
+                    if !catch_up(&service, &session, &principal, &out).await {
+                        break;
+                    }
+                }
                 Err(_) => break,
             },
             _ = out.closed() => break,
         }
     }
+}
+
+/// Sends a task's status; a final one takes the task out of the session's set. `false`
+/// when the stream is gone.
+fn send_status(
+    service: &McpService,
+    session: &crate::session::Session,
+    out: &crate::session::Outbound,
+    task: &Task,
+) -> bool {
+    let n = protocol::notification("notifications/tasks/status", legacy_task(service, task));
+    if out.send(n).is_err() {
+        return false;
+    }
+    if task.status.is_final() {
+        session
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&task.id);
+    }
+    true
+}
+
+/// After missed events: the final status of every task of the session that ended.
+pub async fn catch_up(
+    service: &McpService,
+    session: &crate::session::Session,
+    principal: &str,
+    out: &crate::session::Outbound,
+) -> bool {
+    let ids: Vec<TaskId> = session
+        .tasks
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .copied()
+        .collect();
+    for id in ids {
+        match service.engine.get(principal, id).await {
+            Ok(task) if task.status.is_final() => {
+                if !send_status(service, session, out, &task) {
+                    return false;
+                }
+            }
+            Ok(_) => {}
+            // Gone (purged): nothing more will happen to it.
+            Err(e) if e.code() == baton_core::ErrorCode::NotFound => {
+                session
+                    .tasks
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&id);
+            }
+            Err(e) => tracing::debug!(task = %id, error = %e, "cannot read a task back now"),
+        }
+    }
+    true
 }
 
 /// `subscriptions/listen` (2026-07-28): task notifications and tool list changes until the
@@ -497,4 +562,61 @@ pub async fn listen(
         }
     }
     Ok(Some(json!({"_meta": meta})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use baton_core::submit::SubmitRequest;
+    use baton_engine::tools::ToolRegistry;
+    use baton_engine::{Engine, EngineConfig};
+
+    /// A session's status stream that fell behind the node's events (a broadcast lag)
+    /// used to skip what it missed: a 2025-11-25 client never got the final status of a
+    /// task that ended meanwhile. Catching up sends it, and a task whose final status was
+    /// sent leaves the session's set (it used to stay for the session's life).
+    #[tokio::test]
+    async fn a_lagging_status_stream_still_delivers_every_final_status() {
+        let (store, _dir) = baton_store::fixtures::fresh_sqlite().await;
+        let config = EngineConfig {
+            run_workers: false,
+            ..Default::default()
+        };
+        let engine = Engine::start(
+            config,
+            store,
+            Arc::new(ToolRegistry::with_builtins("__")),
+            baton_engine::clock::Clock::system(),
+        )
+        .await
+        .unwrap();
+        let service = McpService::new(engine.clone(), None, Default::default());
+        let session = crate::session::Session::new();
+        let ended = engine
+            .submit("p", SubmitRequest::new("baton__echo", json!({})))
+            .await
+            .unwrap()
+            .task
+            .id;
+        let pending = engine
+            .submit("p", SubmitRequest::new("baton__echo", json!({})))
+            .await
+            .unwrap()
+            .task
+            .id;
+        session.tasks.lock().unwrap().extend([ended, pending]);
+        engine.cancel("p", ended).await.unwrap();
+        let (out, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        assert!(catch_up(&service, &session, "p", &out).await);
+        let sent = rx.try_recv().expect("the final status");
+        assert_eq!(sent["params"]["taskId"], json!(ended.to_string()), "{sent}");
+        assert_eq!(sent["params"]["status"], "cancelled", "{sent}");
+        assert!(rx.try_recv().is_err(), "nothing for the task still pending");
+        assert_eq!(
+            *session.tasks.lock().unwrap(),
+            HashSet::from([pending]),
+            "the ended task left the set"
+        );
+        engine.shutdown().await;
+    }
 }

@@ -289,6 +289,9 @@ pub enum RemoteChange {
 pub trait SingletonGuard: Send + Sync {
     /// Whether the role is still held (checks the connection holding it).
     async fn held(&self) -> bool;
+
+    /// Gives the role up now, cleanly (closing what holds it), rather than when dropped.
+    async fn release(self: Box<Self>) {}
 }
 
 /// What a worker's heartbeat learned.

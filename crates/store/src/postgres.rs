@@ -732,6 +732,15 @@ impl SingletonGuard for PgSingleton {
             Ok(Ok(_))
         )
     }
+
+    /// Ends the session holding the lock (PostgreSQL releases it at once), instead of
+    /// dropping the socket and leaving the server to notice: after a failed check the
+    /// connection may be half-open, and the lock held until the server times it out.
+    async fn release(self: Box<Self>) {
+        use sqlx::Connection;
+        let conn = self.conn.into_inner();
+        let _ = tokio::time::timeout(Duration::from_secs(2), conn.close()).await;
+    }
 }
 
 fn peer_from_row(r: &PgRow) -> StoreResult<Peer> {

@@ -466,4 +466,8 @@ async fn singleton_roles_are_exclusive_and_move_on() {
     };
     assert!(moved.held().await);
     assert!(a.try_singleton("maintenance").await.unwrap().is_none());
+    // Released cleanly, a role is free at once: the next try gets it, no waiting for the
+    // server to notice a dropped socket.
+    moved.release().await;
+    assert!(a.try_singleton("maintenance").await.unwrap().is_some());
 }

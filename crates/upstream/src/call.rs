@@ -186,7 +186,7 @@ async fn call_plain(
     let outcome = loop {
         tokio::select! {
             r = &mut response => break r,
-            Some(p) = progress.recv() => {
+            Some(p) = progress.rx.recv() => {
                 let fraction = p.total.filter(|t| *t > 0.0).map(|t| p.progress / t);
                 let message = p.message.clone().or_else(|| match p.total {
                     Some(t) => Some(format!("{} of {}", p.progress, t)),
@@ -202,12 +202,11 @@ async fn call_plain(
                         Some("the task was cancelled through Baton".into()),
                     ))
                     .await;
-                conn.handler.unsubscribe_progress(&token);
                 return Err(ToolCallError::cancelled());
             }
         }
     };
-    conn.handler.unsubscribe_progress(&token);
+    drop(progress);
     let raw = conn
         .handler
         .raw
@@ -478,7 +477,7 @@ async fn follow_legacy_task(
         loop {
             tokio::select! {
                 r = &mut waiting => break r,
-                Some(e) = elicitations.recv() => {
+                Some(e) = elicitations.rx.recv() => {
                     asked += 1;
                     let key = format!("elicitation-{asked}");
                     let requests = json!({ key.clone(): {"method": "elicitation/create", "params": without_related_task(e.params.clone())} });
@@ -491,7 +490,6 @@ async fn follow_legacy_task(
                             if err.code == "cancelled" {
                                 let _ = custom(conn, "tasks/cancel", json!({"taskId": cp.task_id})).await;
                             }
-                            conn.handler.unroute_elicitations(&cp.task_id);
                             return Err(err);
                         }
                     }
@@ -508,12 +506,10 @@ async fn follow_legacy_task(
                                 interval = poll_interval(Some(ms));
                             }
                             if t.get("status").and_then(Value::as_str) == Some("cancelled") {
-                                conn.handler.unroute_elicitations(&cp.task_id);
-                                return Err(ToolCallError::new("upstream_cancelled", "the server cancelled the task", false));
+                                    return Err(ToolCallError::new("upstream_cancelled", "the server cancelled the task", false));
                             }
                         }
                         Err(ServiceError::McpError(e)) if e.code.0 == -32602 => {
-                            conn.handler.unroute_elicitations(&cp.task_id);
                             return Err(upstream_task_gone(ctx, cp, &e.message).await);
                         }
                         Err(_) => {}
@@ -522,13 +518,12 @@ async fn follow_legacy_task(
                 }
                 _ = ctx.cancel.cancelled() => {
                     let _ = custom(conn, "tasks/cancel", json!({"taskId": cp.task_id})).await;
-                    conn.handler.unroute_elicitations(&cp.task_id);
                     return Err(ToolCallError::cancelled());
                 }
             }
         }
     };
-    conn.handler.unroute_elicitations(&cp.task_id);
+    drop(elicitations);
     match result {
         Ok(v) => Ok(ToolOutput(clean_result(v))),
         Err(ServiceError::McpError(e)) if e.code.0 == -32602 => {

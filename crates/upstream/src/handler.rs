@@ -44,13 +44,56 @@ pub struct HandlerState {
     pub raw: Arc<RawCapture>,
     pub tools_changed: Notify,
     progress: Mutex<HashMap<String, ProgressRoute>>,
-    elicitations: Mutex<HashMap<String, mpsc::UnboundedSender<Elicitation>>>,
+    /// By upstream task id: the route's generation (a task followed again replaces the
+    /// route; the older route's end must not remove the newer one) and its sender.
+    elicitations: Mutex<HashMap<String, (u64, mpsc::UnboundedSender<Elicitation>)>>,
     /// Calls in flight on this connection, for relaying the server's log messages.
     calls: Mutex<HashMap<u64, baton_engine::worker::TaskHandle>>,
     next_call: std::sync::atomic::AtomicU64,
 }
 
 /// Keeps a call registered for log relaying while it runs.
+/// The progress route of one call (see [`HandlerState::subscribe_progress`]).
+pub struct ProgressSubscription {
+    state: Arc<HandlerState>,
+    key: String,
+    pub rx: mpsc::UnboundedReceiver<ProgressNotificationParam>,
+}
+
+impl Drop for ProgressSubscription {
+    fn drop(&mut self) {
+        self.state
+            .progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.key);
+    }
+}
+
+/// The elicitation route of one upstream task (see [`HandlerState::route_elicitations`]).
+pub struct ElicitationRoute {
+    state: Arc<HandlerState>,
+    task_id: String,
+    generation: u64,
+    pub rx: mpsc::UnboundedReceiver<Elicitation>,
+}
+
+impl Drop for ElicitationRoute {
+    fn drop(&mut self) {
+        let mut routes = self
+            .state
+            .elicitations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if routes
+            .get(&self.task_id)
+            .is_some_and(|(g, _)| *g == self.generation)
+        {
+            routes.remove(&self.task_id);
+        }
+    }
+}
+
 pub struct LogRoute {
     state: Arc<HandlerState>,
     key: u64,
@@ -161,26 +204,23 @@ impl HandlerState {
     }
 
     /// Progress of the call with this token, from now on (including any that came early).
-    pub fn subscribe_progress(
-        &self,
-        token: &NumberOrString,
-    ) -> mpsc::UnboundedReceiver<ProgressNotificationParam> {
+    /// The route lasts as long as the returned subscription: a call that ends, fails or is
+    /// abandoned (its future dropped) leaves nothing behind.
+    pub fn subscribe_progress(self: &Arc<Self>, token: &NumberOrString) -> ProgressSubscription {
         let (tx, rx) = mpsc::unbounded_channel();
+        let key = token_key(token);
         let mut routes = self.progress.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(ProgressRoute::Early(early)) = routes.remove(&token_key(token)) {
+        if let Some(ProgressRoute::Early(early)) = routes.remove(&key) {
             for p in early {
                 let _ = tx.send(p);
             }
         }
-        routes.insert(token_key(token), ProgressRoute::Live(tx));
-        rx
-    }
-
-    pub fn unsubscribe_progress(&self, token: &NumberOrString) {
-        self.progress
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&token_key(token));
+        routes.insert(key.clone(), ProgressRoute::Live(tx));
+        ProgressSubscription {
+            state: self.clone(),
+            key,
+            rx,
+        }
     }
 
     fn route_progress(&self, p: ProgressNotificationParam) {
@@ -205,21 +245,40 @@ impl HandlerState {
         }
     }
 
-    /// Input requests of the upstream task `task_id` go to the returned receiver.
-    pub fn route_elicitations(&self, task_id: &str) -> mpsc::UnboundedReceiver<Elicitation> {
+    /// Input requests of the upstream task `task_id` go to the returned route, for as long
+    /// as it lives.
+    pub fn route_elicitations(self: &Arc<Self>, task_id: &str) -> ElicitationRoute {
         let (tx, rx) = mpsc::unbounded_channel();
+        let generation = self
+            .next_call
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.elicitations
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(task_id.to_string(), tx);
-        rx
+            .insert(task_id.to_string(), (generation, tx));
+        ElicitationRoute {
+            state: self.clone(),
+            task_id: task_id.to_string(),
+            generation,
+            rx,
+        }
     }
 
-    pub fn unroute_elicitations(&self, task_id: &str) {
-        self.elicitations
+    /// How many progress and elicitation routes are open (for tests: nothing leaks).
+    pub fn open_routes(&self) -> usize {
+        let progress = self
+            .progress
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(task_id);
+            .values()
+            .filter(|r| matches!(r, ProgressRoute::Live(_)))
+            .count();
+        progress
+            + self
+                .elicitations
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .len()
     }
 
     /// Hands an elicitation to the task waiting for it, and waits for the answer. Without
@@ -236,7 +295,7 @@ impl HandlerState {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .get(&t)
-                .cloned()
+                .map(|(_, tx)| tx.clone())
         });
         let Some(route) = route else {
             tracing::info!(server = %self.server, "declining an elicitation that belongs to no task run through Baton");
@@ -329,5 +388,39 @@ impl ClientHandler for UpstreamHandler {
             Implementation::new("baton", env!("CARGO_PKG_VERSION")),
         )
         .with_protocol_version(self.protocol.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A call abandoned mid-way (its future dropped: the engine gave up on a tool that
+    /// would not stop) used to leave its progress route behind, and an upstream task
+    /// followed again kept the old elicitation route; routes end with their owner.
+    #[test]
+    fn routes_end_with_their_call() {
+        let state = HandlerState::new("s", Arc::new(RawCapture::default()));
+        let call = async {
+            let _progress = state.subscribe_progress(&NumberOrString::Number(7));
+            let _elicitations = state.route_elicitations("task-1");
+            std::future::pending::<()>().await;
+        };
+        let mut call = Box::pin(call);
+        let waker = std::task::Waker::noop();
+        let _ = call
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(waker));
+        assert_eq!(state.open_routes(), 2);
+        drop(call);
+        assert_eq!(state.open_routes(), 0, "an abandoned call leaves no route");
+        // A route replaced by a newer one for the same task: the older one's end leaves
+        // the newer one in place.
+        let old = state.route_elicitations("task-2");
+        let new = state.route_elicitations("task-2");
+        drop(old);
+        assert_eq!(state.open_routes(), 1);
+        drop(new);
+        assert_eq!(state.open_routes(), 0);
     }
 }
