@@ -454,3 +454,64 @@ async fn browser_requests_cannot_drive_a_node() {
     assert!(r.status >= 400, "{}", r.body);
     assert!(marker.exists(), "the control registration should have run");
 }
+
+/// Slow and idle clients cannot hold a node's connections: a request head must arrive
+/// whole within `http.header_read_timeout` (which also closes keep-alive connections idle
+/// for that long), and beyond `http.max_connections` new connections wait instead of the
+/// node running out of descriptors. Without these, 500 slowloris sockets were all held.
+#[tokio::test]
+async fn slow_and_idle_connections_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let baton = Baton::start(
+        &dir.path().join("data"),
+        &[
+            ("BATON_HTTP__HEADER_READ_TIMEOUT", "1s"),
+            ("BATON_HTTP__MAX_CONNECTIONS", "5"),
+        ],
+    );
+    let addr = baton.url.trim_start_matches("http://").to_string();
+    // Five clients trickling a head that never ends take every connection slot.
+    let mut slow = Vec::new();
+    for _ in 0..5 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: 1")
+            .await
+            .unwrap();
+        slow.push(s);
+    }
+    // A sixth client waits for a slot, and is served once the slow ones are cut off.
+    let started = std::time::Instant::now();
+    let api = Api::new(&baton.url);
+    let r = tokio::time::timeout(std::time::Duration::from_secs(20), api.get("/healthz"))
+        .await
+        .expect("served once the slow clients were closed");
+    assert_eq!(r.status, 200);
+    eprintln!("the sixth client waited {:?}", started.elapsed());
+    for mut s in slow {
+        let mut buf = [0u8; 256];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .expect("the slow connection was closed");
+        // Closed: end of stream, a reset, or an error status before closing.
+        if let Ok(n) = n
+            && n > 0
+        {
+            let text = String::from_utf8_lossy(&buf[..n]);
+            assert!(text.starts_with("HTTP/1.1 408") || text.starts_with("HTTP/1.1 400"), "{text}");
+        }
+    }
+    // A keep-alive connection idle for longer than the timeout is closed too.
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = idle.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), idle.read(&mut buf))
+        .await
+        .expect("the idle connection was closed")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "end of stream");
+}

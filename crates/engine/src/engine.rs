@@ -320,6 +320,29 @@ impl Engine {
         self.inner.publisher.active.load(Ordering::Relaxed).max(0) as u64
     }
 
+    /// Whether `n` more active tasks fit under `tasks.max_active` (every way a task becomes
+    /// active again goes through here: submissions, workflows, retries by hand).
+    pub(crate) fn admit(&self, n: u64) -> Result<(), EngineError> {
+        let limit = self.inner.config.max_active_tasks;
+        let active = self.active_tasks();
+        if active + n > limit {
+            return Err(EngineError::TooManyActive {
+                active,
+                limit,
+                retry_after: Duration::from_secs(1),
+            });
+        }
+        Ok(())
+    }
+
+    /// How many more active tasks fit under the cap now.
+    pub(crate) fn room(&self) -> u64 {
+        self.inner
+            .config
+            .max_active_tasks
+            .saturating_sub(self.active_tasks())
+    }
+
     /// Tasks running on this node now.
     pub fn running_here(&self) -> usize {
         self.inner.running.len()
@@ -376,15 +399,7 @@ impl Engine {
         if self.inner.shutting_down.load(Ordering::Relaxed) {
             return Err(EngineError::ShuttingDown);
         }
-        let limit = self.inner.config.max_active_tasks;
-        let active = self.active_tasks();
-        if active + tasks.len() as u64 > limit {
-            return Err(EngineError::TooManyActive {
-                active,
-                limit,
-                retry_after: Duration::from_secs(1),
-            });
-        }
+        self.admit(tasks.len() as u64)?;
         // An idempotency key reused for a different call is refused inside the store's
         // transaction (a 409 that stores none of the batch).
         let outcomes = self
@@ -505,6 +520,7 @@ impl Engine {
     /// Runs a failed or cancelled task again, with its attempts reset.
     pub async fn retry(&self, owner: &str, id: TaskId) -> Result<Task, EngineError> {
         self.get(owner, id).await?;
+        self.admit(1)?;
         match self.inner.store.retry_task(id, self.now()).await? {
             RetryOutcome::Retried(task, ev) => {
                 self.inner.publisher.publish(&[ev]);

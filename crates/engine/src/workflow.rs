@@ -459,6 +459,9 @@ impl Engine {
         if !problems.is_empty() {
             return Err(EngineError::InvalidWorkflow(problems));
         }
+        // Its first steps count against the active-task cap like any submission; later
+        // steps start only while there is room (see `advance_workflow`).
+        self.admit(tasks.len() as u64)?;
         let (stored, outcomes, events) = self.store().create_workflow(workflow, tasks).await?;
         self.inner().publisher.publish(&events);
         self.inner().workflows.mark(&id);
@@ -679,6 +682,13 @@ impl Engine {
                 loaded.workflow.status.as_str()
             )));
         }
+        let again = loaded
+            .tasks
+            .iter()
+            .flatten()
+            .filter(|t| matches!(t.status, TaskStatus::Failed | TaskStatus::Cancelled))
+            .count();
+        self.admit(again as u64)?;
         // The tasks first, while the workflow is still final (the coordinator leaves it
         // alone), then the workflow: a coordinator seeing it running again sees its
         // failed steps pending already.
@@ -846,7 +856,12 @@ impl Engine {
             }
             let mut new_tasks = Vec::new();
             let mut failed_to_start = false;
-            for i in plan.ready(&states) {
+            // Steps start only while the active-task cap has room; the others stay
+            // pending, and the workflow is looked at again shortly.
+            let room = self.room() as usize;
+            let ready = plan.ready(&states);
+            let held_back = ready.len().saturating_sub(room);
+            for i in ready.into_iter().take(room) {
                 match self.step_task(id, &loaded.workflow.owner, plan, i, &loaded.tasks) {
                     Ok(t) => {
                         new_tasks.push(t);
@@ -898,6 +913,15 @@ impl Engine {
                 {
                     return Err(e);
                 }
+            }
+            if held_back > 0 {
+                tracing::debug!(
+                    workflow = id,
+                    steps = held_back,
+                    "steps wait for room under tasks.max_active"
+                );
+                self.inner().workflows.mark_quietly(id);
+                return Ok(());
             }
             if !failed_to_start {
                 return Ok(());

@@ -253,6 +253,7 @@ impl App {
                 mcp: mcp.clone(),
             },
             config.http.max_body_bytes,
+            config.http.body_read_timeout,
             config.browser_guard(),
         );
         Ok(App {
@@ -323,13 +324,16 @@ impl App {
         let token = shutdown.clone();
         let served = match listener {
             Some(listener) => {
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(async move {
-                        signal.await;
-                        tracing::info!("shutting down: no new requests; draining");
-                        token.cancel();
-                    })
-                    .await
+                let limits = crate::listener::Limits {
+                    max_connections: config.http.max_connections,
+                    header_read_timeout: config.http.header_read_timeout,
+                };
+                crate::listener::serve(listener, router, limits, async move {
+                    signal.await;
+                    tracing::info!("shutting down: no new requests; draining");
+                    token.cancel();
+                })
+                .await
             }
             None => {
                 signal.await;

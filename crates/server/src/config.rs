@@ -201,6 +201,15 @@ pub struct HttpConfig {
     pub allowed_origins: Vec<String>,
     /// `Host` values (with port) accepted on a loopback listener besides loopback names.
     pub allowed_hosts: Vec<String>,
+    /// Most connections open at once; beyond it, new ones wait to be accepted.
+    pub max_connections: usize,
+    /// Longest a connection may take to send a whole request head; also how long a
+    /// keep-alive connection may sit idle between requests.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Longest a request body may take to arrive.
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -277,6 +286,9 @@ impl Default for HttpConfig {
             max_body_bytes: 4 * 1024 * 1024,
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
+            max_connections: 4096,
+            header_read_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -391,6 +403,16 @@ impl Config {
         }
         if self.http.max_body_bytes < 1024 {
             return bad("http.max_body_bytes must be at least 1024".into());
+        }
+        if self.http.max_connections == 0 {
+            return bad("http.max_connections must be at least 1".into());
+        }
+        if self.http.header_read_timeout < Duration::from_millis(100)
+            || self.http.body_read_timeout < Duration::from_millis(100)
+        {
+            return bad(
+                "http.header_read_timeout and http.body_read_timeout must be at least 100ms".into(),
+            );
         }
         if let Err(m) =
             baton_core::tool::validate_name("queue", &self.tasks.default_queue, &['_', '.'])

@@ -8,6 +8,8 @@
 //! - [`rest`]: the `/v1` REST API, health endpoints and the SSE event stream: thin adapters
 //!   over [`baton_engine::Engine`].
 //! - [`error`]: the one place engine errors become HTTP responses.
+//! - [`listener`]: the accept loop with connection limits and timeouts (slow or idle
+//!   clients cannot hold connections for ever).
 //! - [`guard`]: the browser guard (Host, Origin, JSON bodies) in front of every route, so
 //!   no web page can drive a node.
 
@@ -15,6 +17,7 @@ pub mod app;
 pub mod config;
 pub mod error;
 pub mod guard;
+pub mod listener;
 pub mod rest;
 
 pub use app::App;

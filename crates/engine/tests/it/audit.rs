@@ -545,3 +545,78 @@ async fn a_step_whose_tool_is_away_when_it_becomes_ready_waits_for_it() {
         engine.shutdown().await;
     }
 }
+
+/// 12. `tasks.max_active` used to be bypassed by workflows (a workflow's steps were
+/// stored whatever the count: 3,050 active against a cap of 50) and by retries by hand.
+/// Every way a task becomes active counts: a workflow's first steps at submit (429 when
+/// they do not fit), its later steps only while there is room, and retries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_active_task_cap_holds_for_workflows_and_retries() {
+    for backend in BACKENDS {
+        let config = EngineConfig {
+            max_active_tasks: 10,
+            workers: 4,
+            ..fast_config()
+        };
+        let (engine, _guard) = start_on(backend, config, registry(), Clock::system()).await;
+        let wide: Vec<Value> = (0..30)
+            .map(
+                |i| json!({"id": format!("s{i}"), "tool": "baton__sleep", "arguments": {"ms": 50}}),
+            )
+            .collect();
+        let definition = baton_engine::workflow::definition_from_value(
+            json!({"name": "too-wide", "steps": wide}),
+        )
+        .unwrap();
+        let err = engine.submit_workflow(OWNER, definition).await.unwrap_err();
+        assert!(
+            matches!(err, EngineError::TooManyActive { .. }),
+            "{backend:?}: {err}"
+        );
+        // One root fanning out to 30 steps: they start as room frees up.
+        let mut steps = vec![json!({"id": "root", "tool": "baton__echo"})];
+        steps.extend((0..30).map(|i| {
+            json!({"id": format!("s{i}"), "tool": "baton__sleep", "arguments": {"ms": 100},
+                   "depends_on": ["root"]})
+        }));
+        let definition = baton_engine::workflow::definition_from_value(
+            json!({"name": "fan-out", "steps": steps}),
+        )
+        .unwrap();
+        let id = engine
+            .submit_workflow(OWNER, definition)
+            .await
+            .unwrap()
+            .workflow_id;
+        let mut peak = 0;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            peak = peak.max(engine.active_tasks());
+            let v = engine.get_workflow(OWNER, &id).await.unwrap();
+            if v.status.is_final() {
+                assert_eq!(
+                    v.status,
+                    baton_workflow::WorkflowStatus::Completed,
+                    "{backend:?}"
+                );
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{backend:?}: {v:?}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(peak <= 10, "{backend:?}: {peak} active against a cap of 10");
+        // Retries by hand count too.
+        let blockers: Vec<_> = (0..10)
+            .map(|_| req("baton__sleep", json!({"ms": 60000})))
+            .collect();
+        let failed = submit(&engine, req("baton__fail", json!({"retryable": false}))).await;
+        wait_final(&engine, failed).await;
+        engine.submit_many(OWNER, blockers).await.unwrap();
+        let err = engine.retry(OWNER, failed).await.unwrap_err();
+        assert!(
+            matches!(err, EngineError::TooManyActive { .. }),
+            "{backend:?}: {err}"
+        );
+        engine.shutdown().await;
+    }
+}

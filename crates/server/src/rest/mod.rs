@@ -40,7 +40,12 @@ pub struct AppState {
 
 /// The whole HTTP surface of a node: REST, `/mcp` and health, behind the browser guard
 /// (see [`crate::guard`]), which every route passes first.
-pub fn router(state: AppState, max_body_bytes: usize, guard: BrowserGuard) -> Router {
+pub fn router(
+    state: AppState,
+    max_body_bytes: usize,
+    body_read_timeout: std::time::Duration,
+    guard: BrowserGuard,
+) -> Router {
     Router::new()
         .route("/v1/tasks", post(tasks::submit).get(tasks::list))
         .route("/v1/tasks/batch", post(tasks::submit_batch))
@@ -79,6 +84,9 @@ pub fn router(state: AppState, max_body_bytes: usize, guard: BrowserGuard) -> Ro
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            body_read_timeout,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             std::sync::Arc::new(guard),
             crate::guard::enforce,
