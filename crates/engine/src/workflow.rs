@@ -55,6 +55,10 @@ const MAX_STEPS: u32 = 1000;
 /// Workflows this process should look at soon (submitted, cancelled or retried here).
 #[derive(Default)]
 pub(crate) struct Coordination {
+    /// Plans of workflows read back recently, by id. A definition never changes once
+    /// stored, so its plan (parsed and checked again) is built once, not at every advance
+    /// and every read: for a large DAG that work dominated, and steps waited for it.
+    plans: Mutex<HashMap<String, Arc<Plan>>>,
     dirty: Mutex<BTreeSet<String>>,
     /// Set when events may have been missed (a gap in the store's feed).
     resync: std::sync::atomic::AtomicBool,
@@ -131,6 +135,24 @@ impl ToolCatalog for Stored {
     fn check_arguments(&self, _: &str, _: &Value) -> Result<(), String> {
         Ok(())
     }
+}
+
+/// Most plans kept (see [`Coordination::plans`]).
+const PLAN_CACHE: usize = 1024;
+
+/// The plan of a stored workflow, from the cache or built once.
+fn plan_of(engine: &Engine, wf: &Workflow) -> Result<Arc<Plan>, EngineError> {
+    let plans = &engine.inner().workflows.plans;
+    if let Some(p) = plans.lock().unwrap_or_else(|e| e.into_inner()).get(&wf.id) {
+        return Ok(p.clone());
+    }
+    let plan = Arc::new(stored_plan(wf)?);
+    let mut cache = plans.lock().unwrap_or_else(|e| e.into_inner());
+    if cache.len() >= PLAN_CACHE {
+        cache.clear();
+    }
+    cache.insert(wf.id.clone(), plan.clone());
+    Ok(plan)
 }
 
 fn stored_plan(wf: &Workflow) -> Result<Plan, EngineError> {
@@ -260,14 +282,14 @@ pub enum DagOutput {
 /// A workflow read back with its tasks and every step's state.
 struct Loaded {
     workflow: Workflow,
-    plan: Plan,
+    plan: Arc<Plan>,
     /// The task of each step that has one (by step index).
     tasks: Vec<Option<Task>>,
     states: Vec<StepState>,
 }
 
 impl Loaded {
-    fn new(workflow: Workflow, plan: Plan, all: Vec<Task>) -> Loaded {
+    fn new(workflow: Workflow, plan: Arc<Plan>, all: Vec<Task>) -> Loaded {
         let mut tasks: Vec<Option<Task>> = vec![None; plan.steps().len()];
         for t in all {
             let Some(i) = t.step.as_ref().and_then(|s| plan.index_of(&s.step_id)) else {
@@ -466,7 +488,7 @@ impl Engine {
         self.inner().publisher.publish(&events);
         self.inner().workflows.mark(&id);
         let tasks = outcomes.into_iter().map(|o| o.task().clone()).collect();
-        Ok(Loaded::new(stored, plan, tasks).view())
+        Ok(Loaded::new(stored, Arc::new(plan), tasks).view())
     }
 
     /// The task of step `i`, its references resolved from `tasks` (indexed like the
@@ -526,7 +548,7 @@ impl Engine {
             Some(wf) if owner.is_none_or(|o| o == wf.owner) => wf,
             _ => return Err(EngineError::WorkflowNotFound(id.to_string())),
         };
-        let plan = stored_plan(&wf)?;
+        let plan = plan_of(self, &wf)?;
         let tasks = self.workflow_tasks(id).await?;
         Ok(Loaded::new(wf, plan, tasks))
     }
@@ -545,7 +567,7 @@ impl Engine {
         let mut out = Vec::new();
         for wf in self.store().list_workflows(&query).await? {
             let seq = wf.seq;
-            let plan = stored_plan(&wf)?;
+            let plan = plan_of(self, &wf)?;
             let tasks = self.workflow_tasks(&wf.id).await?;
             let mut view = Loaded::new(wf, plan, tasks).view();
             view.steps.clear();
