@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{Map, Value, json};
 
 use crate::client::{Client, ClientError};
-use crate::{bench, output};
+use crate::{bench, chaos, output};
 
 #[derive(Parser)]
 #[command(
@@ -81,6 +81,9 @@ enum Command {
     },
     /// Measure throughput and latency (see BENCHMARKS.md).
     Bench(bench::BenchArgs),
+    /// Inject faults into real nodes under a random workload, then check invariants over
+    /// the recorded history and the final state (exit code 1 on a violation).
+    Chaos(chaos::ChaosArgs),
 }
 
 /// What every process that opens the store takes.
@@ -262,6 +265,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Migrate(args) => return migrate(args).await,
         Command::Mcp(args) => return mcp(args, cli.server).await,
         Command::Bench(args) => return bench::run(args, &server).await,
+        Command::Chaos(args) => return chaos::run(args).await,
         Command::Submit(args) => submit(&client, args).await,
         Command::Status { task_id, json } => status(&client, &task_id, json).await,
         Command::Watch { task_id } => output::watch(&client, &task_id).await,

@@ -1,6 +1,7 @@
 //! `baton`: one binary for the node (`serve`), the client commands and the benchmarks.
 
 mod bench;
+mod chaos;
 mod cli;
 mod client;
 mod output;

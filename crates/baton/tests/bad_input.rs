@@ -498,7 +498,10 @@ async fn slow_and_idle_connections_are_closed() {
             && n > 0
         {
             let text = String::from_utf8_lossy(&buf[..n]);
-            assert!(text.starts_with("HTTP/1.1 408") || text.starts_with("HTTP/1.1 400"), "{text}");
+            assert!(
+                text.starts_with("HTTP/1.1 408") || text.starts_with("HTTP/1.1 400"),
+                "{text}"
+            );
         }
     }
     // A keep-alive connection idle for longer than the timeout is closed too.

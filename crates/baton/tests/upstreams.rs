@@ -762,16 +762,23 @@ async fn each_attempt_of_an_upstream_task_call_starts_a_new_upstream_task() {
             .unwrap_or(0)
     };
     let id = api
-        .submit(json!({"tool": "test__task_job", "arguments": {"id": "to", "duration_ms": 60000},
-                       "timeout_ms": 500, "max_attempts": 2}))
+        .submit(
+            json!({"tool": "test__task_job", "arguments": {"id": "to", "duration_ms": 60000},
+                       "timeout_ms": 500, "max_attempts": 2}),
+        )
         .await;
     let t = api.wait_final(&id).await;
     assert_eq!(t["status"], "failed", "{t}");
     assert_eq!(t["attempt"], 2, "{t}");
-    assert_eq!(t["error"]["code"], "timeout", "the second attempt timed out too: {t}");
+    assert_eq!(
+        t["error"]["code"], "timeout",
+        "the second attempt timed out too: {t}"
+    );
     assert_eq!(starts("to"), 2, "each attempt created its upstream task");
     // A retry by hand calls the tool again.
-    let r = api.post(&format!("/v1/tasks/{id}/retry"), json!(null)).await;
+    let r = api
+        .post(&format!("/v1/tasks/{id}/retry"), json!(null))
+        .await;
     assert_eq!(r.status, 202, "{}", r.body);
     eventually("the retry started a new upstream task", LONG, async || {
         starts("to") == 3

@@ -54,7 +54,7 @@ fn no_args() -> Value {
 
 /// The built-in tools, in the order `tools/list` reports them.
 pub static BUILTIN_TOOLS: LazyLock<Vec<rmcp::model::Tool>> = LazyLock::new(|| {
-    vec![
+    let mut tools = vec![
         tool(
             "echo",
             "Returns the given text unchanged, as text and as structuredContent {text}.",
@@ -209,8 +209,58 @@ pub static BUILTIN_TOOLS: LazyLock<Vec<rmcp::model::Tool>> = LazyLock::new(|| {
             }),
         ),
         tasks::tool_definition(),
-    ]
+    ];
+    if chaos_tools_enabled() {
+        tools.extend(chaos_tools());
+    }
+    tools
 });
+
+/// The environment variable that adds `effect` and `stubborn` to the tools (`baton chaos`
+/// sets it), so that the default list stays the one other tests expect.
+pub const CHAOS_TOOLS_ENV: &str = "BATON_TESTSERVER_CHAOS_TOOLS";
+
+fn chaos_tools_enabled() -> bool {
+    std::env::var_os(CHAOS_TOOLS_ENV).is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// The tools of `baton chaos`: side effects it can count afterwards.
+fn chaos_tools() -> Vec<rmcp::model::Tool> {
+    let key = json!({"type": "string", "pattern": ID_PATTERN,
+                     "description": "Names the effect file (default: the Baton task, from \
+                                     _meta[\"baton/parentTask\"])."});
+    vec![
+        tool(
+            "effect",
+            "Performs a recorded side effect: appends one line to effect-<key> in the state \
+             dir as soon as it is called, then works `ms` in `steps` steps with progress, \
+             stopping when cancelled.",
+            json!({
+                "type": "object",
+                "properties": {
+                    "key": key,
+                    "ms": {"type": "integer", "minimum": 0, "maximum": MAX_DURATION_MS},
+                    "steps": {"type": "integer", "minimum": 1, "maximum": 1000}
+                },
+                "additionalProperties": false
+            }),
+        ),
+        tool(
+            "stubborn",
+            "Ignores cancellation: appends one line to effect-<key> in the state dir, works \
+             `ms`, and when cancelled keeps working `ms` more before it returns.",
+            json!({
+                "type": "object",
+                "properties": {
+                    "key": key,
+                    "ms": {"type": "integer", "minimum": 0, "maximum": MAX_DURATION_MS}
+                },
+                "required": ["ms"],
+                "additionalProperties": false
+            }),
+        ),
+    ]
+}
 
 fn pid_output_schema() -> Arc<JsonObject> {
     object(json!({
@@ -316,6 +366,8 @@ pub async fn call(
             spawn_child()?
         }
         "add_tool" => add_tool(server, parse_args(args)?).await?,
+        "effect" if chaos_tools_enabled() => effect(server, parse_args(args)?, &ctx).await?,
+        "stubborn" if chaos_tools_enabled() => stubborn(server, parse_args(args)?, &ctx).await?,
         // task_job may answer with a task instead of a result.
         "task_job" => return tasks::call(server, parse_args(args)?, &ctx).await,
         name if server.shared().has_dynamic_tool(name) => echo(parse_args(args)?),
@@ -644,6 +696,114 @@ async fn add_tool(server: &TestServer, args: AddToolArgs) -> Result<CallToolResu
     }
     server.shared().notify_tool_list_changed().await;
     Ok(text_result(format!("added tool {name}")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EffectArgs {
+    key: Option<String>,
+    #[serde(default)]
+    ms: u64,
+    #[serde(default = "one")]
+    steps: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Records one side effect for the call's key (`key`, else the Baton task that makes the
+/// call) in `effect-<key>`, before anything else, so that a call counts even when it is
+/// cancelled or its caller dies.
+fn record_effect(
+    server: &TestServer,
+    key: Option<String>,
+    ctx: &RequestContext<RoleServer>,
+) -> Result<String, McpError> {
+    let key = key
+        .or_else(|| {
+            ctx.meta
+                .get("baton/parentTask")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .ok_or_else(|| {
+            McpError::invalid_params(
+                "no key: pass `key`, or call through Baton (_meta[\"baton/parentTask\"])",
+                None,
+            )
+        })?;
+    check_id("key", &key)?;
+    let state = server
+        .shared()
+        .state()
+        .ok_or_else(|| McpError::invalid_params("effects need --state-dir", None))?;
+    state.record(&format!("effect-{key}"));
+    Ok(key)
+}
+
+async fn effect(
+    server: &TestServer,
+    args: EffectArgs,
+    ctx: &RequestContext<RoleServer>,
+) -> Result<CallToolResult, McpError> {
+    check_duration(args.ms)?;
+    if !(1..=1000).contains(&args.steps) {
+        return Err(McpError::invalid_params(
+            "steps must be between 1 and 1000",
+            None,
+        ));
+    }
+    let key = record_effect(server, args.key, ctx)?;
+    let token = ctx.meta.get_progress_token();
+    let start = Instant::now();
+    let steps = u64::from(args.steps);
+    for step in 1..=steps {
+        let deadline = start + Duration::from_millis(args.ms * step / steps);
+        tokio::select! {
+            () = ctx.ct.cancelled() => return Err(cancelled_error()),
+            () = tokio::time::sleep_until(deadline) => {}
+        }
+        if let Some(token) = &token {
+            let progress = ProgressNotificationParam::new(token.clone(), step as f64)
+                .with_total(steps as f64)
+                .with_message(format!("effect step {step} of {steps}"));
+            let _ = ctx.peer.notify_progress(progress).await;
+        }
+    }
+    Ok(structured_result(
+        format!("effect {key} done"),
+        json!({"key": key, "ms": args.ms}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StubbornArgs {
+    key: Option<String>,
+    ms: u64,
+}
+
+async fn stubborn(
+    server: &TestServer,
+    args: StubbornArgs,
+    ctx: &RequestContext<RoleServer>,
+) -> Result<CallToolResult, McpError> {
+    check_duration(args.ms)?;
+    let key = record_effect(server, args.key, ctx)?;
+    let work = Duration::from_millis(args.ms);
+    let ignored = tokio::select! {
+        () = ctx.ct.cancelled() => true,
+        () = tokio::time::sleep(work) => false,
+    };
+    if ignored {
+        tracing::info!(%key, "stubborn: cancelled, working on regardless");
+        tokio::time::sleep(work).await;
+    }
+    Ok(structured_result(
+        format!("stubborn {key} done"),
+        json!({"key": key, "ignored_cancellation": ignored}),
+    ))
 }
 
 /// Names of the tools added at runtime, sorted so `tools/list` is stable.
