@@ -294,10 +294,15 @@ impl ToolRegistry {
             .filter(|n| n.starts_with(&format!("{prefix}{}", self.separator)))
             .take(10)
             .collect();
-        if same_server.is_empty() {
+        let servers = self.servers();
+        if same_server.is_empty() && servers.iter().any(|s| s == prefix) {
+            // The server is registered but lists no such tool (yet: it may still be
+            // connecting, or its tool list changed).
+            format!("; server `{prefix}` lists no tool of that name at the moment")
+        } else if same_server.is_empty() {
             format!(
                 "; no server named `{prefix}` (servers: {})",
-                self.servers().join(", ")
+                servers.join(", ")
             )
         } else {
             format!(
@@ -387,5 +392,41 @@ impl ToolRegistry {
         } else {
             Err(errors.join("; "))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server that is registered but lists no tool yet (still connecting) is not
+    /// described as missing: the hint used to say "no server named `t` (servers: baton,
+    /// t)".
+    #[test]
+    fn suggestions_tell_a_quiet_server_from_a_missing_one() {
+        struct Empty;
+        #[async_trait]
+        impl ToolProvider for Empty {
+            fn tools(&self) -> Vec<ToolInfo> {
+                Vec::new()
+            }
+            async fn call(
+                &self,
+                _: &str,
+                _: Value,
+                _: ToolContext,
+            ) -> Result<ToolOutput, ToolCallError> {
+                unreachable!()
+            }
+        }
+        let r = ToolRegistry::with_builtins("__");
+        r.register("t", Arc::new(Empty));
+        let hint = r.suggest("t__effect");
+        assert!(
+            hint.contains("server `t` lists no tool of that name"),
+            "{hint}"
+        );
+        let hint = r.suggest("nope__effect");
+        assert!(hint.contains("no server named `nope`"), "{hint}");
     }
 }
