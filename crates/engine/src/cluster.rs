@@ -18,7 +18,7 @@ use std::time::Duration;
 use baton_core::EventKind;
 use baton_store::{LeaseSelector, PeerReport, RemoteChange, Requeue, SingletonGuard};
 
-use crate::engine::Inner;
+use crate::inner::Inner;
 use crate::maintenance;
 
 /// Publishes what other processes commit, until the engine stops.
@@ -76,16 +76,6 @@ pub(crate) async fn align_clock(inner: &Inner) {
         Ok(None) => {}
         Err(e) => tracing::debug!(error = %e, "cannot read the store's clock now"),
     }
-}
-
-/// How this process describes itself to the others.
-#[derive(Debug, Clone)]
-pub struct Presence {
-    /// `node`, `api`, `worker` or `mcp`.
-    pub role: String,
-    /// Where its API listens, if it has one.
-    pub address: Option<String>,
-    pub version: String,
 }
 
 /// Reports this process at every heartbeat interval until the engine stops.

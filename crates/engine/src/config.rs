@@ -47,7 +47,7 @@ pub struct EngineConfig {
     /// Between server and tool in qualified names.
     pub separator: String,
     /// How this process shows in the list of peers.
-    pub presence: crate::cluster::Presence,
+    pub presence: Presence,
 }
 
 impl Default for EngineConfig {
@@ -73,11 +73,21 @@ impl Default for EngineConfig {
             cancel_grace: Duration::from_secs(5),
             concurrency_limits: Vec::new(),
             separator: baton_core::tool::DEFAULT_SEPARATOR.into(),
-            presence: crate::cluster::Presence {
+            presence: Presence {
                 role: "node".into(),
                 address: None,
                 version: env!("CARGO_PKG_VERSION").into(),
             },
         }
     }
+}
+
+/// How this process describes itself to the others.
+#[derive(Debug, Clone)]
+pub struct Presence {
+    /// `node`, `api`, `worker` or `mcp`.
+    pub role: String,
+    /// Where its API listens, if it has one.
+    pub address: Option<String>,
+    pub version: String,
 }

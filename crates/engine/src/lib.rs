@@ -1,18 +1,23 @@
 //! Baton's task engine: the one service API that REST, MCP and the CLI are thin adapters
 //! over.
 //!
-//! Layout:
-//! - [`engine`]: [`Engine`], the service API (submit, get, list, cancel, retry, wait,
-//!   events, queues) and its start/shutdown.
-//! - [`worker`]: the in-process worker pool: claims tasks under a lease, runs their tool
-//!   with a cancellation token, heartbeats, reports progress, finishes fenced.
+//! Layout (no file imports one that imports it back):
+//! - [`engine`]: [`Engine`], the service API (submit, get, list, cancel, retry, input,
+//!   wait, events, queues, peers, estimates).
+//! - `lifecycle`: [`Engine::start`] wires the loops below; [`Engine::shutdown`] drains.
+//! - `inner`: the state one process shares between the API and its loops (data only);
+//!   `publisher`: publishing committed events; `runs`: the runs of this node by task and
+//!   lease token, and their buffered progress.
+//! - [`worker`]: the worker pool: claims under a lease, runs tools with a cancellation
+//!   token and a timeout, heartbeats, finishes fenced.
 //! - [`maintenance`]: lease rescue, retention, the active-task count.
-//! - [`cluster`]: other processes sharing the store: their committed events, presence
-//!   (peers), and maintenance run by one of them at a time.
+//! - [`cluster`]: other processes sharing the store: their committed events, presence,
+//!   the clock they agree on, maintenance run by one of them at a time.
+//! - [`workflow`]: workflows as DAGs of tasks (`api`, `views`, `coordinator`).
 //! - [`batch`]: group commit — concurrent writes of one kind share a transaction.
 //! - [`hub`]: live event fan-out to SSE streams and waiters.
 //! - [`tools`]: the [`tools::ToolProvider`] trait, the catalog with argument validation,
-//!   and the built-in `baton__*` tools.
+//!   the [`tools::ToolContext`] a running tool gets, and the built-in `baton__*` tools.
 //! - [`config`], [`clock`], [`error`].
 //!
 //! Invariants: the engine never writes SQL (only `baton-store` does); every state change
@@ -26,7 +31,11 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod hub;
+mod inner;
+mod lifecycle;
 pub mod maintenance;
+mod publisher;
+mod runs;
 pub mod tools;
 pub mod worker;
 pub mod workflow;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use baton_core::EventKind;
 use baton_store::{LeaseSelector, Requeue};
 
-use crate::engine::Inner;
+use crate::inner::Inner;
 
 /// Tasks deleted per retention transaction (short transactions keep the writer free).
 const PURGE_BATCH: u32 = 1000;

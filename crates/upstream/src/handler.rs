@@ -48,7 +48,7 @@ pub struct HandlerState {
     /// route; the older route's end must not remove the newer one) and its sender.
     elicitations: Mutex<HashMap<String, (u64, mpsc::UnboundedSender<Elicitation>)>>,
     /// Calls in flight on this connection, for relaying the server's log messages.
-    calls: Mutex<HashMap<u64, baton_engine::worker::TaskHandle>>,
+    calls: Mutex<HashMap<u64, baton_engine::tools::TaskHandle>>,
     next_call: std::sync::atomic::AtomicU64,
 }
 
@@ -146,7 +146,7 @@ impl HandlerState {
     }
 
     /// Log messages the server sends while this call runs go to its task.
-    pub fn route_logs(self: &Arc<Self>, task: baton_engine::worker::TaskHandle) -> LogRoute {
+    pub fn route_logs(self: &Arc<Self>, task: baton_engine::tools::TaskHandle) -> LogRoute {
         let key = self
             .next_call
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -52,7 +52,7 @@ pub mod validate;
 
 pub use definition::{Definition, DefinitionError, Format, OnFailure, Retry, Step};
 pub use export::{Dag, StepRun};
-pub use plan::{FailureEffect, Plan, StepState, WorkflowStatus};
+pub use plan::{Advance, FailureEffect, Plan, StepState, WorkflowStatus};
 pub use reference::{
     Reference, ReferenceError, ResolveError, ResolveLimits, Segment, Source, references, resolve,
     resolve_with,

@@ -141,6 +141,25 @@ pub struct FailureEffect {
     pub cancel: Vec<usize>,
 }
 
+/// What an advance of a running workflow does, decided from its steps' states alone
+/// ([`Plan::advance`]). The engine carries it out: records the skipped and cancelled
+/// steps, cancels the running tasks, and builds and stores the tasks of `start`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Advance {
+    /// Pending steps that can never run because a step they depend on ended without
+    /// completing: `(step, the step that caused it)`. Now `Skipped`.
+    pub skipped: Vec<(usize, usize)>,
+    /// Pending steps stopped because the workflow fails fast: `(step, cause)`. Now
+    /// `Cancelled`.
+    pub cancelled: Vec<(usize, usize)>,
+    /// Running steps whose tasks must be cancelled (the workflow fails fast).
+    pub cancel_running: Vec<usize>,
+    /// Steps to start now, in topological order (at most the room given).
+    pub start: Vec<usize>,
+    /// Steps ready to start but held back for lack of room.
+    pub held_back: usize,
+}
+
 /// A validated definition ([`crate::validate()`]): an acyclic graph of steps with known
 /// tools and sound references.
 #[derive(Debug, Clone)]
@@ -277,6 +296,44 @@ impl Plan {
                         .all(|&d| states[d] == StepState::Completed)
             })
             .collect()
+    }
+
+    /// Decides an advance: applies the failure policy for every step that ended
+    /// `Failed` or `Cancelled` (in topological order, each seeing the effects of the
+    /// earlier ones), then picks the steps ready to start, at most `room` of them.
+    /// `states` is updated for the skipped and cancelled steps; the started ones are the
+    /// caller's to mark once their tasks exist.
+    ///
+    /// Panics if `states` does not have one entry per step.
+    pub fn advance(&self, states: &mut [StepState], room: usize) -> Advance {
+        self.check_len(states);
+        let mut advance = Advance::default();
+        for &i in &self.order {
+            if !matches!(states[i], StepState::Failed | StepState::Cancelled) {
+                continue;
+            }
+            let effect = self.failure_effect(i, states);
+            for s in effect.skip {
+                states[s] = StepState::Skipped;
+                advance.skipped.push((s, i));
+            }
+            for s in effect.cancel {
+                match states[s] {
+                    StepState::Running if !advance.cancel_running.contains(&s) => {
+                        advance.cancel_running.push(s)
+                    }
+                    StepState::Pending => {
+                        states[s] = StepState::Cancelled;
+                        advance.cancelled.push((s, i));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let ready = self.ready(states);
+        advance.held_back = ready.len().saturating_sub(room);
+        advance.start = ready.into_iter().take(room).collect();
+        advance
     }
 
     /// What to do after step `failed` ended `Failed` (or `Cancelled`): its unfinished

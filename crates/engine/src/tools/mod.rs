@@ -6,16 +6,16 @@
 //! Schema at submit time, so a bad call is refused before anything is stored.
 
 pub mod builtin;
+pub mod context;
+
+pub use context::{ProgressReporter, TaskHandle, ToolContext};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
-use baton_core::{TaskError, TaskId};
+use baton_core::TaskError;
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
-
-use crate::worker::ProgressReporter;
 
 /// One tool as a provider describes it.
 #[derive(Debug, Clone)]
@@ -89,22 +89,6 @@ impl From<ToolCallError> for TaskError {
     fn from(e: ToolCallError) -> Self {
         TaskError::new(e.code, e.message, e.retryable)
     }
-}
-
-/// What a running tool gets from the engine.
-#[derive(Clone)]
-pub struct ToolContext {
-    pub task_id: TaskId,
-    /// 1 for the first run.
-    pub attempt: u32,
-    /// Cancelled when a client cancels the task or its timeout fires. Tools should stop
-    /// promptly; after the engine's cancel grace they are abandoned.
-    pub cancel: CancellationToken,
-    pub progress: ProgressReporter,
-    /// State saved by an earlier attempt (e.g. an upstream task id to resume polling).
-    pub checkpoint: Option<Value>,
-    /// Durable writes a tool can make about its own task.
-    pub task: crate::worker::TaskHandle,
 }
 
 #[async_trait]

@@ -156,3 +156,55 @@ fn task_statuses_map_to_step_states() {
 fn states_must_cover_every_step() {
     plan(WEEKLY_REPORT).ready(&[Pending]);
 }
+
+fn chain_and_branch() -> baton_workflow::Plan {
+    // a -> b -> c, and d independent; under fail_fast unless said otherwise.
+    plan(
+        "name: x\nsteps:\n  - {id: a, tool: baton__sleep}\n  - {id: b, tool: baton__sleep, depends_on: [a]}\n  - {id: c, tool: baton__sleep, depends_on: [b]}\n  - {id: d, tool: baton__sleep}\n",
+    )
+}
+
+#[test]
+fn an_advance_starts_what_is_ready_within_the_room() {
+    use baton_workflow::StepState::*;
+    let p = chain_and_branch();
+    let mut states = p.initial_states();
+    let a = p.advance(&mut states, 10);
+    assert_eq!(a.start, vec![0, 3]);
+    assert_eq!(a.held_back, 0);
+    assert!(a.skipped.is_empty() && a.cancelled.is_empty() && a.cancel_running.is_empty());
+    // With room for one, one starts and one waits.
+    let mut states = p.initial_states();
+    let a = p.advance(&mut states, 1);
+    assert_eq!((a.start.len(), a.held_back), (1, 1));
+    // a completed: b is ready.
+    let mut states = vec![Completed, Pending, Pending, Running];
+    assert_eq!(p.advance(&mut states, 10).start, vec![1]);
+}
+
+#[test]
+fn an_advance_applies_the_failure_policy() {
+    use baton_workflow::StepState::*;
+    let p = chain_and_branch();
+    // fail_fast: a failed; b and c are skipped (behind it), d's task is cancelled.
+    let mut states = vec![Failed, Pending, Pending, Running];
+    let a = p.advance(&mut states, 10);
+    assert_eq!(a.skipped, vec![(1, 0), (2, 0)]);
+    assert_eq!(a.cancel_running, vec![3]);
+    assert!(a.start.is_empty());
+    assert_eq!(states, vec![Failed, Skipped, Skipped, Running]);
+    // A pending independent step is cancelled rather than started.
+    let mut states = vec![Failed, Pending, Pending, Pending];
+    let a = p.advance(&mut states, 10);
+    assert_eq!(a.cancelled, vec![(3, 0)]);
+    assert_eq!(states[3], Cancelled);
+    // continue: only what depends on the failure is skipped; d runs.
+    let p = plan(
+        "name: x\non_failure: continue\nsteps:\n  - {id: a, tool: baton__sleep}\n  - {id: b, tool: baton__sleep, depends_on: [a]}\n  - {id: d, tool: baton__sleep}\n",
+    );
+    let mut states = vec![Failed, Pending, Pending];
+    let a = p.advance(&mut states, 10);
+    assert_eq!(a.skipped, vec![(1, 0)]);
+    assert_eq!(a.start, vec![2]);
+    assert!(a.cancel_running.is_empty() && a.cancelled.is_empty());
+}

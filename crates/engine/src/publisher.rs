@@ -1,0 +1,59 @@
+//! Publishing committed events.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+
+use baton_core::{EventKind, TaskEvent};
+use tokio::sync::Notify;
+
+use crate::hub::EventHub;
+
+/// Publishes committed events: live subscribers, the dispatcher's wake-up, the active count.
+#[derive(Clone)]
+pub(crate) struct Publisher {
+    pub hub: Arc<EventHub>,
+    pub active: Arc<AtomicI64>,
+    pub wake: Arc<Notify>,
+    /// Set when pending work may be waiting for a free slot; finished runs then wake the
+    /// dispatcher. Clear, a finished run does not: the dispatcher's claim would find
+    /// nothing and only delay the next write.
+    pub backlog: Arc<AtomicBool>,
+}
+
+impl Publisher {
+    pub(crate) fn publish(&self, events: &[TaskEvent]) {
+        self.publish_with(events, true);
+    }
+
+    /// `wake_for_new`: whether new tasks should wake the dispatcher (not when the
+    /// submission already claimed what could run).
+    pub(crate) fn publish_with(&self, events: &[TaskEvent], wake_for_new: bool) {
+        let mut delta = 0i64;
+        let mut runnable = false;
+        for e in events {
+            match e.kind {
+                EventKind::Created => {
+                    delta += 1;
+                    runnable |= wake_for_new;
+                }
+                EventKind::Retried => {
+                    delta += 1;
+                    runnable = true;
+                }
+                EventKind::Completed | EventKind::Failed | EventKind::Cancelled => delta -= 1,
+                EventKind::RetryScheduled | EventKind::Released | EventKind::LeaseExpired => {
+                    runnable = true
+                }
+                _ => {}
+            }
+        }
+        if delta != 0 {
+            self.active.fetch_add(delta, Ordering::Relaxed);
+        }
+        if runnable {
+            self.backlog.store(true, Ordering::Relaxed);
+            self.wake.notify_one();
+        }
+        self.hub.publish(events);
+    }
+}

@@ -1,0 +1,407 @@
+//! The engine's workflow methods: submit, read, wait, cancel, retry, DAG, timeline.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use baton_core::task::{NewTask, StepRef};
+use baton_core::{Task, TaskId, TaskStatus};
+use baton_store::{NewWorkflow, TaskQuery, WorkflowQuery, WorkflowUpdate, WorkflowUpdated};
+use baton_workflow::{Dag, Definition, Plan, Problem, StepRun, StepState, WorkflowStatus};
+use serde_json::{Map, Value, json};
+
+use super::MAX_STEPS;
+use super::plans::{Registry, plan_of, step_key};
+use super::views::{DagFormat, DagOutput, Loaded, TimelineEntry, WorkflowView, step_record};
+use crate::EngineError;
+use crate::engine::Engine;
+
+/// How often `workflow_result` re-reads a workflow it waits for.
+const RESULT_POLL: Duration = Duration::from_millis(500);
+/// Parses a definition from YAML or JSON text (what `baton workflow run FILE` sends).
+pub fn parse_definition(text: &str) -> Result<Definition, EngineError> {
+    Definition::parse(text).map_err(|e| {
+        EngineError::InvalidWorkflow(vec![Problem {
+            step: None,
+            message: e.to_string(),
+        }])
+    })
+}
+
+/// A definition given as JSON (a REST or MCP body).
+pub fn definition_from_value(value: Value) -> Result<Definition, EngineError> {
+    Definition::from_value(value).map_err(|e| {
+        EngineError::InvalidWorkflow(vec![Problem {
+            step: None,
+            message: e.to_string(),
+        }])
+    })
+}
+
+impl Engine {
+    /// Validates a definition (every problem at once; nothing is stored if there is
+    /// one), then stores the workflow with the tasks of its first steps.
+    pub async fn submit_workflow(
+        &self,
+        owner: &str,
+        definition: Definition,
+    ) -> Result<WorkflowView, EngineError> {
+        let plan = baton_workflow::validate(&definition, &Registry(self.tools()))
+            .map_err(EngineError::InvalidWorkflow)?;
+        if self.is_shutting_down() {
+            return Err(EngineError::ShuttingDown);
+        }
+        let now = self.now();
+        let id = format!("wf-{}", TaskId::generate(now));
+        let workflow = NewWorkflow {
+            id: id.clone(),
+            name: definition.name.clone(),
+            owner: owner.to_string(),
+            definition: serde_json::to_value(&definition)
+                .map_err(|e| EngineError::Conflict(format!("cannot store the definition: {e}")))?,
+            created_at: now,
+        };
+        // Root steps have no references (a reference names an ancestor), so their
+        // arguments are final; a schema problem was reported above.
+        let mut problems = Vec::new();
+        let mut tasks = Vec::new();
+        for i in plan.ready(&plan.initial_states()) {
+            match self.step_task(&id, owner, &plan, i, &[]) {
+                Ok(t) => tasks.push(t),
+                Err(message) => problems.push(Problem {
+                    step: Some(plan.step(i).id.clone()),
+                    message,
+                }),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(EngineError::InvalidWorkflow(problems));
+        }
+        // Its first steps count against the active-task cap like any submission; later
+        // steps start only while there is room (see `advance_workflow`).
+        self.admit(tasks.len() as u64)?;
+        let (stored, outcomes, events) = self.store().create_workflow(workflow, tasks).await?;
+        self.inner().publisher.publish(&events);
+        self.inner().workflows.mark(&id);
+        let tasks = outcomes.into_iter().map(|o| o.task().clone()).collect();
+        Ok(Loaded::new(stored, Arc::new(plan), tasks).view())
+    }
+
+    /// The task of step `i`, its references resolved from `tasks` (indexed like the
+    /// plan's steps). `Err` says why the step cannot start.
+    pub(super) fn step_task(
+        &self,
+        workflow: &str,
+        owner: &str,
+        plan: &Plan,
+        i: usize,
+        tasks: &[Option<Task>],
+    ) -> Result<NewTask, String> {
+        let step = plan.step(i);
+        let arguments = Value::Object(step.arguments.clone());
+        let arguments = if plan.references(i).is_empty() {
+            arguments
+        } else {
+            baton_workflow::resolve(&arguments, |id| {
+                let j = plan.index_of(id)?;
+                tasks.get(j)?.as_ref()?.result.as_ref()
+            })
+            .map_err(|e| e.to_string())?
+        };
+        let request = step.submit_request(arguments);
+        let mut task = match self.prepare(owner, request.clone()) {
+            Ok(task) => task,
+            // The definition was checked against the catalog when it was submitted; a
+            // tool missing now (its server still connecting after a restart, or not
+            // configured on the process that coordinates) is the run's problem, as for any
+            // task: it fails its attempt and is retried, instead of failing the step.
+            Err(EngineError::UnknownTool { .. }) => request
+                .validate(owner, &self.config().submit_defaults, self.now())
+                .map_err(|e| e.to_string())?,
+            Err(e) => return Err(e.to_string()),
+        };
+        task.step = Some(StepRef {
+            workflow_id: workflow.to_string(),
+            step_id: step.id.clone(),
+        });
+        task.idempotency_key = Some(step_key(workflow, &step.id));
+        Ok(task)
+    }
+
+    pub(super) async fn workflow_tasks(&self, id: &str) -> Result<Vec<Task>, EngineError> {
+        Ok(self
+            .store()
+            .list_tasks(&TaskQuery {
+                workflow_id: Some(id.to_string()),
+                limit: MAX_STEPS * 2,
+                ..Default::default()
+            })
+            .await?)
+    }
+
+    pub(super) async fn load_workflow(
+        &self,
+        owner: Option<&str>,
+        id: &str,
+    ) -> Result<Loaded, EngineError> {
+        let wf = match self.store().get_workflow(id).await? {
+            Some(wf) if owner.is_none_or(|o| o == wf.owner) => wf,
+            _ => return Err(EngineError::WorkflowNotFound(id.to_string())),
+        };
+        let plan = plan_of(self, &wf)?;
+        let tasks = self.workflow_tasks(id).await?;
+        Ok(Loaded::new(wf, plan, tasks))
+    }
+
+    pub async fn get_workflow(&self, owner: &str, id: &str) -> Result<WorkflowView, EngineError> {
+        Ok(self.load_workflow(Some(owner), id).await?.view())
+    }
+
+    /// The caller's workflows, newest first, without their steps (with the progress).
+    pub async fn list_workflows(
+        &self,
+        owner: &str,
+        mut query: WorkflowQuery,
+    ) -> Result<Vec<(i64, WorkflowView)>, EngineError> {
+        query.owner = Some(owner.to_string());
+        let mut out = Vec::new();
+        for wf in self.store().list_workflows(&query).await? {
+            let seq = wf.seq;
+            let plan = plan_of(self, &wf)?;
+            let tasks = self.workflow_tasks(&wf.id).await?;
+            let mut view = Loaded::new(wf, plan, tasks).view();
+            view.steps.clear();
+            out.push((seq, view));
+        }
+        Ok(out)
+    }
+
+    /// The results of the workflow's final steps (those nothing depends on), by step id,
+    /// with the status; `wait` long-polls for the end first.
+    pub async fn workflow_result(
+        &self,
+        owner: &str,
+        id: &str,
+        wait: Duration,
+    ) -> Result<Value, EngineError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let loaded = loop {
+            let loaded = self.load_workflow(Some(owner), id).await?;
+            if loaded.workflow.status.is_final() || tokio::time::Instant::now() >= deadline {
+                break loaded;
+            }
+            tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + RESULT_POLL)).await;
+        };
+        let view = loaded.view();
+        let mut outputs = Map::new();
+        for i in 0..loaded.states.len() {
+            if loaded.plan.dependants(i).is_empty()
+                && let Some(t) = &loaded.tasks[i]
+                && let Some(r) = &t.result
+            {
+                outputs.insert(loaded.plan.step(i).id.clone(), r.clone());
+            }
+        }
+        Ok(json!({
+            "workflow_id": view.workflow_id,
+            "status": view.status,
+            "progress": view.progress,
+            "outputs": outputs,
+            "error": view.error,
+        }))
+    }
+
+    /// Cancels a running workflow: steps not started are cancelled, running steps' tasks
+    /// are cancelled (and their children).
+    pub async fn cancel_workflow(
+        &self,
+        owner: &str,
+        id: &str,
+    ) -> Result<WorkflowView, EngineError> {
+        let loaded = self.load_workflow(Some(owner), id).await?;
+        if loaded.workflow.status.is_final() {
+            return Err(EngineError::Conflict(format!(
+                "workflow {id} already {}; there is nothing to cancel",
+                loaded.workflow.status.as_str()
+            )));
+        }
+        let mut steps = loaded.workflow.steps.clone();
+        for (i, s) in loaded.states.iter().enumerate() {
+            if *s == StepState::Pending {
+                steps.insert(
+                    loaded.plan.step(i).id.clone(),
+                    step_record(
+                        StepState::Cancelled,
+                        "cancelled",
+                        "the workflow was cancelled before this step started".into(),
+                    ),
+                );
+            }
+        }
+        let update = WorkflowUpdate {
+            id: id.to_string(),
+            expect: vec![WorkflowStatus::Running],
+            now: self.now(),
+            status: Some(WorkflowStatus::Cancelled),
+            steps: Some(steps),
+            tasks: Vec::new(),
+        };
+        match self.store().update_workflow(update).await? {
+            WorkflowUpdated::Applied { .. } => {}
+            WorkflowUpdated::Refused(wf) => {
+                return Err(EngineError::Conflict(format!(
+                    "workflow {id} already {}; there is nothing to cancel",
+                    wf.status.as_str()
+                )));
+            }
+            WorkflowUpdated::NotFound => return Err(EngineError::WorkflowNotFound(id.into())),
+        }
+        // Tasks of steps started meanwhile are read back: the update above ordered them.
+        // Best effort per step: one that finished meanwhile, or whose cancel fails now,
+        // does not keep the others running; the coordinator cancels what is left.
+        self.cancel_steps(id).await;
+        self.inner().workflows.mark(id);
+        self.get_workflow(owner, id).await
+    }
+
+    /// Cancels every unfinished step task of a cancelled workflow (and their children).
+    /// Returns whether all were reached.
+    pub(super) async fn cancel_steps(&self, id: &str) -> bool {
+        let tasks = match self.workflow_tasks(id).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(workflow = id, error = %e, "cannot read the steps to cancel now; the coordinator will");
+                return false;
+            }
+        };
+        let mut all = true;
+        for t in tasks {
+            if t.status.is_final() || t.cancel_requested {
+                continue;
+            }
+            match self.cancel_unchecked(t.id).await {
+                Ok(_) | Err(EngineError::Conflict(_) | EngineError::TaskNotFound(_)) => {}
+                Err(e) => {
+                    tracing::warn!(workflow = id, task = %t.id, error = %e, "cannot cancel a step now; the coordinator will retry");
+                    all = false;
+                }
+            }
+        }
+        all
+    }
+
+    /// Runs a failed or cancelled workflow again from where it stopped: completed steps
+    /// keep their results; failed and cancelled steps run again, skipped steps when their
+    /// dependencies complete.
+    pub async fn retry_workflow(&self, owner: &str, id: &str) -> Result<WorkflowView, EngineError> {
+        let loaded = self.load_workflow(Some(owner), id).await?;
+        if !matches!(
+            loaded.workflow.status,
+            WorkflowStatus::Failed | WorkflowStatus::Cancelled
+        ) {
+            return Err(EngineError::Conflict(format!(
+                "workflow {id} is {}; only failed or cancelled workflows can be retried",
+                loaded.workflow.status.as_str()
+            )));
+        }
+        let again = loaded
+            .tasks
+            .iter()
+            .flatten()
+            .filter(|t| matches!(t.status, TaskStatus::Failed | TaskStatus::Cancelled))
+            .count();
+        self.admit(again as u64)?;
+        // The tasks first, while the workflow is still final (the coordinator leaves it
+        // alone), then the workflow: a coordinator seeing it running again sees its
+        // failed steps pending already.
+        let now = self.now();
+        for t in loaded.tasks.iter().flatten() {
+            if matches!(t.status, TaskStatus::Failed | TaskStatus::Cancelled) {
+                match self.store().retry_task(t.id, now).await? {
+                    baton_store::RetryOutcome::Retried(_, ev) => {
+                        self.inner().publisher.publish(&[ev])
+                    }
+                    other => tracing::debug!(task = %t.id, ?other, "step task not retried"),
+                }
+            }
+        }
+        let update = WorkflowUpdate {
+            id: id.to_string(),
+            expect: vec![WorkflowStatus::Failed, WorkflowStatus::Cancelled],
+            now,
+            status: Some(WorkflowStatus::Running),
+            steps: Some(Map::new()),
+            tasks: Vec::new(),
+        };
+        match self.store().update_workflow(update).await? {
+            WorkflowUpdated::Applied { .. } => {}
+            WorkflowUpdated::Refused(wf) => {
+                return Err(EngineError::Conflict(format!(
+                    "workflow {id} is {}; only failed or cancelled workflows can be retried",
+                    wf.status.as_str()
+                )));
+            }
+            WorkflowUpdated::NotFound => return Err(EngineError::WorkflowNotFound(id.into())),
+        }
+        self.inner().workflows.mark(id);
+        self.get_workflow(owner, id).await
+    }
+
+    /// The DAG with each step's state and the critical path (actual durations of
+    /// finished steps, the tool's median recent duration for the others).
+    pub async fn workflow_dag(
+        &self,
+        owner: &str,
+        id: &str,
+        format: DagFormat,
+    ) -> Result<DagOutput, EngineError> {
+        let loaded = self.load_workflow(Some(owner), id).await?;
+        let mut runs = Vec::with_capacity(loaded.states.len());
+        for (i, state) in loaded.states.iter().enumerate() {
+            let actual = loaded.tasks[i].as_ref().and_then(Task::duration_ms);
+            let duration_ms = if state.is_finished() {
+                actual
+            } else {
+                self.tool_median(&loaded.plan.step(i).tool).await
+            };
+            runs.push(StepRun {
+                state: *state,
+                duration_ms,
+            });
+        }
+        let dag = Dag::new(&loaded.plan, &runs);
+        Ok(match format {
+            DagFormat::Json => {
+                let mut v = dag.to_json();
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("workflow_id".into(), json!(id));
+                    o.insert("status".into(), json!(loaded.workflow.status));
+                }
+                DagOutput::Json(v)
+            }
+            DagFormat::Dot => DagOutput::Text(dag.to_dot()),
+            DagFormat::Mermaid => DagOutput::Text(dag.to_mermaid()),
+        })
+    }
+
+    /// Every event of every step's task, in time order.
+    pub async fn workflow_timeline(
+        &self,
+        owner: &str,
+        id: &str,
+    ) -> Result<Vec<TimelineEntry>, EngineError> {
+        let loaded = self.load_workflow(Some(owner), id).await?;
+        let mut entries: Vec<TimelineEntry> = Vec::new();
+        for (i, t) in loaded.tasks.iter().enumerate() {
+            let Some(t) = t else { continue };
+            let step_id = loaded.plan.step(i).id.clone();
+            for e in self.store().task_events(t.id, 0, 10_000).await? {
+                entries.push(TimelineEntry {
+                    step_id: step_id.clone(),
+                    event: e,
+                });
+            }
+        }
+        entries.sort_by_key(|e| (e.event.at, e.event.seq));
+        Ok(entries)
+    }
+}
