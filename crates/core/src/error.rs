@@ -1,8 +1,17 @@
-//! The wire-level error vocabulary shared by every front door.
+//! The wire-level error vocabulary shared by every front door, and its one table.
 //!
-//! Each crate has its own `thiserror` enum; each of those maps to one [`ErrorCode`], and
-//! the REST and MCP adapters map an `ErrorCode` to an HTTP status or a JSON-RPC code in
-//! exactly one place each. Whether a client may retry is part of the code.
+//! Each crate has its own `thiserror` enum; each of those maps to one [`ErrorCode`]. The
+//! table below ([`ErrorCode::wire`]) gives, side by side, the HTTP status REST answers
+//! and the JSON-RPC code MCP answers for each; no adapter maps errors on its own.
+//! Whether a client may retry is part of the code, and when it says how long to wait,
+//! both doors pass it on (`Retry-After`; `data.retryAfterSeconds`).
+//!
+//! **What a client may see.** The message of every error names the problem in words
+//! meant for the caller, except for `internal` errors: those are a bug or a failure the
+//! caller cannot act on, and their text may hold database or file details. A client gets
+//! `internal error (reference R; details are in the server log)`, and the full error is
+//! logged with R (see `baton_engine::EngineError::to_wire`). REST, MCP requests and the
+//! MCP orchestration tools all follow this one rule.
 
 use serde::Serialize;
 
@@ -43,6 +52,39 @@ impl ErrorCode {
             ErrorCode::PermissionDenied => "permission_denied",
             ErrorCode::Internal => "internal",
         }
+    }
+
+    /// The wire table: (HTTP status, JSON-RPC error code).
+    ///
+    /// JSON-RPC has few codes of its own: what is wrong with the request's content is
+    /// "invalid params" (-32602, as the MCP specification uses for unknown tools and task
+    /// ids), what is wrong with the message itself "invalid request" (-32600), a refusal
+    /// of the caller is in the range JSON-RPC reserves for servers (-32001), and the rest
+    /// is "internal error" (-32603) with the Baton code in `data.code`.
+    pub const fn wire(self) -> (u16, i64) {
+        match self {
+            ErrorCode::InvalidArgument => (400, -32602),
+            ErrorCode::NotFound => (404, -32602),
+            ErrorCode::Conflict => (409, -32602),
+            ErrorCode::PayloadTooLarge => (413, -32600),
+            ErrorCode::UnsupportedMediaType => (415, -32600),
+            // Internal error on JSON-RPC, as MCP clients have always seen; `data` tells
+            // them it is a capacity or availability refusal and when to retry.
+            ErrorCode::ResourceExhausted => (429, -32603),
+            ErrorCode::Unavailable => (503, -32603),
+            ErrorCode::PermissionDenied => (403, -32001),
+            ErrorCode::Internal => (500, -32603),
+        }
+    }
+
+    /// The HTTP status REST answers with (see [`ErrorCode::wire`]).
+    pub const fn http_status(self) -> u16 {
+        self.wire().0
+    }
+
+    /// The JSON-RPC error code MCP answers with (see [`ErrorCode::wire`]).
+    pub const fn jsonrpc_code(self) -> i64 {
+        self.wire().1
     }
 
     /// Whether the same request may succeed later without change.

@@ -70,3 +70,96 @@ impl EngineError {
         }
     }
 }
+
+/// An error as a client may see it, for every front door (see [`baton_core::error`]):
+/// the code, a message for the caller, how long to wait before retrying when that helps,
+/// and structured details where there are some.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WireError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub retry_after: Option<Duration>,
+    pub details: Option<serde_json::Value>,
+}
+
+impl WireError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        WireError {
+            code,
+            message: message.into(),
+            retry_after: None,
+            details: None,
+        }
+    }
+}
+
+impl EngineError {
+    /// The error as a client may see it. An internal error is logged here with a
+    /// reference, and the client gets the reference only; a refusal because a dependency
+    /// is unavailable is logged as a warning.
+    pub fn to_wire(&self) -> WireError {
+        let code = self.code();
+        let message = match code {
+            ErrorCode::Internal => {
+                let reference = format!("{:08x}", rand::random::<u32>());
+                tracing::error!(error = %self, reference, "internal error");
+                format!("internal error (reference {reference}; details are in the server log)")
+            }
+            ErrorCode::Unavailable => {
+                tracing::warn!(error = %self, "request refused: dependency unavailable");
+                self.to_string()
+            }
+            _ => self.to_string(),
+        };
+        WireError {
+            code,
+            message,
+            retry_after: self.retry_after(),
+            details: match self {
+                EngineError::InvalidWorkflow(problems) => serde_json::to_value(problems).ok(),
+                _ => None,
+            },
+        }
+    }
+}
+
+impl From<EngineError> for WireError {
+    fn from(e: EngineError) -> Self {
+        e.to_wire()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One rule for every door: an internal error's text stays in the log; a refusal
+    /// keeps its message and says when to retry.
+    #[test]
+    fn what_a_client_may_see() {
+        let internal = EngineError::Store(StoreError::Database(
+            "relation \"tasks\" does not exist at 10.0.0.7".into(),
+        ));
+        let w = internal.to_wire();
+        assert_eq!(w.code, ErrorCode::Internal);
+        assert!(
+            w.message.starts_with("internal error (reference "),
+            "{}",
+            w.message
+        );
+        assert!(!w.message.contains("10.0.0.7"));
+        let busy = EngineError::TooManyActive {
+            active: 10,
+            limit: 10,
+            retry_after: Duration::from_secs(3),
+        };
+        let w = busy.to_wire();
+        assert_eq!(
+            (w.code, w.retry_after),
+            (ErrorCode::ResourceExhausted, Some(Duration::from_secs(3)))
+        );
+        assert!(w.message.contains("too many active tasks"));
+        let down = EngineError::Store(StoreError::Unavailable("connection refused".into()));
+        assert_eq!(down.to_wire().retry_after, Some(Duration::from_secs(1)));
+    }
+}

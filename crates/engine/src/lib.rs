@@ -42,4 +42,4 @@ pub mod workflow;
 
 pub use config::EngineConfig;
 pub use engine::{Engine, Submitted};
-pub use error::EngineError;
+pub use error::{EngineError, WireError};

@@ -15,30 +15,14 @@ use std::sync::Arc;
 
 use baton_core::submit::SubmitRequest;
 use baton_core::{Task, TaskId, TaskStatus};
-use baton_engine::EngineError;
 use serde_json::{Value, json};
 
+use crate::errors::engine_error;
 use crate::protocol::{self, RpcError};
-use crate::service::McpService;
+use crate::results::final_result;
 use crate::session::Ctx;
+use crate::state::McpService;
 use crate::{orchestration, tasks};
-
-/// Engine errors as JSON-RPC errors.
-pub fn engine_error(e: EngineError) -> RpcError {
-    use baton_core::ErrorCode as C;
-    match e.code() {
-        C::InvalidArgument | C::NotFound => RpcError::invalid_params(e.to_string()),
-        C::ResourceExhausted | C::Unavailable => {
-            let mut err = RpcError::new(protocol::INTERNAL_ERROR, e.to_string());
-            if let Some(after) = e.retry_after() {
-                err = err.with_data(json!({"retryAfterSeconds": after.as_secs().max(1)}));
-            }
-            err
-        }
-        C::Conflict => RpcError::invalid_params(e.to_string()),
-        _ => RpcError::new(protocol::INTERNAL_ERROR, e.to_string()),
-    }
-}
 
 pub async fn call(
     service: &Arc<McpService>,
@@ -263,17 +247,6 @@ async fn wait_plain(
     }
 }
 
-pub const LEVELS: &[&str] = &[
-    "debug",
-    "info",
-    "notice",
-    "warning",
-    "error",
-    "critical",
-    "alert",
-    "emergency",
-];
-
 fn relay_log(log: &baton_engine::hub::TaskLog, id: TaskId, threshold: Option<usize>, ctx: &Ctx) {
     if log.task_id != id || threshold.is_none_or(|t| level_rank(&log.level) < t) {
         return;
@@ -288,7 +261,10 @@ fn relay_log(log: &baton_engine::hub::TaskLog, id: TaskId, threshold: Option<usi
 }
 
 fn level_rank(level: &str) -> usize {
-    LEVELS.iter().position(|l| *l == level).unwrap_or(1)
+    protocol::LEVELS
+        .iter()
+        .position(|l| *l == level)
+        .unwrap_or(1)
 }
 
 /// The lowest log level relayed to this caller: on 2026-07-28 the request's own
@@ -361,29 +337,4 @@ async fn ask_for_input(
         .await
         .map_err(engine_error)?;
     Ok(None)
-}
-
-/// What a waiting call returns: the tool's result as the server sent it; a failure as an
-/// `isError` result that names the task.
-pub fn final_result(task: &Task) -> Value {
-    match task.status {
-        TaskStatus::Completed => task.result.clone().unwrap_or(json!({"content": []})),
-        TaskStatus::Failed => match &task.error {
-            // The tool's own isError result, exactly as it came.
-            Some(e) if e.data.as_ref().is_some_and(|d| d.get("isError").is_some()) => {
-                e.data.clone().unwrap_or_default()
-            }
-            Some(e) => error_result(format!(
-                "task {} failed: {} [{}]",
-                task.id, e.message, e.code
-            )),
-            None => error_result(format!("task {} failed", task.id)),
-        },
-        TaskStatus::Cancelled => error_result(format!("task {} was cancelled", task.id)),
-        other => error_result(format!("task {} is {other}", task.id)),
-    }
-}
-
-pub fn error_result(text: String) -> Value {
-    json!({"content": [{"type": "text", "text": text}], "isError": true})
 }

@@ -32,9 +32,10 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::protocol::negotiate;
 use crate::protocol::{self, Incoming, RpcError};
-use crate::service::{McpService, negotiate};
 use crate::session::{self, Ctx, Era, Session};
+use crate::state::McpService;
 
 /// `/mcp`, ready to be mounted next to the REST API.
 pub fn router(service: Arc<McpService>) -> Router {

@@ -13,8 +13,11 @@
 //! - [`protocol`]: JSON-RPC messages, error codes, `_meta` keys, versions.
 //! - [`session`]: the era of a request, legacy session ids (which carry their own state,
 //!   so any node serves any session), the channel back to the client.
-//! - [`service`]: transport-independent dispatch: `initialize`, `server/discover`,
+//! - [`state`]: [`McpService`], what every handler shares (engine, upstreams, sessions).
+//! - [`dispatch`]: transport-independent dispatch: `initialize`, `server/discover`,
 //!   `tools/list`, and the handlers below.
+//! - [`errors`], [`results`]: errors on the wire (the one table of `baton_core::error`),
+//!   and a finished task as a tool result.
 //! - [`calls`]: `tools/call` in its three shapes.
 //! - [`tasks`]: the two task wire formats over one Baton task.
 //! - [`orchestration`]: the `task_*`, `queue_stats`, `server_list` tools.
@@ -24,12 +27,15 @@
 //!   or bridged to a running node's `/mcp`.
 
 pub mod calls;
+pub mod dispatch;
+pub mod errors;
 pub mod http;
 pub mod orchestration;
 pub mod protocol;
-pub mod service;
+pub mod results;
 pub mod session;
+pub mod state;
 pub mod stdio;
 pub mod tasks;
 
-pub use service::{McpService, McpSettings};
+pub use state::{McpService, McpSettings};

@@ -9,10 +9,10 @@ use baton_core::submit::SubmitRequest;
 use baton_core::{Task, TaskId, TaskStatus};
 use serde_json::{Value, json};
 
-use crate::calls::error_result;
+use crate::errors::{engine_error_result, error_result};
 use crate::protocol::RpcError;
-use crate::service::McpService;
 use crate::session::Ctx;
+use crate::state::McpService;
 
 pub const NAMES: &[&str] = &[
     "task_submit",
@@ -297,12 +297,17 @@ pub async fn call(
     match run(service, name, args, ctx).await {
         Ok(v) => Ok(v),
         Err(Failure::Tool(m)) => Ok(error_result(m)),
+        Err(Failure::Engine(e)) => Ok(engine_error_result(e)),
         Err(Failure::Rpc(e)) => Err(e),
     }
 }
 
 enum Failure {
+    /// A mistake in the call, said in words.
     Tool(String),
+    /// The engine refused: a tool error with its code and retry hint (and, for an
+    /// internal error, only a reference: the rule of `baton_core::error`).
+    Engine(baton_engine::EngineError),
     Rpc(RpcError),
 }
 
@@ -326,7 +331,7 @@ async fn run(
 ) -> Result<Value, Failure> {
     let engine = &service.engine;
     let p = &ctx.principal;
-    let tool_error = |e: baton_engine::EngineError| Failure::Tool(e.to_string());
+    let tool_error = Failure::Engine;
     match name {
         "task_submit" => {
             let req: SubmitRequest =

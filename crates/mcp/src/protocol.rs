@@ -198,6 +198,27 @@ pub fn meta(params: &Value) -> Option<&serde_json::Map<String, Value>> {
     params.get("_meta")?.as_object()
 }
 
+pub const LEVELS: &[&str] = &[
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
+
+/// The version to answer `initialize` with: the client's if Baton speaks it with a
+/// handshake, else the newest handshake version.
+pub fn negotiate(asked: &str) -> &'static str {
+    LEGACY
+        .iter()
+        .find(|v| **v == asked)
+        .copied()
+        .unwrap_or(V_2025_11)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

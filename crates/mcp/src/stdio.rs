@@ -17,9 +17,10 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
+use crate::protocol::negotiate;
 use crate::protocol::{self, Incoming, RpcError};
-use crate::service::{McpService, negotiate};
 use crate::session::{Ctx, Era, Session};
+use crate::state::McpService;
 
 /// Reads one line of at most `max` bytes. `Ok(None)`: end of input; `Err(true)` in the
 /// result: the line was longer (and was skipped).

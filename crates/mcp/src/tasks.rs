@@ -18,10 +18,11 @@ use std::time::Duration;
 use baton_core::{Task, TaskId, TaskStatus};
 use serde_json::{Value, json};
 
-use crate::calls::{engine_error, final_result};
+use crate::errors::engine_error;
 use crate::protocol::{self, RpcError, TASKS_EXTENSION};
-use crate::service::McpService;
+use crate::results::final_result;
 use crate::session::Ctx;
+use crate::state::McpService;
 
 fn task_id(params: &Value) -> Result<TaskId, RpcError> {
     let raw = params

@@ -1,8 +1,8 @@
 //! Errors on the HTTP wire: `{"error": {"code": "...", "message": "..."}}`.
 //!
-//! This is the only place an error becomes a status code. Messages of client errors and
-//! of `unavailable` name the problem; internal errors are logged with a reference and
-//! the client gets the reference, never the details.
+//! Errors reach this door as a [`baton_engine::WireError`] (what a client may see, by the
+//! one rule of `baton_core::error`), and their status comes from the one wire table
+//! (`ErrorCode::http_status`).
 
 use std::time::Duration;
 
@@ -41,43 +41,23 @@ impl ApiError {
 }
 
 pub fn status_of(code: ErrorCode) -> StatusCode {
-    match code {
-        ErrorCode::InvalidArgument => StatusCode::BAD_REQUEST,
-        ErrorCode::NotFound => StatusCode::NOT_FOUND,
-        ErrorCode::Conflict => StatusCode::CONFLICT,
-        ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        ErrorCode::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
-        ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        ErrorCode::PermissionDenied => StatusCode::FORBIDDEN,
-        ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+impl From<baton_engine::WireError> for ApiError {
+    fn from(w: baton_engine::WireError) -> Self {
+        ApiError {
+            code: w.code,
+            message: w.message,
+            retry_after: w.retry_after,
+            details: w.details,
+        }
     }
 }
 
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
-        let code = e.code();
-        let retry_after = e.retry_after();
-        let details = match &e {
-            EngineError::InvalidWorkflow(problems) => serde_json::to_value(problems).ok(),
-            _ => None,
-        };
-        let message = if code == ErrorCode::Internal {
-            let reference = format!("{:08x}", rand::random::<u32>());
-            tracing::error!(error = %e, reference, "internal error");
-            format!("internal error (reference {reference}; details are in the server log)")
-        } else {
-            if code == ErrorCode::Unavailable {
-                tracing::warn!(error = %e, "request refused: dependency unavailable");
-            }
-            e.to_string()
-        };
-        ApiError {
-            code,
-            message,
-            retry_after,
-            details,
-        }
+        ApiError::from(e.to_wire())
     }
 }
 

@@ -1,92 +1,17 @@
-//! The transport-independent MCP service: one request in, one answer out (plus whatever
-//! notifications the request sends on its way).
+//! Transport-independent dispatch: one request in, one answer out (plus whatever
+//! notifications the request sends on its way). `initialize`, `server/discover` and
+//! `tools/list` are answered here; the rest goes to the handlers.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use baton_engine::Engine;
-use baton_upstream::Upstreams;
 use serde_json::{Value, json};
-use tokio::sync::broadcast;
 
-use crate::protocol::{self, RpcError, TASKS_EXTENSION};
-use crate::session::{Ctx, Era, Session, Sessions};
+use crate::protocol::{self, RpcError, TASKS_EXTENSION, negotiate};
+use crate::session::{Ctx, Era, Session};
+use crate::state::{INSTRUCTIONS, McpService, server_info};
 use crate::{calls, orchestration, tasks};
 
-#[derive(Debug, Clone)]
-pub struct McpSettings {
-    /// How often a waiting plain call sends keep-alive progress (clients that reset their
-    /// timeout on progress then never give up).
-    pub keepalive: Duration,
-    /// The poll interval Baton suggests for its tasks.
-    pub poll_interval_ms: u64,
-    /// How long finished tasks stay readable (the retention), reported as their TTL.
-    pub task_ttl_ms: u64,
-    /// Largest accepted message, in bytes.
-    pub max_message_bytes: usize,
-}
-
-impl Default for McpSettings {
-    fn default() -> Self {
-        McpSettings {
-            keepalive: Duration::from_secs(15),
-            poll_interval_ms: 1000,
-            task_ttl_ms: 24 * 3600 * 1000,
-            max_message_bytes: 4 * 1024 * 1024,
-        }
-    }
-}
-
-pub struct McpService {
-    pub engine: Engine,
-    pub upstreams: Option<Arc<Upstreams>>,
-    pub sessions: Sessions,
-    pub settings: McpSettings,
-    /// Ticks when the tool catalog changes.
-    pub catalog_changed: broadcast::Sender<()>,
-}
-
-const INSTRUCTIONS: &str = "Baton runs every tool call as a durable task: stored before it \
-is acknowledged, retried on failure, kept across restarts, cancellable. Clients with task \
-support get a task id at once; others wait for the result while progress is reported. The \
-task_* tools let a model submit, follow, fetch and cancel tasks itself.";
-
-pub fn server_info() -> Value {
-    json!({"name": "baton", "title": "Baton", "version": env!("CARGO_PKG_VERSION")})
-}
-
 impl McpService {
-    pub fn new(
-        engine: Engine,
-        upstreams: Option<Arc<Upstreams>>,
-        settings: McpSettings,
-    ) -> Arc<McpService> {
-        let (catalog_changed, _) = broadcast::channel(16);
-        let service = Arc::new(McpService {
-            engine,
-            upstreams,
-            sessions: Sessions::default(),
-            settings,
-            catalog_changed,
-        });
-        // Tool list changes: sessions with an open notification stream hear of them.
-        let mut changes = service.engine.tools().changes();
-        let weak = Arc::downgrade(&service);
-        tokio::spawn(async move {
-            while changes.changed().await.is_ok() {
-                let Some(s) = weak.upgrade() else { break };
-                let _ = s.catalog_changed.send(());
-                for session in s.sessions.all() {
-                    session.notify(protocol::notification(
-                        "notifications/tools/list_changed",
-                        json!({}),
-                    ));
-                }
-            }
-        });
-        service
-    }
-
     /// Handles one request. `Ok(None)`: send nothing (the client cancelled it).
     pub async fn handle_request(
         self: &Arc<Self>,
@@ -109,10 +34,10 @@ impl McpService {
                     .get("level")
                     .and_then(Value::as_str)
                     .unwrap_or_default();
-                if !calls::LEVELS.contains(&level) {
+                if !protocol::LEVELS.contains(&level) {
                     return Err(RpcError::invalid_params(format!(
                         "invalid log level `{level}`; one of {}",
-                        calls::LEVELS.join(", ")
+                        protocol::LEVELS.join(", ")
                     )));
                 }
                 *ctx.session
@@ -209,16 +134,6 @@ impl McpService {
         }
         result
     }
-}
-
-/// The version to answer `initialize` with: the client's if Baton speaks it with a
-/// handshake, else the newest handshake version.
-pub fn negotiate(asked: &str) -> &'static str {
-    protocol::LEGACY
-        .iter()
-        .find(|v| **v == asked)
-        .copied()
-        .unwrap_or(protocol::V_2025_11)
 }
 
 /// 2026-07-28 results say what they are; older ones must not.
