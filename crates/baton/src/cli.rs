@@ -336,7 +336,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
     tracing::info!(
         data_dir = %app.config().data_dir.display(),
         node = app.node_id(),
-        store = app.engine().store().backend(),
+        store = app.engine().backend(),
         workers = app.config().workers.concurrency,
         "Baton is ready"
     );
@@ -370,7 +370,7 @@ async fn worker(args: NodeArgs) -> ExitCode {
     };
     tracing::info!(
         node = app.node_id(),
-        store = app.engine().store().backend(),
+        store = app.engine().backend(),
         workers = app.config().workers.concurrency,
         "Baton worker is ready"
     );

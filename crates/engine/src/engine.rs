@@ -67,8 +67,13 @@ impl Engine {
         &self.inner.config
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
+    }
+
+    /// Which store this engine runs on: `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        self.inner.store.backend()
     }
 
     pub fn tools(&self) -> &Arc<ToolRegistry> {

@@ -13,7 +13,7 @@ use baton_engine::{Engine, EngineError};
 use baton_mcp::McpService;
 use baton_store::sqlite::{SqliteOptions, SqliteStore};
 use baton_store::{Store, StoreError};
-use baton_upstream::{Origin, ServerConfig, Upstreams};
+use baton_upstream::{Origin, Upstreams};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -190,7 +190,12 @@ impl App {
         let store = open_store(&config).await?;
         let mut engine_config = config.engine_config(node_id.clone());
         let tools = Arc::new(ToolRegistry::with_builtins(engine_config.separator.clone()));
-        let upstreams = Upstreams::new(tools.clone(), &node_id, config.upstream.settings());
+        let upstreams = Upstreams::new(
+            tools.clone(),
+            store.clone(),
+            &node_id,
+            config.upstream.settings(),
+        );
         for server in &config.servers {
             upstreams
                 .add(server.clone(), Origin::Config)
@@ -200,21 +205,13 @@ impl App {
                 })?;
         }
         // Servers registered through the API; a name the config file now uses wins.
-        for stored in store.list_servers().await? {
-            match serde_json::from_value::<ServerConfig>(stored.config) {
-                Ok(s) if upstreams.get(&s.name).is_none() => {
-                    if let Err(e) = upstreams.add(s, Origin::Api) {
-                        tracing::warn!(server = %stored.name, error = %e, "skipping a stored server");
-                    }
-                }
-                Ok(_) => {
-                    tracing::warn!(server = %stored.name, "a stored server has the name of a server in the config file; the config file wins")
-                }
-                Err(e) => {
-                    tracing::warn!(server = %stored.name, error = %e, "skipping an unreadable stored server")
-                }
-            }
-        }
+        upstreams
+            .load_stored()
+            .await
+            .map_err(|source| AppError::Upstream {
+                name: "(stored servers)".into(),
+                source,
+            })?;
         let listener = if listen {
             Some(
                 TcpListener::bind(config.listen)
@@ -315,11 +312,7 @@ impl App {
             ..
         } = self;
         if config.store.is_postgres() {
-            tokio::spawn(sync_servers_loop(
-                upstreams.clone(),
-                engine.store().clone(),
-                shutdown.clone(),
-            ));
+            tokio::spawn(upstreams.clone().follow_store(shutdown.clone()));
         }
         let token = shutdown.clone();
         let served = match listener {
@@ -347,61 +340,6 @@ impl App {
         upstreams.shutdown().await;
         tracing::info!("stopped");
         served.map_err(AppError::Serve)
-    }
-}
-
-/// Keeps the servers registered through the API (on any node) in step with the store:
-/// servers another node added start here, servers another node removed stop here.
-async fn sync_servers_loop(
-    upstreams: Arc<Upstreams>,
-    store: Arc<dyn Store>,
-    stop: CancellationToken,
-) {
-    // Servers seen in the store: only those are removed when they disappear from it (a
-    // server being added here is not stored until it answered).
-    let mut seen = std::collections::HashSet::new();
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
-            _ = stop.cancelled() => return,
-        }
-        let stored = match store.list_servers().await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::debug!(error = %e, "cannot read the stored servers now");
-                continue;
-            }
-        };
-        let names: std::collections::HashSet<String> =
-            stored.iter().map(|s| s.name.clone()).collect();
-        for s in stored {
-            seen.insert(s.name.clone());
-            if upstreams.get(&s.name).is_some() {
-                continue;
-            }
-            match serde_json::from_value::<ServerConfig>(s.config) {
-                Ok(config) => match upstreams.add(config, Origin::Api) {
-                    Ok(_) => {
-                        tracing::info!(server = %s.name, "server registered through another node")
-                    }
-                    Err(e) => {
-                        tracing::warn!(server = %s.name, error = %e, "cannot start a server registered through another node")
-                    }
-                },
-                Err(e) => {
-                    tracing::warn!(server = %s.name, error = %e, "skipping an unreadable stored server")
-                }
-            }
-        }
-        for server in upstreams.list() {
-            let name = &server.config.name;
-            if server.origin == Origin::Api && seen.contains(name) && !names.contains(name) {
-                seen.remove(name);
-                if upstreams.remove(name).await.is_ok() {
-                    tracing::info!(server = %name, "server removed through another node");
-                }
-            }
-        }
     }
 }
 

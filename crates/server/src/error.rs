@@ -63,7 +63,10 @@ impl From<EngineError> for ApiError {
 
 impl From<baton_upstream::UpstreamError> for ApiError {
     fn from(e: baton_upstream::UpstreamError) -> Self {
-        ApiError::new(e.code(), e.to_string())
+        match e {
+            baton_upstream::UpstreamError::Store(e) => ApiError::from(e),
+            e => ApiError::new(e.code(), e.to_string()),
+        }
     }
 }
 

@@ -21,6 +21,7 @@ pub mod handler;
 pub mod manager;
 pub mod process;
 pub mod raw;
+mod registration;
 pub mod server;
 
 pub use config::ServerConfig;

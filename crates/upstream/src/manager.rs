@@ -23,6 +23,8 @@ pub enum UpstreamError {
     FromConfig(String),
     #[error("cannot reach server `{name}`: {why}")]
     Unreachable { name: String, why: String },
+    #[error(transparent)]
+    Store(baton_store::StoreError),
 }
 
 impl UpstreamError {
@@ -33,12 +35,15 @@ impl UpstreamError {
             }
             UpstreamError::Exists(_) | UpstreamError::FromConfig(_) => ErrorCode::Conflict,
             UpstreamError::NotFound(_) => ErrorCode::NotFound,
+            UpstreamError::Store(e) => e.code(),
         }
     }
 }
 
 pub struct Upstreams {
     registry: Arc<ToolRegistry>,
+    /// Where servers registered at runtime are kept (see `registration`).
+    store: Arc<dyn baton_store::Store>,
     node_id: String,
     settings: Settings,
     servers: Mutex<BTreeMap<String, Arc<Server>>>,
@@ -47,7 +52,12 @@ pub struct Upstreams {
 
 impl Upstreams {
     /// Also stops the process groups a crashed previous run of this node left behind.
-    pub fn new(registry: Arc<ToolRegistry>, node_id: &str, settings: Settings) -> Arc<Upstreams> {
+    pub fn new(
+        registry: Arc<ToolRegistry>,
+        store: Arc<dyn baton_store::Store>,
+        node_id: &str,
+        settings: Settings,
+    ) -> Arc<Upstreams> {
         let reaped = process::reap_orphans(node_id);
         if reaped > 0 {
             tracing::warn!(
@@ -57,11 +67,16 @@ impl Upstreams {
         }
         Arc::new(Upstreams {
             registry,
+            store,
             node_id: node_id.to_string(),
             settings,
             servers: Mutex::new(BTreeMap::new()),
             groups: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    pub(crate) fn store(&self) -> &Arc<dyn baton_store::Store> {
+        &self.store
     }
 
     /// Validates the definition and starts supervising the server (connecting happens in

@@ -483,15 +483,23 @@ async fn a_restarted_node_requeues_its_previous_leases_at_once() {
 async fn expired_leases_of_dead_workers_are_rescued() {
     let mut cfg = fast_config();
     cfg.rescue_interval = Duration::from_millis(50);
-    let t = TestEngine::start(EngineConfig {
-        run_workers: false,
-        ..cfg.clone()
-    })
-    .await;
-    let id = submit(&t.engine, req("baton__echo", json!({}))).await;
+    // A worker of another process claims the task through the same store, then dies.
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path()).await;
+    let engine = baton_engine::Engine::start(
+        EngineConfig {
+            run_workers: false,
+            ..cfg.clone()
+        },
+        store.clone(),
+        std::sync::Arc::new(baton_engine::tools::ToolRegistry::with_builtins("__")),
+        baton_engine::clock::Clock::system(),
+    )
+    .await
+    .unwrap();
+    let id = submit(&engine, req("baton__echo", json!({}))).await;
     let now = baton_core::Timestamp::now();
-    t.engine
-        .store()
+    store
         .claim(&ClaimRequest {
             owner: "dead-worker",
             limit: 1,
@@ -502,8 +510,8 @@ async fn expired_leases_of_dead_workers_are_rescued() {
         })
         .await
         .unwrap();
-    t.engine.shutdown().await;
-    let engine = start_in(t.dir.path(), cfg).await;
+    engine.shutdown().await;
+    let engine = start_in(dir.path(), cfg).await;
     let task = wait_final(&engine, id).await;
     assert_eq!(task.status, TaskStatus::Completed);
     let k = kinds(&engine, id).await;

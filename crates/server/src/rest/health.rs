@@ -15,7 +15,7 @@ pub async fn healthz() -> Json<Value> {
 pub async fn readyz(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
     s.engine.ready().await?;
     Ok(Json(
-        json!({"status": "ready", "store": s.engine.store().backend()}),
+        json!({"status": "ready", "store": s.engine.backend()}),
     ))
 }
 

@@ -39,7 +39,7 @@ pub async fn stats(State(s): State<AppState>) -> Json<Value> {
         "active_tasks": s.engine.active_tasks(),
         "running_here": s.engine.running_here(),
         "node": s.engine.config().node_id,
-        "store": s.engine.store().backend(),
+        "store": s.engine.backend(),
     }))
 }
 

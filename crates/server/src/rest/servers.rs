@@ -1,21 +1,16 @@
 //! `/v1/servers`: the MCP servers whose tools Baton runs.
 
-use std::time::Duration;
-
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use baton_upstream::{Origin, ServerConfig, UpstreamError};
+use baton_upstream::{ServerConfig, UpstreamError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
 use super::extract::{ApiJson, ApiQuery};
 use crate::error::ApiError;
-
-/// How long `POST /v1/servers` waits for the new server to answer.
-const FIRST_CONNECT: Duration = Duration::from_secs(30);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -58,22 +53,7 @@ pub async fn add(
     State(s): State<AppState>,
     ApiJson(config): ApiJson<ServerConfig>,
 ) -> Result<Response, ApiError> {
-    let name = config.name.clone();
-    let server = s.upstreams.add(config.clone(), Origin::Api)?;
-    if let Err(why) = server.first_attempt(FIRST_CONNECT).await {
-        let _ = s.upstreams.remove(&name).await;
-        return Err(UpstreamError::Unreachable { name, why }.into());
-    }
-    let definition = serde_json::to_value(&config).map_err(|e| ApiError::invalid(e.to_string()))?;
-    if let Err(e) = s
-        .engine
-        .store()
-        .put_server(&name, definition, s.engine.now())
-        .await
-    {
-        let _ = s.upstreams.remove(&name).await;
-        return Err(e.into());
-    }
+    let server = s.upstreams.register(config).await?;
     Ok((StatusCode::CREATED, Json(json!(server.status()))).into_response())
 }
 
@@ -81,14 +61,6 @@ pub async fn remove(
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let server = s
-        .upstreams
-        .get(&name)
-        .ok_or_else(|| ApiError::from(UpstreamError::NotFound(name.clone())))?;
-    if server.origin == Origin::Config {
-        return Err(UpstreamError::FromConfig(name).into());
-    }
-    s.upstreams.remove(&name).await?;
-    s.engine.store().delete_server(&name).await?;
+    s.upstreams.unregister(&name).await?;
     Ok(Json(json!({"removed": name})))
 }
