@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::{TaskId, TaskStatus, Timestamp};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     /// The task was stored.
@@ -88,7 +88,7 @@ impl fmt::Display for EventKind {
 }
 
 /// One entry of the event log. `status` is the task's status after the event.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TaskEvent {
     pub seq: i64,
     pub task_id: TaskId,
@@ -106,6 +106,7 @@ pub struct TaskEvent {
     /// For a `completed` event as it is published live: the tool's result, so that
     /// waiters need not read it back. Not part of the log (the result is on the task).
     #[serde(skip)]
+    #[schemars(skip)]
     pub result: Option<std::sync::Arc<Value>>,
 }
 

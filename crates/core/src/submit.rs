@@ -22,13 +22,18 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Most attempts a task may ask for.
 pub const MAX_ATTEMPTS: u32 = 100;
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+/// A tool call to run as a task: the body of `POST /v1/tasks`, the arguments of the MCP
+/// tool `task_submit`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitRequest {
     /// Qualified tool name, e.g. `baton__sleep`.
     pub tool: String,
+    /// The tool's arguments (a JSON object), checked against its input schema.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<serde_json::Map<String, Value>>")]
     pub arguments: Option<Value>,
+    /// Queue name (`[a-z0-9_.-]`); the default queue when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -39,20 +44,40 @@ pub struct SubmitRequest {
     /// Do not start before this many milliseconds from now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delay_ms: Option<u64>,
+    /// Longest an attempt may run, in milliseconds (at most 7 days).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// Attempts in all, 1 to 100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_attempts: Option<u32>,
+    /// The same key (per principal) names the same task: a resubmission returns it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
-    /// Free-form labels kept with the task.
+    /// Free-form labels kept with the task (a JSON object).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<serde_json::Map<String, Value>>")]
     pub metadata: Option<Value>,
 }
 
 /// `"low" | "normal" | "high"` or an integer in `0..=100` (higher runs first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Priority(pub i32);
+
+impl schemars::JsonSchema for Priority {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Priority".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "`low`, `normal`, `high`, or 0 to 100 (higher runs first).",
+            "oneOf": [
+                {"type": "string", "enum": ["low", "normal", "high"]},
+                {"type": "integer", "minimum": priority::MIN, "maximum": priority::MAX}
+            ]
+        })
+    }
+}
 
 impl Serialize for Priority {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

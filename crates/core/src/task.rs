@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use crate::{TaskId, Timestamp};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
     Pending,
@@ -114,7 +114,7 @@ pub mod priority {
 
 /// Why a task failed: `code` is machine-readable (`tool_error`, `timeout`,
 /// `lease_expired`, `upstream_unavailable`…), `message` is for people.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TaskError {
     pub code: String,
     pub message: String,

@@ -18,6 +18,8 @@
 //! - [`hub`]: live event fan-out to SSE streams and waiters.
 //! - [`tools`]: the [`tools::ToolProvider`] trait, the catalog with argument validation,
 //!   the [`tools::ToolContext`] a running tool gets, and the built-in `baton__*` tools.
+//! - [`views`] and [`page`]: what every front door shows (one task view, one peer view,
+//!   …, with generated JSON Schemas) and how lists page and requests wait.
 //! - [`config`], [`clock`], [`error`].
 //!
 //! Invariants: the engine never writes SQL (only `baton-store` does); every state change
@@ -34,9 +36,12 @@ pub mod hub;
 mod inner;
 mod lifecycle;
 pub mod maintenance;
+pub mod page;
 mod publisher;
+pub mod reads;
 mod runs;
 pub mod tools;
+pub mod views;
 pub mod worker;
 pub mod workflow;
 

@@ -20,7 +20,7 @@ use crate::config::{ServerConfig, Transport};
 use crate::connection::{Connection, UpstreamTool};
 
 /// Where a server's definition came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Origin {
     /// `[[servers]]` in the config file (not stored; not removable through the API).
@@ -99,13 +99,20 @@ pub struct Server {
     catalog: watch::Sender<u64>,
 }
 
-/// A server as `GET /v1/servers` shows it.
-#[derive(Debug, Clone, Serialize)]
+/// A server as `GET /v1/servers` and the MCP tool `server_list` show it.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ServerStatus {
     pub name: String,
+    /// `stdio` or `http`.
     pub transport: &'static str,
     pub origin: Origin,
+    /// `connecting`, `healthy`, `down`, `circuit_open` or `stopped`.
     pub state: &'static str,
+    /// Capabilities, for discovery (`?tag=`).
+    pub tags: Vec<String>,
+    /// The group of replicas it belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     pub since: Timestamp,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
@@ -287,6 +294,8 @@ impl Server {
                 Transport::Http { .. } => "http",
             },
             origin: self.origin,
+            tags: self.config.tags.clone(),
+            group: self.config.group.clone(),
             state: match (h.phase, open) {
                 (_, Some(_)) => "circuit_open",
                 (Phase::Connecting, _) => "connecting",

@@ -13,7 +13,7 @@ use crate::definition::{Definition, OnFailure, Step};
 use crate::reference::Reference;
 
 /// Where one step of a running workflow is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StepState {
     /// Not started: waiting for its dependencies (or for the engine to submit it).
@@ -75,7 +75,7 @@ impl From<TaskStatus> for StepState {
 }
 
 /// A workflow's overall status, derived from its steps' states ([`Plan::status`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WorkflowStatus {
     /// A step is running or can still start.

@@ -34,7 +34,9 @@ pub trait ToolCatalog {
 
 /// One thing wrong with a definition. Serialises as `{"step": "charts" | null,
 /// "message": "…"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error, schemars::JsonSchema,
+)]
 pub struct Problem {
     /// The step concerned, if the problem belongs to one.
     pub step: Option<String>,

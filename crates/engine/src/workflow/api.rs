@@ -11,7 +11,10 @@ use serde_json::{Map, Value, json};
 
 use super::MAX_STEPS;
 use super::plans::{Registry, plan_of, step_key};
-use super::views::{DagFormat, DagOutput, Loaded, TimelineEntry, WorkflowView, step_record};
+use super::views::{
+    DagFormat, DagOutput, Loaded, TimelineEntry, WorkflowPage, WorkflowResult, WorkflowView,
+    step_record,
+};
 use crate::EngineError;
 use crate::engine::Engine;
 
@@ -175,6 +178,31 @@ impl Engine {
         Ok(out)
     }
 
+    /// A page of the caller's workflows, newest first (see [`crate::page`]).
+    pub async fn workflow_page(
+        &self,
+        owner: &str,
+        status: Option<WorkflowStatus>,
+        page: crate::page::Page,
+    ) -> Result<WorkflowPage, EngineError> {
+        let found = self
+            .list_workflows(
+                owner,
+                WorkflowQuery {
+                    owner: None,
+                    status,
+                    before_seq: page.before_seq,
+                    limit: page.limit,
+                },
+            )
+            .await?;
+        let next_cursor = page.next(&found, |(seq, _)| *seq);
+        Ok(WorkflowPage {
+            workflows: found.into_iter().map(|(_, v)| v).collect(),
+            next_cursor,
+        })
+    }
+
     /// The results of the workflow's final steps (those nothing depends on), by step id,
     /// with the status; `wait` long-polls for the end first.
     pub async fn workflow_result(
@@ -182,7 +210,7 @@ impl Engine {
         owner: &str,
         id: &str,
         wait: Duration,
-    ) -> Result<Value, EngineError> {
+    ) -> Result<WorkflowResult, EngineError> {
         let deadline = tokio::time::Instant::now() + wait;
         let loaded = loop {
             let loaded = self.load_workflow(Some(owner), id).await?;
@@ -201,13 +229,13 @@ impl Engine {
                 outputs.insert(loaded.plan.step(i).id.clone(), r.clone());
             }
         }
-        Ok(json!({
-            "workflow_id": view.workflow_id,
-            "status": view.status,
-            "progress": view.progress,
-            "outputs": outputs,
-            "error": view.error,
-        }))
+        Ok(WorkflowResult {
+            workflow_id: view.workflow_id,
+            status: view.status,
+            progress: view.progress,
+            outputs,
+            error: view.error,
+        })
     }
 
     /// Cancels a running workflow: steps not started are cancelled, running steps' tasks

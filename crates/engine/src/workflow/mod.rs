@@ -35,7 +35,10 @@ pub mod views;
 
 pub use api::{definition_from_value, parse_definition};
 pub(crate) use coordinator::coordinator_loop;
-pub use views::{DagFormat, DagOutput, StepView, TimelineEntry, WorkflowProgress, WorkflowView};
+pub use views::{
+    DagFormat, DagOutput, StepView, TimelineEntry, WorkflowPage, WorkflowProgress, WorkflowResult,
+    WorkflowView,
+};
 
 /// Most steps of one workflow (and so tasks read back per advance).
 const MAX_STEPS: u32 = 1000;

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 
 /// Workflow progress: steps done of all, and a fraction that counts running steps'
 /// own progress.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct WorkflowProgress {
     pub steps_total: usize,
     pub steps_completed: usize,
@@ -21,7 +21,7 @@ pub struct WorkflowProgress {
 }
 
 /// One step as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct StepView {
     pub step_id: String,
     pub tool: String,
@@ -50,7 +50,7 @@ pub struct StepView {
 }
 
 /// A workflow as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct WorkflowView {
     pub workflow_id: String,
     pub name: String,
@@ -70,7 +70,7 @@ pub struct WorkflowView {
 }
 
 /// One line of a workflow's timeline: a task event of one of its steps.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct TimelineEntry {
     pub step_id: String,
     /// The event as logged (`seq` orders events that share `at`).
@@ -248,4 +248,25 @@ pub(super) fn stored_state(steps: &Map<String, Value>, id: &str) -> StepState {
 
 pub(super) fn step_record(state: StepState, code: &str, message: String) -> Value {
     json!({"state": state, "error": {"code": code, "message": message, "retryable": false}})
+}
+
+/// The outcome of a workflow: the results of its final steps (those no step depends
+/// on), by step id.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct WorkflowResult {
+    pub workflow_id: String,
+    pub status: WorkflowStatus,
+    pub progress: WorkflowProgress,
+    /// Each final step's result (an MCP `CallToolResult`), by step id.
+    pub outputs: Map<String, Value>,
+    /// The first failed step's error, when the workflow failed.
+    pub error: Option<Value>,
+}
+
+/// A page of workflows, newest first, without their steps.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct WorkflowPage {
+    pub workflows: Vec<WorkflowView>,
+    /// Pass as `cursor` for the next page; absent on the last one.
+    pub next_cursor: Option<String>,
 }

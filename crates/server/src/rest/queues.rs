@@ -8,13 +8,10 @@ use serde_json::{Value, json};
 use super::AppState;
 use crate::error::ApiError;
 
-pub async fn list(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let queues = s.engine.queues().await?;
-    Ok(Json(json!({
-        "queues": queues,
-        "active_tasks": s.engine.active_tasks(),
-        "running_here": s.engine.running_here(),
-    })))
+pub async fn list(
+    State(s): State<AppState>,
+) -> Result<Json<baton_engine::views::QueuesView>, ApiError> {
+    Ok(Json(s.engine.queues_view().await?))
 }
 
 pub async fn pause(
@@ -45,17 +42,5 @@ pub async fn stats(State(s): State<AppState>) -> Json<Value> {
 
 /// `GET /v1/peers`: the nodes and workers sharing this store, with their health.
 pub async fn peers(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let peers: Vec<Value> = s
-        .engine
-        .peers()
-        .await?
-        .into_iter()
-        .map(|(p, health)| {
-            let mut v = serde_json::to_value(&p).unwrap_or_default();
-            v["health"] = json!(health);
-            v["self"] = json!(p.id == s.engine.config().node_id);
-            v
-        })
-        .collect();
-    Ok(Json(json!({"peers": peers})))
+    Ok(Json(json!({"peers": s.engine.peer_views().await?})))
 }

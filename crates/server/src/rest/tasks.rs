@@ -1,33 +1,25 @@
 //! `/v1/tasks`: submit, batch submit, get, result (long-poll), cancel, retry, list; and
 //! `/v1/tools`, the catalog.
 
-use std::time::Duration;
-
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use baton_core::TaskStatus;
 use baton_core::submit::SubmitRequest;
 use baton_engine::engine::Cancelled;
-use baton_store::TaskQuery;
+use baton_engine::page::{self, Page};
+use baton_engine::reads::TaskFilter;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::AppState;
 use super::extract::{ApiJson, ApiQuery, Principal, parse_task_id};
-use super::views::{Accepted, ResultView, TaskView, task_url};
+use super::views::{Accepted, Linked, ResultView, TaskView, task_url};
 use crate::error::ApiError;
 
 /// Most tasks in one batch request.
 pub const MAX_BATCH: usize = 10_000;
-/// Longest long-poll, in seconds.
-pub const MAX_WAIT_SECS: u64 = 300;
-/// Page sizes of `GET /v1/tasks`.
-pub const DEFAULT_PAGE: u32 = 50;
-pub const MAX_PAGE: u32 = 1000;
 
 pub(crate) fn accepted(
     body: impl serde::Serialize,
@@ -104,14 +96,9 @@ pub async fn submit(
     ))
 }
 
-pub(crate) fn check_wait(wait: Option<u64>) -> Result<Duration, ApiError> {
-    let wait = wait.unwrap_or(0);
-    if wait > MAX_WAIT_SECS {
-        return Err(ApiError::invalid(format!(
-            "wait={wait} is too long; at most {MAX_WAIT_SECS} seconds"
-        )));
-    }
-    Ok(Duration::from_secs(wait))
+/// `?wait=S`: how long a request may wait (the rule every door shares).
+pub(crate) fn check_wait(wait: Option<u64>) -> Result<std::time::Duration, ApiError> {
+    page::wait("wait", wait).map_err(|e| ApiError::invalid(e.message))
 }
 
 #[derive(Deserialize)]
@@ -148,16 +135,8 @@ pub async fn get_task(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_task_id(&id)?;
-    let task = s.engine.get(&principal, id).await?;
-    let estimate = s.engine.estimate_completion(&task).await;
-    let waiting = (task.status == TaskStatus::Pending)
-        .then(|| s.engine.tools().waiting_reason(&task.tool))
-        .flatten();
-    let children = s.engine.children(id).await?;
-    let mut view = TaskView::new(task, estimate, true);
-    view.waiting_reason = waiting;
-    view.children = Some(children.iter().map(ToString::to_string).collect());
-    Ok(Json(view).into_response())
+    let view = s.engine.describe(&principal, id).await?;
+    Ok(Json(Linked::task(view)).into_response())
 }
 
 #[derive(Deserialize)]
@@ -219,7 +198,7 @@ pub async fn retry(
     let id = parse_task_id(&id)?;
     let task = s.engine.retry(&principal, id).await?;
     Ok(accepted(
-        TaskView::new(task, None, false),
+        Linked::task(TaskView::new(task, None, false)),
         Some(task_url(&id)),
         false,
     ))
@@ -244,7 +223,7 @@ pub async fn input(
         .provide_input(&principal, id, body.responses)
         .await?;
     Ok(accepted(
-        TaskView::new(task, None, false),
+        Linked::task(TaskView::new(task, None, false)),
         Some(task_url(&id)),
         false,
     ))
@@ -264,75 +243,28 @@ pub struct ListParams {
     cursor: Option<String>,
 }
 
-/// A list request's page: its size (checked) and where it starts (the decoded cursor).
-pub(crate) fn page(
-    limit: Option<u32>,
-    cursor: Option<&str>,
-) -> Result<(u32, Option<i64>), ApiError> {
-    let limit = limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::invalid(format!(
-            "limit={limit} is out of range 1..={MAX_PAGE}"
-        )));
-    }
-    Ok((limit, cursor.map(decode_cursor).transpose()?))
-}
-
-pub(crate) fn encode_cursor(seq: i64) -> String {
-    URL_SAFE_NO_PAD.encode(format!("seq:{seq}"))
-}
-
-fn decode_cursor(c: &str) -> Result<i64, ApiError> {
-    URL_SAFE_NO_PAD
-        .decode(c)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| s.strip_prefix("seq:")?.parse::<i64>().ok())
-        .filter(|seq| *seq > 0)
-        .ok_or_else(|| {
-            ApiError::invalid(format!(
-                "invalid cursor `{}`; pass the next_cursor value of a previous page",
-                c.chars().take(64).collect::<String>()
-            ))
-        })
-}
-
 pub async fn list(
     State(s): State<AppState>,
     Principal(principal): Principal,
     ApiQuery(p): ApiQuery<ListParams>,
 ) -> Result<Response, ApiError> {
-    let (limit, before_seq) = page(p.limit, p.cursor.as_deref())?;
-    let status = p
-        .status
-        .as_deref()
-        .map(str::parse::<TaskStatus>)
-        .transpose()
-        .map_err(ApiError::invalid)?;
-    let tasks = s
-        .engine
-        .list(
-            &principal,
-            TaskQuery {
-                owner: None,
-                status,
-                tool: p.tool,
-                queue: p.queue,
-                workflow_id: p.workflow_id,
-                parent_id: p.parent_id.as_deref().map(parse_task_id).transpose()?,
-                before_seq,
-                limit,
-            },
-        )
-        .await?;
-    let next_cursor = (tasks.len() == limit as usize)
-        .then(|| tasks.last().map(|t| encode_cursor(t.seq)))
-        .flatten();
-    let views: Vec<TaskView> = tasks
-        .into_iter()
-        .map(|t| TaskView::new(t, None, false))
-        .collect();
-    Ok(Json(json!({ "tasks": views, "next_cursor": next_cursor })).into_response())
+    let page =
+        Page::parse(p.limit, p.cursor.as_deref()).map_err(|e| ApiError::invalid(e.message))?;
+    let filter = TaskFilter {
+        status: p
+            .status
+            .as_deref()
+            .map(str::parse::<TaskStatus>)
+            .transpose()
+            .map_err(ApiError::invalid)?,
+        tool: p.tool,
+        queue: p.queue,
+        workflow_id: p.workflow_id,
+        parent_id: p.parent_id.as_deref().map(parse_task_id).transpose()?,
+    };
+    let found = s.engine.task_page(&principal, filter, page).await?;
+    let tasks: Vec<Linked<TaskView>> = found.tasks.into_iter().map(Linked::task).collect();
+    Ok(Json(json!({ "tasks": tasks, "next_cursor": found.next_cursor })).into_response())
 }
 
 pub async fn tools(State(s): State<AppState>) -> Json<serde_json::Value> {
@@ -351,16 +283,4 @@ pub async fn tools(State(s): State<AppState>) -> Json<serde_json::Value> {
         })
         .collect();
     Json(json!({ "tools": tools }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursors_round_trip_and_reject_junk() {
-        assert_eq!(decode_cursor(&encode_cursor(42)).unwrap(), 42);
-        assert!(decode_cursor("nope!").is_err());
-        assert!(decode_cursor(&URL_SAFE_NO_PAD.encode("seq:-3")).is_err());
-    }
 }

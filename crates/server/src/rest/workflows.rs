@@ -7,13 +7,13 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use baton_engine::workflow::{DagFormat, DagOutput, WorkflowView, parse_definition};
-use baton_store::{WorkflowQuery, WorkflowStatus};
+use baton_store::WorkflowStatus;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
 use super::extract::{ApiQuery, Principal};
-use super::tasks::{accepted, check_wait, encode_cursor, page};
+use super::tasks::{accepted, check_wait};
 use crate::error::ApiError;
 
 pub fn workflow_url(id: &str) -> String {
@@ -79,30 +79,17 @@ pub async fn list(
     Principal(principal): Principal,
     ApiQuery(p): ApiQuery<ListParams>,
 ) -> Result<Response, ApiError> {
-    let (limit, before_seq) = page(p.limit, p.cursor.as_deref())?;
+    let page = baton_engine::page::Page::parse(p.limit, p.cursor.as_deref())
+        .map_err(|e| ApiError::invalid(e.message))?;
     let status = p
         .status
         .as_deref()
         .map(str::parse::<WorkflowStatus>)
         .transpose()
         .map_err(ApiError::invalid)?;
-    let found = s
-        .engine
-        .list_workflows(
-            &principal,
-            WorkflowQuery {
-                status,
-                before_seq,
-                limit,
-                ..Default::default()
-            },
-        )
-        .await?;
-    let next_cursor = (found.len() == limit as usize)
-        .then(|| found.last().map(|(seq, _)| encode_cursor(*seq)))
-        .flatten();
-    let workflows: Vec<Value> = found.iter().map(|(_, v)| with_links(v)).collect();
-    Ok(Json(json!({"workflows": workflows, "next_cursor": next_cursor})).into_response())
+    let found = s.engine.workflow_page(&principal, status, page).await?;
+    let workflows: Vec<Value> = found.workflows.iter().map(with_links).collect();
+    Ok(Json(json!({"workflows": workflows, "next_cursor": found.next_cursor})).into_response())
 }
 
 pub async fn cancel(
@@ -192,7 +179,7 @@ pub async fn result(
         r = s.engine.workflow_result(&principal, &id, wait) => r?,
         _ = s.shutdown.cancelled() => s.engine.workflow_result(&principal, &id, std::time::Duration::ZERO).await?,
     };
-    let running = v["status"] == "running";
+    let running = v.status == WorkflowStatus::Running;
     let mut resp = Json(v).into_response();
     if running {
         *resp.status_mut() = StatusCode::ACCEPTED;

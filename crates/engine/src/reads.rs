@@ -1,0 +1,119 @@
+//! Reads as the front doors show them: a task described in full, a page of tasks, the
+//! peers, the queues. REST and MCP call these and render the same views.
+
+use baton_core::{TaskId, TaskStatus};
+use baton_store::TaskQuery;
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use crate::engine::Engine;
+use crate::error::EngineError;
+use crate::page::Page;
+use crate::views::{PeerView, QueueView, QueuesView, TaskView};
+
+/// Which tasks a list returns (all of the caller's when empty).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskFilter {
+    pub status: Option<TaskStatus>,
+    pub tool: Option<String>,
+    pub queue: Option<String>,
+    /// The steps of one workflow.
+    pub workflow_id: Option<String>,
+    /// The children of one task.
+    pub parent_id: Option<TaskId>,
+}
+
+/// A page of tasks, newest first, without their results.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct TaskPage {
+    pub tasks: Vec<TaskView>,
+    /// Pass as `cursor` for the next page; absent on the last one.
+    pub next_cursor: Option<String>,
+}
+
+impl Engine {
+    /// The caller's task in full: with its result, estimated completion, why it waits (if
+    /// it does) and its children.
+    pub async fn describe(&self, owner: &str, id: TaskId) -> Result<TaskView, EngineError> {
+        let task = self.get(owner, id).await?;
+        let estimate = self.estimate_completion(&task).await;
+        let waiting = (task.status == TaskStatus::Pending)
+            .then(|| self.tools().waiting_reason(&task.tool))
+            .flatten();
+        let children = self.children(id).await?;
+        let mut view = TaskView::new(task, estimate, true);
+        view.waiting_reason = waiting;
+        view.children = Some(children.iter().map(ToString::to_string).collect());
+        Ok(view)
+    }
+
+    /// A page of the caller's tasks, newest first.
+    pub async fn task_page(
+        &self,
+        owner: &str,
+        filter: TaskFilter,
+        page: Page,
+    ) -> Result<TaskPage, EngineError> {
+        let tasks = self
+            .list(
+                owner,
+                TaskQuery {
+                    owner: None,
+                    status: filter.status,
+                    tool: filter.tool,
+                    queue: filter.queue,
+                    workflow_id: filter.workflow_id,
+                    parent_id: filter.parent_id,
+                    before_seq: page.before_seq,
+                    limit: page.limit,
+                },
+            )
+            .await?;
+        let next_cursor = page.next(&tasks, |t| t.seq);
+        Ok(TaskPage {
+            tasks: tasks
+                .into_iter()
+                .map(|t| TaskView::new(t, None, false))
+                .collect(),
+            next_cursor,
+        })
+    }
+
+    /// The processes sharing this store, each with its health (see [`PeerView`]).
+    pub async fn peer_views(&self) -> Result<Vec<PeerView>, EngineError> {
+        let me = &self.config().node_id;
+        Ok(self
+            .peers()
+            .await?
+            .into_iter()
+            .map(|(p, health)| PeerView {
+                is_self: &p.id == me,
+                id: p.id,
+                role: p.role,
+                address: p.address,
+                version: p.version,
+                state: p.state.as_str().to_string(),
+                health: health.to_string(),
+                started_at: p.started_at,
+                last_heartbeat: p.last_heartbeat,
+                running: p.running,
+                finished: p.finished,
+                throughput: p.throughput,
+            })
+            .collect())
+    }
+
+    /// Every queue with its depth and throughput, and this node's counters.
+    pub async fn queues_view(&self) -> Result<QueuesView, EngineError> {
+        Ok(QueuesView {
+            queues: self
+                .queues()
+                .await?
+                .into_iter()
+                .map(QueueView::from)
+                .collect(),
+            active_tasks: self.active_tasks(),
+            running_here: self.running_here() as u64,
+        })
+    }
+}

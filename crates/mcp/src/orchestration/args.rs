@@ -1,0 +1,147 @@
+//! The arguments of the orchestration tools, typed: their input schemas are generated
+//! from these, and the same names mean the same things as in the REST API.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// A task named by its id.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskIdArgs {
+    /// The task id returned by task_submit (or named in a tool call's progress).
+    pub task_id: String,
+}
+
+/// A task's outcome, waiting for it first if asked.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskResultArgs {
+    /// The task id returned by task_submit (or named in a tool call's progress).
+    pub task_id: String,
+    /// How long to wait for the task to finish, in seconds (default 0, at most 300).
+    #[serde(default)]
+    #[schemars(range(max = 300))]
+    pub wait_seconds: Option<u64>,
+}
+
+/// Which tasks to list.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskListArgs {
+    /// Only tasks in this status: pending, running, input_required, completed, failed
+    /// or cancelled.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// Only calls of this tool (qualified name).
+    #[serde(default)]
+    pub tool: Option<String>,
+    /// Only tasks of this queue.
+    #[serde(default)]
+    pub queue: Option<String>,
+    /// Only the steps of this workflow.
+    #[serde(default)]
+    pub workflow_id: Option<String>,
+    /// Only the tasks created while this one ran.
+    #[serde(default)]
+    pub parent_id: Option<String>,
+    /// Tasks per page (default 50, at most 1000).
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 1000))]
+    pub limit: Option<u32>,
+    /// The next_cursor of the previous page.
+    #[serde(default)]
+    pub cursor: Option<String>,
+}
+
+/// No arguments.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoArgs {}
+
+/// Servers to list.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServerListArgs {
+    /// Only servers with this tag (capability).
+    #[serde(default)]
+    pub tag: Option<String>,
+}
+
+/// A workflow to run.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowSubmitArgs {
+    /// The workflow: {name, on_failure: fail_fast|continue, steps: [{id, tool,
+    /// arguments, depends_on, retry: {max_attempts}, timeout_ms, priority, queue}]}, as
+    /// an object or as YAML/JSON text.
+    #[schemars(with = "DefinitionArg")]
+    pub definition: Value,
+}
+
+/// An object or YAML/JSON text.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[expect(dead_code, reason = "only its schema is used")]
+enum DefinitionArg {
+    Object(serde_json::Map<String, Value>),
+    Text(String),
+}
+
+/// A workflow named by its id.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowIdArgs {
+    /// The workflow id returned by workflow_submit.
+    pub workflow_id: String,
+}
+
+/// A workflow's outcome, waiting for it first if asked.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowResultArgs {
+    /// The workflow id returned by workflow_submit.
+    pub workflow_id: String,
+    /// How long to wait for the workflow to finish, in seconds (default 0, at most 300).
+    #[serde(default)]
+    #[schemars(range(max = 300))]
+    pub wait_seconds: Option<u64>,
+}
+
+/// Which workflows to list.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowListArgs {
+    /// Only workflows in this status: running, completed, failed or cancelled.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// Workflows per page (default 50, at most 1000).
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 1000))]
+    pub limit: Option<u32>,
+    /// The next_cursor of the previous page.
+    #[serde(default)]
+    pub cursor: Option<String>,
+}
+
+/// A workflow's graph, in a format.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowDagArgs {
+    /// The workflow id returned by workflow_submit.
+    pub workflow_id: String,
+    /// `json` (default), `dot` (Graphviz) or `mermaid`.
+    #[serde(default)]
+    #[schemars(with = "Option<DagFormatArg>")]
+    pub format: Option<String>,
+}
+
+/// How a DAG is rendered.
+#[derive(JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[expect(dead_code, reason = "only its schema is used")]
+enum DagFormatArg {
+    Json,
+    Dot,
+    Mermaid,
+}

@@ -1,0 +1,255 @@
+//! Tools for models whose host has no task support: submit, follow, fetch and cancel
+//! Baton tasks, run workflows, see queues, servers and peers. Each answers with text and
+//! the same data as `structuredContent`, described by an `outputSchema`; the data is the
+//! engine's view, the one the REST API answers with.
+//!
+//! Mistakes a model makes (a bad id, an unknown tool, a refusal of the engine) come back
+//! as `isError` results it can read and correct; only malformed calls are protocol
+//! errors.
+
+mod args;
+mod tools;
+
+use std::sync::Arc;
+
+use baton_core::TaskId;
+use baton_core::submit::SubmitRequest;
+use baton_engine::page::{self, Page};
+use baton_engine::reads::TaskFilter;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use self::args::*;
+use self::tools::{CancelView, DagView, PeersView, ServersView, Submitted};
+use crate::errors::{engine_error_result, error_result};
+use crate::protocol::RpcError;
+use crate::session::Ctx;
+use crate::state::McpService;
+
+pub use self::tools::{definitions, schema};
+
+pub const NAMES: &[&str] = &[
+    "task_submit",
+    "task_status",
+    "task_result",
+    "task_cancel",
+    "task_list",
+    "queue_stats",
+    "server_list",
+    "peer_list",
+    "workflow_submit",
+    "workflow_status",
+    "workflow_result",
+    "workflow_cancel",
+    "workflow_list",
+    "workflow_dag",
+];
+
+pub fn is_orchestration(name: &str) -> bool {
+    NAMES.contains(&name)
+}
+
+pub async fn call(
+    service: &Arc<McpService>,
+    name: &str,
+    args: Value,
+    ctx: &Ctx,
+) -> Result<Value, RpcError> {
+    match run(service, name, args, ctx).await {
+        Ok(v) => Ok(v),
+        Err(Failure::Tool(m)) => Ok(error_result(m)),
+        Err(Failure::Engine(e)) => Ok(engine_error_result(e)),
+        Err(Failure::Rpc(e)) => Err(e),
+    }
+}
+
+enum Failure {
+    /// A mistake in the call, said in words.
+    Tool(String),
+    /// The engine refused: a tool error with its code and retry hint (and, for an
+    /// internal error, only a reference: the rule of `baton_core::error`).
+    Engine(baton_engine::EngineError),
+    Rpc(RpcError),
+}
+
+impl From<String> for Failure {
+    fn from(s: String) -> Self {
+        Failure::Tool(s)
+    }
+}
+
+impl From<baton_engine::EngineError> for Failure {
+    fn from(e: baton_engine::EngineError) -> Self {
+        Failure::Engine(e)
+    }
+}
+
+impl From<baton_core::submit::InvalidRequest> for Failure {
+    fn from(e: baton_core::submit::InvalidRequest) -> Self {
+        Failure::Engine(e.into())
+    }
+}
+
+fn parse<T: DeserializeOwned>(args: Value) -> Result<T, Failure> {
+    serde_json::from_value(args).map_err(|e| Failure::Tool(format!("invalid arguments: {e}")))
+}
+
+fn task_id(raw: &str) -> Result<TaskId, Failure> {
+    raw.parse()
+        .map_err(|_| Failure::Tool(format!("`{raw}` is not a task id")))
+}
+
+/// A result: the data as text, and as `structuredContent`.
+fn ok(data: impl serde::Serialize) -> Value {
+    let data = serde_json::to_value(data).unwrap_or_default();
+    json!({
+        "content": [{"type": "text", "text": serde_json::to_string_pretty(&data).unwrap_or_default()}],
+        "structuredContent": data,
+    })
+}
+
+async fn run(
+    service: &Arc<McpService>,
+    name: &str,
+    args: Value,
+    ctx: &Ctx,
+) -> Result<Value, Failure> {
+    let engine = &service.engine;
+    let p = &ctx.principal;
+    match name {
+        "task_submit" => {
+            let req: SubmitRequest = parse(args)?;
+            let sub = engine.submit(p, req).await?;
+            Ok(ok(Submitted {
+                task_id: sub.task.id.to_string(),
+                status: sub.task.status,
+                tool: sub.task.tool,
+                created: sub.created,
+            }))
+        }
+        "task_status" => {
+            let a: TaskIdArgs = parse(args)?;
+            Ok(ok(engine.describe(p, task_id(&a.task_id)?).await?))
+        }
+        "task_result" => {
+            let a: TaskResultArgs = parse(args)?;
+            let id = task_id(&a.task_id)?;
+            let wait = page::wait("wait_seconds", a.wait_seconds)?;
+            let task = tokio::select! {
+                t = engine.wait(p, id, wait) => t?,
+                _ = ctx.cancel.cancelled() => return Err(Failure::Rpc(RpcError::new(crate::protocol::INTERNAL_ERROR, "cancelled"))),
+            };
+            let completed = task.status == baton_core::TaskStatus::Completed;
+            let content = task.result.as_ref().and_then(|r| r.get("content")).cloned();
+            let mut out = ok(baton_engine::views::ResultView::new(task));
+            // A finished task's own result is what a model wants to read first.
+            if completed && let Some(content) = content {
+                out["content"] = content;
+            }
+            Ok(out)
+        }
+        "task_cancel" => {
+            let a: TaskIdArgs = parse(args)?;
+            let c = engine.cancel(p, task_id(&a.task_id)?).await?;
+            let message = match &c {
+                baton_engine::engine::Cancelled::Now(_) => "cancelled before it started",
+                baton_engine::engine::Cancelled::Requested(_) => {
+                    "cancellation requested; the tool is being stopped"
+                }
+            };
+            Ok(ok(CancelView {
+                task_id: c.task().id.to_string(),
+                status: c.task().status,
+                message: message.into(),
+            }))
+        }
+        "task_list" => {
+            let a: TaskListArgs = parse(args)?;
+            let filter = TaskFilter {
+                status: a.status.as_deref().map(str::parse).transpose()?,
+                tool: a.tool,
+                queue: a.queue,
+                workflow_id: a.workflow_id,
+                parent_id: a.parent_id.as_deref().map(task_id).transpose()?,
+            };
+            let page = Page::parse(a.limit, a.cursor.as_deref())?;
+            Ok(ok(engine.task_page(p, filter, page).await?))
+        }
+        "queue_stats" => {
+            let _: NoArgs = parse(args)?;
+            Ok(ok(engine.queues_view().await?))
+        }
+        "server_list" => {
+            let a: ServerListArgs = parse(args)?;
+            let servers = service
+                .upstreams
+                .as_ref()
+                .map(|u| u.list())
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|s| a.tag.as_ref().is_none_or(|t| s.config.tags.contains(t)))
+                .map(|s| s.status())
+                .collect();
+            Ok(ok(ServersView { servers }))
+        }
+        "peer_list" => {
+            let _: NoArgs = parse(args)?;
+            Ok(ok(PeersView {
+                peers: engine.peer_views().await?,
+            }))
+        }
+        "workflow_submit" => {
+            let a: WorkflowSubmitArgs = parse(args)?;
+            let definition = match a.definition {
+                Value::String(text) => baton_engine::workflow::parse_definition(&text)?,
+                v @ Value::Object(_) => baton_engine::workflow::definition_from_value(v)?,
+                _ => {
+                    return Err("`definition` (an object, or YAML/JSON text) is required"
+                        .to_string()
+                        .into());
+                }
+            };
+            Ok(ok(engine.submit_workflow(p, definition).await?))
+        }
+        "workflow_status" => {
+            let a: WorkflowIdArgs = parse(args)?;
+            Ok(ok(engine.get_workflow(p, &a.workflow_id).await?))
+        }
+        "workflow_result" => {
+            let a: WorkflowResultArgs = parse(args)?;
+            let wait = page::wait("wait_seconds", a.wait_seconds)?;
+            Ok(ok(engine.workflow_result(p, &a.workflow_id, wait).await?))
+        }
+        "workflow_cancel" => {
+            let a: WorkflowIdArgs = parse(args)?;
+            Ok(ok(engine.cancel_workflow(p, &a.workflow_id).await?))
+        }
+        "workflow_list" => {
+            let a: WorkflowListArgs = parse(args)?;
+            let status = a
+                .status
+                .as_deref()
+                .map(str::parse::<baton_store::WorkflowStatus>)
+                .transpose()?;
+            let page = Page::parse(a.limit, a.cursor.as_deref())?;
+            Ok(ok(engine.workflow_page(p, status, page).await?))
+        }
+        "workflow_dag" => {
+            let a: WorkflowDagArgs = parse(args)?;
+            let name = a.format.unwrap_or_else(|| "json".into());
+            let format = name.parse::<baton_engine::workflow::DagFormat>()?;
+            let dag = match engine.workflow_dag(p, &a.workflow_id, format).await? {
+                baton_engine::workflow::DagOutput::Json(v) => v,
+                baton_engine::workflow::DagOutput::Text(t) => Value::String(t),
+            };
+            Ok(ok(DagView {
+                workflow_id: a.workflow_id,
+                format: name,
+                dag,
+            }))
+        }
+        other => Err(Failure::Rpc(RpcError::invalid_params(format!(
+            "unknown tool `{other}`"
+        )))),
+    }
+}

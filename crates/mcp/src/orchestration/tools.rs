@@ -1,0 +1,287 @@
+//! The orchestration tools as `tools/list` shows them. Their input and output schemas
+//! are generated from the typed arguments ([`super::args`]) and the engine's views, the
+//! ones the REST API answers with, so the two doors cannot drift apart.
+
+use baton_core::submit::SubmitRequest;
+use baton_engine::reads::TaskPage;
+use baton_engine::views::{QueuesView, ResultView, TaskView};
+use baton_engine::workflow::{WorkflowPage, WorkflowResult, WorkflowView};
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::args::*;
+
+/// A JSON Schema for MCP: self-contained (no `$ref`), with an object at the root.
+pub fn schema<T: JsonSchema>() -> Value {
+    let generator = schemars::generate::SchemaSettings::draft2020_12()
+        .with(|s| {
+            s.inline_subschemas = true;
+            s.meta_schema = None;
+        })
+        .into_generator();
+    let mut v = generator.into_root_schema_for::<T>().to_value();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("title");
+    }
+    no_boolean_schemas(&mut v);
+    v
+}
+
+/// `true` (any value) and `false` (none) are valid JSON Schemas, but clients' schema
+/// models (the TypeScript SDK's, for one) expect objects: `{}` and `{"not": {}}` say the
+/// same.
+pub fn no_boolean_schemas(v: &mut Value) {
+    match v {
+        Value::Object(o) => {
+            for (key, child) in o.iter_mut() {
+                let holds_schemas = matches!(
+                    key.as_str(),
+                    "properties" | "patternProperties" | "$defs" | "definitions"
+                );
+                match child {
+                    Value::Bool(b) if !holds_schemas && is_schema_keyword(key) => {
+                        *child = if *b { json!({}) } else { json!({"not": {}}) };
+                    }
+                    Value::Array(items)
+                        if matches!(key.as_str(), "anyOf" | "oneOf" | "allOf" | "prefixItems") =>
+                    {
+                        for s in items.iter_mut() {
+                            if let Value::Bool(b) = s {
+                                *s = if *b { json!({}) } else { json!({"not": {}}) };
+                            } else {
+                                no_boolean_schemas(s);
+                            }
+                        }
+                    }
+                    Value::Object(inner) if holds_schemas => {
+                        for s in inner.values_mut() {
+                            if let Value::Bool(b) = s {
+                                *s = if *b { json!({}) } else { json!({"not": {}}) };
+                            } else {
+                                no_boolean_schemas(s);
+                            }
+                        }
+                    }
+                    _ => no_boolean_schemas(child),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(no_boolean_schemas),
+        _ => {}
+    }
+}
+
+/// Keywords whose value is a schema (so a boolean there is a boolean schema).
+fn is_schema_keyword(key: &str) -> bool {
+    matches!(
+        key,
+        "items"
+            | "additionalItems"
+            | "contains"
+            | "propertyNames"
+            | "not"
+            | "if"
+            | "then"
+            | "else"
+            | "unevaluatedItems"
+            | "unevaluatedProperties"
+    )
+}
+
+/// What `task_submit` answers.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Submitted {
+    pub task_id: String,
+    pub status: baton_core::TaskStatus,
+    pub tool: String,
+    /// `false` when an idempotency key matched an existing task: nothing new was stored.
+    pub created: bool,
+}
+
+/// What `task_cancel` answers.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CancelView {
+    pub task_id: String,
+    pub status: baton_core::TaskStatus,
+    /// What happened: cancelled at once, or the tool is being stopped.
+    pub message: String,
+}
+
+/// What `server_list` answers.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ServersView {
+    pub servers: Vec<baton_upstream::ServerStatus>,
+}
+
+/// What `peer_list` answers.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct PeersView {
+    pub peers: Vec<baton_engine::views::PeerView>,
+}
+
+/// What `workflow_dag` answers.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct DagView {
+    pub workflow_id: String,
+    /// `json`, `dot` or `mermaid`.
+    pub format: String,
+    /// The graph: an object (JSON), or text (DOT, Mermaid).
+    pub dag: Value,
+}
+
+fn def<I: JsonSchema, O: JsonSchema>(
+    name: &str,
+    title: &str,
+    description: &str,
+    read_only: bool,
+) -> Value {
+    json!({
+        "name": name,
+        "title": title,
+        "description": description,
+        "inputSchema": schema::<I>(),
+        "outputSchema": schema::<O>(),
+        "annotations": {"readOnlyHint": read_only, "idempotentHint": read_only}
+    })
+}
+
+pub fn definitions() -> Vec<Value> {
+    vec![
+        def::<SubmitRequest, Submitted>(
+            "task_submit",
+            "Submit a task",
+            "Runs any tool as a durable background task and returns its id at once. Use task_status / task_result to follow it.",
+            false,
+        ),
+        def::<TaskIdArgs, TaskView>(
+            "task_status",
+            "Task status",
+            "Status, progress and estimated completion of a task.",
+            true,
+        ),
+        def::<TaskResultArgs, ResultView>(
+            "task_result",
+            "Task result",
+            "The result of a task; waits up to wait_seconds (default 0, at most 300) for it to finish.",
+            true,
+        ),
+        def::<TaskIdArgs, CancelView>(
+            "task_cancel",
+            "Cancel a task",
+            "Cancels a task: a pending one at once, a running one as soon as its tool stops.",
+            false,
+        ),
+        def::<TaskListArgs, TaskPage>(
+            "task_list",
+            "List tasks",
+            "The caller's tasks, newest first.",
+            true,
+        ),
+        def::<NoArgs, QueuesView>(
+            "queue_stats",
+            "Queue statistics",
+            "Tasks per queue and status, throughput, active tasks.",
+            true,
+        ),
+        def::<ServerListArgs, ServersView>(
+            "server_list",
+            "List MCP servers",
+            "The MCP servers whose tools Baton runs, with health and tools; filter by tag (capability).",
+            true,
+        ),
+        def::<NoArgs, PeersView>(
+            "peer_list",
+            "List Baton nodes and workers",
+            "The processes sharing this Baton deployment's store (API nodes, workers), with role, address, load, throughput and health (healthy, late, lost, stopped).",
+            true,
+        ),
+        def::<WorkflowSubmitArgs, WorkflowView>(
+            "workflow_submit",
+            "Submit a workflow",
+            "Runs a workflow: a DAG of tool calls (steps) across servers, each step a durable task that starts when the steps it depends_on completed. Arguments may reference earlier results as \"${steps.<id>.result.structuredContent.x}\" or \"${steps.<id>.result.content[0].text}\". Give the definition as an object or as YAML/JSON text. Returns the workflow id at once.",
+            false,
+        ),
+        def::<WorkflowIdArgs, WorkflowView>(
+            "workflow_status",
+            "Workflow status",
+            "Status and progress of a workflow and of each of its steps.",
+            true,
+        ),
+        def::<WorkflowResultArgs, WorkflowResult>(
+            "workflow_result",
+            "Workflow result",
+            "The results of a workflow's final steps (those no step depends on), by step id; waits up to wait_seconds (default 0, at most 300) for the workflow to finish.",
+            true,
+        ),
+        def::<WorkflowIdArgs, WorkflowView>(
+            "workflow_cancel",
+            "Cancel a workflow",
+            "Cancels a running workflow: its running steps are cancelled and nothing more starts.",
+            false,
+        ),
+        def::<WorkflowListArgs, WorkflowPage>(
+            "workflow_list",
+            "List workflows",
+            "The caller's workflows, newest first, with status and progress.",
+            true,
+        ),
+        def::<WorkflowDagArgs, DagView>(
+            "workflow_dag",
+            "Workflow DAG",
+            "The workflow's graph with each step's state and the critical path: as JSON (default), Graphviz DOT or Mermaid text.",
+            true,
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn walk(v: &Value, path: &str, bad: &mut Vec<String>) {
+        match v {
+            Value::Object(o) => {
+                for (k, c) in o {
+                    if matches!(k.as_str(), "properties" | "$defs")
+                        && let Value::Object(props) = c
+                    {
+                        for (name, p) in props {
+                            if p.is_boolean() {
+                                bad.push(format!("{path}/{k}/{name}"));
+                            }
+                            walk(p, &format!("{path}/{k}/{name}"), bad);
+                        }
+                    } else {
+                        walk(c, &format!("{path}/{k}"), bad);
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|c| walk(c, path, bad)),
+            _ => {}
+        }
+    }
+
+    /// Every orchestration tool has object input and output schemas, self-contained and
+    /// without boolean subschemas (which clients' schema models refuse).
+    #[test]
+    fn schemas_are_objects_clients_accept() {
+        for def in definitions() {
+            for key in ["inputSchema", "outputSchema"] {
+                let s = &def[key];
+                assert_eq!(s["type"], "object", "{}: {key}: {s}", def["name"]);
+                assert!(
+                    !s.to_string().contains("\"$ref\""),
+                    "{}: {key}",
+                    def["name"]
+                );
+                let mut bad = Vec::new();
+                walk(s, "", &mut bad);
+                assert!(bad.is_empty(), "{}: {key}: {bad:?}", def["name"]);
+            }
+        }
+        let submit = schema::<baton_core::submit::SubmitRequest>();
+        assert_eq!(submit["required"], json!(["tool"]));
+        assert_eq!(submit["additionalProperties"], false);
+    }
+}
