@@ -8,6 +8,8 @@
 //! - [`rest`]: the `/v1` REST API, health endpoints and the SSE event stream: thin adapters
 //!   over [`baton_engine::Engine`].
 //! - [`error`]: the one place engine errors become HTTP responses.
+//! - [`openapi`]: the OpenAPI 3.1 document (`GET /openapi.json`), its schemas generated
+//!   from the handlers' types.
 //! - [`listener`]: the accept loop with connection limits and timeouts (slow or idle
 //!   clients cannot hold connections for ever).
 //! - [`guard`]: the browser guard (Host, Origin, JSON bodies) in front of every route, so
@@ -18,6 +20,7 @@ pub mod config;
 pub mod error;
 pub mod guard;
 pub mod listener;
+pub mod openapi;
 pub mod rest;
 
 pub use app::App;

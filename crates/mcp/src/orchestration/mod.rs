@@ -26,7 +26,7 @@ use crate::protocol::RpcError;
 use crate::session::Ctx;
 use crate::state::McpService;
 
-pub use self::tools::{definitions, schema};
+pub use self::tools::{definitions, no_boolean_schemas, schema};
 
 pub const NAMES: &[&str] = &[
     "task_submit",

@@ -6,17 +6,22 @@ use axum::extract::State;
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::views::Health;
 use crate::error::ApiError;
 
-pub async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+        store: None,
+    })
 }
 
-pub async fn readyz(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn readyz(State(s): State<AppState>) -> Result<Json<Health>, ApiError> {
     s.engine.ready().await?;
-    Ok(Json(
-        json!({"status": "ready", "store": s.engine.backend()}),
-    ))
+    Ok(Json(Health {
+        status: "ready".into(),
+        store: Some(s.engine.backend().into()),
+    }))
 }
 
 pub async fn index() -> Json<Value> {
@@ -27,6 +32,7 @@ pub async fn index() -> Json<Value> {
             "tasks": "/v1/tasks",
             "queues": "/v1/queues",
             "tools": "/v1/tools",
+            "openapi": "/openapi.json",
             "health": "/healthz",
             "ready": "/readyz"
         }

@@ -78,6 +78,10 @@ pub fn router(
             get(servers::get_server).delete(servers::remove),
         )
         .route_service("/mcp", baton_mcp::http::router(state.mcp.clone()))
+        .route(
+            "/openapi.json",
+            get(|| async { axum::Json(crate::openapi::document().clone()) }),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/", get(health::index))

@@ -3,9 +3,9 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use serde_json::{Value, json};
 
 use super::AppState;
+use super::views::{Peers, QueueState, Stats};
 use crate::error::ApiError;
 
 pub async fn list(
@@ -17,30 +17,35 @@ pub async fn list(
 pub async fn pause(
     State(s): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<QueueState>, ApiError> {
     s.engine.set_queue_paused(&name, true).await?;
-    Ok(Json(json!({"name": name, "paused": true})))
+    Ok(Json(QueueState { name, paused: true }))
 }
 
 pub async fn resume(
     State(s): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<QueueState>, ApiError> {
     s.engine.set_queue_paused(&name, false).await?;
-    Ok(Json(json!({"name": name, "paused": false})))
-}
-
-/// Cheap node counters (no store scan): for dashboards and benchmarks that poll.
-pub async fn stats(State(s): State<AppState>) -> Json<Value> {
-    Json(json!({
-        "active_tasks": s.engine.active_tasks(),
-        "running_here": s.engine.running_here(),
-        "node": s.engine.config().node_id,
-        "store": s.engine.backend(),
+    Ok(Json(QueueState {
+        name,
+        paused: false,
     }))
 }
 
+/// Cheap node counters (no store scan): for dashboards and benchmarks that poll.
+pub async fn stats(State(s): State<AppState>) -> Json<Stats> {
+    Json(Stats {
+        active_tasks: s.engine.active_tasks(),
+        running_here: s.engine.running_here() as u64,
+        node: s.engine.config().node_id.clone(),
+        store: s.engine.backend().into(),
+    })
+}
+
 /// `GET /v1/peers`: the nodes and workers sharing this store, with their health.
-pub async fn peers(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({"peers": s.engine.peer_views().await?})))
+pub async fn peers(State(s): State<AppState>) -> Result<Json<Peers>, ApiError> {
+    Ok(Json(Peers {
+        peers: s.engine.peer_views().await?,
+    }))
 }

@@ -4,22 +4,26 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use baton_upstream::ServerStatus;
 use baton_upstream::{ServerConfig, UpstreamError};
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::AppState;
 use super::extract::{ApiJson, ApiQuery};
+use super::views::{GroupView, Removed, ServerList};
 use crate::error::ApiError;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// Only servers with this tag (discovery by capability).
     tag: Option<String>,
 }
 
-pub async fn list(State(s): State<AppState>, ApiQuery(p): ApiQuery<ListParams>) -> Json<Value> {
+pub async fn list(
+    State(s): State<AppState>,
+    ApiQuery(p): ApiQuery<ListParams>,
+) -> Json<ServerList> {
     let servers: Vec<_> = s
         .upstreams
         .list()
@@ -27,24 +31,24 @@ pub async fn list(State(s): State<AppState>, ApiQuery(p): ApiQuery<ListParams>) 
         .filter(|srv| p.tag.as_ref().is_none_or(|t| srv.config.tags.contains(t)))
         .map(|srv| srv.status())
         .collect();
-    let groups: Vec<Value> = s
+    let groups = s
         .upstreams
         .groups()
         .into_iter()
-        .map(|(name, members)| json!({"name": name, "members": members}))
+        .map(|(name, members)| GroupView { name, members })
         .collect();
-    Json(json!({"servers": servers, "groups": groups}))
+    Json(ServerList { servers, groups })
 }
 
 pub async fn get_server(
     State(s): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ServerStatus>, ApiError> {
     let server = s
         .upstreams
         .get(&name)
         .ok_or_else(|| ApiError::from(UpstreamError::NotFound(name)))?;
-    Ok(Json(json!(server.status())))
+    Ok(Json(server.status()))
 }
 
 /// Registers a server, waits until it answers (or says why it cannot), then stores it so
@@ -54,13 +58,13 @@ pub async fn add(
     ApiJson(config): ApiJson<ServerConfig>,
 ) -> Result<Response, ApiError> {
     let server = s.upstreams.register(config).await?;
-    Ok((StatusCode::CREATED, Json(json!(server.status()))).into_response())
+    Ok((StatusCode::CREATED, Json(server.status())).into_response())
 }
 
 pub async fn remove(
     State(s): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Removed>, ApiError> {
     s.upstreams.unregister(&name).await?;
-    Ok(Json(json!({"removed": name})))
+    Ok(Json(Removed { removed: name }))
 }

@@ -25,7 +25,7 @@ use crate::error::ApiError;
 
 const REPLAY_PAGE: u32 = 500;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventParams {
     /// Same as the `Last-Event-ID` header, for clients that cannot set headers.

@@ -11,11 +11,13 @@ use baton_engine::engine::Cancelled;
 use baton_engine::page::{self, Page};
 use baton_engine::reads::TaskFilter;
 use serde::Deserialize;
-use serde_json::json;
 
 use super::AppState;
 use super::extract::{ApiJson, ApiQuery, Principal, parse_task_id};
-use super::views::{Accepted, Linked, ResultView, TaskView, task_url};
+use super::views::{
+    Accepted, BatchAccepted, CancelAnswer, Linked, ResultView, TaskList, TaskView, ToolEntry,
+    ToolList, task_url,
+};
 use crate::error::ApiError;
 
 /// Most tasks in one batch request.
@@ -57,7 +59,7 @@ fn apply_idempotency_header(headers: &HeaderMap, req: &mut SubmitRequest) -> Res
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitParams {
     /// Wait up to this many seconds for the task to finish and answer with its result
@@ -101,7 +103,7 @@ pub(crate) fn check_wait(wait: Option<u64>) -> Result<std::time::Duration, ApiEr
     page::wait("wait", wait).map_err(|e| ApiError::invalid(e.message))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
     tasks: Vec<SubmitRequest>,
@@ -126,7 +128,7 @@ pub async fn submit_batch(
         .iter()
         .map(|s| Accepted::new(&s.task, s.created))
         .collect();
-    Ok(accepted(json!({ "tasks": tasks }), None, false))
+    Ok(accepted(BatchAccepted { tasks }, None, false))
 }
 
 pub async fn get_task(
@@ -139,7 +141,7 @@ pub async fn get_task(
     Ok(Json(Linked::task(view)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResultParams {
     wait: Option<u64>,
@@ -178,13 +180,13 @@ pub async fn cancel(
         Cancelled::Requested(t) => (t, "cancellation requested; the tool is being stopped"),
     };
     Ok(accepted(
-        json!({
-            "task_id": task.id.to_string(),
-            "status": task.status,
-            "cancel_requested": true,
-            "message": message,
-            "poll_url": task_url(&task.id),
-        }),
+        CancelAnswer {
+            task_id: task.id.to_string(),
+            status: task.status,
+            cancel_requested: true,
+            message: message.into(),
+            poll_url: task_url(&task.id),
+        },
         None,
         false,
     ))
@@ -204,7 +206,7 @@ pub async fn retry(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InputRequest {
     responses: serde_json::Value,
@@ -229,7 +231,7 @@ pub async fn input(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     status: Option<String>,
@@ -264,23 +266,25 @@ pub async fn list(
     };
     let found = s.engine.task_page(&principal, filter, page).await?;
     let tasks: Vec<Linked<TaskView>> = found.tasks.into_iter().map(Linked::task).collect();
-    Ok(Json(json!({ "tasks": tasks, "next_cursor": found.next_cursor })).into_response())
+    Ok(Json(TaskList {
+        tasks,
+        next_cursor: found.next_cursor,
+    })
+    .into_response())
 }
 
-pub async fn tools(State(s): State<AppState>) -> Json<serde_json::Value> {
-    let tools: Vec<serde_json::Value> = s
+pub async fn tools(State(s): State<AppState>) -> Json<ToolList> {
+    let tools = s
         .engine
         .tools()
         .catalog()
         .into_iter()
-        .map(|e| {
-            json!({
-                "name": e.qualified_name,
-                "server": e.server,
-                "description": e.info.description,
-                "input_schema": *e.info.input_schema,
-            })
+        .map(|e| ToolEntry {
+            name: e.qualified_name,
+            server: e.server,
+            description: e.info.description.clone(),
+            input_schema: (*e.info.input_schema).clone(),
         })
         .collect();
-    Json(json!({ "tools": tools }))
+    Json(ToolList { tools })
 }

@@ -73,3 +73,155 @@ impl Linked<TaskView> {
         Linked { view, links }
     }
 }
+
+/// The links of a workflow.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct WorkflowLinks {
+    pub poll_url: String,
+    pub cancel_url: String,
+    pub dag_url: String,
+    pub timeline_url: String,
+    pub result_url: String,
+}
+
+impl WorkflowLinks {
+    pub fn for_id(id: &str) -> Self {
+        let url = format!("/v1/workflows/{id}");
+        WorkflowLinks {
+            poll_url: url.clone(),
+            cancel_url: url.clone(),
+            dag_url: format!("{url}/dag"),
+            timeline_url: format!("{url}/timeline"),
+            result_url: format!("{url}/result"),
+        }
+    }
+}
+
+/// A workflow with the links a REST client follows.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct LinkedWorkflow {
+    #[serde(flatten)]
+    pub view: baton_engine::workflow::WorkflowView,
+    #[serde(flatten)]
+    pub links: WorkflowLinks,
+}
+
+impl LinkedWorkflow {
+    pub fn new(view: baton_engine::workflow::WorkflowView) -> Self {
+        let links = WorkflowLinks::for_id(&view.workflow_id);
+        LinkedWorkflow { view, links }
+    }
+}
+
+/// `GET /v1/tasks`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct TaskList {
+    pub tasks: Vec<Linked<TaskView>>,
+    /// Pass as `cursor` for the next page; absent on the last one.
+    pub next_cursor: Option<String>,
+}
+
+/// `POST /v1/tasks/batch`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct BatchAccepted {
+    pub tasks: Vec<Accepted>,
+}
+
+/// `DELETE /v1/tasks/{id}`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct CancelAnswer {
+    pub task_id: String,
+    pub status: TaskStatus,
+    pub cancel_requested: bool,
+    /// Cancelled at once (it had not started), or the tool is being stopped.
+    pub message: String,
+    pub poll_url: String,
+}
+
+/// `GET /v1/workflows`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct WorkflowList {
+    pub workflows: Vec<LinkedWorkflow>,
+    /// Pass as `cursor` for the next page; absent on the last one.
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /v1/workflows/{id}/timeline`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct Timeline {
+    pub workflow_id: String,
+    pub events: Vec<baton_engine::workflow::TimelineEntry>,
+}
+
+/// `POST /v1/queues/{name}/pause` and `…/resume`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct QueueState {
+    pub name: String,
+    pub paused: bool,
+}
+
+/// `GET /v1/stats`: cheap node counters (no store scan).
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct Stats {
+    /// Tasks pending, running or waiting for input, as admission sees them.
+    pub active_tasks: u64,
+    /// Tasks running on this node.
+    pub running_here: u64,
+    /// This node's id.
+    pub node: String,
+    /// `sqlite` or `postgres`.
+    pub store: String,
+}
+
+/// `GET /v1/peers`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct Peers {
+    pub peers: Vec<baton_engine::views::PeerView>,
+}
+
+/// A group of replica servers.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct GroupView {
+    pub name: String,
+    pub members: Vec<String>,
+}
+
+/// `GET /v1/servers`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct ServerList {
+    pub servers: Vec<baton_upstream::ServerStatus>,
+    pub groups: Vec<GroupView>,
+}
+
+/// `DELETE /v1/servers/{name}`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct Removed {
+    pub removed: String,
+}
+
+/// One tool of the catalog.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct ToolEntry {
+    /// Qualified name, `server__tool`.
+    pub name: String,
+    pub server: String,
+    pub description: Option<String>,
+    /// JSON Schema of its arguments.
+    pub input_schema: serde_json::Value,
+}
+
+/// `GET /v1/tools`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct ToolList {
+    pub tools: Vec<ToolEntry>,
+}
+
+/// `GET /healthz`, `GET /readyz`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct Health {
+    /// `ok` (alive) or `ready` (the store answers, the node is not draining).
+    pub status: String,
+    /// `sqlite` or `postgres` (readiness only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
+}

@@ -6,32 +6,18 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use baton_engine::workflow::{DagFormat, DagOutput, WorkflowView, parse_definition};
+use baton_engine::workflow::{DagFormat, DagOutput, parse_definition};
 use baton_store::WorkflowStatus;
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::AppState;
 use super::extract::{ApiQuery, Principal};
 use super::tasks::{accepted, check_wait};
+use super::views::{LinkedWorkflow, Timeline, WorkflowList};
 use crate::error::ApiError;
 
 pub fn workflow_url(id: &str) -> String {
     format!("/v1/workflows/{id}")
-}
-
-/// The view with the URLs a client follows.
-fn with_links(view: &WorkflowView) -> Value {
-    let mut v = serde_json::to_value(view).unwrap_or_default();
-    let url = workflow_url(&view.workflow_id);
-    if let Some(o) = v.as_object_mut() {
-        o.insert("poll_url".into(), json!(url));
-        o.insert("cancel_url".into(), json!(url));
-        o.insert("dag_url".into(), json!(format!("{url}/dag")));
-        o.insert("timeline_url".into(), json!(format!("{url}/timeline")));
-        o.insert("result_url".into(), json!(format!("{url}/result")));
-    }
-    v
 }
 
 /// `POST /v1/workflows`: the body is the definition, as JSON or YAML.
@@ -49,11 +35,8 @@ pub async fn submit(
     }
     let definition = parse_definition(text)?;
     let view = s.engine.submit_workflow(&principal, definition).await?;
-    Ok(accepted(
-        with_links(&view),
-        Some(workflow_url(&view.workflow_id)),
-        false,
-    ))
+    let location = workflow_url(&view.workflow_id);
+    Ok(accepted(LinkedWorkflow::new(view), Some(location), false))
 }
 
 pub async fn get_workflow(
@@ -62,10 +45,10 @@ pub async fn get_workflow(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let view = s.engine.get_workflow(&principal, &id).await?;
-    Ok(Json(with_links(&view)).into_response())
+    Ok(Json(LinkedWorkflow::new(view)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     status: Option<String>,
@@ -88,8 +71,15 @@ pub async fn list(
         .transpose()
         .map_err(ApiError::invalid)?;
     let found = s.engine.workflow_page(&principal, status, page).await?;
-    let workflows: Vec<Value> = found.workflows.iter().map(with_links).collect();
-    Ok(Json(json!({"workflows": workflows, "next_cursor": found.next_cursor})).into_response())
+    Ok(Json(WorkflowList {
+        workflows: found
+            .workflows
+            .into_iter()
+            .map(LinkedWorkflow::new)
+            .collect(),
+        next_cursor: found.next_cursor,
+    })
+    .into_response())
 }
 
 pub async fn cancel(
@@ -98,7 +88,7 @@ pub async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let view = s.engine.cancel_workflow(&principal, &id).await?;
-    Ok(accepted(with_links(&view), None, false))
+    Ok(accepted(LinkedWorkflow::new(view), None, false))
 }
 
 pub async fn retry(
@@ -107,14 +97,11 @@ pub async fn retry(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let view = s.engine.retry_workflow(&principal, &id).await?;
-    Ok(accepted(
-        with_links(&view),
-        Some(workflow_url(&view.workflow_id)),
-        false,
-    ))
+    let location = workflow_url(&view.workflow_id);
+    Ok(accepted(LinkedWorkflow::new(view), Some(location), false))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DagParams {
     format: Option<String>,
@@ -157,10 +144,14 @@ pub async fn timeline(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let events = s.engine.workflow_timeline(&principal, &id).await?;
-    Ok(Json(json!({"workflow_id": id, "events": events})).into_response())
+    Ok(Json(Timeline {
+        workflow_id: id,
+        events,
+    })
+    .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResultParams {
     wait: Option<u64>,
