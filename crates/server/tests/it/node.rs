@@ -1,0 +1,110 @@
+//! A node in process: the router over a real engine on a fresh SQLite store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use baton_engine::clock::Clock;
+use baton_engine::tools::ToolRegistry;
+use baton_engine::{Engine, EngineConfig};
+use baton_server::rest::{self, AppState};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+pub struct Node {
+    pub router: Router,
+    pub engine: Engine,
+    _dir: tempfile::TempDir,
+}
+
+impl Node {
+    pub async fn start() -> Node {
+        let (store, dir) = baton_store::fixtures::fresh_sqlite().await;
+        let tools = Arc::new(ToolRegistry::with_builtins("__"));
+        let config = EngineConfig {
+            node_id: "node-1".into(),
+            workers: 4,
+            poll_interval: Duration::from_millis(50),
+            ..Default::default()
+        };
+        let engine = Engine::start(config, store.clone(), tools.clone(), Clock::system())
+            .await
+            .unwrap();
+        let upstreams = baton_upstream::Upstreams::new(tools, store, "node-1", Default::default());
+        let mcp =
+            baton_mcp::McpService::new(engine.clone(), Some(upstreams.clone()), Default::default());
+        let router = rest::router(
+            AppState {
+                engine: engine.clone(),
+                shutdown: CancellationToken::new(),
+                upstreams,
+                mcp,
+            },
+            1 << 20,
+            Duration::from_secs(10),
+            baton_server::guard::BrowserGuard {
+                loopback_only: true,
+                ..Default::default()
+            },
+        );
+        Node {
+            router,
+            engine,
+            _dir: dir,
+        }
+    }
+
+    /// Sends a request; the answer's status and JSON body (`Null` when empty or not JSON).
+    pub async fn send(&self, req: Request<Body>) -> (StatusCode, Value) {
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 24)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.send(
+            Request::get(path)
+                .header("host", "127.0.0.1:7420")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(
+            Request::post(path)
+                .header("host", "127.0.0.1:7420")
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap(),
+        )
+        .await
+    }
+
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.send(
+            Request::delete(path)
+                .header("host", "127.0.0.1:7420")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// Waits for the task to finish (through the API).
+    pub async fn finished(&self, id: &str) -> Value {
+        let (status, body) = self.get(&format!("/v1/tasks/{id}/result?wait=30")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        self.get(&format!("/v1/tasks/{id}")).await.1
+    }
+}
