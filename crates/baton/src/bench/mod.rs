@@ -1,0 +1,217 @@
+//! `baton bench`: the benchmark harness. Figures and the commands that produced them are
+//! recorded in BENCHMARKS.md; nothing here asserts a time.
+//!
+//! Unless `--target URL` names a running node, each scenario starts a fresh node in this
+//! process (embedded SQLite in a temporary directory, a real HTTP listener on a free
+//! port) and drives it over HTTP like any client would, so the load generator and the
+//! node share the machine's cores.
+
+//!
+//! Layout: `node` (the node a scenario drives, and what waits on it), `throughput`
+//! (batched and one-request-per-task runs), `latency` (sequential submit→result, and
+//! workflows), `upstream` (calls through Baton to a real MCP server, and the MCP front
+//! door), `cluster` (two nodes on one PostgreSQL database).
+
+mod cluster;
+mod latency;
+mod node;
+mod throughput;
+mod upstream;
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::{Value, json};
+
+use crate::client::Client;
+
+use self::cluster::*;
+use self::latency::*;
+use self::node::*;
+use self::throughput::*;
+use self::upstream::*;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    scenario: Scenario,
+    /// Benchmark a running node instead of starting one in this process.
+    #[arg(long, global = true)]
+    target: Option<String>,
+    /// Tasks the embedded node runs at once.
+    #[arg(long, global = true, default_value_t = 64)]
+    workers: usize,
+    /// Durability of the embedded node's commits (`full` fsyncs every commit).
+    #[arg(long, global = true, value_enum, default_value_t = Sync::Normal)]
+    sync: Sync,
+    /// Print results as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Run the embedded node(s) on this PostgreSQL database (in a fresh schema, dropped
+    /// afterwards) instead of SQLite.
+    #[arg(long, global = true, value_name = "postgres://…")]
+    store: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum McpMode {
+    Plain,
+    Task,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Sync {
+    Normal,
+    Full,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// Submit→complete throughput with batched submissions (POST /v1/tasks/batch).
+    Batch {
+        #[arg(long, default_value_t = 100_000)]
+        tasks: usize,
+        #[arg(long, default_value_t = 1000)]
+        batch_size: usize,
+        /// Concurrent batch requests.
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+    },
+    /// Submit→complete throughput with one HTTP request per task.
+    Http {
+        #[arg(long, default_value_t = 50_000)]
+        tasks: usize,
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+    },
+    /// Added latency of a tool call through Baton (submit, then long-poll the result;
+    /// upstream over stdio) over a direct rmcp call to the same server. Needs
+    /// `baton-testserver` next to this binary.
+    Upstream {
+        #[arg(long, default_value_t = 2000)]
+        calls: usize,
+    },
+    /// MCP `tools/call` through `/mcp` (protocol 2026-07-28) to a trivial upstream tool
+    /// (`baton-testserver`'s `add` over stdio), from many concurrent clients.
+    Mcp {
+        #[arg(long, default_value_t = 5000)]
+        calls: usize,
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// `plain`: each call waits for its result. `task`: each call declares the tasks
+        /// extension and returns the task once it is stored (the tasks run on; the
+        /// report also gives the rate at which they completed).
+        #[arg(long, value_enum, default_value_t = McpMode::Plain)]
+        mode: McpMode,
+    },
+    /// Submit→start latency across processes on PostgreSQL: an API node (no workers)
+    /// takes the submissions, a worker process (no API) runs them. Needs `--store`.
+    CrossNode {
+        #[arg(long, default_value_t = 2000)]
+        tasks: usize,
+        /// Submissions in flight at once.
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+    },
+    /// Workflows: each a diamond (one step, then `width` parallel steps, then one join
+    /// step, all `baton__echo`), run one after another. Reports the workflow's wall time
+    /// and the hand-off: from a step's last dependency completing to the step's task
+    /// being stored (the coordinator's latency), from the event log.
+    Workflow {
+        #[arg(long, default_value_t = 200)]
+        workflows: usize,
+        #[arg(long, default_value_t = 8)]
+        width: usize,
+    },
+    /// Submit→complete latency as one client sees it (submit, then long-poll the result).
+    Latency {
+        #[arg(long, default_value_t = 2000)]
+        tasks: usize,
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+    },
+}
+
+pub(crate) struct Report {
+    pub(crate) scenario: &'static str,
+    pub(crate) figures: Vec<(&'static str, f64, &'static str)>,
+}
+
+impl Report {
+    fn print(&self, json_out: bool) {
+        if json_out {
+            let m: serde_json::Map<String, Value> = self
+                .figures
+                .iter()
+                .map(|(k, v, _)| (k.to_string(), json!(v)))
+                .collect();
+            println!("{}", json!({"scenario": self.scenario, "figures": m}));
+        } else {
+            println!("{}", self.scenario);
+            for (k, v, unit) in &self.figures {
+                println!("  {k:<28} {v:>12.1} {unit}");
+            }
+        }
+    }
+}
+
+pub async fn run(args: BenchArgs, _server: &str) -> ExitCode {
+    match run_inner(&args).await {
+        Ok(report) => {
+            report.print(args.json);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run_inner(args: &BenchArgs) -> anyhow::Result<Report> {
+    if let Scenario::Upstream { calls } = &args.scenario {
+        return upstream(args, *calls).await;
+    }
+    if let Scenario::Mcp {
+        calls,
+        clients,
+        mode,
+    } = &args.scenario
+    {
+        return mcp(args, *calls, *clients, *mode).await;
+    }
+    if let Scenario::CrossNode { tasks, concurrency } = &args.scenario {
+        return cross_node(args, *tasks, *concurrency).await;
+    }
+    let node = Node::start(args, Vec::new()).await?;
+    let client = Client::new(&node.url);
+    let queue = format!("bench-{:08x}", rand_u32());
+    let report = match &args.scenario {
+        Scenario::Batch {
+            tasks,
+            batch_size,
+            clients,
+        } => batch(&node, &client, &queue, *tasks, *batch_size, *clients).await?,
+        Scenario::Http { tasks, clients } => {
+            per_request(&node, &client, &queue, *tasks, *clients).await?
+        }
+        Scenario::Latency { tasks, concurrency } => {
+            latency(&node.url, &queue, *tasks, *concurrency).await?
+        }
+        Scenario::Workflow { workflows, width } => {
+            workflow(&node.url, &queue, *workflows, *width).await?
+        }
+        Scenario::CrossNode { .. } | Scenario::Upstream { .. } | Scenario::Mcp { .. } => {
+            unreachable!("runs its own nodes")
+        }
+    };
+    node.stop().await;
+    Ok(report)
+}
+
+fn rand_u32() -> u32 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    (t.as_nanos() as u32) ^ std::process::id().rotate_left(16)
+}

@@ -1,0 +1,159 @@
+//! Throughput: batched submissions, and one HTTP request per task.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use hdrhistogram::Histogram;
+use serde_json::json;
+
+use crate::client::Client;
+
+use super::*;
+
+pub(crate) async fn batch(
+    node: &Node,
+    client: &Client,
+    queue: &str,
+    tasks: usize,
+    batch_size: usize,
+    clients: usize,
+) -> anyhow::Result<Report> {
+    let url = node.url.as_str();
+    let http = http_client();
+    let next = Arc::new(AtomicU64::new(0));
+    let batches = tasks.div_ceil(batch_size) as u64;
+    let start = Instant::now();
+    let mut joins = Vec::new();
+    for _ in 0..clients.max(1) {
+        let (http, next, url, queue) = (
+            http.clone(),
+            next.clone(),
+            url.to_string(),
+            queue.to_string(),
+        );
+        joins.push(tokio::spawn(async move {
+            loop {
+                let b = next.fetch_add(1, Ordering::Relaxed);
+                if b >= batches {
+                    return Ok::<(), anyhow::Error>(());
+                }
+                let from = b as usize * batch_size;
+                let to = (from + batch_size).min(tasks);
+                let body =
+                    json!({"tasks": (from..to).map(|i| task_body(&queue, i)).collect::<Vec<_>>()});
+                let r = http
+                    .post(format!("{url}/v1/tasks/batch"))
+                    .json(&body)
+                    .send()
+                    .await?;
+                anyhow::ensure!(
+                    r.status() == 202,
+                    "batch refused: {} {}",
+                    r.status(),
+                    r.text().await?
+                );
+            }
+        }));
+    }
+    for j in joins {
+        j.await??;
+    }
+    let submitted = start.elapsed();
+    let done = wait_done(node, client, queue, tasks as u64)
+        .await?
+        .duration_since(start);
+    Ok(Report {
+        scenario: "batch: submit→complete, batched submissions",
+        figures: vec![
+            ("tasks", tasks as f64, ""),
+            ("batch size", batch_size as f64, ""),
+            (
+                "submit rate",
+                tasks as f64 / submitted.as_secs_f64(),
+                "tasks/s",
+            ),
+            (
+                "submit→complete throughput",
+                tasks as f64 / done.as_secs_f64(),
+                "tasks/s",
+            ),
+            ("wall time", done.as_secs_f64(), "s"),
+        ],
+    })
+}
+
+pub(crate) async fn per_request(
+    node: &Node,
+    client: &Client,
+    queue: &str,
+    tasks: usize,
+    clients: usize,
+) -> anyhow::Result<Report> {
+    let url = node.url.as_str();
+    let http = http_client();
+    let next = Arc::new(AtomicU64::new(0));
+    let mut hist = Histogram::<u64>::new(3)?;
+    let start = Instant::now();
+    let mut joins = Vec::new();
+    for _ in 0..clients.max(1) {
+        let (http, next, url, queue) = (
+            http.clone(),
+            next.clone(),
+            url.to_string(),
+            queue.to_string(),
+        );
+        joins.push(tokio::spawn(async move {
+            let mut h = Histogram::<u64>::new(3)?;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                if i >= tasks {
+                    return Ok::<_, anyhow::Error>(h);
+                }
+                let t = Instant::now();
+                let r = http
+                    .post(format!("{url}/v1/tasks"))
+                    .json(&task_body(&queue, i))
+                    .send()
+                    .await?;
+                anyhow::ensure!(r.status() == 202, "submit refused: {}", r.status());
+                let _ = r.bytes().await?;
+                h.record(t.elapsed().as_micros() as u64)?;
+            }
+        }));
+    }
+    for j in joins {
+        hist.add(j.await??)?;
+    }
+    let submitted = start.elapsed();
+    let done = wait_done(node, client, queue, tasks as u64)
+        .await?
+        .duration_since(start);
+    Ok(Report {
+        scenario: "http: submit→complete, one request per task",
+        figures: vec![
+            ("tasks", tasks as f64, ""),
+            ("clients", clients as f64, ""),
+            (
+                "submit rate (202s)",
+                tasks as f64 / submitted.as_secs_f64(),
+                "tasks/s",
+            ),
+            (
+                "submit→complete throughput",
+                tasks as f64 / done.as_secs_f64(),
+                "tasks/s",
+            ),
+            (
+                "202 latency p50",
+                hist.value_at_quantile(0.5) as f64 / 1000.0,
+                "ms",
+            ),
+            (
+                "202 latency p99",
+                hist.value_at_quantile(0.99) as f64 / 1000.0,
+                "ms",
+            ),
+        ],
+    })
+}
