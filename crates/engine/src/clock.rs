@@ -6,9 +6,11 @@
 //! compares lease deadlines, heartbeats and peer liveness on one clock, however skewed
 //! their machines are. On SQLite the correction stays 0: one process, one clock.
 //!
-//! The source is the wall clock in production; in tests, time that follows tokio's clock
-//! (`tokio::time::pause`/`advance`), or a wall clock with an offset the test moves
-//! ([`Clock::adjustable`]) to play a skewed machine or a stalled process.
+//! The source is the wall clock in production; in tests, a wall clock with an offset the
+//! test moves ([`Clock::adjustable`]) to play a skewed machine or a process that stalled
+//! past its lease, so lease expiry, rescue and peer liveness are driven deterministically
+//! without waiting them out. (tokio's paused time does not fit here: the store's I/O
+//! runs on threads tokio cannot see, so a paused clock would jump while a query runs.)
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -33,13 +35,6 @@ impl Clock {
 
     pub fn system() -> Self {
         Clock::from_source(Timestamp::now)
-    }
-
-    /// Starts at the current wall-clock time and then advances with `tokio::time`.
-    pub fn tokio() -> Self {
-        let base = Timestamp::now();
-        let start = tokio::time::Instant::now();
-        Clock::from_source(move || base.saturating_add(start.elapsed()))
     }
 
     /// The wall clock shifted by an offset that [`ClockControl`] changes: a skewed
