@@ -15,11 +15,28 @@
 //! `postgres::PostgresStore` (feature `postgres`, on by default: several nodes sharing one
 //! database). Every implementation passes the conformance suite in [`testsuite`]
 //! (feature `testsuite`).
+//!
+//! # Layout
+//!
+//! - `lib.rs`: the [`Store`] trait and the types of its calls.
+//! - `shared/`: the Rust both backends share, by topic (`tasks`, `claims`, `runs`,
+//!   `leases`, `input`, `workflows`, `queues`, `servers`, `peers`), generic over the
+//!   dialect (`dialect`): per topic, a `…Sql` trait naming the statements each dialect
+//!   writes, and where the Rust must differ too, a `…Writes` trait a backend implements
+//!   on its write transaction; plus row decoding (`rows`), list filters (`filters`) and
+//!   the events writes append (`events`).
+//! - `sqlite/`, `postgres/`: per topic, the dialect's SQL (an impl of the topic's `…Sql`
+//!   trait, then the statements only this backend runs) and its `…Writes` impls; `mod.rs`
+//!   holds the store and its `Store` impl, which routes each call; `rows` and `error` map
+//!   the driver's values and errors. Only in SQLite: the single writer task (`writer`).
+//!   Only in PostgreSQL: connection set-up and migrations (`connect`), the change feed
+//!   (`listen`), singleton locks (`singletons`).
+//! - `testsuite/`: the conformance suite, by topic; `fixtures`: fresh stores and a store
+//!   that fails on demand, for tests.
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use baton_core::event::NewEvent;
 use baton_core::policy::Transition;
 use baton_core::task::NewTask;
 use baton_core::{ErrorCode, Task, TaskEvent, TaskId, TaskStatus, Timestamp};
@@ -31,6 +48,7 @@ use serde_json::Value;
 pub mod fixtures;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+mod shared;
 pub mod sqlite;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
@@ -619,200 +637,4 @@ pub trait Store: Send + Sync + 'static {
 
     /// Flushes and closes connections.
     async fn close(&self);
-}
-
-/// Event helpers shared by implementations.
-pub(crate) fn transition_event(
-    id: TaskId,
-    at: Timestamp,
-    transition: &Transition,
-    attempt: u32,
-) -> NewEvent {
-    let mut ev = NewEvent::new(id, at, transition.event_kind(), transition.status());
-    ev.attempt = Some(attempt);
-    match transition {
-        Transition::Retry { run_at, error } => {
-            ev.message = Some(format!(
-                "attempt {attempt} failed ({}); retrying at {run_at}",
-                error.message
-            ));
-            ev.data = serde_json::to_value(error).ok();
-        }
-        Transition::Fail { error } => {
-            ev.message = Some(error.message.clone());
-            ev.data = serde_json::to_value(error).ok();
-        }
-        Transition::Complete { .. } => ev.progress = Some(1.0),
-        Transition::Cancel => {}
-    }
-    ev
-}
-
-/// The `created` event of a task (see [`step_data`]).
-pub(crate) fn created_event(t: &NewTask) -> NewEvent {
-    let mut ev = NewEvent::new(
-        t.id,
-        t.created_at,
-        baton_core::EventKind::Created,
-        TaskStatus::Pending,
-    );
-    if t.run_at > t.created_at {
-        ev.message = Some(format!("scheduled for {}", t.run_at));
-    }
-    ev.data = step_data(t.step.as_ref());
-    ev
-}
-
-/// The `data` of a step task's `created` and `retried` events: its workflow and step, so
-/// that whoever coordinates the workflow learns of it (also from another process).
-pub(crate) fn step_data(step: Option<&baton_core::task::StepRef>) -> Option<Value> {
-    step.map(|s| serde_json::json!({"workflow_id": s.workflow_id, "step_id": s.step_id}))
-}
-
-pub(crate) fn workflow_status_from(s: &str) -> StoreResult<WorkflowStatus> {
-    s.parse().map_err(StoreError::Decode)
-}
-
-/// The workflow after `update` (whose `expect` the caller checked): a final status sets
-/// `completed_at` (kept if it was final already), running clears it.
-pub(crate) fn workflow_after(current: Workflow, update: &WorkflowUpdate) -> Workflow {
-    let status = update.status.unwrap_or(current.status);
-    let completed_at = match (status.is_final(), current.status.is_final()) {
-        (false, _) => None,
-        (true, true) => current.completed_at.or(Some(update.now)),
-        (true, false) => Some(update.now),
-    };
-    Workflow {
-        status,
-        steps: update.steps.clone().unwrap_or(current.steps.clone()),
-        updated_at: update.now,
-        completed_at,
-        ..current
-    }
-}
-
-/// Items of a batch write grouped into rounds, each one statement that touches a task at
-/// most once. A run is a task and its lease token: duplicates of one run are dropped (the
-/// first or the last kept, as `keep_last` says), while runs of the same task under
-/// different tokens (a stale run and the current one) go to different rounds, so the
-/// current run's write is never dropped in favour of a stale one.
-pub(crate) fn rounds<T>(
-    items: &[T],
-    run: impl Fn(&T) -> (TaskId, i64),
-    keep_last: bool,
-) -> Vec<Vec<&T>> {
-    let mut seen = std::collections::HashSet::with_capacity(items.len());
-    let mut per_task: std::collections::HashMap<TaskId, usize> =
-        std::collections::HashMap::with_capacity(items.len());
-    let mut rounds: Vec<Vec<&T>> = Vec::new();
-    let ordered: Box<dyn Iterator<Item = &T>> = if keep_last {
-        Box::new(items.iter().rev())
-    } else {
-        Box::new(items.iter())
-    };
-    for item in ordered {
-        let (task, token) = run(item);
-        if !seen.insert((task, token)) {
-            continue;
-        }
-        let n = per_task.entry(task).or_insert(0);
-        if rounds.len() <= *n {
-            rounds.push(Vec::new());
-        }
-        rounds[*n].push(item);
-        *n += 1;
-    }
-    rounds
-}
-
-/// The `result`, `error` and retry `run_at` columns a finished run writes.
-pub(crate) fn finish_columns(t: &Transition) -> (Option<String>, Option<String>, Option<i64>) {
-    match t {
-        Transition::Complete { result } => (Some(result.to_string()), None, None),
-        Transition::Retry { run_at, error } => (
-            None,
-            serde_json::to_string(error).ok(),
-            Some(run_at.as_millis()),
-        ),
-        Transition::Fail { error } => (None, serde_json::to_string(error).ok(), None),
-        Transition::Cancel => (None, None, None),
-    }
-}
-
-/// The outcome of each finish item, in order: `Applied` with its event for the first item
-/// of each run that was applied (completions carry their result, so live waiters need not
-/// read the task back), `LeaseLost` for the rest.
-pub(crate) fn finish_outcomes(
-    items: &[Finish],
-    applied: &std::collections::HashMap<(TaskId, i64), u32>,
-    events: Vec<TaskEvent>,
-) -> Vec<FinishOutcome> {
-    // At most one event per task: only one run of a task holds its lease.
-    let mut by_id: std::collections::HashMap<TaskId, TaskEvent> =
-        events.into_iter().map(|e| (e.task_id, e)).collect();
-    items
-        .iter()
-        .map(|f| {
-            if !applied.contains_key(&(f.id, f.token)) {
-                return FinishOutcome::LeaseLost;
-            }
-            match by_id.remove(&f.id) {
-                Some(mut ev) => {
-                    if let Transition::Complete { result } = &f.transition {
-                        ev.result = Some(std::sync::Arc::new(result.clone()));
-                    }
-                    FinishOutcome::Applied(ev)
-                }
-                None => FinishOutcome::LeaseLost,
-            }
-        })
-        .collect()
-}
-
-/// An idempotency key names one request: a task stored under a key used before must be
-/// the same call (tool and arguments), or the whole write is refused. Checked inside the
-/// transaction, so a refused batch stores none of its tasks.
-pub(crate) fn check_idempotent(tasks: &[NewTask], outcomes: &[CreateOutcome]) -> StoreResult<()> {
-    for (t, o) in tasks.iter().zip(outcomes) {
-        if let CreateOutcome::Existing(found) = o
-            && (found.tool != t.tool || found.arguments != t.arguments)
-        {
-            return Err(StoreError::Conflict(format!(
-                "idempotency key `{}` was already used for a different request (task {}, tool `{}`)",
-                t.idempotency_key.as_deref().unwrap_or_default(),
-                found.id,
-                found.tool
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// Workflows purged per retention call: each takes all its steps (up to 1,000 tasks)
-/// with it, so far fewer workflows than tasks fit one short transaction.
-pub(crate) fn workflow_purge_batch(task_limit: u32) -> u32 {
-    (task_limit / 100).max(1)
-}
-
-/// Events as the store can hold them: free text without NUL (see [`baton_core::value`]).
-/// A tool's message is not the caller's to refuse, and one unstorable message must not
-/// fail the writes batched with it.
-pub(crate) fn storable_events(mut events: Vec<NewEvent>) -> Vec<NewEvent> {
-    for e in &mut events {
-        if let Some(m) = &e.message
-            && let std::borrow::Cow::Owned(clean) = baton_core::value::storable_text(m)
-        {
-            e.message = Some(clean);
-        }
-    }
-    events
-}
-
-/// A progress message as the store can hold it (see [`storable_events`]).
-pub(crate) fn storable_message(m: Option<&str>) -> Option<std::borrow::Cow<'_, str>> {
-    m.map(baton_core::value::storable_text)
-}
-
-pub(crate) fn json_or_null(v: &Option<Value>) -> Option<String> {
-    v.as_ref().map(|v| v.to_string())
 }

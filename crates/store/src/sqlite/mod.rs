@@ -1,0 +1,465 @@
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! One writer connection (SQLite allows one writer at a time; a single connection avoids
+//! lock hand-offs inside the process) and a small pool of readers (WAL readers never block
+//! the writer). Every write transaction starts with `BEGIN IMMEDIATE`, so it takes the
+//! write lock up front and waits `busy_timeout` for another process holding it instead
+//! of failing half-way.
+//!
+//! Durability: with `synchronous = NORMAL` (the default) a commit is in the WAL file
+//! when it returns, so it survives the process being killed (`kill -9`); the last
+//! commits before a power loss or OS crash may be rolled back (never corrupted). With
+//! `synchronous = FULL` the WAL is fsynced at every commit and commits survive power loss
+//! too; group commit keeps that affordable.
+//!
+//! Layout: one module per topic holds SQLite's statements of that topic (its impl of the
+//! `shared` topic's `…Sql` trait, then the statements only SQLite runs) and its impl of
+//! the topic's `…Writes` trait on the writer connection; `writer` is the writer task,
+//! `events` appends to the event log, `rows` and `error` map SQLite's values and result
+//! codes. The `Store` impl below only routes each call: reads to the reader pool, writes
+//! to the writer task, both on the `shared` Rust.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use baton_core::task::NewTask;
+use baton_core::{Task, TaskEvent, TaskId, Timestamp};
+use serde_json::Value;
+use sqlx::SqliteConnection;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use crate::shared;
+use crate::shared::dialect::Tx;
+use crate::{
+    CancelOutcome, ClaimRequest, CreateOutcome, CreatedAndClaimed, Finish, FinishOutcome,
+    HeartbeatReply, InputOutcome, NewWorkflow, Peer, PeerReport, ProgressUpdate, QueueStats,
+    Requeue, RetryOutcome, SingletonGuard, Store, StoreError, StoreResult, StoredServer, TaskQuery,
+    Workflow, WorkflowQuery, WorkflowUpdate, WorkflowUpdated,
+};
+
+mod claims;
+mod error;
+mod events;
+mod input;
+mod leases;
+mod peers;
+mod queues;
+mod rows;
+mod runs;
+mod servers;
+mod tasks;
+mod workflows;
+mod writer;
+
+use claims::OwnedClaim;
+use error::open_error;
+use leases::OwnedRequeue;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// How commits reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// Survives `kill -9`; a power loss may roll back the last commits.
+    #[default]
+    Normal,
+    /// fsync at every commit: survives power loss too.
+    Full,
+}
+
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    pub path: PathBuf,
+    pub synchronous: Synchronous,
+    /// How long a write waits for a lock held by another process before failing.
+    pub busy_timeout: Duration,
+    pub readers: u32,
+}
+
+impl SqliteOptions {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        SqliteOptions {
+            path: path.into(),
+            synchronous: Synchronous::Normal,
+            busy_timeout: Duration::from_secs(5),
+            readers: 4,
+        }
+    }
+}
+
+pub struct SqliteStore {
+    /// Requests to the writer task, which owns the only write connection.
+    writer: writer::Handle,
+    reader: SqlitePool,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database and applies pending migrations.
+    pub async fn open(opts: &SqliteOptions) -> StoreResult<Self> {
+        let connect = SqliteConnectOptions::new()
+            .filename(&opts.path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match opts.synchronous {
+                Synchronous::Normal => SqliteSynchronous::Normal,
+                Synchronous::Full => SqliteSynchronous::Full,
+            })
+            .busy_timeout(opts.busy_timeout)
+            .foreign_keys(false)
+            .pragma("temp_store", "memory")
+            .pragma("cache_size", "-32000")
+            // Claims and completions return hundreds of rows; with sqlx's small default
+            // buffer the connection thread and the async side wake each other per row.
+            .row_buffer_size(4096);
+        let mut conn = <SqliteConnection as sqlx::Connection>::connect_with(&connect)
+            .await
+            .map_err(|e| open_error(&opts.path, e))?;
+        MIGRATOR.run(&mut conn).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(e) => open_error(&opts.path, e),
+            other => StoreError::Migrate(other.to_string()),
+        })?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(opts.readers.max(1))
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(connect)
+            .await
+            .map_err(|e| open_error(&opts.path, e))?;
+        Ok(SqliteStore {
+            writer: writer::Handle::spawn(conn),
+            reader,
+            path: opts.path.clone(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Reads go to the reader pool; writes run in the writer task's transaction (see the
+/// `writer` module), on the `shared` logic.
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        shared::dialect::ping(&self.reader).await
+    }
+
+    async fn create_tasks(
+        &self,
+        tasks: Vec<NewTask>,
+    ) -> StoreResult<(Vec<CreateOutcome>, Vec<TaskEvent>)> {
+        if tasks.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        self.writer
+            .write(move |w| Box::pin(async move { shared::tasks::create_tasks(w, &tasks).await }))
+            .await
+    }
+
+    async fn create_and_claim(
+        &self,
+        tasks: Vec<NewTask>,
+        claim: Option<ClaimRequest<'_>>,
+    ) -> StoreResult<CreatedAndClaimed> {
+        let claim = claim.filter(|c| c.limit > 0).map(|c| OwnedClaim::new(&c));
+        self.writer
+            .write(move |w| {
+                Box::pin(async move {
+                    let req = claim.as_ref().map(OwnedClaim::request);
+                    shared::claims::create_and_claim(w, &tasks, req.as_ref()).await
+                })
+            })
+            .await
+    }
+
+    async fn get_task(&self, id: TaskId) -> StoreResult<Option<Task>> {
+        shared::tasks::get_task(&self.reader, id).await
+    }
+
+    async fn list_tasks(&self, q: &TaskQuery) -> StoreResult<Vec<Task>> {
+        shared::tasks::list_tasks(&self.reader, q).await
+    }
+
+    async fn claim(&self, req: &ClaimRequest<'_>) -> StoreResult<(Vec<Task>, Vec<TaskEvent>)> {
+        if req.limit == 0 {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let req = OwnedClaim::new(req);
+        self.writer
+            .write(move |w| Box::pin(async move { shared::claims::claim(w, &req.request()).await }))
+            .await
+    }
+
+    async fn heartbeat(
+        &self,
+        owner: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> StoreResult<HeartbeatReply> {
+        let owner = owner.to_string();
+        self.writer
+            .write(move |w| {
+                Box::pin(async move { leases::heartbeat(w, &owner, now, lease_until).await })
+            })
+            .await
+    }
+
+    async fn record_progress(&self, updates: Vec<ProgressUpdate>) -> StoreResult<Vec<TaskEvent>> {
+        if updates.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.writer
+            .write(move |w| {
+                Box::pin(async move { shared::runs::record_progress(w, &updates).await })
+            })
+            .await
+    }
+
+    async fn finish(&self, items: Vec<Finish>) -> StoreResult<Vec<FinishOutcome>> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.writer
+            .write(move |w| Box::pin(async move { shared::runs::finish(w, &items).await }))
+            .await
+    }
+
+    async fn request_cancel(&self, id: TaskId, now: Timestamp) -> StoreResult<CancelOutcome> {
+        self.writer
+            .write(move |w| Box::pin(shared::tasks::request_cancel(w, id, now)))
+            .await
+    }
+
+    async fn retry_task(&self, id: TaskId, now: Timestamp) -> StoreResult<RetryOutcome> {
+        self.writer
+            .write(move |w| Box::pin(shared::tasks::retry_task(w, id, now)))
+            .await
+    }
+
+    async fn requeue_leases(&self, req: &Requeue<'_>) -> StoreResult<Vec<TaskEvent>> {
+        let req = OwnedRequeue::new(req);
+        self.writer
+            .write(move |w| {
+                Box::pin(async move { shared::leases::requeue_leases(w, &req.request()).await })
+            })
+            .await
+    }
+
+    async fn purge_finished(&self, before: Timestamp, limit: u32) -> StoreResult<u64> {
+        self.writer
+            .write(move |w| Box::pin(tasks::purge_finished(w, before, limit)))
+            .await
+    }
+
+    async fn task_events(
+        &self,
+        id: TaskId,
+        after_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<TaskEvent>> {
+        shared::tasks::task_events(&self.reader, id, after_seq, limit).await
+    }
+
+    async fn queue_stats(&self, now: Timestamp) -> StoreResult<Vec<QueueStats>> {
+        shared::queues::queue_stats(&self.reader, now).await
+    }
+
+    async fn set_queue_paused(&self, queue: &str, paused: bool, now: Timestamp) -> StoreResult<()> {
+        let queue = queue.to_string();
+        self.writer
+            .write(move |w| {
+                Box::pin(async move {
+                    shared::queues::set_queue_paused(w.exec(), &queue, paused, now).await
+                })
+            })
+            .await
+    }
+
+    async fn recent_durations(&self, tool: &str, limit: u32) -> StoreResult<Vec<u64>> {
+        shared::queues::recent_durations(&self.reader, tool, limit).await
+    }
+
+    async fn count_active(&self) -> StoreResult<u64> {
+        shared::queues::count_active(&self.reader).await
+    }
+
+    async fn save_checkpoint(
+        &self,
+        id: TaskId,
+        token: i64,
+        checkpoint: Value,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        self.writer
+            .write(move |w| {
+                Box::pin(async move {
+                    shared::runs::save_checkpoint(w.exec(), id, token, &checkpoint, now).await
+                })
+            })
+            .await
+    }
+
+    async fn set_input_required(
+        &self,
+        id: TaskId,
+        token: i64,
+        requests: Value,
+        now: Timestamp,
+    ) -> StoreResult<Option<TaskEvent>> {
+        self.writer
+            .write(move |w| {
+                Box::pin(async move {
+                    shared::input::set_input_required(w, id, token, &requests, now).await
+                })
+            })
+            .await
+    }
+
+    async fn provide_input(
+        &self,
+        id: TaskId,
+        responses: Value,
+        now: Timestamp,
+    ) -> StoreResult<InputOutcome> {
+        self.writer
+            .write(move |w| {
+                Box::pin(async move { shared::input::provide_input(w, id, &responses, now).await })
+            })
+            .await
+    }
+
+    async fn take_input(&self, id: TaskId, token: i64) -> StoreResult<Option<Value>> {
+        self.writer
+            .write(move |w| Box::pin(input::take_input(w, id, token)))
+            .await
+    }
+
+    async fn list_servers(&self) -> StoreResult<Vec<StoredServer>> {
+        shared::servers::list_servers(&self.reader).await
+    }
+
+    async fn put_server(&self, name: &str, config: Value, now: Timestamp) -> StoreResult<()> {
+        let name = name.to_string();
+        self.writer
+            .write(move |w| {
+                Box::pin(
+                    async move { shared::servers::put_server(w.exec(), &name, &config, now).await },
+                )
+            })
+            .await
+    }
+
+    async fn delete_server(&self, name: &str) -> StoreResult<bool> {
+        let name = name.to_string();
+        self.writer
+            .write(move |w| {
+                Box::pin(async move { shared::servers::delete_server(w.exec(), &name).await })
+            })
+            .await
+    }
+
+    async fn report_peer(&self, r: &PeerReport) -> StoreResult<()> {
+        let r = r.clone();
+        self.writer
+            .write(move |w| Box::pin(async move { shared::peers::report_peer(w.exec(), &r).await }))
+            .await
+    }
+
+    async fn list_peers(&self) -> StoreResult<Vec<Peer>> {
+        shared::peers::list_peers(&self.reader).await
+    }
+
+    async fn peer_stopped(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
+        let id = id.to_string();
+        self.writer
+            .write(move |w| {
+                Box::pin(async move { shared::peers::peer_stopped(w.exec(), &id, now).await })
+            })
+            .await
+    }
+
+    async fn mark_lost_peers(
+        &self,
+        before: Timestamp,
+        forget_before: Timestamp,
+        caller: &str,
+    ) -> StoreResult<Vec<Peer>> {
+        let caller = caller.to_string();
+        self.writer
+            .write(move |w| {
+                Box::pin(async move {
+                    shared::peers::mark_lost_peers(w, before, forget_before, &caller).await
+                })
+            })
+            .await
+    }
+
+    async fn create_workflow(
+        &self,
+        workflow: NewWorkflow,
+        tasks: Vec<NewTask>,
+    ) -> StoreResult<(Workflow, Vec<CreateOutcome>, Vec<TaskEvent>)> {
+        self.writer
+            .write(move |w| {
+                Box::pin(
+                    async move { shared::workflows::create_workflow(w, &workflow, &tasks).await },
+                )
+            })
+            .await
+    }
+
+    async fn get_workflow(&self, id: &str) -> StoreResult<Option<Workflow>> {
+        shared::workflows::get_workflow(&self.reader, id).await
+    }
+
+    async fn list_workflows(&self, q: &WorkflowQuery) -> StoreResult<Vec<Workflow>> {
+        shared::workflows::list_workflows(&self.reader, q).await
+    }
+
+    async fn update_workflow(&self, update: WorkflowUpdate) -> StoreResult<WorkflowUpdated> {
+        self.writer
+            .write(move |w| {
+                Box::pin(async move { shared::workflows::update_workflow(w, &update).await })
+            })
+            .await
+    }
+
+    async fn try_singleton(&self, _name: &str) -> StoreResult<Option<Box<dyn SingletonGuard>>> {
+        // One process owns an SQLite store (the data directory is locked): every role is
+        // its own.
+        Ok(Some(Box::new(Sole)))
+    }
+
+    async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+}
+
+/// The singleton guard of a store with a single owner.
+struct Sole;
+
+#[async_trait]
+impl SingletonGuard for Sole {
+    async fn held(&self) -> bool {
+        true
+    }
+}

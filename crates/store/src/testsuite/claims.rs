@@ -1,0 +1,190 @@
+//! Claims: order, leases granted once, delays, paused queues, concurrency limits.
+
+use baton_core::{EventKind, TaskId, TaskStatus};
+
+use super::support::{SEC, claim, claim_limited, complete, create, get, new_task, t0};
+use crate::{ClaimRequest, ConcurrencyLimit, CreateOutcome, Store, ToolSelector};
+
+pub async fn claim_order(store: &dyn Store) {
+    let low = new_task("t", 10, t0());
+    let high_late = new_task("t", 90, t0().saturating_add(SEC));
+    let high_early = new_task("t", 90, t0());
+    let normal_a = new_task("t", 50, t0());
+    let normal_b = new_task("t", 50, t0());
+    create(
+        store,
+        vec![
+            low.clone(),
+            high_late.clone(),
+            high_early.clone(),
+            normal_a.clone(),
+            normal_b.clone(),
+        ],
+    )
+    .await;
+    let now = t0().saturating_add(2 * SEC);
+    let order: Vec<TaskId> = claim(store, "w1", 10, now, 7)
+        .await
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(
+        order,
+        vec![
+            high_early.id,
+            high_late.id,
+            normal_a.id,
+            normal_b.id,
+            low.id
+        ]
+    );
+}
+
+pub async fn claim_leases_once(store: &dyn Store) {
+    let ids = create(store, (0..5).map(|_| new_task("t", 50, t0())).collect()).await;
+    let first = claim(store, "w1", 3, t0(), 11).await;
+    assert_eq!(first.len(), 3);
+    for t in &first {
+        assert_eq!(t.status, TaskStatus::Running);
+        assert_eq!(t.attempt, 1);
+        let lease = t.lease.as_ref().unwrap();
+        assert_eq!((lease.owner.as_str(), lease.token), ("w1", 11));
+        assert_eq!(lease.expires_at, t0().saturating_add(30 * SEC));
+        assert_eq!(t.started_at, Some(t0()));
+    }
+    let second = claim(store, "w2", 10, t0(), 12).await;
+    assert_eq!(second.len(), 2);
+    assert!(claim(store, "w3", 10, t0(), 13).await.is_empty());
+    let mut all: Vec<TaskId> = first.iter().chain(&second).map(|t| t.id).collect();
+    all.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(all, expected, "every task claimed exactly once");
+    let events = store.task_events(ids[0], 0, 10).await.unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.kind).collect::<Vec<_>>(),
+        vec![EventKind::Created, EventKind::Started]
+    );
+    assert_eq!(events[1].attempt, Some(1));
+}
+
+pub async fn delayed_tasks_wait(store: &dyn Store) {
+    let later = new_task("t", 90, t0().saturating_add(60 * SEC));
+    create(store, vec![later.clone()]).await;
+    assert!(claim(store, "w", 10, t0(), 1).await.is_empty());
+    assert!(
+        claim(store, "w", 10, t0().saturating_add(59 * SEC), 1)
+            .await
+            .is_empty()
+    );
+    let got = claim(store, "w", 10, t0().saturating_add(60 * SEC), 1).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].id, later.id);
+}
+
+pub async fn paused_queues_are_skipped(store: &dyn Store) {
+    let mut a = new_task("t", 50, t0());
+    a.queue = "reports".into();
+    let b = new_task("t", 10, t0());
+    create(store, vec![a.clone(), b.clone()]).await;
+    store.set_queue_paused("reports", true, t0()).await.unwrap();
+    let got = claim(store, "w", 10, t0(), 1).await;
+    assert_eq!(got.iter().map(|t| t.id).collect::<Vec<_>>(), vec![b.id]);
+    assert!(claim(store, "w", 10, t0(), 1).await.is_empty());
+    let stats = store.queue_stats(t0()).await.unwrap();
+    assert!(stats.iter().any(|q| q.name == "reports" && q.paused));
+    store
+        .set_queue_paused("reports", false, t0())
+        .await
+        .unwrap();
+    let got = claim(store, "w", 10, t0(), 1).await;
+    assert_eq!(got.iter().map(|t| t.id).collect::<Vec<_>>(), vec![a.id]);
+}
+
+pub async fn concurrency_limits(store: &dyn Store) {
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        tasks.push(new_task("slow__a", 90, t0()));
+    }
+    for _ in 0..4 {
+        tasks.push(new_task("slow__b", 80, t0()));
+    }
+    for _ in 0..2 {
+        tasks.push(new_task("fast__x", 10, t0()));
+    }
+    create(store, tasks).await;
+    let limits = vec![
+        ConcurrencyLimit {
+            selector: ToolSelector::Tool("slow__a".into()),
+            max: 2,
+        },
+        ConcurrencyLimit {
+            selector: ToolSelector::Prefix("slow__".into()),
+            max: 3,
+        },
+    ];
+    let got = claim_limited(store, "w", 100, t0(), 1, &limits).await;
+    let count = |tool: &str| got.iter().filter(|t| t.tool == tool).count();
+    assert_eq!(count("slow__a"), 2, "tool limit");
+    assert_eq!(count("slow__b"), 1, "prefix limit counts both tools");
+    assert_eq!(count("fast__x"), 2, "unlimited tools are not starved");
+    // Nothing more while those run; once one finishes, exactly one more slot opens.
+    assert!(
+        claim_limited(store, "w", 100, t0(), 2, &limits)
+            .await
+            .is_empty()
+    );
+    let a = got.iter().find(|t| t.tool == "slow__a").unwrap();
+    store.finish(vec![complete(a.id, 1, t0())]).await.unwrap();
+    let more = claim_limited(store, "w", 100, t0(), 3, &limits).await;
+    assert_eq!(more.len(), 1);
+    assert_eq!(more[0].tool, "slow__a");
+}
+
+pub async fn create_and_claim_in_order(store: &dyn Store) {
+    // A backlog with a high-priority task, then a submission with a claim for two slots.
+    let old = create(
+        store,
+        vec![new_task("t", 90, t0()), new_task("t", 10, t0())],
+    )
+    .await;
+    let fresh = new_task("t", 50, t0());
+    let claim = ClaimRequest {
+        owner: "w",
+        limit: 2,
+        now: t0(),
+        lease_until: t0().saturating_add(30 * SEC),
+        token: 3,
+        limits: &[],
+    };
+    let r = store
+        .create_and_claim(vec![fresh.clone()], Some(claim))
+        .await
+        .unwrap();
+    assert!(matches!(&r.outcomes[0], CreateOutcome::Created(t) if t.id == fresh.id));
+    let claimed: Vec<TaskId> = r.claimed.iter().map(|t| t.id).collect();
+    assert_eq!(
+        claimed,
+        vec![old[0], fresh.id],
+        "the usual order: the new task jumps no queue"
+    );
+    let kinds: Vec<EventKind> = r.events.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![EventKind::Created, EventKind::Started, EventKind::Started]
+    );
+    let fresh_events = store.task_events(fresh.id, 0, 10).await.unwrap();
+    assert_eq!(
+        fresh_events.iter().map(|e| e.kind).collect::<Vec<_>>(),
+        vec![EventKind::Created, EventKind::Started]
+    );
+    assert_eq!(get(store, old[1]).await.status, TaskStatus::Pending);
+    // Without a claim it only stores.
+    let later = new_task("t", 99, t0());
+    let r = store
+        .create_and_claim(vec![later.clone()], None)
+        .await
+        .unwrap();
+    assert!(r.claimed.is_empty());
+    assert_eq!(get(store, later.id).await.status, TaskStatus::Pending);
+}

@@ -1,0 +1,76 @@
+//! The conformance suite: behaviour every [`Store`](crate::Store) implementation must show.
+//!
+//! Each test is an `async fn(&dyn Store)` taking a fresh, empty store. An implementation
+//! instantiates all of them with [`store_test_suite!`](crate::store_test_suite):
+//!
+//! ```text
+//! baton_store::store_test_suite!(crate::fresh_sqlite_store);
+//! ```
+//! where the factory is `async fn() -> (Box<dyn Store>, impl Drop-guard)`.
+
+/// Generates one `#[tokio::test]` per conformance test, each with a fresh store from
+/// `$factory`.
+#[macro_export]
+macro_rules! store_test_suite {
+    ($factory:path) => {
+        $crate::store_test_suite!(@tests $factory;
+            create_and_get, idempotency_keys, claim_order, claim_leases_once,
+            delayed_tasks_wait, paused_queues_are_skipped, concurrency_limits,
+            finish_is_fenced, retry_transition, final_failure, progress_is_fenced,
+            cancel_pending_and_running, manual_retry, expired_leases_are_rescued,
+            release_by_owner_does_not_count, stale_worker_cannot_finish,
+            expired_lease_cannot_write_before_rescue, purge_oldest_first,
+            event_log_order, list_filters_and_cursor, queue_stats_and_active_count,
+            recent_durations, heartbeat_extends_own_leases, checkpoints_are_fenced,
+            input_round_trip, servers_crud, create_and_claim_in_order, peers_lifecycle,
+            singleton_is_held, workflows_lifecycle, workflow_updates_are_conditional,
+            running_workflows_keep_their_steps, children_of_a_task,
+            hostile_text_is_stored_escaped, runs_are_told_apart_by_lease_token,
+            idempotency_conflicts_refuse_the_whole_write,
+            retention_keeps_what_a_retry_or_a_parent_needs);
+    };
+    (@tests $factory:path; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let (store, _guard) = $factory().await;
+                $crate::testsuite::$name(&*store).await;
+            }
+        )*
+    };
+}
+
+mod claims;
+mod input;
+mod leases;
+mod peers;
+mod queues;
+mod runs;
+mod support;
+mod tasks;
+mod workflows;
+
+pub use claims::{
+    claim_leases_once, claim_order, concurrency_limits, create_and_claim_in_order,
+    delayed_tasks_wait, paused_queues_are_skipped,
+};
+pub use input::{checkpoints_are_fenced, input_round_trip};
+pub use leases::{
+    expired_lease_cannot_write_before_rescue, expired_leases_are_rescued,
+    heartbeat_extends_own_leases, release_by_owner_does_not_count,
+};
+pub use peers::{peers_lifecycle, servers_crud, singleton_is_held};
+pub use queues::{queue_stats_and_active_count, recent_durations};
+pub use runs::{
+    final_failure, finish_is_fenced, progress_is_fenced, retry_transition,
+    runs_are_told_apart_by_lease_token, stale_worker_cannot_finish,
+};
+pub use tasks::{
+    cancel_pending_and_running, children_of_a_task, create_and_get, event_log_order,
+    hostile_text_is_stored_escaped, idempotency_conflicts_refuse_the_whole_write, idempotency_keys,
+    list_filters_and_cursor, manual_retry, purge_oldest_first,
+};
+pub use workflows::{
+    retention_keeps_what_a_retry_or_a_parent_needs, running_workflows_keep_their_steps,
+    workflow_updates_are_conditional, workflows_lifecycle,
+};
