@@ -9,6 +9,7 @@
 //! - [`policy`]: retries with exponential backoff and jitter, and what a handler outcome
 //!   does to a task.
 //! - [`principal`]: who a request acts as (a placeholder until authentication).
+//! - [`auth`]: identities, scopes, API key secrets (only their hash is kept), rates.
 //! - [`tool`]: qualified tool names (`server__tool`).
 //! - [`error`]: the small [`ErrorCode`] enum every front door maps to its wire format.
 //! - [`value`]: what the store can hold (no NUL in identifiers, bounded JSON depth),
@@ -17,6 +18,7 @@
 //! Nothing here touches a clock, a file or a socket: callers pass `now` in, which keeps
 //! the rules testable with plain values.
 
+pub mod auth;
 pub mod error;
 pub mod event;
 pub mod id;
