@@ -19,7 +19,17 @@ use subtle::ConstantTimeEq;
 
 /// What a credential may do. `admin` implies every other scope.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 pub enum Scope {
     /// Read tasks: get, list, results, events.
@@ -237,7 +247,11 @@ mod tests {
     fn scopes_parse_and_admin_implies_all() {
         let s = parse_scopes("tasks:read, tasks:write").unwrap();
         assert_eq!(s.len(), 2);
-        assert!(parse_scopes("tasks:read,bogus").unwrap_err().contains("unknown scope `bogus`"));
+        assert!(
+            parse_scopes("tasks:read,bogus")
+                .unwrap_err()
+                .contains("unknown scope `bogus`")
+        );
         let reader = Identity {
             principal: "a".into(),
             credential: "key:x".into(),
@@ -259,7 +273,14 @@ mod tests {
         assert!(!stored.contains(&secret));
         assert!(secret_matches(&secret, &stored));
         assert!(!secret_matches(&format!("{secret}x"), &stored));
-        for junk in ["", "bk_", "bk_zz_", "Bearer x", "bk_0123456789abcdef_short", "xx_0123456789abcdef_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"] {
+        for junk in [
+            "",
+            "bk_",
+            "bk_zz_",
+            "Bearer x",
+            "bk_0123456789abcdef_short",
+            "xx_0123456789abcdef_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        ] {
             assert_eq!(key_id_of(junk), None, "{junk}");
         }
     }

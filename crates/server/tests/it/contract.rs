@@ -52,7 +52,10 @@ async fn a_task_from_submission_to_result() {
     snapshot!("task_list", &list);
     let (status, mut conflict) = node.delete(&format!("/v1/tasks/{id}")).await;
     assert_eq!(status, StatusCode::CONFLICT);
-    let message = conflict["error"]["message"].as_str().unwrap().replace(&id, "[task id]");
+    let message = conflict["error"]["message"]
+        .as_str()
+        .unwrap()
+        .replace(&id, "[task id]");
     conflict["error"]["message"] = json!(message);
     snapshot!("cancel_finished_conflict", &conflict);
     node.engine.shutdown().await;
