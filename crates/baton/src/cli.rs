@@ -25,6 +25,9 @@ pub struct Cli {
     /// Given to `baton mcp`, it relays to that server instead of running one in-process.
     #[arg(long, global = true, env = "BATON_URL")]
     server: Option<String>,
+    /// API key or token sent as `Authorization: Bearer …` to the server.
+    #[arg(long, global = true, env = "BATON_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -79,6 +82,14 @@ enum Command {
         #[command(subcommand)]
         action: crate::workflow::WorkflowAction,
     },
+    /// Make, list, rotate and revoke API keys (through the node, or offline with
+    /// --data-dir/--store: how the first admin key is made).
+    Keys {
+        #[command(subcommand)]
+        action: crate::keys::KeysAction,
+    },
+    /// Read the audit log: every state-changing or refused request.
+    Audit(crate::keys::AuditArgs),
     /// Measure throughput and latency (see BENCHMARKS.md).
     Bench(bench::BenchArgs),
     /// Inject faults into real nodes under a random workload, then check invariants over
@@ -128,7 +139,10 @@ impl NodeArgs {
 struct McpArgs {
     #[command(flatten)]
     node: NodeArgs,
-    /// Act as this principal (a placeholder until authentication; default anonymous).
+    /// The principal (tenant) this stdio session acts as, with every scope: whoever
+    /// launches `baton mcp` on a node's data directory or store is trusted as its operator
+    /// [default: anonymous]. With --server, the node decides from --token instead (and
+    /// honours this only when it asks for no credentials).
     #[arg(long, env = "BATON_PRINCIPAL")]
     principal: Option<String>,
 }
@@ -258,12 +272,12 @@ pub async fn run(cli: Cli) -> ExitCode {
         .server
         .clone()
         .unwrap_or_else(|| DEFAULT_URL.to_string());
-    let client = Client::new(&server);
+    let client = Client::with_token(&server, cli.token.as_deref());
     let result = match cli.command {
         Command::Serve(args) => return serve(args).await,
         Command::Worker(args) => return worker(args).await,
         Command::Migrate(args) => return migrate(args).await,
-        Command::Mcp(args) => return mcp(args, cli.server).await,
+        Command::Mcp(args) => return mcp(args, cli.server, cli.token).await,
         Command::Bench(args) => return bench::run(args, &server).await,
         Command::Chaos(args) => return chaos::run(args).await,
         Command::Submit(args) => submit(&client, args).await,
@@ -288,6 +302,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Servers { action } => servers(&client, action).await,
         Command::Tools { json } => tools(&client, json).await,
         Command::Workflow { action } => crate::workflow::run(&client, action).await,
+        Command::Keys { action } => crate::keys::run(&client, action).await,
+        Command::Audit(args) => crate::keys::audit(&client, args).await,
     };
     match result {
         Ok(code) => code,
@@ -414,7 +430,7 @@ async fn migrate(args: NodeArgs) -> ExitCode {
     }
 }
 
-async fn mcp(args: McpArgs, server: Option<String>) -> ExitCode {
+async fn mcp(args: McpArgs, server: Option<String>, token: Option<String>) -> ExitCode {
     init_logging();
     if let Some(p) = &args.principal
         && let Err(e) = baton_core::principal::from_header(Some(p.as_bytes()))
@@ -425,7 +441,14 @@ async fn mcp(args: McpArgs, server: Option<String>) -> ExitCode {
     let input = tokio::io::BufReader::new(tokio::io::stdin());
     if let Some(url) = server {
         tracing::info!(server = %url, "relaying MCP on stdio to a running Baton");
-        return match baton_mcp::stdio::bridge(url, args.principal, input, tokio::io::stdout()).await
+        return match baton_mcp::stdio::bridge(
+            url,
+            args.principal,
+            token,
+            input,
+            tokio::io::stdout(),
+        )
+        .await
         {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -30,6 +30,14 @@ impl std::fmt::Display for ClientError {
                 status,
                 code,
                 message,
+            } if *status == 401 => write!(
+                f,
+                "{message} [{code}, HTTP {status}] (pass an API key with --token or BATON_TOKEN)"
+            ),
+            ClientError::Api {
+                status,
+                code,
+                message,
             } => write!(f, "{message} [{code}, HTTP {status}]"),
             ClientError::Protocol(m) => write!(f, "unexpected answer from the server: {m}"),
             ClientError::Usage(m) => f.write_str(m),
@@ -62,10 +70,23 @@ pub struct Client {
 
 impl Client {
     pub fn new(base: &str) -> Self {
+        Client::with_token(base, None)
+    }
+
+    /// A client that sends `Authorization: Bearer <token>` with every request.
+    pub fn with_token(base: &str, token: Option<&str>) -> Self {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = token
+            && let Ok(mut v) = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+        {
+            v.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
         Client {
             base: base.trim_end_matches('/').to_string(),
             http: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(5))
+                .default_headers(headers)
                 .build()
                 .expect("HTTP client"),
         }
@@ -180,6 +201,25 @@ impl Client {
 
     pub async fn post(&self, path: &str) -> Result<Value, ClientError> {
         Ok(self.send(self.http.post(self.url(path))).await?.1)
+    }
+
+    /// Posts a JSON body.
+    pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
+        Ok(self
+            .send(self.http.post(self.url(path)).json(body))
+            .await?
+            .1)
+    }
+
+    pub async fn get_query(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Value, ClientError> {
+        Ok(self
+            .send(self.http.get(self.url(path)).query(query))
+            .await?
+            .1)
     }
 
     pub async fn delete(&self, path: &str) -> Result<Value, ClientError> {

@@ -4,6 +4,7 @@ mod bench;
 mod chaos;
 mod cli;
 mod client;
+mod keys;
 mod output;
 mod workflow;
 

@@ -165,6 +165,21 @@ impl Identity {
     }
 }
 
+/// Limits that come with a request's credential, carried beside its [`Identity`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Quota {
+    /// Most tasks the principal may have pending, running or waiting for input.
+    pub max_active: Option<u64>,
+}
+
+/// Where a request came from, for the audit log: the peer's address and the request's
+/// id (`x-request-id`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestOrigin {
+    pub remote: Option<String>,
+    pub request_id: Option<String>,
+}
+
 /// The prefix of every API key secret.
 pub const KEY_PREFIX: &str = "bk_";
 

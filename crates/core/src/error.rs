@@ -35,6 +35,8 @@ pub enum ErrorCode {
     Unavailable,
     /// The caller is not allowed to do this (HTTP 403).
     PermissionDenied,
+    /// The request carries no valid credential where one is required (HTTP 401).
+    Unauthenticated,
     /// A bug or an unexpected failure; details are logged, not returned (HTTP 500).
     Internal,
 }
@@ -50,6 +52,7 @@ impl ErrorCode {
             ErrorCode::ResourceExhausted => "resource_exhausted",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::PermissionDenied => "permission_denied",
+            ErrorCode::Unauthenticated => "unauthenticated",
             ErrorCode::Internal => "internal",
         }
     }
@@ -59,7 +62,8 @@ impl ErrorCode {
     /// JSON-RPC has few codes of its own: what is wrong with the request's content is
     /// "invalid params" (-32602, as the MCP specification uses for unknown tools and task
     /// ids), what is wrong with the message itself "invalid request" (-32600), a refusal
-    /// of the caller is in the range JSON-RPC reserves for servers (-32001), and the rest
+    /// of the caller is in the range JSON-RPC reserves for servers (-32001 without a valid
+    /// credential, -32003 without the scope), and the rest
     /// is "internal error" (-32603) with the Baton code in `data.code`.
     pub const fn wire(self) -> (u16, i64) {
         match self {
@@ -72,7 +76,8 @@ impl ErrorCode {
             // them it is a capacity or availability refusal and when to retry.
             ErrorCode::ResourceExhausted => (429, -32603),
             ErrorCode::Unavailable => (503, -32603),
-            ErrorCode::PermissionDenied => (403, -32001),
+            ErrorCode::Unauthenticated => (401, -32001),
+            ErrorCode::PermissionDenied => (403, -32003),
             ErrorCode::Internal => (500, -32603),
         }
     }

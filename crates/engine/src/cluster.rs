@@ -155,6 +155,7 @@ pub(crate) async fn maintenance_loop(inner: Arc<Inner>) {
         if last_retention.elapsed() >= inner.config.retention_interval {
             last_retention = tokio::time::Instant::now();
             maintenance::purge_expired(&inner).await;
+            crate::audit::purge(&crate::engine::Engine::from_inner(inner.clone())).await;
         }
     }
     // Stopping: hand the role on at once rather than when the process exits.

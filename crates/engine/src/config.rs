@@ -46,6 +46,8 @@ pub struct EngineConfig {
     pub concurrency_limits: Vec<ConcurrencyLimit>,
     /// Between server and tool in qualified names.
     pub separator: String,
+    /// Audit entries are deleted this long after they were written.
+    pub audit_retention: Duration,
     /// How this process shows in the list of peers.
     pub presence: Presence,
 }
@@ -73,6 +75,7 @@ impl Default for EngineConfig {
             cancel_grace: Duration::from_secs(5),
             concurrency_limits: Vec::new(),
             separator: baton_core::tool::DEFAULT_SEPARATOR.into(),
+            audit_retention: Duration::from_secs(90 * 24 * 3600),
             presence: Presence {
                 role: "node".into(),
                 address: None,

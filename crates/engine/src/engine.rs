@@ -462,16 +462,34 @@ impl Engine {
             .collect())
     }
 
-    pub async fn queues(&self) -> Result<Vec<QueueStats>, EngineError> {
-        Ok(self.inner.store.queue_stats(self.now()).await?)
+    /// The queues of `owner` (of every principal when `None`: an admin's view).
+    pub async fn queues(&self, owner: Option<&str>) -> Result<Vec<QueueStats>, EngineError> {
+        Ok(self.inner.store.queue_stats(self.now(), owner).await?)
     }
 
-    pub async fn set_queue_paused(&self, queue: &str, paused: bool) -> Result<(), EngineError> {
+    /// Pauses or resumes `owner`'s queue. The default queue always exists; another exists
+    /// for a principal once it holds one of their tasks (or has a setting): pausing one
+    /// that does not is a 404, not a new queue.
+    pub async fn set_queue_paused(
+        &self,
+        owner: &str,
+        queue: &str,
+        paused: bool,
+    ) -> Result<(), EngineError> {
         baton_core::tool::validate_name("queue", queue, &['_', '.'])
             .map_err(|m| baton_core::submit::InvalidRequest::new("queue", m))?;
+        let known = queue == self.config().submit_defaults.queue
+            || self
+                .queues(Some(owner))
+                .await?
+                .iter()
+                .any(|q| q.name == queue);
+        if !known {
+            return Err(EngineError::QueueNotFound(queue.to_string()));
+        }
         self.inner
             .store
-            .set_queue_paused(queue, paused, self.now())
+            .set_queue_paused(owner, queue, paused, self.now())
             .await?;
         if !paused {
             self.inner.wake.notify_one();

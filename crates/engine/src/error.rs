@@ -19,6 +19,10 @@ pub enum EngineError {
     TaskNotFound(String),
     #[error("workflow {0} not found")]
     WorkflowNotFound(String),
+    #[error("queue `{0}` not found")]
+    QueueNotFound(String),
+    #[error("key {0} not found")]
+    KeyNotFound(String),
     #[error("invalid workflow: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     InvalidWorkflow(Vec<baton_workflow::Problem>),
     #[error("{0}")]
@@ -52,7 +56,10 @@ impl EngineError {
             | EngineError::UnknownTool { .. }
             | EngineError::InvalidArguments { .. }
             | EngineError::InvalidWorkflow(_) => ErrorCode::InvalidArgument,
-            EngineError::TaskNotFound(_) | EngineError::WorkflowNotFound(_) => ErrorCode::NotFound,
+            EngineError::TaskNotFound(_)
+            | EngineError::WorkflowNotFound(_)
+            | EngineError::QueueNotFound(_)
+            | EngineError::KeyNotFound(_) => ErrorCode::NotFound,
             EngineError::Conflict(_) => ErrorCode::Conflict,
             EngineError::TooManyActive { .. } => ErrorCode::ResourceExhausted,
             EngineError::ShuttingDown => ErrorCode::Unavailable,

@@ -47,4 +47,8 @@ pub(crate) struct Inner {
     pub finished: Arc<std::sync::atomic::AtomicU64>,
     /// Workflows to advance soon.
     pub(crate) workflows: crate::workflow::state::Coordination,
+    /// The node's copy of the API keys.
+    pub(crate) keys: crate::keys::KeyCache,
+    /// Audit entries waiting to be written.
+    pub(crate) audit: crate::audit::AuditQueue,
 }

@@ -26,6 +26,7 @@
 //! goes through one store call that appends its events, and the engine publishes exactly
 //! the events the store returns.
 
+pub mod audit;
 pub mod batch;
 pub mod clock;
 pub mod cluster;
@@ -34,6 +35,7 @@ pub mod engine;
 pub mod error;
 pub mod hub;
 mod inner;
+pub mod keys;
 mod lifecycle;
 pub mod maintenance;
 pub mod page;

@@ -118,6 +118,8 @@ impl Engine {
             shutting_down: AtomicBool::new(false),
             finished,
             workflows: Default::default(),
+            keys: Default::default(),
+            audit: Default::default(),
         });
         let _ = engine_slot.set(Arc::downgrade(&inner));
         // Before the first timestamp is written: a cluster agrees on the database's clock.
@@ -164,6 +166,10 @@ impl Engine {
                 Some(tokio::spawn(worker::dispatcher(inner.clone())));
         }
         bg.push(tokio::spawn(worker::progress_loop(inner.clone())));
+        // The keys are read before the first request is checked.
+        crate::keys::refresh(self, true).await?;
+        bg.push(tokio::spawn(crate::keys::refresh_loop(self.clone())));
+        bg.push(tokio::spawn(crate::audit::writer_loop(self.clone())));
         inner
             .background
             .lock()

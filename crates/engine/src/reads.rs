@@ -103,16 +103,29 @@ impl Engine {
             .collect())
     }
 
-    /// Every queue with its depth and throughput, and this node's counters.
-    pub async fn queues_view(&self) -> Result<QueuesView, EngineError> {
+    /// Every queue of `owner` (of all principals when `None`) with its depth and
+    /// throughput, and this node's counters.
+    pub async fn queues_view(&self, owner: Option<&str>) -> Result<QueuesView, EngineError> {
+        let queues: Vec<QueueView> = self
+            .queues(owner)
+            .await?
+            .into_iter()
+            .map(QueueView::from)
+            .collect();
+        // A principal sees their own active tasks; across principals, the node's count.
+        let active_tasks = match owner {
+            Some(_) => queues
+                .iter()
+                .flat_map(|q| {
+                    ["pending", "running", "input_required"]
+                        .map(|s| q.counts.get(s).copied().unwrap_or(0))
+                })
+                .sum(),
+            None => self.active_tasks(),
+        };
         Ok(QueuesView {
-            queues: self
-                .queues()
-                .await?
-                .into_iter()
-                .map(QueueView::from)
-                .collect(),
-            active_tasks: self.active_tasks(),
+            queues,
+            active_tasks,
             running_here: self.running_here() as u64,
         })
     }

@@ -91,7 +91,7 @@ pub async fn call(
         .engine
         .prepare(&ctx.principal, SubmitRequest::new(name.clone(), arguments))
         .map_err(engine_error)?;
-    task.parent_id = parent_task(&params);
+    task.parent_id = parent_task(service, &params, ctx).await?;
     let mode = if ctx.era.ext_tasks() {
         Mode::ExtTask
     } else if ctx.era.legacy_tasks() && params.get("task").is_some() {
@@ -126,13 +126,32 @@ enum Mode {
     Plain,
 }
 
-/// The parent task named in `_meta` (an agent calling Baton while running a task).
-fn parent_task(params: &Value) -> Option<TaskId> {
-    protocol::meta(params)?
-        .get(protocol::META_PARENT_TASK)?
-        .as_str()?
-        .parse()
-        .ok()
+/// The parent task named in `_meta` (an agent calling Baton while running a task). It
+/// must be a task the caller may see: a child never attaches to another tenant's task.
+async fn parent_task(
+    service: &McpService,
+    params: &Value,
+    ctx: &Ctx,
+) -> Result<Option<TaskId>, RpcError> {
+    let Some(raw) = protocol::meta(params).and_then(|m| m.get(protocol::META_PARENT_TASK)) else {
+        return Ok(None);
+    };
+    let unknown = || {
+        RpcError::invalid_params(format!(
+            "`_meta[\"{}\"]` names no task of yours",
+            protocol::META_PARENT_TASK
+        ))
+    };
+    let id: TaskId = raw
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(unknown)?;
+    service
+        .engine
+        .get(&ctx.principal, id)
+        .await
+        .map_err(|_| unknown())?;
+    Ok(Some(id))
 }
 
 const ROUND_PREFIX: &str = "baton-task:";

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use baton_core::auth::Scope;
 use serde_json::{Value, json};
 
 use crate::protocol::{self, RpcError, TASKS_EXTENSION, negotiate};
@@ -14,6 +15,37 @@ use crate::{calls, orchestration, tasks};
 impl McpService {
     /// Handles one request. `Ok(None)`: send nothing (the client cancelled it).
     pub async fn handle_request(
+        self: &Arc<Self>,
+        method: &str,
+        params: Value,
+        ctx: &Ctx,
+    ) -> Result<Option<Value>, RpcError> {
+        let audited = audited(method, &params);
+        if let Some(scope) = scope_for(method, &params)
+            && let Err(e) = ctx.require(scope)
+        {
+            if let Some((action, target)) = &audited {
+                self.audit(ctx, action, target.clone(), "denied");
+            }
+            return Err(e);
+        }
+        if submits(method, &params)
+            && let Err(e) = self.check_quota(ctx).await
+        {
+            if let Some((action, target)) = &audited {
+                self.audit(ctx, action, target.clone(), "rate_limited");
+            }
+            return Err(e);
+        }
+        let result = self.dispatch(method, params, ctx).await;
+        if let Some((action, target)) = audited {
+            let outcome = if result.is_ok() { "ok" } else { "failed" };
+            self.audit(ctx, &action, target, outcome);
+        }
+        result
+    }
+
+    async fn dispatch(
         self: &Arc<Self>,
         method: &str,
         params: Value,
@@ -49,6 +81,45 @@ impl McpService {
             other => Err(RpcError::method_not_found(other)),
         }?;
         Ok(result.map(|r| finish_result(r, &ctx.era)))
+    }
+
+    /// Records a state-changing request in the audit log.
+    fn audit(&self, ctx: &Ctx, action: &str, target: Option<String>, outcome: &str) {
+        self.engine.audit(baton_store::NewAuditEntry {
+            at: self.engine.now(),
+            principal: ctx.principal.clone(),
+            credential: ctx.identity.credential.clone(),
+            action: action.to_string(),
+            target,
+            outcome: outcome.to_string(),
+            status: None,
+            remote: ctx.origin.remote.clone(),
+            request_id: ctx.origin.request_id.clone(),
+            detail: None,
+        });
+    }
+
+    /// Refuses a submission when the credential's `max_active` is reached.
+    async fn check_quota(&self, ctx: &Ctx) -> Result<(), RpcError> {
+        let Some(max) = ctx.quota.max_active else {
+            return Ok(());
+        };
+        let active = self
+            .engine
+            .queues_view(Some(&ctx.principal))
+            .await
+            .map_err(crate::errors::engine_error)?
+            .active_tasks;
+        if active >= max {
+            return Err(RpcError::new(
+                baton_core::ErrorCode::ResourceExhausted.jsonrpc_code(),
+                format!(
+                    "{active} tasks of yours are active, the most this credential allows (max_active {max}); retry when some have finished"
+                ),
+            )
+            .with_data(json!({"code": "resource_exhausted", "retryAfterMs": 1000})));
+        }
+        Ok(())
     }
 
     /// A notification from the client.
@@ -134,6 +205,54 @@ impl McpService {
         }
         result
     }
+}
+
+/// The scope a request needs, if any: reading tasks needs `tasks:read`, running a tool
+/// or changing a task `tasks:write`; the orchestration tools need what their REST
+/// counterparts need. Listing tools and the handshake need only a valid credential.
+pub fn scope_for(method: &str, params: &Value) -> Option<Scope> {
+    match method {
+        "tasks/get" | "tasks/result" | "tasks/list" | "subscriptions/listen" => {
+            Some(Scope::TasksRead)
+        }
+        "tasks/cancel" | "tasks/update" => Some(Scope::TasksWrite),
+        "tools/call" => {
+            let name = params.get("name").and_then(Value::as_str).unwrap_or("");
+            Some(orchestration::scope_of(name).unwrap_or(Scope::TasksWrite))
+        }
+        _ => None,
+    }
+}
+
+/// The audit action and target of a state-changing request; `None` for reads.
+fn audited(method: &str, params: &Value) -> Option<(String, Option<String>)> {
+    let text = |k: &str| params.get(k).and_then(Value::as_str).map(String::from);
+    match method {
+        "tools/call" => {
+            let name = text("name").unwrap_or_default();
+            let reads = matches!(
+                orchestration::scope_of(&name),
+                Some(Scope::TasksRead | Scope::WorkflowsRead)
+            );
+            (!reads).then(|| ("mcp.tools/call".to_string(), Some(name)))
+        }
+        "tasks/cancel" | "tasks/update" => Some((format!("mcp.{method}"), text("taskId"))),
+        _ => None,
+    }
+}
+
+/// Whether a request may create tasks (and so counts against `max_active`).
+fn submits(method: &str, params: &Value) -> bool {
+    method == "tools/call"
+        && matches!(
+            params
+                .get("name")
+                .and_then(Value::as_str)
+                .map(orchestration::scope_of),
+            Some(None | Some(Scope::TasksWrite | Scope::WorkflowsWrite))
+        )
+        && params.get("name").and_then(Value::as_str) != Some("task_cancel")
+        && params.get("name").and_then(Value::as_str) != Some("workflow_cancel")
 }
 
 /// 2026-07-28 results say what they are; older ones must not.

@@ -33,6 +33,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::protocol::negotiate;
+use baton_core::auth::{Identity, Quota, RequestOrigin};
+
 use crate::protocol::{self, Incoming, RpcError};
 use crate::session::{self, Ctx, Era, Session};
 use crate::state::McpService;
@@ -52,27 +54,54 @@ const SSE_AFTER: Duration = Duration::from_millis(500);
 
 async fn endpoint(State(service): State<Arc<McpService>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let principal = match baton_core::principal::from_header(
-        parts
-            .headers
-            .get(baton_core::principal::HEADER)
-            .map(HeaderValue::as_bytes),
-    ) {
-        Ok(p) => p,
-        Err(why) => {
-            return rpc_error_response(
-                StatusCode::BAD_REQUEST,
-                None,
-                &RpcError::new(protocol::INVALID_REQUEST, why),
-            );
-        }
+    // The node's authentication put the caller's identity on the request; a router used
+    // without it (tests) trusts the `Baton-Principal` header, as a node without
+    // authentication does.
+    let identity = match parts.extensions.get::<Identity>() {
+        Some(id) => id.clone(),
+        None => match baton_core::principal::from_header(
+            parts
+                .headers
+                .get(baton_core::principal::HEADER)
+                .map(HeaderValue::as_bytes),
+        ) {
+            Ok(p) => Identity::trusted(p),
+            Err(why) => {
+                return rpc_error_response(
+                    StatusCode::BAD_REQUEST,
+                    None,
+                    &RpcError::new(protocol::INVALID_REQUEST, why),
+                );
+            }
+        },
+    };
+    let caller = Caller {
+        identity,
+        quota: parts.extensions.get::<Quota>().copied().unwrap_or_default(),
+        origin: RequestOrigin {
+            remote: parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.to_string()),
+            request_id: parts
+                .extensions
+                .get::<RequestOrigin>()
+                .and_then(|o| o.request_id.clone()),
+        },
     };
     match parts.method {
-        Method::POST => post(service, parts.headers, body, principal).await,
-        Method::GET => open_stream(service, &parts.headers, principal),
-        Method::DELETE => end_session(&service, &parts.headers),
+        Method::POST => post(service, parts.headers, body, caller).await,
+        Method::GET => open_stream(service, &parts.headers, caller.identity),
+        Method::DELETE => end_session(&service, &parts.headers, &caller.identity.principal),
         _ => method_not_allowed(),
     }
+}
+
+/// Who sent a request, as the node's authentication found them.
+struct Caller {
+    identity: Identity,
+    quota: Quota,
+    origin: RequestOrigin,
 }
 
 fn method_not_allowed() -> Response {
@@ -99,7 +128,7 @@ async fn post(
     service: Arc<McpService>,
     headers: HeaderMap,
     body: Body,
-    principal: String,
+    caller: Caller,
 ) -> Response {
     let limit = service.settings.max_message_bytes;
     let bytes = match axum::body::to_bytes(body, limit).await {
@@ -128,23 +157,26 @@ async fn post(
     match incoming {
         Incoming::Request { id, method, params } => {
             if method == "initialize" {
-                return initialize(&service, id, params, principal).await;
+                return initialize(&service, id, params, caller).await;
             }
-            let (era, session) =
-                match request_era(&service, &headers, session_id.as_deref(), &method, &params) {
-                    Ok(x) => x,
-                    Err((status, e)) => return rpc_error_response(status, Some(&id), &e),
-                };
-            serve_request(
-                service, &headers, id, method, params, era, session, principal,
-            )
-            .await
+            let (era, session) = match request_era(
+                &service,
+                &headers,
+                session_id.as_deref(),
+                &caller.identity.principal,
+                &method,
+                &params,
+            ) {
+                Ok(x) => x,
+                Err((status, e)) => return rpc_error_response(status, Some(&id), &e),
+            };
+            serve_request(service, &headers, id, method, params, era, session, caller).await
         }
         Incoming::Notification { method, params } => {
             // 2026-07-28 defines no client notifications over HTTP (a closed stream is the
             // cancellation); legacy ones reach their session.
             if let Some(sid) = session_id.as_deref()
-                && session::decode_session_id(sid).is_some()
+                && session::decode_session_id(sid, &caller.identity.principal).is_some()
             {
                 service.handle_notification(&method, &params, &service.sessions.get(sid));
             }
@@ -152,7 +184,7 @@ async fn post(
         }
         Incoming::Response { id, result } => {
             if let Some(sid) = session_id.as_deref()
-                && session::decode_session_id(sid).is_some()
+                && session::decode_session_id(sid, &caller.identity.principal).is_some()
             {
                 service.sessions.get(sid).deliver(&id, result);
             }
@@ -165,7 +197,7 @@ async fn initialize(
     service: &Arc<McpService>,
     id: Value,
     params: Value,
-    principal: String,
+    caller: Caller,
 ) -> Response {
     let asked = params
         .get("protocolVersion")
@@ -177,7 +209,7 @@ async fn initialize(
         .cloned()
         .filter(Value::is_object)
         .unwrap_or(json!({}));
-    let sid = session::session_id(version, &capabilities);
+    let sid = session::session_id(version, &capabilities, &caller.identity.principal);
     let era = Era::Legacy {
         version: version.to_string(),
         capabilities,
@@ -186,7 +218,10 @@ async fn initialize(
     let ctx = Ctx {
         request_id: id.clone(),
         era,
-        principal,
+        principal: caller.identity.principal.clone(),
+        identity: caller.identity,
+        quota: caller.quota,
+        origin: caller.origin,
         out,
         session: Session::new(),
         cancel: Default::default(),
@@ -215,6 +250,7 @@ fn request_era(
     service: &McpService,
     headers: &HeaderMap,
     session_id: Option<&str>,
+    principal: &str,
     method: &str,
     params: &Value,
 ) -> Result<(Era, Arc<Session>), Refusal> {
@@ -258,7 +294,7 @@ fn request_era(
             ),
         )));
     };
-    let Some(era) = session::decode_session_id(sid) else {
+    let Some(era) = session::decode_session_id(sid, principal) else {
         return Err((
             StatusCode::NOT_FOUND,
             RpcError::new(
@@ -449,7 +485,7 @@ async fn serve_request(
     params: Value,
     era: Era,
     session: Arc<Session>,
-    principal: String,
+    caller: Caller,
 ) -> Response {
     let (out, mut rx) = mpsc::unbounded_channel();
     let cancel = session.begin(&id);
@@ -457,7 +493,10 @@ async fn serve_request(
     let ctx = Ctx {
         request_id: id.clone(),
         era: era.clone(),
-        principal,
+        principal: caller.identity.principal.clone(),
+        identity: caller.identity,
+        quota: caller.quota,
+        origin: caller.origin,
         out,
         session: session.clone(),
         cancel,
@@ -566,16 +605,18 @@ fn sse_answer(
 
 // ---- GET / DELETE (legacy sessions) -------------------------------------------------------
 
-fn legacy_session(headers: &HeaderMap) -> Option<(String, Era)> {
+fn legacy_session(headers: &HeaderMap, principal: &str) -> Option<(String, Era)> {
     let sid = headers.get(SESSION_HEADER)?.to_str().ok()?.to_string();
-    let era = session::decode_session_id(&sid)?;
+    let era = session::decode_session_id(&sid, principal)?;
     Some((sid, era))
 }
 
 /// The notification stream of a legacy session: task status changes of the session's
 /// tasks and tool list changes.
-fn open_stream(service: Arc<McpService>, headers: &HeaderMap, principal: String) -> Response {
-    if headers.get(SESSION_HEADER).is_some() && legacy_session(headers).is_none() {
+fn open_stream(service: Arc<McpService>, headers: &HeaderMap, identity: Identity) -> Response {
+    if headers.get(SESSION_HEADER).is_some()
+        && legacy_session(headers, &identity.principal).is_none()
+    {
         return rpc_error_response(
             StatusCode::NOT_FOUND,
             None,
@@ -585,7 +626,7 @@ fn open_stream(service: Arc<McpService>, headers: &HeaderMap, principal: String)
             ),
         );
     }
-    let Some((sid, era)) = legacy_session(headers) else {
+    let Some((sid, era)) = legacy_session(headers, &identity.principal) else {
         return method_not_allowed();
     };
     let session = service.sessions.get(&sid);
@@ -595,7 +636,7 @@ fn open_stream(service: Arc<McpService>, headers: &HeaderMap, principal: String)
         tokio::spawn(crate::tasks::push_status(
             service.clone(),
             session.clone(),
-            principal,
+            identity.principal.clone(),
             out.clone(),
         ));
     }
@@ -623,8 +664,8 @@ fn open_stream(service: Arc<McpService>, headers: &HeaderMap, principal: String)
     r
 }
 
-fn end_session(service: &McpService, headers: &HeaderMap) -> Response {
-    match legacy_session(headers) {
+fn end_session(service: &McpService, headers: &HeaderMap, principal: &str) -> Response {
+    match legacy_session(headers, principal) {
         Some((sid, _)) => {
             service.sessions.remove(&sid);
             StatusCode::NO_CONTENT.into_response()

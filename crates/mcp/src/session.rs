@@ -72,22 +72,33 @@ impl Era {
 }
 
 /// Encodes a legacy session into its id.
-pub fn session_id(version: &str, capabilities: &Value) -> String {
-    let state = json!({"v": version, "c": capabilities}).to_string();
+pub fn session_id(version: &str, capabilities: &Value, principal: &str) -> String {
+    let state = json!({"v": version, "c": capabilities, "p": owner_tag(principal)}).to_string();
     format!(
-        "b1.{}.{:016x}",
+        "b1.{}.{:032x}",
         URL_SAFE_NO_PAD.encode(state),
-        rand::random::<u64>()
+        rand::random::<u128>()
     )
 }
 
-/// The era a session id stands for; `None` when it is not one of Baton's.
-pub fn decode_session_id(id: &str) -> Option<Era> {
+/// What a session id records of its principal: enough to tell principals apart, not
+/// the name itself.
+fn owner_tag(principal: &str) -> String {
+    baton_core::auth::hash_secret(&format!("baton-session:{principal}"))[..16].to_string()
+}
+
+/// The era a session id stands for; `None` when it is not one of Baton's, or was issued
+/// to another principal (a session id is useless to anyone but its principal, whoever
+/// learns or makes one up).
+pub fn decode_session_id(id: &str, principal: &str) -> Option<Era> {
     let mut parts = id.split('.');
     if parts.next()? != "b1" {
         return None;
     }
     let state: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts.next()?).ok()?).ok()?;
+    if state.get("p")?.as_str()? != owner_tag(principal) {
+        return None;
+    }
     let version = state.get("v")?.as_str()?.to_string();
     if !protocol::LEGACY.contains(&version.as_str()) {
         return None;
@@ -326,12 +337,31 @@ impl Sessions {
     }
 }
 
+impl Ctx {
+    /// Refuses the request unless its credential has `scope`.
+    pub fn require(&self, scope: baton_core::auth::Scope) -> Result<(), RpcError> {
+        self.identity.require(scope).map_err(|e| {
+            RpcError::new(
+                baton_core::ErrorCode::PermissionDenied.jsonrpc_code(),
+                e.to_string(),
+            )
+            .with_data(serde_json::json!({"code": "permission_denied", "scope": scope.as_str()}))
+        })
+    }
+}
+
 /// Everything a request handler needs to know and may use.
 pub struct Ctx {
     /// The JSON-RPC id of the request being handled.
     pub request_id: Value,
     pub era: Era,
     pub principal: String,
+    /// Who the request is and what it may do (its principal is `principal`).
+    pub identity: baton_core::auth::Identity,
+    /// The limits of the request's credential.
+    pub quota: baton_core::auth::Quota,
+    /// Where the request came from (for the audit log).
+    pub origin: baton_core::auth::RequestOrigin,
     /// Messages about this request go here.
     pub out: Outbound,
     pub session: Arc<Session>,
@@ -374,14 +404,23 @@ mod tests {
 
     #[test]
     fn session_ids_carry_their_state() {
-        let id = session_id("2025-11-25", &json!({"elicitation": {}}));
-        let era = decode_session_id(&id).unwrap();
+        let id = session_id("2025-11-25", &json!({"elicitation": {}}), "alice");
+        let era = decode_session_id(&id, "alice").unwrap();
         assert!(era.legacy_tasks() && era.elicitation());
-        assert!(decode_session_id("nonsense").is_none());
-        assert!(decode_session_id(&id.replace("b1.", "b2.")).is_none());
+        assert!(decode_session_id("nonsense", "alice").is_none());
+        assert!(decode_session_id(&id.replace("b1.", "b2."), "alice").is_none());
+        assert!(
+            decode_session_id(&id, "bob").is_none(),
+            "another principal cannot use it"
+        );
+        // Made up for alice by someone else: still only alice's, and alice's streams
+        // are keyed by the whole id, random part included.
+        let state = URL_SAFE_NO_PAD
+            .encode(json!({"v": "2025-11-25", "c": {}, "p": "0000000000000000"}).to_string());
+        assert!(decode_session_id(&format!("b1.{state}.00"), "alice").is_none());
         assert_ne!(
             id,
-            session_id("2025-11-25", &json!({"elicitation": {}})),
+            session_id("2025-11-25", &json!({"elicitation": {}}), "alice"),
             "random part"
         );
     }

@@ -164,6 +164,12 @@ where
                     request_id: id.clone(),
                     era: request_era,
                     principal: principal.clone(),
+                    identity: baton_core::auth::Identity::trusted(principal.clone()),
+                    quota: Default::default(),
+                    origin: baton_core::auth::RequestOrigin {
+                        remote: Some("stdio".into()),
+                        request_id: None,
+                    },
                     out: out.clone(),
                     session: session.clone(),
                     cancel: session.begin(&id),
@@ -268,6 +274,7 @@ fn header_value(s: &str) -> String {
 pub async fn bridge<R, W>(
     url: String,
     principal: Option<String>,
+    token: Option<String>,
     input: R,
     output: W,
 ) -> Result<(), String>
@@ -276,7 +283,15 @@ where
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let endpoint = format!("{}/mcp", url.trim_end_matches('/'));
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = token {
+        let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| "the token has characters a header cannot carry".to_string())?;
+        v.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, v);
+    }
     let client = reqwest::Client::builder()
+        .default_headers(headers)
         .build()
         .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
     let (out, writer_task) = writer(output);

@@ -40,13 +40,17 @@ pub enum AppError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Insecure(String),
+    #[error("auth.jwt: {0}")]
+    Jwt(String),
     #[error("the HTTP server failed: {0}")]
     Serve(#[source] std::io::Error),
     #[error("server `{name}` in the config file: {source}")]
     Upstream {
         name: String,
         #[source]
-        source: baton_upstream::UpstreamError,
+        source: Box<baton_upstream::UpstreamError>,
     },
 }
 
@@ -115,6 +119,39 @@ fn node_id(config: &Config) -> Result<String, AppError> {
             Ok(id)
         }
     }
+}
+
+/// The start-up rule of authentication: a node others can reach asks for credentials,
+/// and one that asks for them has some to accept.
+fn check_exposure(config: &Config, engine: &Engine, jwt: bool) -> Result<(), AppError> {
+    let exposed = !config.listen.ip().is_loopback();
+    let has_credentials = jwt || engine.has_usable_keys();
+    let how = format!(
+        "make the first admin key with `baton keys create --name admin --principal admin --scopes admin --data-dir {}` \
+         (or --store URL for a shared store), or configure [auth.jwt]",
+        config.data_dir.display()
+    );
+    if config.auth_required() {
+        if !has_credentials {
+            let why = if exposed {
+                format!(
+                    "listening on {}, which other machines can reach, needs credentials and there are none",
+                    config.listen
+                )
+            } else {
+                "auth.required is on and there are no credentials to accept".to_string()
+            };
+            return Err(AppError::Insecure(format!(
+                "{why}: {how}; or set auth.required = false to serve without authentication (anyone who reaches the port can then run anything)"
+            )));
+        }
+    } else if exposed {
+        tracing::warn!(
+            listen = %config.listen,
+            "authentication is OFF (auth.required = false) on an address other machines can reach: anyone who reaches the port can act as any principal"
+        );
+    }
+    Ok(())
 }
 
 /// What a process of Baton is for.
@@ -201,7 +238,7 @@ impl App {
                 .add(server.clone(), Origin::Config)
                 .map_err(|source| AppError::Upstream {
                     name: server.name.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
         }
         // Servers registered through the API; a name the config file now uses wins.
@@ -210,7 +247,7 @@ impl App {
             .await
             .map_err(|source| AppError::Upstream {
                 name: "(stored servers)".into(),
-                source,
+                source: Box::new(source),
             })?;
         let listener = if listen {
             Some(
@@ -237,6 +274,19 @@ impl App {
             .map(|a| format!("http://{a}"));
         let engine = Engine::start(engine_config, store, tools, Clock::system()).await?;
         let shutdown = CancellationToken::new();
+        let jwt = match &config.auth.jwt {
+            Some(j) => {
+                let verifier = crate::auth::jwt::JwtVerifier::new(j.clone())
+                    .await
+                    .map_err(AppError::Jwt)?;
+                verifier.spawn_refresh(shutdown.clone());
+                Some(verifier)
+            }
+            None => None,
+        };
+        if listen {
+            check_exposure(&config, &engine, jwt.is_some())?;
+        }
         let mcp = McpService::new(
             engine.clone(),
             Some(upstreams.clone()),
@@ -248,10 +298,16 @@ impl App {
                 shutdown: shutdown.clone(),
                 upstreams: upstreams.clone(),
                 mcp: mcp.clone(),
+                allow_runtime_commands: config.allow_runtime_commands(),
             },
             config.http.max_body_bytes,
             config.http.body_read_timeout,
             config.browser_guard(),
+            Arc::new(crate::auth::Auth::new(
+                engine.clone(),
+                config.auth_settings(),
+                jwt,
+            )),
         );
         Ok(App {
             config,

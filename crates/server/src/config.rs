@@ -24,7 +24,17 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_PORT: u16 = 7420;
 
 /// Environment variables with the `BATON_` prefix that are not configuration keys.
-const NOT_CONFIG: &[&str] = &["url", "config", "log", "log_format", "store", "principal"];
+const NOT_CONFIG: &[&str] = &[
+    "url",
+    "config",
+    "log",
+    "log_format",
+    "store",
+    "principal",
+    "token",
+    "secret_key",
+    "new_secret_key",
+];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -45,8 +55,61 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     /// Baton's own MCP endpoint (`/mcp`, `baton mcp`).
     pub mcp: McpConfig,
+    /// Who may use the node: credentials, defaults for rate limits and quotas.
+    pub auth: AuthConfig,
+    /// The audit log.
+    pub audit: AuditConfig,
+    /// HTTPS on the listener.
+    pub tls: TlsConfig,
     /// MCP servers whose tools Baton runs (`[[servers]]`).
     pub servers: Vec<ServerConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Refuse requests without a credential. Default: on, unless the node listens on a
+    /// loopback address only. A node on any other address refuses to start without API
+    /// keys or `[auth.jwt]` unless this is set to `false` explicitly.
+    pub required: Option<bool>,
+    /// How clients reach the node (e.g. `https://baton.example.com`), for OAuth protected
+    /// resource metadata; default: the scheme and `Host` of each request.
+    pub public_url: Option<String>,
+    /// OAuth 2.0 authorization servers that issue tokens for this node (listed in the
+    /// protected resource metadata MCP clients read).
+    pub authorization_servers: Vec<String>,
+    /// Rate of credentials that set none, e.g. `100/s` (per node). Default: none.
+    pub rate_limit: Option<String>,
+    /// Most active tasks of a principal whose credential sets none. Default: none.
+    pub max_active: Option<u64>,
+    /// JWT bearer tokens from an OpenID Connect / OAuth issuer.
+    pub jwt: Option<crate::auth::jwt::JwtConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// How long audit entries are kept.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            retention: EngineConfig::default().audit_retention,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain; with `key`, the listener speaks HTTPS only. Both files are
+    /// re-read when they change (certificate renewal needs no restart).
+    pub cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,6 +153,10 @@ pub struct UpstreamConfig {
     /// How long an open circuit holds the server's tasks back before trying it again.
     #[serde(with = "humantime_serde")]
     pub open_for: Duration,
+    /// Whether `POST /v1/servers` may register a stdio server (a command this node runs).
+    /// Default: on when authentication is off (one local user), off when it is on; HTTP
+    /// servers need only the `servers:admin` scope either way.
+    pub allow_runtime_commands: Option<bool>,
 }
 
 impl Default for UpstreamConfig {
@@ -99,6 +166,7 @@ impl Default for UpstreamConfig {
             health_interval: s.health_interval,
             failures_to_open: s.failures_to_open,
             open_for: s.open_for,
+            allow_runtime_commands: None,
         }
     }
 }
@@ -233,6 +301,9 @@ impl Default for Config {
             tool_separator: baton_core::tool::DEFAULT_SEPARATOR.into(),
             upstream: UpstreamConfig::default(),
             mcp: McpConfig::default(),
+            auth: AuthConfig::default(),
+            audit: AuditConfig::default(),
+            tls: TlsConfig::default(),
             servers: Vec::new(),
         }
     }
@@ -439,12 +510,64 @@ impl Config {
                 return bad(format!("servers[{i}]: the name `{}` is used twice", s.name));
             }
         }
+        if let Some(r) = &self.auth.rate_limit
+            && let Err(m) = r.parse::<baton_core::auth::Rate>()
+        {
+            return bad(format!("auth.rate_limit: {m}"));
+        }
+        if let Some(u) = &self.auth.public_url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            return bad(format!(
+                "auth.public_url `{u}` must begin with http:// or https://"
+            ));
+        }
+        if let Some(jwt) = &self.auth.jwt
+            && let Err(m) = jwt.validate()
+        {
+            return bad(m);
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return bad("tls: set both cert and key, or neither".into());
+        }
+        if self.audit.retention < Duration::from_secs(3600) {
+            return bad("audit.retention must be at least 1h".into());
+        }
         for (tool, max) in &self.limits.tools {
             if *max == 0 {
                 return bad(format!("limits.tools.{tool} must be at least 1"));
             }
         }
         Ok(())
+    }
+
+    /// Whether requests must carry a credential: as set, else on unless the listener is
+    /// on loopback.
+    pub fn auth_required(&self) -> bool {
+        self.auth
+            .required
+            .unwrap_or_else(|| !self.listen.ip().is_loopback())
+    }
+
+    /// Whether stdio servers may be registered at runtime (see
+    /// [`UpstreamConfig::allow_runtime_commands`]).
+    pub fn allow_runtime_commands(&self) -> bool {
+        self.upstream
+            .allow_runtime_commands
+            .unwrap_or_else(|| !self.auth_required())
+    }
+
+    /// The authentication settings this configuration implies.
+    pub fn auth_settings(&self) -> crate::auth::AuthSettings {
+        crate::auth::AuthSettings {
+            required: self.auth_required(),
+            rate_limit: self.auth.rate_limit.as_deref().and_then(|r| r.parse().ok()),
+            max_active: self.auth.max_active,
+            public_url: self.auth.public_url.clone(),
+            authorization_servers: self.auth.authorization_servers.clone(),
+            tls: self.tls.cert.is_some(),
+            max_body_bytes: self.http.max_body_bytes,
+        }
     }
 
     pub fn database_path(&self) -> PathBuf {
@@ -507,6 +630,7 @@ impl Config {
                 })
                 .collect(),
             separator: self.tool_separator.clone(),
+            audit_retention: self.audit.retention,
             ..EngineConfig::default()
         }
     }

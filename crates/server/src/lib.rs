@@ -14,8 +14,11 @@
 //!   clients cannot hold connections for ever).
 //! - [`guard`]: the browser guard (Host, Origin, JSON bodies) in front of every route, so
 //!   no web page can drive a node.
+//! - [`auth`]: credentials (API keys, JWTs), scopes, tenancy across principals, rate
+//!   limits and the audit trail, for every route after the guard.
 
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod guard;

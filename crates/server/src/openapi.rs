@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::rest::views::*;
-use crate::rest::{servers, sse, tasks, workflows};
+use crate::rest::{keys, servers, sse, tasks, workflows};
 
 /// The error body of every 4xx and 5xx answer.
 #[derive(Serialize, JsonSchema)]
@@ -481,6 +481,63 @@ fn build() -> Value {
     .build(&error);
     d.op("delete", "/v1/servers/{name}", op);
 
+    // Keys and the audit log.
+    let create = d.schema::<keys::CreateKey>();
+    let created = d.schema::<baton_engine::keys::CreatedKey>();
+    let op = Op::new(
+        "createKey",
+        "keys",
+        "Make an API key; its secret is in this answer only",
+    )
+    .body(body(create))
+    .answer(
+        201,
+        answer(
+            "Made. Keep the secret: it is not shown again.",
+            created.clone(),
+        ),
+    )
+    .build(&error);
+    d.op("post", "/v1/keys", op);
+    let list = d.schema::<keys::KeyList>();
+    let op = Op::new("listKeys", "keys", "API keys (never their secrets)")
+        .answer(200, answer("The keys the caller may see.", list))
+        .build(&error);
+    d.op("get", "/v1/keys", op);
+    let key_id = path_param("key_id", "A key id (the 16 hex digits after `bk_`).");
+    let view = d.schema::<baton_engine::keys::KeyView>();
+    let op = Op::new(
+        "revokeKey",
+        "keys",
+        "Revoke a key (refused by every node within about a second)",
+    )
+    .param(key_id.clone())
+    .answer(200, answer("Revoked.", view))
+    .build(&error);
+    d.op("delete", "/v1/keys/{key_id}", op);
+    let rotate = d.schema::<keys::RotateKey>();
+    let op = Op::new(
+        "rotateKey",
+        "keys",
+        "A new secret; the old one works for the grace period",
+    )
+    .param(key_id)
+    .body(json!({"required": false, "content": {"application/json": {"schema": rotate}}}))
+    .answer(200, answer("The new secret, shown once.", created))
+    .build(&error);
+    d.op("post", "/v1/keys/{key_id}/rotate", op);
+    let q = d.query::<keys::AuditParams>();
+    let page = d.schema::<baton_engine::audit::AuditPage>();
+    let op = Op::new(
+        "listAudit",
+        "audit",
+        "The audit log, newest first: every state-changing or refused request",
+    )
+    .params(q)
+    .answer(200, answer("A page of entries.", page))
+    .build(&error);
+    d.op("get", "/v1/audit", op);
+
     // The node.
     let health = d.schema::<Health>();
     let op = Op::new("healthz", "node", "Liveness: the process answers")
@@ -520,6 +577,30 @@ fn build() -> Value {
     )
     .build(&error);
     d.op("post", "/mcp", op);
+    let op = Op::new(
+        "protectedResourceMetadata",
+        "mcp",
+        "OAuth 2.0 Protected Resource Metadata of /mcp (RFC 9728)",
+    )
+    .answer(
+        200,
+        answer(
+            "Where MCP clients get tokens for this node.",
+            json!({"type": "object"}),
+        ),
+    )
+    .build(&error);
+    d.op("get", "/.well-known/oauth-protected-resource/mcp", op);
+
+    // Served without credentials.
+    for (method, path) in [
+        ("get", "/healthz"),
+        ("get", "/readyz"),
+        ("get", "/openapi.json"),
+        ("get", "/.well-known/oauth-protected-resource/mcp"),
+    ] {
+        d.paths[path][method]["security"] = json!([]);
+    }
 
     let mut schemas = Map::new();
     for (name, schema) in d.generator.take_definitions(true) {
@@ -538,10 +619,19 @@ fn build() -> Value {
         "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
         "tags": [
             {"name": "tasks"}, {"name": "workflows"}, {"name": "queues"}, {"name": "servers"},
-            {"name": "cluster"}, {"name": "node"}, {"name": "mcp"}
+            {"name": "cluster"}, {"name": "node"}, {"name": "mcp"}, {"name": "keys"},
+            {"name": "audit"}
         ],
         "paths": d.paths,
-        "components": {"schemas": schemas},
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "An API key (`bk_…`, see `baton keys create`) or, with [auth.jwt], a JWT. A node on loopback without [auth] required asks for none."
+            }}
+        },
+        "security": [{"bearer": []}],
     })
 }
 

@@ -314,18 +314,23 @@ mod faulty {
             self.check("task_events", Some(id))?;
             self.inner.task_events(id, after_seq, limit).await
         }
-        async fn queue_stats(&self, now: Timestamp) -> StoreResult<Vec<QueueStats>> {
+        async fn queue_stats(
+            &self,
+            now: Timestamp,
+            owner: Option<&str>,
+        ) -> StoreResult<Vec<QueueStats>> {
             self.check("queue_stats", None)?;
-            self.inner.queue_stats(now).await
+            self.inner.queue_stats(now, owner).await
         }
         async fn set_queue_paused(
             &self,
+            owner: &str,
             queue: &str,
             paused: bool,
             now: Timestamp,
         ) -> StoreResult<()> {
             self.check("set_queue_paused", None)?;
-            self.inner.set_queue_paused(queue, paused, now).await
+            self.inner.set_queue_paused(owner, queue, paused, now).await
         }
         async fn recent_durations(&self, tool: &str, limit: u32) -> StoreResult<Vec<u64>> {
             self.check("recent_durations", None)?;
@@ -369,6 +374,44 @@ mod faulty {
         async fn take_input(&self, id: TaskId, token: i64) -> StoreResult<Option<Value>> {
             self.check("take_input", Some(id))?;
             self.inner.take_input(id, token).await
+        }
+        async fn put_key(&self, key: StoredKey) -> StoreResult<()> {
+            self.check("put_key", None)?;
+            self.inner.put_key(key).await
+        }
+        async fn get_key(&self, key_id: &str) -> StoreResult<Option<StoredKey>> {
+            self.check("get_key", None)?;
+            self.inner.get_key(key_id).await
+        }
+        async fn list_keys(&self, since: Option<Timestamp>) -> StoreResult<Vec<StoredKey>> {
+            self.check("list_keys", None)?;
+            self.inner.list_keys(since).await
+        }
+        async fn revoke_key(&self, key_id: &str, now: Timestamp) -> StoreResult<bool> {
+            self.check("revoke_key", None)?;
+            self.inner.revoke_key(key_id, now).await
+        }
+        async fn rotate_key(
+            &self,
+            key_id: &str,
+            new_hash: &str,
+            previous_until: Timestamp,
+            now: Timestamp,
+        ) -> StoreResult<bool> {
+            self.check("rotate_key", None)?;
+            self.inner.rotate_key(key_id, new_hash, previous_until, now).await
+        }
+        async fn append_audit(&self, entries: Vec<NewAuditEntry>) -> StoreResult<()> {
+            self.check("append_audit", None)?;
+            self.inner.append_audit(entries).await
+        }
+        async fn list_audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEntry>> {
+            self.check("list_audit", None)?;
+            self.inner.list_audit(query).await
+        }
+        async fn purge_audit(&self, before: Timestamp, limit: u32) -> StoreResult<u64> {
+            self.check("purge_audit", None)?;
+            self.inner.purge_audit(before, limit).await
         }
         async fn list_servers(&self) -> StoreResult<Vec<StoredServer>> {
             self.check("list_servers", None)?;

@@ -226,6 +226,73 @@ pub struct StoredServer {
     pub updated_at: Timestamp,
 }
 
+/// An API key as stored: never its secret, only the secret's hash.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredKey {
+    /// Public, 16 hex digits; also the middle of the secret (`bk_<key id>_…`).
+    pub key_id: String,
+    pub name: String,
+    /// The tenant the key acts as.
+    pub principal: String,
+    /// Scope names (`tasks:read`, …).
+    pub scopes: Vec<String>,
+    pub secret_hash: String,
+    /// After a rotation: the previous secret's hash, valid until `previous_until`.
+    pub previous_hash: Option<String>,
+    pub previous_until: Option<Timestamp>,
+    /// Requests per period allowed for the key, e.g. `50/s`.
+    pub rate_limit: Option<String>,
+    /// Most active tasks the key's principal may have through it.
+    pub max_active: Option<u64>,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+    pub updated_at: Timestamp,
+}
+
+/// An entry to append to the audit log.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NewAuditEntry {
+    pub at: Timestamp,
+    /// Who asked (the principal the request acted as, or `-` when unknown).
+    pub principal: String,
+    /// How they proved it: `key:<id>`, `jwt:<subject>`, `none`, or what was offered.
+    pub credential: String,
+    /// What was asked, e.g. `tasks.submit`, `keys.revoke`, `auth.failed`.
+    pub action: String,
+    /// What it was asked of (a task id, a key id, a server name).
+    pub target: Option<String>,
+    /// `ok`, `denied`, `failed`, `rate_limited`, `unauthenticated`.
+    pub outcome: String,
+    /// The HTTP status answered, when there was one.
+    pub status: Option<u16>,
+    /// The peer's address.
+    pub remote: Option<String>,
+    pub request_id: Option<String>,
+    /// Anything else worth keeping (never a secret).
+    pub detail: Option<Value>,
+}
+
+/// An audit log entry as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditEntry {
+    pub seq: i64,
+    #[serde(flatten)]
+    pub entry: NewAuditEntry,
+}
+
+/// Filters for [`Store::list_audit`]; newest first, `before_seq` is the cursor.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditQuery {
+    pub principal: Option<String>,
+    pub action: Option<String>,
+    pub target: Option<String>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    pub before_seq: Option<i64>,
+    pub limit: u32,
+}
+
 /// What a process of a deployment (a node, a worker) reports at each heartbeat.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PeerReport {
@@ -531,9 +598,19 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> StoreResult<Vec<TaskEvent>>;
 
-    async fn queue_stats(&self, now: Timestamp) -> StoreResult<Vec<QueueStats>>;
+    /// Every queue of `owner` (of every owner when `None`) that holds tasks or has a
+    /// setting, with its counts per status.
+    async fn queue_stats(&self, now: Timestamp, owner: Option<&str>)
+    -> StoreResult<Vec<QueueStats>>;
 
-    async fn set_queue_paused(&self, queue: &str, paused: bool, now: Timestamp) -> StoreResult<()>;
+    /// Pauses or resumes `owner`'s queue: claims skip its tasks while it is paused.
+    async fn set_queue_paused(
+        &self,
+        owner: &str,
+        queue: &str,
+        paused: bool,
+        now: Timestamp,
+    ) -> StoreResult<()>;
 
     /// Durations (ms) of the tool's most recent successful runs, newest first.
     async fn recent_durations(&self, tool: &str, limit: u32) -> StoreResult<Vec<u64>>;
@@ -573,6 +650,36 @@ pub trait Store: Send + Sync + 'static {
 
     /// The tool collects (and clears) stored responses, fenced by the lease.
     async fn take_input(&self, id: TaskId, token: i64) -> StoreResult<Option<Value>>;
+
+    /// Stores a new API key (its id must be new).
+    async fn put_key(&self, key: StoredKey) -> StoreResult<()>;
+
+    async fn get_key(&self, key_id: &str) -> StoreResult<Option<StoredKey>>;
+
+    /// Every key (revoked and expired ones included) changed at or after `since` (all
+    /// when `None`), oldest change first: how nodes keep their key caches current.
+    async fn list_keys(&self, since: Option<Timestamp>) -> StoreResult<Vec<StoredKey>>;
+
+    /// Revokes a key; `false` when there is no such key or it was revoked already.
+    async fn revoke_key(&self, key_id: &str, now: Timestamp) -> StoreResult<bool>;
+
+    /// Gives a key a new secret hash; the previous one stays valid until
+    /// `previous_until`. `false` when there is no such usable key.
+    async fn rotate_key(
+        &self,
+        key_id: &str,
+        new_hash: &str,
+        previous_until: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+
+    /// Appends entries to the audit log (one transaction).
+    async fn append_audit(&self, entries: Vec<NewAuditEntry>) -> StoreResult<()>;
+
+    async fn list_audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEntry>>;
+
+    /// Deletes up to `limit` audit entries older than `before`, oldest first.
+    async fn purge_audit(&self, before: Timestamp, limit: u32) -> StoreResult<u64>;
 
     async fn list_servers(&self) -> StoreResult<Vec<StoredServer>>;
 

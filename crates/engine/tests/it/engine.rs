@@ -60,7 +60,10 @@ async fn sleep_reports_progress_and_history_gives_estimates() {
         "finished tasks have no estimate"
     );
     let paused = {
-        t.engine.set_queue_paused("default", true).await.unwrap();
+        t.engine
+            .set_queue_paused(OWNER, "default", true)
+            .await
+            .unwrap();
         t.engine
             .submit_prepared(vec![next])
             .await
@@ -243,14 +246,20 @@ async fn priority_decides_the_order() {
     let mut cfg = fast_config();
     cfg.workers = 1;
     let t = TestEngine::start(cfg).await;
-    t.engine.set_queue_paused("default", true).await.unwrap();
+    t.engine
+        .set_queue_paused(OWNER, "default", true)
+        .await
+        .unwrap();
     let mut low = req("baton__echo", json!({"n": "low"}));
     low.priority = Some(baton_core::submit::Priority(10));
     let mut high = req("baton__echo", json!({"n": "high"}));
     high.priority = Some(baton_core::submit::Priority(90));
     let low = submit(&t.engine, low).await;
     let high = submit(&t.engine, high).await;
-    t.engine.set_queue_paused("default", false).await.unwrap();
+    t.engine
+        .set_queue_paused(OWNER, "default", false)
+        .await
+        .unwrap();
     let l = wait_final(&t.engine, low).await;
     let h = wait_final(&t.engine, high).await;
     assert!(h.started_at.unwrap() <= l.started_at.unwrap());
@@ -299,7 +308,10 @@ async fn active_cap_refuses_with_retry_after() {
     let mut cfg = fast_config();
     cfg.max_active_tasks = 3;
     let t = TestEngine::start(cfg).await;
-    t.engine.set_queue_paused("default", true).await.unwrap();
+    t.engine
+        .set_queue_paused(OWNER, "default", true)
+        .await
+        .unwrap();
     for _ in 0..3 {
         submit(&t.engine, req("baton__echo", json!({}))).await;
     }
@@ -547,14 +559,20 @@ async fn retention_deletes_old_finished_tasks_only() {
 #[tokio::test]
 async fn live_subscribers_see_every_state_change() {
     let t = TestEngine::start(fast_config()).await;
-    t.engine.set_queue_paused("default", true).await.unwrap();
+    t.engine
+        .set_queue_paused(OWNER, "default", true)
+        .await
+        .unwrap();
     let id = submit(
         &t.engine,
         req("baton__sleep", json!({"ms": 100, "steps": 2})),
     )
     .await;
     let mut sub = t.engine.subscribe(id);
-    t.engine.set_queue_paused("default", false).await.unwrap();
+    t.engine
+        .set_queue_paused(OWNER, "default", false)
+        .await
+        .unwrap();
     let mut seen = Vec::new();
     loop {
         let ev = tokio::time::timeout(Duration::from_secs(10), sub.recv())

@@ -3,3 +3,4 @@
 mod audit;
 mod common;
 mod engine;
+mod keys;

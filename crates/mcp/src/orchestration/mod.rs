@@ -49,6 +49,21 @@ pub fn is_orchestration(name: &str) -> bool {
     NAMES.contains(&name)
 }
 
+/// The scope an orchestration tool needs; `None` for a name that is not one.
+pub fn scope_of(name: &str) -> Option<baton_core::auth::Scope> {
+    use baton_core::auth::Scope;
+    Some(match name {
+        "task_submit" | "task_cancel" => Scope::TasksWrite,
+        "task_status" | "task_result" | "task_list" | "queue_stats" | "server_list"
+        | "peer_list" => Scope::TasksRead,
+        "workflow_submit" | "workflow_cancel" => Scope::WorkflowsWrite,
+        "workflow_status" | "workflow_result" | "workflow_list" | "workflow_dag" => {
+            Scope::WorkflowsRead
+        }
+        _ => return None,
+    })
+}
+
 pub async fn call(
     service: &Arc<McpService>,
     name: &str,
@@ -177,7 +192,7 @@ async fn run(
         }
         "queue_stats" => {
             let _: NoArgs = parse(args)?;
-            Ok(ok(engine.queues_view().await?))
+            Ok(ok(engine.queues_view(Some(p)).await?))
         }
         "server_list" => {
             let a: ServerListArgs = parse(args)?;
@@ -251,5 +266,16 @@ async fn run(
         other => Err(Failure::Rpc(RpcError::invalid_params(format!(
             "unknown tool `{other}`"
         )))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_orchestration_tool_needs_a_scope() {
+        for name in super::NAMES {
+            assert!(super::scope_of(name).is_some(), "{name}");
+        }
+        assert_eq!(super::scope_of("everything__echo"), None);
     }
 }

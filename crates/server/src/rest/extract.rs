@@ -4,6 +4,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
+use baton_core::auth::Identity;
 use baton_core::{ErrorCode, TaskId};
 use serde::de::DeserializeOwned;
 
@@ -87,21 +88,38 @@ pub fn parse_task_id(raw: &str) -> Result<TaskId, ApiError> {
         .map_err(|e: baton_core::id::ParseTaskIdError| ApiError::invalid(e.to_string()))
 }
 
-/// The principal a request acts as (see [`baton_core::principal`]); a malformed
-/// `Baton-Principal` header is a 400.
-pub struct Principal(pub String);
+/// Who a request is: the identity the node's authentication put on it (see
+/// [`crate::auth`]). A router used without that layer trusts the `Baton-Principal`
+/// header, as a node without authentication does; a malformed one is a 400.
+pub struct Caller(pub Identity);
 
-impl<S: Send + Sync> FromRequestParts<S> for Principal {
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(identity) = parts.extensions.get::<Identity>() {
+            return Ok(Caller(identity.clone()));
+        }
         baton_core::principal::from_header(
             parts
                 .headers
                 .get(baton_core::principal::HEADER)
                 .map(|v| v.as_bytes()),
         )
-        .map(Principal)
+        .map(|p| Caller(Identity::trusted(p)))
         .map_err(ApiError::invalid)
+    }
+}
+
+/// The principal (tenant) a request acts as.
+pub struct Principal(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Caller::from_request_parts(parts, state)
+            .await
+            .map(|Caller(id)| Principal(id.principal))
     }
 }

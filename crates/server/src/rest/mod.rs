@@ -6,6 +6,7 @@
 
 pub mod extract;
 pub mod health;
+pub mod keys;
 pub mod queues;
 pub mod servers;
 pub mod sse;
@@ -23,9 +24,9 @@ use tokio_util::sync::CancellationToken;
 use crate::error::ApiError;
 use crate::guard::BrowserGuard;
 
-/// Requests act as the principal their `Baton-Principal` header names (anonymous without
-/// one), a placeholder until authentication lands. Ownership is already enforced: tasks
-/// of another principal are indistinguishable from missing ones.
+/// The principal of requests on a node that asks for no credentials and of requests that
+/// name none (see [`crate::auth`]). Every read and write is confined to the caller's
+/// principal: another principal's tasks are indistinguishable from missing ones.
 pub use baton_core::principal::ANONYMOUS;
 
 #[derive(Clone)]
@@ -36,16 +37,21 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     pub upstreams: std::sync::Arc<baton_upstream::Upstreams>,
     pub mcp: std::sync::Arc<baton_mcp::McpService>,
+    /// Whether `POST /v1/servers` may register a stdio server (`upstream.allow_runtime_commands`).
+    pub allow_runtime_commands: bool,
 }
 
 /// The whole HTTP surface of a node: REST, `/mcp` and health, behind the browser guard
-/// (see [`crate::guard`]), which every route passes first.
+/// (see [`crate::guard`]), which every route passes first, then authentication and
+/// access control (see [`crate::auth`]).
 pub fn router(
     state: AppState,
     max_body_bytes: usize,
     body_read_timeout: std::time::Duration,
     guard: BrowserGuard,
+    auth: std::sync::Arc<crate::auth::Auth>,
 ) -> Router {
+    let metadata = get(crate::auth::resource_metadata).with_state(auth.clone());
     Router::new()
         .route("/v1/tasks", post(tasks::submit).get(tasks::list))
         .route("/v1/tasks/batch", post(tasks::submit_batch))
@@ -77,7 +83,13 @@ pub fn router(
             "/v1/servers/{name}",
             get(servers::get_server).delete(servers::remove),
         )
+        .route("/v1/keys", post(keys::create).get(keys::list))
+        .route("/v1/keys/{key_id}", axum::routing::delete(keys::revoke))
+        .route("/v1/keys/{key_id}/rotate", post(keys::rotate))
+        .route("/v1/audit", get(keys::audit))
         .route_service("/mcp", baton_mcp::http::router(state.mcp.clone()))
+        .route("/.well-known/oauth-protected-resource", metadata.clone())
+        .route("/.well-known/oauth-protected-resource/mcp", metadata)
         .route(
             "/openapi.json",
             get(|| async { axum::Json(crate::openapi::document().clone()) }),
@@ -90,6 +102,10 @@ pub fn router(
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
             body_read_timeout,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            auth,
+            crate::auth::enforce,
         ))
         .layer(axum::middleware::from_fn_with_state(
             std::sync::Arc::new(guard),

@@ -5,28 +5,33 @@ use axum::Json;
 use axum::extract::{Path, State};
 
 use super::AppState;
+use super::extract::Principal;
 use super::views::{Peers, QueueState, Stats};
 use crate::error::ApiError;
 
+/// The caller's queues: each principal has its own, with its own counts and pauses.
 pub async fn list(
     State(s): State<AppState>,
+    Principal(principal): Principal,
 ) -> Result<Json<baton_engine::views::QueuesView>, ApiError> {
-    Ok(Json(s.engine.queues_view().await?))
+    Ok(Json(s.engine.queues_view(Some(&principal)).await?))
 }
 
 pub async fn pause(
     State(s): State<AppState>,
+    Principal(principal): Principal,
     Path(name): Path<String>,
 ) -> Result<Json<QueueState>, ApiError> {
-    s.engine.set_queue_paused(&name, true).await?;
+    s.engine.set_queue_paused(&principal, &name, true).await?;
     Ok(Json(QueueState { name, paused: true }))
 }
 
 pub async fn resume(
     State(s): State<AppState>,
+    Principal(principal): Principal,
     Path(name): Path<String>,
 ) -> Result<Json<QueueState>, ApiError> {
-    s.engine.set_queue_paused(&name, false).await?;
+    s.engine.set_queue_paused(&principal, &name, false).await?;
     Ok(Json(QueueState {
         name,
         paused: false,

@@ -57,6 +57,15 @@ pub async fn add(
     State(s): State<AppState>,
     ApiJson(config): ApiJson<ServerConfig>,
 ) -> Result<Response, ApiError> {
+    // Checked before anything is spawned: a refused registration runs nothing.
+    if config.command.is_some() && !s.allow_runtime_commands {
+        return Err(ApiError::new(
+            baton_core::ErrorCode::PermissionDenied,
+            "this node does not register stdio servers (commands it would run) at runtime; \
+             add the server to the config file's [[servers]], or set \
+             upstream.allow_runtime_commands = true",
+        ));
+    }
     let server = s.upstreams.register(config).await?;
     Ok((StatusCode::CREATED, Json(server.status())).into_response())
 }

@@ -3,5 +3,6 @@
 //! SQLite store, without a socket. Answers are snapshot-tested with ids and times
 //! redacted, so a change to what clients see is a reviewed diff.
 
+mod auth;
 mod contract;
 mod node;

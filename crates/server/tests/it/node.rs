@@ -9,23 +9,57 @@ use axum::http::{Request, StatusCode};
 use baton_engine::clock::Clock;
 use baton_engine::tools::ToolRegistry;
 use baton_engine::{Engine, EngineConfig};
+use baton_server::auth::{Auth, AuthSettings};
 use baton_server::rest::{self, AppState};
+pub use baton_store::fixtures::Backend;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+/// Node names, unique per process (two nodes may share a store).
+static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 pub struct Node {
     pub router: Router,
     pub engine: Engine,
-    _dir: tempfile::TempDir,
+    pub store: Arc<dyn baton_store::Store>,
+    _dir: Option<baton_store::fixtures::Guard>,
 }
 
 impl Node {
+    /// A node that asks for no credentials, on SQLite (the laptop default).
     pub async fn start() -> Node {
-        let (store, dir) = baton_store::fixtures::fresh_sqlite().await;
+        Node::start_with(Backend::Sqlite, AuthSettings::default()).await
+    }
+
+    /// A node with these authentication settings on a fresh store of `backend`.
+    pub async fn start_with(backend: Backend, auth: AuthSettings) -> Node {
+        let (store, dir) = baton_store::fixtures::fresh(backend).await;
+        Node::on_store(store, Some(dir), auth).await
+    }
+
+    /// A node on `store` (another node may share it).
+    pub async fn on_store(
+        store: Arc<dyn baton_store::Store>,
+        dir: Option<baton_store::fixtures::Guard>,
+        auth: AuthSettings,
+    ) -> Node {
+        Node::on_store_with(store, dir, auth, None).await
+    }
+
+    /// A node that also accepts the JWTs `jwt` verifies.
+    pub async fn on_store_with(
+        store: Arc<dyn baton_store::Store>,
+        dir: Option<baton_store::fixtures::Guard>,
+        auth: AuthSettings,
+        jwt: Option<Arc<baton_server::auth::jwt::JwtVerifier>>,
+    ) -> Node {
         let tools = Arc::new(ToolRegistry::with_builtins("__"));
         let config = EngineConfig {
-            node_id: "node-1".into(),
+            node_id: format!(
+                "node-{}",
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ),
             workers: 4,
             poll_interval: Duration::from_millis(50),
             ..Default::default()
@@ -33,7 +67,8 @@ impl Node {
         let engine = Engine::start(config, store.clone(), tools.clone(), Clock::system())
             .await
             .unwrap();
-        let upstreams = baton_upstream::Upstreams::new(tools, store, "node-1", Default::default());
+        let upstreams =
+            baton_upstream::Upstreams::new(tools, store.clone(), "node", Default::default());
         let mcp =
             baton_mcp::McpService::new(engine.clone(), Some(upstreams.clone()), Default::default());
         let router = rest::router(
@@ -42,6 +77,7 @@ impl Node {
                 shutdown: CancellationToken::new(),
                 upstreams,
                 mcp,
+                allow_runtime_commands: !auth.required,
             },
             1 << 20,
             Duration::from_secs(10),
@@ -49,10 +85,19 @@ impl Node {
                 loopback_only: true,
                 ..Default::default()
             },
+            Arc::new(Auth::new(
+                engine.clone(),
+                AuthSettings {
+                    max_body_bytes: 1 << 20,
+                    ..auth
+                },
+                jwt,
+            )),
         );
         Node {
             router,
             engine,
+            store,
             _dir: dir,
         }
     }

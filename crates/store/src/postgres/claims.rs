@@ -24,7 +24,8 @@ const CLAIM_LIMITS_LOCK: i32 = 0x6261_746e; // "batn"
 macro_rules! runnable {
     () => {
         "FROM tasks WHERE status = 'pending' AND run_at <= $1 \
-         AND queue NOT IN (SELECT name FROM queues WHERE paused)"
+         AND NOT EXISTS (SELECT 1 FROM queue_settings q WHERE q.paused \
+                         AND q.owner = tasks.owner AND q.name = tasks.queue)"
     };
 }
 

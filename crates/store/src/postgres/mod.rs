@@ -59,6 +59,7 @@ mod connect;
 mod error;
 mod events;
 mod input;
+mod keys;
 mod leases;
 mod listen;
 mod peers;
@@ -289,12 +290,22 @@ impl Store for PostgresStore {
         shared::tasks::task_events(&self.pool, id, after_seq, limit).await
     }
 
-    async fn queue_stats(&self, now: Timestamp) -> StoreResult<Vec<QueueStats>> {
-        shared::queues::queue_stats(&self.pool, now).await
+    async fn queue_stats(
+        &self,
+        now: Timestamp,
+        owner: Option<&str>,
+    ) -> StoreResult<Vec<QueueStats>> {
+        shared::queues::queue_stats(&self.pool, now, owner).await
     }
 
-    async fn set_queue_paused(&self, queue: &str, paused: bool, now: Timestamp) -> StoreResult<()> {
-        shared::queues::set_queue_paused(&self.pool, queue, paused, now).await
+    async fn set_queue_paused(
+        &self,
+        owner: &str,
+        queue: &str,
+        paused: bool,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        shared::queues::set_queue_paused(&self.pool, owner, queue, paused, now).await
     }
 
     async fn recent_durations(&self, tool: &str, limit: u32) -> StoreResult<Vec<u64>> {
@@ -340,6 +351,44 @@ impl Store for PostgresStore {
 
     async fn take_input(&self, id: TaskId, token: i64) -> StoreResult<Option<Value>> {
         input::take_input(&self.pool, id, token).await
+    }
+
+    async fn put_key(&self, key: crate::StoredKey) -> StoreResult<()> {
+        shared::keys::put_key(&self.pool, &key).await
+    }
+
+    async fn get_key(&self, key_id: &str) -> StoreResult<Option<crate::StoredKey>> {
+        shared::keys::get_key(&self.pool, key_id).await
+    }
+
+    async fn list_keys(&self, since: Option<Timestamp>) -> StoreResult<Vec<crate::StoredKey>> {
+        shared::keys::list_keys(&self.pool, since).await
+    }
+
+    async fn revoke_key(&self, key_id: &str, now: Timestamp) -> StoreResult<bool> {
+        shared::keys::revoke_key(&self.pool, key_id, now).await
+    }
+
+    async fn rotate_key(
+        &self,
+        key_id: &str,
+        new_hash: &str,
+        previous_until: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        shared::keys::rotate_key(&self.pool, key_id, new_hash, previous_until, now).await
+    }
+
+    async fn append_audit(&self, entries: Vec<crate::NewAuditEntry>) -> StoreResult<()> {
+        shared::keys::append_audit(&self.pool, &entries).await
+    }
+
+    async fn list_audit(&self, query: &crate::AuditQuery) -> StoreResult<Vec<crate::AuditEntry>> {
+        shared::keys::list_audit(&self.pool, query).await
+    }
+
+    async fn purge_audit(&self, before: Timestamp, limit: u32) -> StoreResult<u64> {
+        shared::keys::purge_audit(&self.pool, before, limit).await
     }
 
     async fn list_servers(&self) -> StoreResult<Vec<StoredServer>> {

@@ -20,6 +20,7 @@ pub(crate) mod dialect;
 pub(crate) mod events;
 pub(crate) mod filters;
 pub(crate) mod input;
+pub(crate) mod keys;
 pub(crate) mod leases;
 pub(crate) mod peers;
 pub(crate) mod queues;

@@ -24,7 +24,10 @@ fn push_runnable(qb: &mut QueryBuilder<Sqlite>, columns: &str, now: Timestamp) {
          WHERE status = 'pending' AND run_at <= "
     ))
     .push_bind(now.as_millis())
-    .push(" AND queue NOT IN (SELECT name FROM queues WHERE paused = 1)");
+    .push(
+        " AND NOT EXISTS (SELECT 1 FROM queue_settings q WHERE q.paused = 1 \
+         AND q.owner = tasks.owner AND q.name = tasks.queue)",
+    );
 }
 
 /// The tasks a concurrency limit covers.

@@ -44,6 +44,7 @@ mod claims;
 mod error;
 mod events;
 mod input;
+mod keys;
 mod leases;
 mod peers;
 mod queues;
@@ -278,16 +279,26 @@ impl Store for SqliteStore {
         shared::tasks::task_events(&self.reader, id, after_seq, limit).await
     }
 
-    async fn queue_stats(&self, now: Timestamp) -> StoreResult<Vec<QueueStats>> {
-        shared::queues::queue_stats(&self.reader, now).await
+    async fn queue_stats(
+        &self,
+        now: Timestamp,
+        owner: Option<&str>,
+    ) -> StoreResult<Vec<QueueStats>> {
+        shared::queues::queue_stats(&self.reader, now, owner).await
     }
 
-    async fn set_queue_paused(&self, queue: &str, paused: bool, now: Timestamp) -> StoreResult<()> {
-        let queue = queue.to_string();
+    async fn set_queue_paused(
+        &self,
+        owner: &str,
+        queue: &str,
+        paused: bool,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let (owner, queue) = (owner.to_string(), queue.to_string());
         self.writer
             .write(move |w| {
                 Box::pin(async move {
-                    shared::queues::set_queue_paused(w.exec(), &queue, paused, now).await
+                    shared::queues::set_queue_paused(w.exec(), &owner, &queue, paused, now).await
                 })
             })
             .await
@@ -349,6 +360,67 @@ impl Store for SqliteStore {
     async fn take_input(&self, id: TaskId, token: i64) -> StoreResult<Option<Value>> {
         self.writer
             .write(move |w| Box::pin(input::take_input(w, id, token)))
+            .await
+    }
+
+    async fn put_key(&self, key: crate::StoredKey) -> StoreResult<()> {
+        self.writer
+            .write(move |w| Box::pin(async move { shared::keys::put_key(w.exec(), &key).await }))
+            .await
+    }
+
+    async fn get_key(&self, key_id: &str) -> StoreResult<Option<crate::StoredKey>> {
+        shared::keys::get_key(&self.reader, key_id).await
+    }
+
+    async fn list_keys(&self, since: Option<Timestamp>) -> StoreResult<Vec<crate::StoredKey>> {
+        shared::keys::list_keys(&self.reader, since).await
+    }
+
+    async fn revoke_key(&self, key_id: &str, now: Timestamp) -> StoreResult<bool> {
+        let key_id = key_id.to_string();
+        self.writer
+            .write(move |w| {
+                Box::pin(async move { shared::keys::revoke_key(w.exec(), &key_id, now).await })
+            })
+            .await
+    }
+
+    async fn rotate_key(
+        &self,
+        key_id: &str,
+        new_hash: &str,
+        previous_until: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let (key_id, new_hash) = (key_id.to_string(), new_hash.to_string());
+        self.writer
+            .write(move |w| {
+                Box::pin(async move {
+                    shared::keys::rotate_key(w.exec(), &key_id, &new_hash, previous_until, now)
+                        .await
+                })
+            })
+            .await
+    }
+
+    async fn append_audit(&self, entries: Vec<crate::NewAuditEntry>) -> StoreResult<()> {
+        self.writer
+            .write(move |w| {
+                Box::pin(async move { shared::keys::append_audit(w.exec(), &entries).await })
+            })
+            .await
+    }
+
+    async fn list_audit(&self, query: &crate::AuditQuery) -> StoreResult<Vec<crate::AuditEntry>> {
+        shared::keys::list_audit(&self.reader, query).await
+    }
+
+    async fn purge_audit(&self, before: Timestamp, limit: u32) -> StoreResult<u64> {
+        self.writer
+            .write(move |w| {
+                Box::pin(async move { shared::keys::purge_audit(w.exec(), before, limit).await })
+            })
             .await
     }
 

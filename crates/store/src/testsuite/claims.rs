@@ -87,18 +87,60 @@ pub async fn paused_queues_are_skipped(store: &dyn Store) {
     a.queue = "reports".into();
     let b = new_task("t", 10, t0());
     create(store, vec![a.clone(), b.clone()]).await;
-    store.set_queue_paused("reports", true, t0()).await.unwrap();
+    store
+        .set_queue_paused("alice", "reports", true, t0())
+        .await
+        .unwrap();
     let got = claim(store, "w", 10, t0(), 1).await;
     assert_eq!(got.iter().map(|t| t.id).collect::<Vec<_>>(), vec![b.id]);
     assert!(claim(store, "w", 10, t0(), 1).await.is_empty());
-    let stats = store.queue_stats(t0()).await.unwrap();
+    let stats = store.queue_stats(t0(), Some("alice")).await.unwrap();
     assert!(stats.iter().any(|q| q.name == "reports" && q.paused));
     store
-        .set_queue_paused("reports", false, t0())
+        .set_queue_paused("alice", "reports", false, t0())
         .await
         .unwrap();
     let got = claim(store, "w", 10, t0(), 1).await;
     assert_eq!(got.iter().map(|t| t.id).collect::<Vec<_>>(), vec![a.id]);
+}
+
+/// A queue belongs to the principal whose tasks it holds: pausing it stops only theirs,
+/// and each principal's statistics count only their tasks.
+pub async fn queues_belong_to_their_principal(store: &dyn Store) {
+    let mut alice = new_task("t", 50, t0());
+    alice.queue = "reports".into();
+    let mut bob = new_task("t", 50, t0());
+    bob.queue = "reports".into();
+    bob.owner = "bob".into();
+    create(store, vec![alice.clone(), bob.clone()]).await;
+    store
+        .set_queue_paused("alice", "reports", true, t0())
+        .await
+        .unwrap();
+    let got = claim(store, "w", 10, t0(), 1).await;
+    assert_eq!(got.iter().map(|t| t.id).collect::<Vec<_>>(), vec![bob.id]);
+    let of = |stats: Vec<crate::QueueStats>| {
+        stats
+            .into_iter()
+            .find(|q| q.name == "reports")
+            .map(|q| (q.paused, q.counts["pending"], q.counts["running"]))
+    };
+    assert_eq!(
+        of(store.queue_stats(t0(), Some("alice")).await.unwrap()),
+        Some((true, 1, 0))
+    );
+    assert_eq!(
+        of(store.queue_stats(t0(), Some("bob")).await.unwrap()),
+        Some((false, 0, 1))
+    );
+    assert_eq!(
+        of(store.queue_stats(t0(), Some("carol")).await.unwrap()),
+        None
+    );
+    assert_eq!(
+        of(store.queue_stats(t0(), None).await.unwrap()),
+        Some((true, 1, 1))
+    );
 }
 
 pub async fn concurrency_limits(store: &dyn Store) {

@@ -27,7 +27,9 @@ macro_rules! store_test_suite {
             running_workflows_keep_their_steps, children_of_a_task,
             hostile_text_is_stored_escaped, runs_are_told_apart_by_lease_token,
             idempotency_conflicts_refuse_the_whole_write,
-            retention_keeps_what_a_retry_or_a_parent_needs);
+            retention_keeps_what_a_retry_or_a_parent_needs,
+            queues_belong_to_their_principal, keys_lifecycle,
+            audit_log_appends_lists_and_purges);
     };
     (@tests $factory:path; $($name:ident),* $(,)?) => {
         $(
@@ -42,6 +44,7 @@ macro_rules! store_test_suite {
 
 mod claims;
 mod input;
+mod keys;
 mod leases;
 mod peers;
 mod queues;
@@ -52,9 +55,10 @@ mod workflows;
 
 pub use claims::{
     claim_leases_once, claim_order, concurrency_limits, create_and_claim_in_order,
-    delayed_tasks_wait, paused_queues_are_skipped,
+    delayed_tasks_wait, paused_queues_are_skipped, queues_belong_to_their_principal,
 };
 pub use input::{checkpoints_are_fenced, input_round_trip};
+pub use keys::{audit_log_appends_lists_and_purges, keys_lifecycle};
 pub use leases::{
     expired_lease_cannot_write_before_rescue, expired_leases_are_rescued,
     heartbeat_extends_own_leases, release_by_owner_does_not_count,

@@ -14,7 +14,10 @@ pub async fn queue_stats_and_active_count(store: &dyn Store) {
     claim(store, "w", 1, t0(), 1).await;
     store.finish(vec![complete(ids[0], 1, t0())]).await.unwrap();
     assert_eq!(store.count_active().await.unwrap(), 2);
-    let stats = store.queue_stats(t0().saturating_add(SEC)).await.unwrap();
+    let stats = store
+        .queue_stats(t0().saturating_add(SEC), None)
+        .await
+        .unwrap();
     let default = stats.iter().find(|q| q.name == "default").unwrap();
     assert_eq!(default.counts["completed"], 1);
     assert_eq!(default.counts["pending"], 1);
