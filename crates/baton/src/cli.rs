@@ -90,6 +90,9 @@ enum Command {
     },
     /// Read the audit log: every state-changing or refused request.
     Audit(crate::keys::AuditArgs),
+    /// The key that encrypts the env and header values of servers registered at runtime:
+    /// make one, or re-encrypt every stored server with a new one.
+    Secrets(crate::secrets::SecretsArgs),
     /// Measure throughput and latency (see BENCHMARKS.md).
     Bench(bench::BenchArgs),
     /// Inject faults into real nodes under a random workload, then check invariants over
@@ -304,6 +307,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Workflow { action } => crate::workflow::run(&client, action).await,
         Command::Keys { action } => crate::keys::run(&client, action).await,
         Command::Audit(args) => crate::keys::audit(&client, args).await,
+        Command::Secrets(args) => return crate::secrets::run(args).await,
     };
     match result {
         Ok(code) => code,

@@ -6,6 +6,7 @@ mod cli;
 mod client;
 mod keys;
 mod output;
+mod secrets;
 mod workflow;
 
 use std::process::ExitCode;

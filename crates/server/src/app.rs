@@ -13,7 +13,7 @@ use baton_engine::{Engine, EngineError};
 use baton_mcp::McpService;
 use baton_store::sqlite::{SqliteOptions, SqliteStore};
 use baton_store::{Store, StoreError};
-use baton_upstream::{Origin, Upstreams};
+use baton_upstream::{Origin, Secrets, StoreScope, Upstreams};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -44,6 +44,8 @@ pub enum AppError {
     Insecure(String),
     #[error("auth.jwt: {0}")]
     Jwt(String),
+    #[error("secrets: {0}")]
+    Secrets(String),
     #[error("the HTTP server failed: {0}")]
     Serve(#[source] std::io::Error),
     #[error("server `{name}` in the config file: {source}")]
@@ -52,6 +54,32 @@ pub enum AppError {
         #[source]
         source: Box<baton_upstream::UpstreamError>,
     },
+}
+
+/// The data directory holds the store, the node id and perhaps the key that encrypts
+/// server secrets: owner-only (0700, files 0600). A failure is logged, not fatal (a
+/// directory another user owns, a filesystem without modes).
+fn secure_data_dir(dir: &Path) {
+    let mut problems = Vec::new();
+    if let Err(e) = baton_upstream::secrets::secure_dir(dir) {
+        problems.push(e.to_string());
+    }
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_file())
+                && let Err(e) = baton_upstream::secrets::secure_file(&entry.path())
+            {
+                problems.push(format!("{}: {e}", entry.path().display()));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        tracing::warn!(
+            path = %dir.display(),
+            problems = problems.join("; "),
+            "cannot make the data directory private to this user"
+        );
+    }
 }
 
 /// An exclusive lock on the data directory, held for the node's lifetime: two processes
@@ -227,11 +255,22 @@ impl App {
         let store = open_store(&config).await?;
         let mut engine_config = config.engine_config(node_id.clone());
         let tools = Arc::new(ToolRegistry::with_builtins(engine_config.separator.clone()));
-        let upstreams = Upstreams::new(
+        secure_data_dir(&config.data_dir);
+        let scope = if config.store.is_postgres() {
+            StoreScope::Shared
+        } else {
+            StoreScope::Local {
+                data_dir: config.data_dir.clone(),
+            }
+        };
+        let secrets =
+            Secrets::load(&config.secrets, scope).map_err(|e| AppError::Secrets(e.to_string()))?;
+        let upstreams = Upstreams::with_secrets(
             tools.clone(),
             store.clone(),
             &node_id,
             config.upstream.settings(),
+            Arc::new(secrets),
         );
         for server in &config.servers {
             upstreams

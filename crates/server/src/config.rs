@@ -61,6 +61,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// HTTPS on the listener.
     pub tls: TlsConfig,
+    /// The key that encrypts the env and header values of servers registered at runtime.
+    pub secrets: baton_upstream::SecretsConfig,
     /// MCP servers whose tools Baton runs (`[[servers]]`).
     pub servers: Vec<ServerConfig>,
 }
@@ -304,6 +306,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             audit: AuditConfig::default(),
             tls: TlsConfig::default(),
+            secrets: baton_upstream::SecretsConfig::default(),
             servers: Vec::new(),
         }
     }

@@ -78,7 +78,11 @@ pub fn service_error(e: ServiceError, note: impl FnOnce() -> String) -> ToolCall
         ),
         other => ToolCallError::new(
             "upstream_unavailable",
-            format!("the connection to the server failed ({other}): {}", note()),
+            // The transport's error may quote the URL (and its credentials).
+            crate::redact::text(&format!(
+                "the connection to the server failed ({other}): {}",
+                note()
+            )),
             true,
         ),
     }

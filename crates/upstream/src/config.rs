@@ -2,12 +2,17 @@
 //! `POST /v1/servers`.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+use crate::redact;
+use crate::secrets::reference;
+
+// `Debug` hides what `redacted` hides: env and header values, credentials in args and URL.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     /// `[a-z0-9-]+`, unique; the prefix of the server's tools (`name__tool`).
@@ -17,7 +22,9 @@ pub struct ServerConfig {
     pub command: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
-    /// Extra environment of the spawned program. Values are secrets: never shown.
+    /// Extra environment of the spawned program. Values are secrets: never shown, stored
+    /// encrypted. A value may reference Baton's environment or a file, resolved when the
+    /// server starts: `${env:NAME}`, `${file:PATH}` (e.g. `Bearer ${env:API_TOKEN}`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -25,7 +32,8 @@ pub struct ServerConfig {
     /// Streamable HTTP: the server's MCP endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
-    /// Sent with every HTTP request (e.g. `Authorization`). Values are secrets: never shown.
+    /// Sent with every HTTP request (e.g. `Authorization`). Values are secrets: never shown,
+    /// stored encrypted; references as in `env`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
     /// Capabilities, for discovery (`GET /v1/servers?tag=X`).
@@ -46,8 +54,8 @@ pub struct ServerConfig {
     pub retry_tool_errors: bool,
 }
 
-/// How Baton reaches a server.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How Baton reaches a server (its `Debug` hides env and header values).
+#[derive(Clone, PartialEq, Eq)]
 pub enum Transport {
     Stdio {
         command: String,
@@ -59,6 +67,54 @@ pub enum Transport {
         url: String,
         headers: BTreeMap<String, String>,
     },
+}
+
+/// A map with its values replaced, for `Debug`.
+fn masked(map: &BTreeMap<String, String>) -> BTreeMap<&str, &str> {
+    map.keys().map(|k| (k.as_str(), redact::MASK)).collect()
+}
+
+impl fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("name", &self.name)
+            .field("command", &self.command)
+            .field("args", &redact::args(&self.args))
+            .field("env", &masked(&self.env))
+            .field("cwd", &self.cwd)
+            .field("url", &self.url.as_deref().map(redact::url))
+            .field("headers", &masked(&self.headers))
+            .field("tags", &self.tags)
+            .field("group", &self.group)
+            .field("max_concurrency", &self.max_concurrency)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("retry_tool_errors", &self.retry_tool_errors)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Transport::Stdio {
+                command,
+                args,
+                env,
+                cwd,
+            } => f
+                .debug_struct("Stdio")
+                .field("command", command)
+                .field("args", &redact::args(args))
+                .field("env", &masked(env))
+                .field("cwd", cwd)
+                .finish(),
+            Transport::Http { url, headers } => f
+                .debug_struct("Http")
+                .field("url", &redact::url(url))
+                .field("headers", &masked(headers))
+                .finish(),
+        }
+    }
 }
 
 fn check_name(kind: &str, name: &str) -> Result<(), String> {
@@ -91,6 +147,11 @@ impl ServerConfig {
         if self.timeout_ms == Some(0) {
             return Err("timeout_ms: must be at least 1".into());
         }
+        for (field, map) in [("env", &self.env), ("headers", &self.headers)] {
+            for (k, v) in map {
+                reference::parse(v).map_err(|m| format!("{field}: `{k}`: {m}"))?;
+            }
+        }
         match (&self.command, &self.url) {
             (Some(_), Some(_)) => {
                 Err("give either `command` (stdio) or `url` (HTTP), not both".into())
@@ -113,12 +174,13 @@ impl ServerConfig {
                 })
             }
             (None, Some(url)) => {
+                let shown = redact::url(url);
                 let parsed: http::Uri = url
                     .parse()
-                    .map_err(|e| format!("url: `{url}` is not a valid URL ({e})"))?;
+                    .map_err(|e| format!("url: `{shown}` is not a valid URL ({e})"))?;
                 if !matches!(parsed.scheme_str(), Some("http" | "https")) || parsed.host().is_none()
                 {
-                    return Err(format!("url: `{url}` must be an http:// or https:// URL"));
+                    return Err(format!("url: `{shown}` must be an http:// or https:// URL"));
                 }
                 if !self.args.is_empty() || !self.env.is_empty() || self.cwd.is_some() {
                     return Err("args, env and cwd are only for stdio servers (`command`)".into());
@@ -138,13 +200,17 @@ impl ServerConfig {
         }
     }
 
-    /// The definition as shown to clients: secrets (env and header values) replaced.
+    /// The definition as shown to clients: env and header values replaced, credentials in
+    /// `args` and `url` hidden (see [`redact`]).
     pub fn redacted(&self) -> Value {
-        let mut v = serde_json::to_value(self).unwrap_or_else(|_| json!({}));
+        let mut shown = self.clone();
+        shown.args = redact::args(&self.args);
+        shown.url = self.url.as_deref().map(redact::url);
+        let mut v = serde_json::to_value(&shown).unwrap_or_else(|_| json!({}));
         for key in ["env", "headers"] {
             if let Some(map) = v.get_mut(key).and_then(Value::as_object_mut) {
                 for val in map.values_mut() {
-                    *val = Value::String("***".into());
+                    *val = Value::String(redact::MASK.into());
                 }
             }
         }
@@ -216,5 +282,55 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains("TOKEN"));
+    }
+
+    #[test]
+    fn views_and_debug_hide_credentials() {
+        let mut c = stdio("a");
+        c.args = vec!["--api-key".into(), "k3y".into(), "--token=t0k".into()];
+        c.env.insert("TOKEN".into(), "hunter2".into());
+        let shown = c.redacted();
+        assert_eq!(shown["args"], json!(["--api-key", "***", "--token=***"]));
+        let debug = format!("{c:?} {:?}", c.validate().unwrap());
+        for secret in ["k3y", "t0k", "hunter2", "secret"] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+        assert!(debug.contains("TOKEN"), "{debug}");
+
+        let mut h = stdio("b");
+        h.command = None;
+        h.args.clear();
+        h.env.clear();
+        h.url = Some("https://u:pw@h.example/mcp?access_token=tk&x=1".into());
+        h.headers
+            .insert("Authorization".into(), "Bearer b3arer".into());
+        let shown = h.redacted();
+        assert_eq!(
+            shown["url"],
+            "https://u:***@h.example/mcp?access_token=***&x=1"
+        );
+        assert_eq!(shown["headers"]["Authorization"], "***");
+        let debug = format!("{h:?} {:?}", h.validate().unwrap());
+        for secret in ["pw@", "tk&", "b3arer"] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+        h.url = Some("ftp://u:pw@h/".into());
+        let e = h.validate().unwrap_err();
+        assert!(e.starts_with("url:") && !e.contains("pw"), "{e}");
+    }
+
+    #[test]
+    fn references_are_checked() {
+        let mut c = stdio("a");
+        c.env.insert("A".into(), "${env:GOOD}".into());
+        c.env
+            .insert("B".into(), "Bearer ${file:/run/secrets/b}".into());
+        assert!(c.validate().is_ok());
+        c.env.insert("C".into(), "${env:NOT-A-NAME}".into());
+        let e = c.validate().unwrap_err();
+        assert!(e.starts_with("env: `C`:"), "{e}");
+        c.env.remove("C");
+        c.env.insert("D".into(), "${file:".into());
+        assert!(c.validate().unwrap_err().contains("not closed"));
     }
 }

@@ -1,6 +1,7 @@
 //! One live session with an upstream server.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use crate::config::Transport;
 use crate::handler::{HandlerState, UpstreamHandler};
 use crate::process::{self, Child, StderrTail};
 use crate::raw::{self, RawCapture, TaskSupport};
+use crate::redact;
 
 /// How long connecting (spawn or dial, and the MCP handshake) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -33,7 +35,10 @@ pub struct Connection {
     /// The server accepts 2025-11-25 task-augmented tool calls.
     pub legacy_tasks: bool,
     pub pid: Option<u32>,
+    /// For the node's log only (see [`Connection::death_note`]).
     pub stderr: Option<StderrTail>,
+    /// The stderr of a dead session was logged (once, however often its death is told).
+    stderr_logged: AtomicBool,
     child: Mutex<Option<Child>>,
 }
 
@@ -126,16 +131,16 @@ impl Connection {
                     Ok(s) => (s, Some(child)),
                     Err(e) => {
                         let mut child = child;
-                        let exit = child.exited();
+                        let exit = child.exit_within(Duration::from_millis(500)).await;
                         let stderr = child.stderr.text();
                         child.stop(Duration::from_millis(500)).await;
-                        let mut msg = e.to_string();
-                        if let Some(status) = exit {
-                            msg = format!("the process exited ({status})");
+                        let mut msg = redact::text(&e.to_string());
+                        if let Some(status) = &exit {
+                            msg = format!("the server exited ({status})");
                         }
                         if !stderr.is_empty() {
-                            msg =
-                                format!("{msg}; its stderr ends with: {}", last_lines(&stderr, 5));
+                            log_stderr(server, exit.as_deref(), &stderr);
+                            msg = format!("{msg}; its stderr is in the node's log");
                         }
                         return Err(ConnectError::Handshake(msg));
                     }
@@ -156,7 +161,9 @@ impl Connection {
                 let t = StreamableHttpClientTransport::from_config(config);
                 let s = rmcp::service::ClientServiceExt::serve_with_lifecycle(handler, t, mode)
                     .await
-                    .map_err(|e| ConnectError::Handshake(format!("{url}: {}", root_cause(&e))))?;
+                    .map_err(|e| {
+                        ConnectError::Handshake(redact::text(&format!("{url}: {}", root_cause(&e))))
+                    })?;
                 (s, None)
             }
         };
@@ -176,7 +183,7 @@ impl Connection {
             && protocol.as_str() == "2025-11-25"
             && let Err(e) = raw::probe_http(url, headers, &protocol, &raw).await
         {
-            tracing::warn!(server, error = %e, "could not read the server's task metadata; its tools run as plain calls");
+            tracing::warn!(server, error = %redact::text(&e), "could not read the server's task metadata; its tools run as plain calls");
         }
         let legacy_tasks = protocol.as_str() == "2025-11-25" && raw.legacy_tasks();
         let pid = child.as_ref().map(|c| c.pid);
@@ -191,6 +198,7 @@ impl Connection {
             legacy_tasks,
             pid,
             stderr,
+            stderr_logged: AtomicBool::new(false),
             child: Mutex::new(child),
         })
     }
@@ -205,29 +213,29 @@ impl Connection {
         self.service.is_closed() || self.service.peer().is_transport_closed()
     }
 
-    /// Why the session ended, for messages: the process's exit and its last stderr lines.
+    /// Why the session ended, for callers (server views, task errors): the process's exit,
+    /// and that its stderr is in the node's log, where it goes the first time this is asked.
     pub fn death_note(&self) -> String {
-        let mut parts = Vec::new();
-        if let Some(child) = self
+        let exit = self
             .child
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .as_mut()
-            && let Some(status) = child.exited()
-        {
-            parts.push(format!("the process exited ({status})"));
-        }
+            .and_then(Child::exited);
+        let mut note = match &exit {
+            Some(status) => format!("the server exited ({status})"),
+            None => "the connection closed".into(),
+        };
         if let Some(s) = &self.stderr {
             let text = s.text();
             if !text.is_empty() {
-                parts.push(format!("stderr ends with: {}", last_lines(&text, 3)));
+                if !self.stderr_logged.swap(true, Ordering::Relaxed) {
+                    log_stderr(&self.handler.server, exit.as_deref(), &text);
+                }
+                note.push_str("; its stderr is in the node's log");
             }
         }
-        if parts.is_empty() {
-            "the connection closed".into()
-        } else {
-            parts.join("; ")
-        }
+        note
     }
 
     /// Lists every tool (all pages), with raw definitions where available.
@@ -320,7 +328,12 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     }
 }
 
-fn last_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join(" | ")
+/// The stderr tail of a server that failed, for the operator (never for callers).
+fn log_stderr(server: &str, exit: Option<&str>, tail: &str) {
+    tracing::warn!(
+        server,
+        exit = exit.unwrap_or("running"),
+        stderr = tail,
+        "an MCP server failed; the last lines of its stderr"
+    );
 }

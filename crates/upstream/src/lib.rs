@@ -12,6 +12,9 @@
 //! - [`raw`]: the raw protocol fields the SDK's typed model drops.
 //! - [`process`]: child process groups; no orphans.
 //! - [`group`]: replicas behind one name.
+//! - [`secrets`]: env and header values sealed at rest, references resolved per
+//!   connection, owner-only data files.
+//! - [`redact`]: credentials hidden in what callers see (args, URLs, messages).
 
 pub mod call;
 pub mod config;
@@ -21,9 +24,12 @@ pub mod handler;
 pub mod manager;
 pub mod process;
 pub mod raw;
+pub mod redact;
 mod registration;
+pub mod secrets;
 pub mod server;
 
 pub use config::ServerConfig;
 pub use manager::{UpstreamError, Upstreams};
+pub use secrets::{Secrets, SecretsConfig, StoreScope};
 pub use server::{Origin, Server, ServerStatus, Settings};

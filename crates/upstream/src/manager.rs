@@ -9,6 +9,7 @@ use baton_engine::tools::ToolRegistry;
 use crate::config::ServerConfig;
 use crate::group::Group;
 use crate::process;
+use crate::secrets::{Secrets, SecretsConfig, SecretsError, StoreScope};
 use crate::server::{Origin, Server, Settings};
 
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +26,9 @@ pub enum UpstreamError {
     Unreachable { name: String, why: String },
     #[error(transparent)]
     Store(baton_store::StoreError),
+    /// A value cannot be sealed or opened (names the server and the key, never a value).
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
 }
 
 impl UpstreamError {
@@ -36,6 +40,7 @@ impl UpstreamError {
             UpstreamError::Exists(_) | UpstreamError::FromConfig(_) => ErrorCode::Conflict,
             UpstreamError::NotFound(_) => ErrorCode::NotFound,
             UpstreamError::Store(e) => e.code(),
+            UpstreamError::Secrets(e) => e.code(),
         }
     }
 }
@@ -46,17 +51,37 @@ pub struct Upstreams {
     store: Arc<dyn baton_store::Store>,
     node_id: String,
     settings: Settings,
+    /// Seals the env and header values of servers before they are stored; opens them for
+    /// each connection.
+    secrets: Arc<Secrets>,
     servers: Mutex<BTreeMap<String, Arc<Server>>>,
     groups: Mutex<BTreeMap<String, Arc<Group>>>,
 }
 
 impl Upstreams {
-    /// Also stops the process groups a crashed previous run of this node left behind.
+    /// Like [`Upstreams::with_secrets`], with only `BATON_SECRET_KEY` as a key (none
+    /// generated): a node should pass its [`Secrets`] instead.
     pub fn new(
         registry: Arc<ToolRegistry>,
         store: Arc<dyn baton_store::Store>,
         node_id: &str,
         settings: Settings,
+    ) -> Arc<Upstreams> {
+        let secrets =
+            Secrets::load(&SecretsConfig::default(), StoreScope::Shared).unwrap_or_else(|e| {
+                tracing::error!(error = %e, "server secrets cannot be stored or read");
+                Secrets::without_key()
+            });
+        Upstreams::with_secrets(registry, store, node_id, settings, Arc::new(secrets))
+    }
+
+    /// Also stops the process groups a crashed previous run of this node left behind.
+    pub fn with_secrets(
+        registry: Arc<ToolRegistry>,
+        store: Arc<dyn baton_store::Store>,
+        node_id: &str,
+        settings: Settings,
+        secrets: Arc<Secrets>,
     ) -> Arc<Upstreams> {
         let reaped = process::reap_orphans(node_id);
         if reaped > 0 {
@@ -70,6 +95,7 @@ impl Upstreams {
             store,
             node_id: node_id.to_string(),
             settings,
+            secrets,
             servers: Mutex::new(BTreeMap::new()),
             groups: Mutex::new(BTreeMap::new()),
         })
@@ -77,6 +103,10 @@ impl Upstreams {
 
     pub(crate) fn store(&self) -> &Arc<dyn baton_store::Store> {
         &self.store
+    }
+
+    pub fn secrets(&self) -> &Arc<Secrets> {
+        &self.secrets
     }
 
     /// Validates the definition and starts supervising the server (connecting happens in
@@ -109,6 +139,7 @@ impl Upstreams {
             transport,
             origin,
             self.settings.clone(),
+            self.secrets.clone(),
             &self.node_id,
         );
         self.registry.register(&config.name, server.clone());

@@ -21,7 +21,8 @@ use tokio::process::{ChildStdin, ChildStdout};
 /// The environment variable that marks a process as an upstream of a node.
 pub const MARKER: &str = "BATON_UPSTREAM_OF";
 
-/// The last lines a server wrote to stderr, for error messages.
+/// The last lines a server wrote to stderr, for the node's log (callers are only told
+/// that it is there: stderr may hold anything, secrets included).
 #[derive(Clone, Default)]
 pub struct StderrTail(Arc<Mutex<VecDeque<String>>>);
 
@@ -111,12 +112,22 @@ pub fn spawn(
 }
 
 impl Child {
-    /// Whether the process has exited (and its exit status, for messages).
+    /// Whether the process has exited, and how (`code 1`, `signal 9`), for messages.
     pub fn exited(&mut self) -> Option<String> {
         match self.inner.try_wait() {
-            Ok(Some(status)) => Some(status.to_string()),
+            Ok(Some(status)) => Some(describe_exit(status)),
             Ok(None) => None,
             Err(e) => Some(e.to_string()),
+        }
+    }
+
+    /// Waits up to `limit` for the process to exit (a server that closed its stdout is
+    /// usually exiting); how it exited, if it did.
+    pub async fn exit_within(&mut self, limit: Duration) -> Option<String> {
+        match tokio::time::timeout(limit, self.inner.wait()).await {
+            Ok(Ok(status)) => Some(describe_exit(status)),
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => None,
         }
     }
 
@@ -138,6 +149,15 @@ impl Child {
         } else {
             let _ = killpg(Pid::from_raw(self.pid as i32), Signal::SIGKILL);
         }
+    }
+}
+
+fn describe_exit(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("code {code}"),
+        (None, Some(signal)) => format!("signal {signal}"),
+        (None, None) => status.to_string(),
     }
 }
 

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ServerConfig;
 use crate::manager::{UpstreamError, Upstreams};
+use crate::secrets;
 use crate::server::{Origin, Server};
 
 /// How long registering waits for the new server to answer.
@@ -21,8 +22,13 @@ const SYNC_EVERY: Duration = Duration::from_secs(5);
 impl Upstreams {
     /// Registers a server, waits until it answers (or says why it cannot), then stores it
     /// so that it survives restarts and starts on every process sharing the store. Nothing
-    /// is kept of a server that did not answer or could not be stored.
+    /// is kept of a server that did not answer or could not be stored. Its env and header
+    /// values are sealed first (references kept): the server runs from, and the store
+    /// holds, the sealed definition only.
     pub async fn register(&self, config: ServerConfig) -> Result<Arc<Server>, UpstreamError> {
+        // Header values are checked as given, before sealing hides them.
+        config.validate().map_err(UpstreamError::Invalid)?;
+        let config = self.secrets().seal_server(&config)?;
         let name = config.name.clone();
         let server = self.add(config.clone(), Origin::Api)?;
         if let Err(why) = server.first_attempt(FIRST_CONNECT).await {
@@ -59,7 +65,9 @@ impl Upstreams {
     }
 
     /// Starts the servers registered through the API (at start-up); a name the config
-    /// file now uses wins.
+    /// file now uses wins. A server whose secrets cannot be opened here still starts, and
+    /// shows as down with the reason. Plain values stored by an older Baton are sealed
+    /// and written back.
     pub async fn load_stored(&self) -> Result<(), UpstreamError> {
         for stored in self
             .store()
@@ -69,6 +77,7 @@ impl Upstreams {
         {
             match serde_json::from_value::<ServerConfig>(stored.config) {
                 Ok(s) if self.get(&s.name).is_none() => {
+                    let s = self.seal_stored(s).await;
                     if let Err(e) = self.add(s, Origin::Api) {
                         tracing::warn!(server = %stored.name, error = %e, "skipping a stored server");
                     }
@@ -82,6 +91,38 @@ impl Upstreams {
             }
         }
         Ok(())
+    }
+
+    /// Seals and writes back the plain values of a stored definition (an older Baton
+    /// stored them so); on failure, says so and goes on with the definition as stored.
+    async fn seal_stored(&self, config: ServerConfig) -> ServerConfig {
+        if !secrets::has_plain_values(&config) {
+            return config;
+        }
+        let sealed = match self.secrets().seal_server(&config) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(server = %config.name, error = %e, "a stored server keeps plain secrets");
+                return config;
+            }
+        };
+        let written = match serde_json::to_value(&sealed) {
+            Ok(definition) => self
+                .store()
+                .put_server(&sealed.name, definition, Timestamp::now())
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match written {
+            Ok(()) => {
+                tracing::info!(server = %sealed.name, "encrypted the plain secrets of a stored server");
+            }
+            Err(e) => {
+                tracing::warn!(server = %sealed.name, error = %e, "could not write back the encrypted secrets of a stored server");
+            }
+        }
+        sealed
     }
 
     /// Keeps the servers registered through the API (on any node) in step with the store

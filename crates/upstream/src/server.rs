@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::call;
 use crate::config::{ServerConfig, Transport};
 use crate::connection::{Connection, UpstreamTool};
+use crate::secrets::Secrets;
 
 /// Where a server's definition came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
@@ -83,7 +84,10 @@ struct Stats {
 pub struct Server {
     pub config: ServerConfig,
     pub origin: Origin,
+    /// As defined: env and header values still sealed or references; resolved for each
+    /// connection only.
     transport: Transport,
+    secrets: Arc<Secrets>,
     settings: Settings,
     node_id: String,
     conn: RwLock<Option<Arc<Connection>>>,
@@ -142,6 +146,7 @@ impl Server {
         transport: Transport,
         origin: Origin,
         settings: Settings,
+        secrets: Arc<Secrets>,
         node_id: &str,
     ) -> Arc<Server> {
         let server = Arc::new(Server {
@@ -151,6 +156,7 @@ impl Server {
             config,
             origin,
             transport,
+            secrets,
             settings,
             node_id: node_id.to_string(),
             conn: RwLock::new(None),
@@ -477,8 +483,17 @@ async fn supervise(server: Arc<Server>) {
             return;
         }
         server.set_phase(Phase::Connecting, None);
-        let opened =
-            Connection::open(&server.config.name, &server.transport, &server.node_id).await;
+        // Secrets are opened and references resolved for this connection only (a token
+        // file rotated meanwhile is read again); a failure marks the server down with why.
+        let opened = match server
+            .secrets
+            .resolve(&server.config.name, &server.transport)
+        {
+            Ok(transport) => Connection::open(&server.config.name, &transport, &server.node_id)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
         let conn = match opened {
             Ok(conn) => match server.refresh_tools(&conn).await {
                 Ok(()) => Some(Arc::new(conn)),
@@ -490,8 +505,7 @@ async fn supervise(server: Arc<Server>) {
                     None
                 }
             },
-            Err(e) => {
-                let why = e.to_string();
+            Err(why) => {
                 tracing::warn!(server = %server.config.name, error = %why, retry_in_ms = backoff.as_millis() as u64, "cannot connect to MCP server");
                 server.record_failure(&why);
                 server.set_phase(Phase::Down, Some(why));
