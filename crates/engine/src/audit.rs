@@ -103,8 +103,11 @@ pub(crate) async fn writer_loop(engine: Engine) {
     }
 }
 
-/// Writes `batch`, retrying while the store is unavailable (a few times when stopping).
+/// Writes `batch`, retrying while the store is unavailable (a few times once the engine
+/// is stopping, even if it began stopping during the retries: a node on a full disk still
+/// stops).
 async fn write(engine: &Engine, batch: &mut Vec<NewAuditEntry>, stopping: bool) {
+    let stop = engine.inner().stop_background.clone();
     let mut backoff = Duration::from_millis(100);
     let mut tries = 0;
     while !batch.is_empty() {
@@ -112,13 +115,20 @@ async fn write(engine: &Engine, batch: &mut Vec<NewAuditEntry>, stopping: bool) 
             Ok(()) => batch.clear(),
             Err(e) => {
                 tries += 1;
-                if stopping && tries >= 3 {
+                if (stopping || stop.is_cancelled()) && tries >= 3 {
                     tracing::error!(error = %e, entries = batch.len(), "could not write the last audit entries");
                     batch.clear();
                     return;
                 }
                 tracing::warn!(error = %e, entries = batch.len(), "cannot write audit entries now; retrying");
-                tokio::time::sleep(backoff).await;
+                if stop.is_cancelled() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                } else {
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = stop.cancelled() => {}
+                    }
+                }
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }

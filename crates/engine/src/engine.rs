@@ -239,7 +239,7 @@ impl Engine {
 
     /// Cancels the tasks created while `parent` ran (whoever owns them), and theirs,
     /// depth first.
-    async fn cancel_children(&self, parent: TaskId) -> Result<(), EngineError> {
+    pub(crate) async fn cancel_children(&self, parent: TaskId) -> Result<(), EngineError> {
         let mut stack = vec![(parent, 0u32)];
         while let Some((id, depth)) = stack.pop() {
             if depth >= 16 {
@@ -282,7 +282,7 @@ impl Engine {
 
     /// Tells the local run of a task, if any, to stop. Runs on other nodes learn it from
     /// their next heartbeat.
-    fn signal_cancel(&self, id: TaskId) {
+    pub(crate) fn signal_cancel(&self, id: TaskId) {
         self.inner.running.cancel_task(id);
     }
 
@@ -467,9 +467,8 @@ impl Engine {
         Ok(self.inner.store.queue_stats(self.now(), owner).await?)
     }
 
-    /// Pauses or resumes `owner`'s queue. The default queue always exists; another exists
-    /// for a principal once it holds one of their tasks (or has a setting): pausing one
-    /// that does not is a 404, not a new queue.
+    /// Pauses or resumes `owner`'s queue; a queue may be paused before any task is
+    /// submitted to it (the setting is what makes it exist).
     pub async fn set_queue_paused(
         &self,
         owner: &str,
@@ -478,15 +477,6 @@ impl Engine {
     ) -> Result<(), EngineError> {
         baton_core::tool::validate_name("queue", queue, &['_', '.'])
             .map_err(|m| baton_core::submit::InvalidRequest::new("queue", m))?;
-        let known = queue == self.config().submit_defaults.queue
-            || self
-                .queues(Some(owner))
-                .await?
-                .iter()
-                .any(|q| q.name == queue);
-        if !known {
-            return Err(EngineError::QueueNotFound(queue.to_string()));
-        }
         self.inner
             .store
             .set_queue_paused(owner, queue, paused, self.now())

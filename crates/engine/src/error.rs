@@ -19,8 +19,6 @@ pub enum EngineError {
     TaskNotFound(String),
     #[error("workflow {0} not found")]
     WorkflowNotFound(String),
-    #[error("queue `{0}` not found")]
-    QueueNotFound(String),
     #[error("key {0} not found")]
     KeyNotFound(String),
     #[error("invalid workflow: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
@@ -58,7 +56,6 @@ impl EngineError {
             | EngineError::InvalidWorkflow(_) => ErrorCode::InvalidArgument,
             EngineError::TaskNotFound(_)
             | EngineError::WorkflowNotFound(_)
-            | EngineError::QueueNotFound(_)
             | EngineError::KeyNotFound(_) => ErrorCode::NotFound,
             EngineError::Conflict(_) => ErrorCode::Conflict,
             EngineError::TooManyActive { .. } => ErrorCode::ResourceExhausted,

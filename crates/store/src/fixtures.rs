@@ -399,7 +399,9 @@ mod faulty {
             now: Timestamp,
         ) -> StoreResult<bool> {
             self.check("rotate_key", None)?;
-            self.inner.rotate_key(key_id, new_hash, previous_until, now).await
+            self.inner
+                .rotate_key(key_id, new_hash, previous_until, now)
+                .await
         }
         async fn append_audit(&self, entries: Vec<NewAuditEntry>) -> StoreResult<()> {
             self.check("append_audit", None)?;

@@ -479,6 +479,16 @@ pub struct WorkflowUpdate {
     pub steps: Option<serde_json::Map<String, Value>>,
     /// Step tasks to store with the change.
     pub tasks: Vec<NewTask>,
+    /// Failed or cancelled step tasks to move back to `pending` with the change, in the
+    /// same transaction (a workflow's retry: no reader ever sees the workflow running
+    /// again with those steps still ended, or the steps pending under a workflow that
+    /// is still over). Tasks in any other state are left as they are.
+    pub retry: Vec<TaskId>,
+    /// Unfinished step tasks to cancel (pending ones at once, running ones by request)
+    /// with the change, in the same transaction: only while the workflow's status is one
+    /// of `expect` (finishing a cancel never touches the steps of a workflow retried
+    /// meanwhile).
+    pub cancel: Vec<TaskId>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -600,8 +610,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every queue of `owner` (of every owner when `None`) that holds tasks or has a
     /// setting, with its counts per status.
-    async fn queue_stats(&self, now: Timestamp, owner: Option<&str>)
-    -> StoreResult<Vec<QueueStats>>;
+    async fn queue_stats(
+        &self,
+        now: Timestamp,
+        owner: Option<&str>,
+    ) -> StoreResult<Vec<QueueStats>>;
 
     /// Pauses or resumes `owner`'s queue: claims skip its tasks while it is paused.
     async fn set_queue_paused(

@@ -272,6 +272,8 @@ impl Engine {
             status: Some(WorkflowStatus::Cancelled),
             steps: Some(steps),
             tasks: Vec::new(),
+            retry: Vec::new(),
+            cancel: Vec::new(),
         };
         match self.store().update_workflow(update).await? {
             WorkflowUpdated::Applied { .. } => {}
@@ -301,17 +303,42 @@ impl Engine {
                 return false;
             }
         };
-        let mut all = true;
-        for t in tasks {
-            if t.status.is_final() || t.cancel_requested {
-                continue;
+        let cancel: Vec<TaskId> = tasks
+            .iter()
+            .filter(|t| !t.status.is_final() && !t.cancel_requested)
+            .map(|t| t.id)
+            .collect();
+        if cancel.is_empty() {
+            return true;
+        }
+        // Under the workflow's lock, and only while it is still cancelled: a retry may
+        // have put it back to running since the steps were read.
+        let update = WorkflowUpdate {
+            id: id.to_string(),
+            expect: vec![WorkflowStatus::Cancelled],
+            now: self.now(),
+            status: None,
+            steps: None,
+            tasks: Vec::new(),
+            retry: Vec::new(),
+            cancel: cancel.clone(),
+        };
+        match self.store().update_workflow(update).await {
+            Ok(WorkflowUpdated::Applied { events, .. }) => {
+                self.inner().publisher.publish(&events);
             }
-            match self.cancel_unchecked(t.id).await {
-                Ok(_) | Err(EngineError::Conflict(_) | EngineError::TaskNotFound(_)) => {}
-                Err(e) => {
-                    tracing::warn!(workflow = id, task = %t.id, error = %e, "cannot cancel a step now; the coordinator will retry");
-                    all = false;
-                }
+            Ok(WorkflowUpdated::Refused(_) | WorkflowUpdated::NotFound) => return true,
+            Err(e) => {
+                tracing::warn!(workflow = id, error = %e, "cannot cancel the steps now; the coordinator will retry");
+                return false;
+            }
+        }
+        let mut all = true;
+        for task in cancel {
+            self.signal_cancel(task);
+            if let Err(e) = self.cancel_children(task).await {
+                tracing::warn!(workflow = id, %task, error = %e, "cannot cancel a step's children now; the coordinator will retry");
+                all = false;
             }
         }
         all
@@ -338,30 +365,29 @@ impl Engine {
             .filter(|t| matches!(t.status, TaskStatus::Failed | TaskStatus::Cancelled))
             .count();
         self.admit(again as u64)?;
-        // The tasks first, while the workflow is still final (the coordinator leaves it
-        // alone), then the workflow: a coordinator seeing it running again sees its
-        // failed steps pending already.
-        let now = self.now();
-        for t in loaded.tasks.iter().flatten() {
-            if matches!(t.status, TaskStatus::Failed | TaskStatus::Cancelled) {
-                match self.store().retry_task(t.id, now).await? {
-                    baton_store::RetryOutcome::Retried(_, ev) => {
-                        self.inner().publisher.publish(&[ev])
-                    }
-                    other => tracing::debug!(task = %t.id, ?other, "step task not retried"),
-                }
-            }
-        }
+        // The ended steps go back to pending in the same transaction as the workflow
+        // goes back to running: a coordinator never sees one without the other (it would
+        // cancel pending steps of a workflow still cancelled, or end a running workflow
+        // again on a step still cancelled).
+        let retry = loaded
+            .tasks
+            .iter()
+            .flatten()
+            .filter(|t| matches!(t.status, TaskStatus::Failed | TaskStatus::Cancelled))
+            .map(|t| t.id)
+            .collect();
         let update = WorkflowUpdate {
             id: id.to_string(),
             expect: vec![WorkflowStatus::Failed, WorkflowStatus::Cancelled],
-            now,
+            now: self.now(),
             status: Some(WorkflowStatus::Running),
             steps: Some(Map::new()),
             tasks: Vec::new(),
+            retry,
+            cancel: Vec::new(),
         };
         match self.store().update_workflow(update).await? {
-            WorkflowUpdated::Applied { .. } => {}
+            WorkflowUpdated::Applied { events, .. } => self.inner().publisher.publish(&events),
             WorkflowUpdated::Refused(wf) => {
                 return Err(EngineError::Conflict(format!(
                     "workflow {id} is {}; only failed or cancelled workflows can be retried",

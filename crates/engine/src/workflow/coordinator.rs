@@ -111,6 +111,8 @@ impl Engine {
                     status: finishing.then_some(status),
                     steps: Some(steps),
                     tasks: new_tasks,
+                    retry: Vec::new(),
+                    cancel: Vec::new(),
                 };
                 match self.store().update_workflow(update).await? {
                     WorkflowUpdated::Applied { events, .. } => {

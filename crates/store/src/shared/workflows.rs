@@ -10,10 +10,10 @@ use sqlx::{Executor, QueryBuilder};
 use super::dialect::{Bind, Dialect, execute, fetch_all, fetch_one, fetch_optional};
 use super::filters::push_workflow_filters;
 use super::rows::{Columns, workflow_from_row};
-use super::tasks::{TaskWrites, create_tasks};
+use super::tasks::{TaskSql, TaskWrites, create_tasks, request_cancel, retry_task};
 use crate::{
-    CreateOutcome, NewWorkflow, StoreResult, Workflow, WorkflowQuery, WorkflowStatus,
-    WorkflowUpdate, WorkflowUpdated,
+    CancelOutcome, CreateOutcome, NewWorkflow, RetryOutcome, StoreResult, Workflow, WorkflowQuery,
+    WorkflowStatus, WorkflowUpdate, WorkflowUpdated,
 };
 
 /// The workflow statements of a dialect. Parameters are numbered as PostgreSQL numbers
@@ -94,7 +94,7 @@ where
 }
 
 /// Applies `u` if the workflow's status is one of `u.expect`.
-pub(crate) async fn update_workflow<T: TaskWrites<Db: WorkflowSql>>(
+pub(crate) async fn update_workflow<T: TaskWrites<Db: WorkflowSql + TaskSql>>(
     tx: &mut T,
     u: &WorkflowUpdate,
 ) -> StoreResult<WorkflowUpdated>
@@ -119,7 +119,18 @@ where
         .bind(workflow.completed_at.map(|t| t.as_millis()))
         .bind(u.id.clone());
     execute(tx.exec(), query).await?;
-    let (outcomes, events) = create_tasks(tx, &u.tasks).await?;
+    let (outcomes, mut events) = create_tasks(tx, &u.tasks).await?;
+    for &id in &u.retry {
+        if let RetryOutcome::Retried(_, ev) = retry_task(tx, id, u.now).await? {
+            events.push(ev);
+        }
+    }
+    for &id in &u.cancel {
+        match request_cancel(tx, id, u.now).await? {
+            CancelOutcome::Cancelled(_, ev) | CancelOutcome::Requested(_, ev) => events.push(ev),
+            _ => {}
+        }
+    }
     Ok(WorkflowUpdated::Applied {
         workflow,
         outcomes,

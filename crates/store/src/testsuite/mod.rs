@@ -24,6 +24,7 @@ macro_rules! store_test_suite {
             recent_durations, heartbeat_extends_own_leases, checkpoints_are_fenced,
             input_round_trip, servers_crud, create_and_claim_in_order, peers_lifecycle,
             singleton_is_held, workflows_lifecycle, workflow_updates_are_conditional,
+            workflow_retry_and_cancel_move_steps_with_it,
             running_workflows_keep_their_steps, children_of_a_task,
             hostile_text_is_stored_escaped, runs_are_told_apart_by_lease_token,
             idempotency_conflicts_refuse_the_whole_write,
@@ -76,5 +77,6 @@ pub use tasks::{
 };
 pub use workflows::{
     retention_keeps_what_a_retry_or_a_parent_needs, running_workflows_keep_their_steps,
-    workflow_updates_are_conditional, workflows_lifecycle,
+    workflow_retry_and_cancel_move_steps_with_it, workflow_updates_are_conditional,
+    workflows_lifecycle,
 };

@@ -2,7 +2,7 @@
 
 use baton_core::policy::Transition;
 use baton_core::task::{NewTask, StepRef};
-use baton_core::{TaskError, Timestamp};
+use baton_core::{TaskError, TaskStatus, Timestamp};
 use serde_json::json;
 
 use super::support::{SEC, claim, complete, create, get, new_task, t0};
@@ -39,6 +39,8 @@ fn update(id: &str, at: Timestamp) -> WorkflowUpdate {
         status: None,
         steps: None,
         tasks: Vec::new(),
+        retry: Vec::new(),
+        cancel: Vec::new(),
     }
 }
 
@@ -315,4 +317,92 @@ pub async fn retention_keeps_what_a_retry_or_a_parent_needs(store: &dyn Store) {
         store.get_task(parent.id).await.unwrap().is_some(),
         "finished after the cut"
     );
+}
+
+/// A workflow's retry moves its ended steps back to pending in the same transaction as
+/// the workflow goes back to running, and finishing a cancel cancels steps only while the
+/// workflow is still cancelled: no reader sees one half without the other.
+pub async fn workflow_retry_and_cancel_move_steps_with_it(store: &dyn Store) {
+    let (_, outcomes, _) = store
+        .create_workflow(
+            new_workflow("wf-1", t0()),
+            vec![
+                step_task("wf-1", "a", t0()),
+                step_task("wf-1", "b", t0()),
+                step_task("wf-1", "c", t0()),
+            ],
+        )
+        .await
+        .unwrap();
+    let ids: Vec<_> = outcomes.iter().map(|o| o.task().id).collect();
+    // `a` completes, `b` is running, `c` pending; then the workflow is cancelled.
+    let claimed = claim(store, "n1", 1, t0(), 7).await;
+    let first = claimed[0].id;
+    store
+        .finish(vec![complete(first, 7, t0().saturating_add(SEC))])
+        .await
+        .unwrap();
+    let running = claim(store, "n1", 1, t0().saturating_add(SEC), 8).await[0].id;
+    let pending = *ids.iter().find(|&&i| i != first && i != running).unwrap();
+    let mut cancel = update("wf-1", t0().saturating_add(2 * SEC));
+    cancel.status = Some(WorkflowStatus::Cancelled);
+    cancel.cancel = vec![first, running, pending];
+    let WorkflowUpdated::Applied { events, .. } = store.update_workflow(cancel).await.unwrap()
+    else {
+        panic!("a running workflow can be cancelled");
+    };
+    assert_eq!(events.len(), 2, "one event per unfinished step: {events:?}");
+    assert_eq!(get(store, first).await.status, TaskStatus::Completed);
+    assert!(get(store, running).await.cancel_requested);
+    assert_eq!(get(store, pending).await.status, TaskStatus::Cancelled);
+
+    // The running step stops; the retry brings back both ended steps, not the completed one.
+    let mut stopped = complete(running, 8, t0().saturating_add(3 * SEC));
+    stopped.transition = Transition::Cancel;
+    store.finish(vec![stopped]).await.unwrap();
+    let mut retry = update("wf-1", t0().saturating_add(4 * SEC));
+    retry.expect = vec![WorkflowStatus::Failed, WorkflowStatus::Cancelled];
+    retry.status = Some(WorkflowStatus::Running);
+    retry.retry = vec![first, running, pending];
+    let WorkflowUpdated::Applied {
+        events, workflow, ..
+    } = store.update_workflow(retry).await.unwrap()
+    else {
+        panic!("a cancelled workflow can be retried");
+    };
+    assert_eq!(workflow.status, WorkflowStatus::Running);
+    assert_eq!(
+        events.len(),
+        2,
+        "one `retried` event per ended step: {events:?}"
+    );
+    assert_eq!(get(store, first).await.status, TaskStatus::Completed);
+    for id in [running, pending] {
+        let t = get(store, id).await;
+        assert_eq!(t.status, TaskStatus::Pending, "{id}");
+        assert!(!t.cancel_requested);
+    }
+
+    // A coordinator finishing the old cancel, late, changes nothing now.
+    let mut late = update("wf-1", t0().saturating_add(5 * SEC));
+    late.expect = vec![WorkflowStatus::Cancelled];
+    late.cancel = vec![running, pending];
+    assert!(matches!(
+        store.update_workflow(late).await.unwrap(),
+        WorkflowUpdated::Refused(_)
+    ));
+    for id in [running, pending] {
+        assert_eq!(get(store, id).await.status, TaskStatus::Pending, "{id}");
+    }
+    // Nor does a retry refused because the workflow is running: its steps stay as they are.
+    let running_again = claim(store, "n1", 1, t0().saturating_add(6 * SEC), 9).await[0].id;
+    let mut late_retry = update("wf-1", t0().saturating_add(6 * SEC));
+    late_retry.expect = vec![WorkflowStatus::Failed, WorkflowStatus::Cancelled];
+    late_retry.retry = vec![running_again];
+    late_retry.status = Some(WorkflowStatus::Running);
+    assert!(matches!(
+        store.update_workflow(late_retry).await.unwrap(),
+        WorkflowUpdated::Refused(_)
+    ));
+    assert_eq!(get(store, running_again).await.status, TaskStatus::Running);
 }
