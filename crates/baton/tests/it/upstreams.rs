@@ -3,14 +3,12 @@
 //! official `@modelcontextprotocol/server-everything` from npm (stdio, 2025-11-25 with
 //! its experimental tasks).
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::{
-    Api, Baton, HttpTestServer, eventually, everything_bin, free_port, pid_alive, testserver_bin,
-    wait_healthy,
+use crate::common::{
+    Api, Baton, HttpTestServer, eventually, everything_bin, free_port, pid_alive, sqlite_query,
+    testserver_bin, wait_healthy,
 };
 use serde_json::{Value, json};
 
@@ -371,6 +369,9 @@ async fn a_killed_node_stops_its_orphans_when_it_restarts() {
     let baton = start_with(dir.path(), &servers, &[]);
     let api = Api::new(&baton.url);
     wait_healthy(&api, "test").await;
+    let server_pid = api.get("/v1/servers/test").await.body["pid"]
+        .as_u64()
+        .unwrap() as u32;
     // A grandchild that does not read stdin: it outlives a killed node (the server itself
     // exits when its stdin closes).
     let id = api.submit(json!({"tool": "test__spawn_child"})).await;
@@ -378,7 +379,12 @@ async fn a_killed_node_stops_its_orphans_when_it_restarts() {
         .as_u64()
         .unwrap() as u32;
     baton.kill9();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually(
+        "the server exited when its stdin closed",
+        Duration::from_secs(10),
+        async || !pid_alive(server_pid),
+    )
+    .await;
     assert!(
         pid_alive(orphan),
         "kill -9 gives the node no chance to stop its processes"
@@ -413,8 +419,15 @@ async fn a_restart_resumes_the_same_upstream_task() {
         state.join("task-r1.started").exists()
     })
     .await;
-    // Make sure the upstream task id is durable before the crash.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Make sure the upstream task id is durable before the crash: the call's checkpoint
+    // names the upstream task.
+    let db = dir.path().join("data/baton.db");
+    eventually("the upstream task id is stored", LONG, async || {
+        sqlite_query(&db, "SELECT checkpoint FROM tasks WHERE id = ?", &[&id])
+            .first()
+            .is_some_and(|c| c.contains("upstream_task"))
+    })
+    .await;
     baton.kill9();
     let baton = start_with(dir.path(), &servers, &[]);
     let api = Api::new(&baton.url);
@@ -460,6 +473,9 @@ async fn a_failing_server_opens_its_circuit_and_tasks_wait_until_it_recovers() {
     let id = api
         .submit(json!({"tool": "flaky__echo", "arguments": {"text": "patience"}}))
         .await;
+    // Part of the scenario, not a wait for an event: the server stays down for longer
+    // than the circuit's open period (1 s), and the task must still be held back then,
+    // with no attempt burnt.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let t = api.task(&id).await;
     assert_eq!(t["status"], "pending", "held back, not failing: {t}");
@@ -618,6 +634,25 @@ async fn servers_api_persists_discovers_and_hides_secrets() {
     let baton = start_with(dir.path(), &everything_toml(), &[]);
     let api = Api::new(&baton.url);
     wait_healthy(&api, "remote").await;
+    // At rest the header is sealed under a key generated in the data directory, which
+    // only its owner may read.
+    let data = dir.path().join("data");
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "the secret in plain text in {}",
+            path.display()
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "{} is {mode:o}", path.display());
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    assert!(data.join("secret.key").exists());
     let everything = api.delete("/v1/servers/everything").await;
     assert_eq!(
         everything.status, 409,

@@ -1,18 +1,16 @@
 //! Faults against the real binary: kill -9 under load, graceful stop, a stalled node,
 //! and a database that is locked, full or read-only.
 
-mod common;
-
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::common::{Api, Baton, baton_bin, eventually, pid_alive, wait_exit};
 use baton_core::{EventKind, TaskId, TaskStatus};
 use baton_store::Store;
 use baton_store::sqlite::{SqliteOptions, SqliteStore};
-use common::{Api, Baton, baton_bin, wait_exit};
 use serde_json::json;
 use tokio::sync::Mutex;
 
@@ -78,7 +76,16 @@ async fn kill_9_under_load_loses_nothing_and_never_reruns_a_completed_task() {
             }
         }));
     }
+    // The crash comes in the middle of real load: after 1.5 s of it (part of the
+    // scenario), and once more than 500 submissions were acknowledged (on a busy machine
+    // that can take longer; the clients keep going for 10 s more).
     tokio::time::sleep_until(stop_at.into()).await;
+    eventually(
+        "more than 500 submissions acknowledged",
+        Duration::from_secs(8),
+        async || accepted.lock().await.len() > 500,
+    )
+    .await;
     baton.kill9();
     for c in clients {
         c.await.unwrap();
@@ -226,8 +233,19 @@ async fn a_stalled_node_loses_its_lease_and_cannot_complete_afterwards() {
         .submit(json!({"tool": "baton__sleep", "arguments": {"ms": 2500, "steps": 5}}))
         .await;
     api.wait_status(&id, "running").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    // Freeze the whole node for longer than its lease, then let it go on.
+    // The run is under way: the tool has reported its first step.
+    eventually(
+        "the first step reported",
+        Duration::from_secs(30),
+        async || {
+            api.task(&id).await["progress"]
+                .as_f64()
+                .is_some_and(|p| p > 0.0)
+        },
+    )
+    .await;
+    // Freeze the whole node for longer than its lease, then let it go on (the sleep is
+    // the stall itself).
     baton.signal("STOP");
     tokio::time::sleep(Duration::from_secs(4)).await;
     baton.signal("CONT");
@@ -390,7 +408,14 @@ async fn a_full_disk_gives_503_and_corrupts_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The script still copies the WAL and exits after the database: wait for the end of
+    // it (dropping `ns` kills whatever is still running).
+    eventually(
+        "the namespace script exited",
+        Duration::from_secs(60),
+        async || !pid_alive(ns.pid()),
+    )
+    .await;
     drop(ns);
     assert_eq!(
         std::fs::read_to_string(out.join("integrity"))

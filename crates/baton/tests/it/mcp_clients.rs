@@ -4,14 +4,12 @@
 //! Inspector CLI. Upstreams are the repository's `baton-testserver` and the official
 //! `server-everything`.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Api, Baton, everything_bin, repo_root, testserver_bin, wait_healthy};
+use crate::common::{Api, Baton, everything_bin, repo_root, testserver_bin, wait_healthy};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CancelTaskParams, ClientCapabilities, ClientConfig,
     ElicitRequestParams, ElicitResult, ElicitationAction, ErrorData, GetTaskParams, Implementation,
@@ -544,7 +542,7 @@ async fn rmcp_client_over_stdio_uses_the_tasks_extension() {
     let config = dir.path().join("baton.toml");
     std::fs::write(&config, config_toml(dir.path(), false)).unwrap();
     let data = dir.path().join("data");
-    let cmd = tokio::process::Command::new(common::baton_bin()).configure(|c| {
+    let cmd = tokio::process::Command::new(crate::common::baton_bin()).configure(|c| {
         c.args(["mcp", "--data-dir"])
             .arg(&data)
             .env("BATON_CONFIG", &config)
@@ -630,7 +628,7 @@ async fn stdio_bridge_relays_to_a_running_node() {
     let api = Api::new(&baton.url);
     wait_healthy(&api, "ts").await;
     let url = baton.url.clone();
-    let cmd = tokio::process::Command::new(common::baton_bin()).configure(|c| {
+    let cmd = tokio::process::Command::new(crate::common::baton_bin()).configure(|c| {
         c.args(["mcp", "--server", &url]).env("BATON_LOG", "warn");
     });
     let transport = TokioChildProcess::new(cmd).expect("spawn baton mcp --server");

@@ -5,12 +5,10 @@
 //!
 //! `BATON_TEST_CHAOS_SEED` replays another seed.
 
-mod common;
-
 use std::process::Command;
 use std::time::Instant;
 
-use common::{baton_bin, testserver_bin};
+use crate::common::{baton_bin, testserver_bin};
 use serde_json::Value;
 
 fn seed(default: u64) -> u64 {

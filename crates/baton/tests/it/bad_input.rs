@@ -1,8 +1,6 @@
 //! Bad input gets a 4xx whose message names the problem, and nothing stored changes.
 
-mod common;
-
-use common::{Api, Baton};
+use crate::common::{Api, Baton};
 use serde_json::{Value, json};
 
 /// Every case: (what is sent, expected status, a fragment the message must contain).

@@ -1,13 +1,11 @@
 //! Workflows end to end: the real binary, real upstreams (the repo's test server and
 //! server-everything), real SQLite files.
 
-mod common;
-
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Api, Baton, cli, eventually, everything_bin, testserver_bin, wait_healthy};
+use crate::common::{Api, Baton, cli, eventually, everything_bin, testserver_bin, wait_healthy};
 use serde_json::{Value, json};
 
 const LONG: Duration = Duration::from_secs(60);

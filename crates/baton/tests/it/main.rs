@@ -1,0 +1,14 @@
+//! The black-box tests of the `baton` binary: the real binary on real ports, its real
+//! peers (MCP servers and clients, PostgreSQL). One test binary, so one link, for all of
+//! them; one module per theme.
+
+mod api;
+mod bad_input;
+mod chaos;
+mod cluster;
+mod common;
+mod faults;
+mod mcp_clients;
+mod mcp_protocol;
+mod upstreams;
+mod workflows;
