@@ -28,6 +28,10 @@ pub struct Cli {
     /// API key or token sent as `Authorization: Bearer …` to the server.
     #[arg(long, global = true, env = "BATON_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// A PEM certificate to trust for an https:// --server besides the system's roots: a
+    /// private CA's, or the node's own self-signed certificate.
+    #[arg(long, global = true, env = "BATON_CA_CERT", value_name = "PATH")]
+    ca_cert: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -275,7 +279,23 @@ pub async fn run(cli: Cli) -> ExitCode {
         .server
         .clone()
         .unwrap_or_else(|| DEFAULT_URL.to_string());
-    let client = Client::with_token(&server, cli.token.as_deref());
+    let ca_pem = match &cli.ca_cert {
+        Some(path) => match std::fs::read(path) {
+            Ok(pem) => Some(pem),
+            Err(e) => {
+                eprintln!("error: --ca-cert {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    let client = match Client::connect(&server, cli.token.as_deref(), ca_pem.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let result = match cli.command {
         Command::Serve(args) => return serve(args).await,
         Command::Worker(args) => return worker(args).await,
@@ -361,7 +381,12 @@ async fn serve(args: ServeArgs) -> ExitCode {
         "Baton is ready"
     );
     // One line on stdout, so scripts (and tests using port 0) learn the address.
-    println!("baton listening on http://{addr}");
+    let scheme = if app.config().tls.cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    println!("baton listening on {scheme}://{addr}");
     run_app(app, baton_server::app::shutdown_signal()).await
 }
 

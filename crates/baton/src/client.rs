@@ -75,6 +75,13 @@ impl Client {
 
     /// A client that sends `Authorization: Bearer <token>` with every request.
     pub fn with_token(base: &str, token: Option<&str>) -> Self {
+        Client::connect(base, token, None).expect("HTTP client")
+    }
+
+    /// A client for `base`, sending `token` as a bearer, and trusting `ca_pem` (a PEM
+    /// certificate: a private CA, or a node's self-signed certificate) besides the
+    /// system's roots for `https://`.
+    pub fn connect(base: &str, token: Option<&str>, ca_pem: Option<&[u8]>) -> Result<Self, String> {
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(token) = token
             && let Ok(mut v) = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
@@ -82,14 +89,25 @@ impl Client {
             v.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, v);
         }
-        Client {
-            base: base.trim_end_matches('/').to_string(),
-            http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(5))
-                .default_headers(headers)
-                .build()
-                .expect("HTTP client"),
+        let mut http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .default_headers(headers);
+        if let Some(pem) = ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| format!("--ca-cert: not a PEM certificate: {e}"))?;
+            if certs.is_empty() {
+                return Err("--ca-cert: no PEM certificate in the file".into());
+            }
+            for cert in certs {
+                http = http.add_root_certificate(cert);
+            }
         }
+        Ok(Client {
+            base: base.trim_end_matches('/').to_string(),
+            http: http
+                .build()
+                .map_err(|e| format!("cannot build an HTTP client: {e}"))?,
+        })
     }
 
     pub fn url(&self, path: &str) -> String {

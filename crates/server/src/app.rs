@@ -46,6 +46,8 @@ pub enum AppError {
     Jwt(String),
     #[error("secrets: {0}")]
     Secrets(String),
+    #[error("{0}")]
+    Tls(String),
     #[error("the HTTP server failed: {0}")]
     Serve(#[source] std::io::Error),
     #[error("server `{name}` in the config file: {source}")]
@@ -226,6 +228,7 @@ pub struct App {
     config: Config,
     /// `None` for a node without HTTP (`baton mcp` on stdio).
     listener: Option<TcpListener>,
+    tls: Option<Arc<crate::tls::Tls>>,
     router: axum::Router,
     engine: Engine,
     upstreams: Arc<Upstreams>,
@@ -288,6 +291,12 @@ impl App {
                 name: "(stored servers)".into(),
                 source: Box::new(source),
             })?;
+        let tls = match (&config.tls.cert, &config.tls.key) {
+            (Some(cert), Some(key)) if listen => {
+                Some(crate::tls::Tls::load(cert, key).map_err(AppError::Tls)?)
+            }
+            _ => None,
+        };
         let listener = if listen {
             Some(
                 TcpListener::bind(config.listen)
@@ -351,6 +360,7 @@ impl App {
         Ok(App {
             config,
             listener,
+            tls,
             router,
             engine,
             upstreams,
@@ -399,6 +409,7 @@ impl App {
         let App {
             config,
             listener,
+            tls,
             router,
             engine,
             upstreams,
@@ -406,6 +417,9 @@ impl App {
             _lock,
             ..
         } = self;
+        if let Some(tls) = &tls {
+            tokio::spawn(tls.clone().watch(shutdown.clone()));
+        }
         if config.store.is_postgres() {
             tokio::spawn(upstreams.clone().follow_store(shutdown.clone()));
         }
@@ -416,7 +430,7 @@ impl App {
                     max_connections: config.http.max_connections,
                     header_read_timeout: config.http.header_read_timeout,
                 };
-                crate::listener::serve(listener, router, limits, async move {
+                crate::listener::serve(listener, router, limits, tls, async move {
                     signal.await;
                     tracing::info!("shutting down: no new requests; draining");
                     token.cancel();

@@ -25,6 +25,7 @@ pub mod guard;
 pub mod listener;
 pub mod openapi;
 pub mod rest;
+pub mod tls;
 
 pub use app::App;
 pub use config::Config;

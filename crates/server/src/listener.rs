@@ -8,7 +8,9 @@
 //!   trickles its headers (slowloris), or a keep-alive connection idle between requests
 //!   for that long, is closed;
 //! - graceful shutdown: stop accepting, let each connection finish the request it is
-//!   serving, then close it.
+//!   serving, then close it;
+//! - with [`Tls`], HTTPS only: the handshake, too, must finish within
+//!   `header_read_timeout`.
 //!
 //! Request bodies have their own timeout (`http.body_read_timeout`, a layer of the
 //! router). Each request carries the peer's address as [`ConnectInfo`].
@@ -29,6 +31,8 @@ use tokio::sync::{Semaphore, watch};
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+use crate::tls::Tls;
+
 /// Connection limits (see the module docs).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -36,11 +40,13 @@ pub struct Limits {
     pub header_read_timeout: Duration,
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then drains.
+/// Serves `router` on `listener` (over TLS when `tls` is given) until `shutdown`
+/// completes, then drains.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: Limits,
+    tls: Option<Arc<Tls>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
@@ -89,33 +95,25 @@ pub async fn serve(
                 req.map(axum::body::Body::new)
             },
         );
-        let mut closed = closed.clone();
+        let closed = closed.clone();
+        let tls = tls.as_ref().map(|t| t.acceptor());
         connections.spawn(async move {
             let _permit = permit;
-            let mut builder = Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_read_timeout);
-            builder
-                .http2()
-                .timer(TokioTimer::new())
-                .keep_alive_interval(Some(Duration::from_secs(30)))
-                .keep_alive_timeout(Duration::from_secs(20));
-            let conn = builder.serve_connection_with_upgrades(
-                TokioIo::new(stream),
-                TowerToHyperService::new(service),
-            );
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+            match tls {
+                None => serve_connection(TokioIo::new(stream), service, limits, closed, peer).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(stream)) => {
+                            serve_connection(TokioIo::new(stream), service, limits, closed, peer)
+                                .await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        }
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
-                }
-                _ = async { closed.wait_for(|c| *c).await.map(|_| ()) } => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
                 }
             }
         });
@@ -125,6 +123,50 @@ pub async fn serve(
     connections.close();
     connections.wait().await;
     Ok(())
+}
+
+/// Serves one connection until it ends, or until `closed` says the node is stopping
+/// (then the request in flight finishes first).
+async fn serve_connection<I, S>(
+    io: I,
+    service: S,
+    limits: Limits,
+    mut closed: watch::Receiver<bool>,
+    peer: SocketAddr,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: tower::Service<
+            axum::http::Request<hyper::body::Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    let conn = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(service));
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        }
+        _ = async { closed.wait_for(|c| *c).await.map(|_| ()) } => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
 }
 
 /// The peer of a request served by [`serve`].

@@ -10,5 +10,6 @@ mod common;
 mod faults;
 mod mcp_clients;
 mod mcp_protocol;
+mod security;
 mod upstreams;
 mod workflows;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 pub use api::Api;
 pub use node::{Baton, baton_bin, cli, wait_exit};
-pub use pg::PgSchema;
+pub use pg::{PgSchema, pg_url};
 pub use servers::{HttpTestServer, everything_bin, testserver_bin};
 pub use sqlite::sqlite_query;
 
