@@ -1,9 +1,10 @@
 //! Who a request acts as.
 //!
-//! Until authentication lands, a request names its principal in the `Baton-Principal`
-//! header (absent: [`ANONYMOUS`]). It is a placeholder, not security: it exists so that
-//! ownership is enforced everywhere from the start (a task of another principal is
-//! indistinguishable from a missing one) and an authenticator only has to fill it in.
+//! With authentication on, the principal is the credential's (see [`crate::auth`]) and
+//! the `Baton-Principal` header is ignored. On a node without credentials (one local
+//! user), a request may name its principal in that header (absent: [`ANONYMOUS`]):
+//! that is a convenience, not security. Either way ownership is enforced everywhere: a
+//! task of another principal is indistinguishable from a missing one.
 
 /// The principal of requests that name none.
 pub const ANONYMOUS: &str = "anonymous";
