@@ -32,6 +32,7 @@ const NOT_CONFIG: &[&str] = &[
     "store",
     "principal",
     "token",
+    "ca_cert",
     "secret_key",
     "new_secret_key",
 ];
