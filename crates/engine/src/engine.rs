@@ -467,8 +467,9 @@ impl Engine {
         Ok(self.inner.store.queue_stats(self.now(), owner).await?)
     }
 
-    /// Pauses or resumes `owner`'s queue; a queue may be paused before any task is
-    /// submitted to it (the setting is what makes it exist).
+    /// Pauses or resumes `owner`'s queue. The default queue always exists; another exists
+    /// for a principal once it holds one of their tasks (or has a setting): pausing one
+    /// that does not is a 404, not a new queue (names are not a resource anyone may mint).
     pub async fn set_queue_paused(
         &self,
         owner: &str,
@@ -477,6 +478,15 @@ impl Engine {
     ) -> Result<(), EngineError> {
         baton_core::tool::validate_name("queue", queue, &['_', '.'])
             .map_err(|m| baton_core::submit::InvalidRequest::new("queue", m))?;
+        let known = queue == self.config().submit_defaults.queue
+            || self
+                .queues(Some(owner))
+                .await?
+                .iter()
+                .any(|q| q.name == queue);
+        if !known {
+            return Err(EngineError::QueueNotFound(queue.to_string()));
+        }
         self.inner
             .store
             .set_queue_paused(owner, queue, paused, self.now())

@@ -19,6 +19,8 @@ pub enum EngineError {
     TaskNotFound(String),
     #[error("workflow {0} not found")]
     WorkflowNotFound(String),
+    #[error("queue `{0}` not found")]
+    QueueNotFound(String),
     #[error("key {0} not found")]
     KeyNotFound(String),
     #[error("invalid workflow: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
@@ -56,6 +58,7 @@ impl EngineError {
             | EngineError::InvalidWorkflow(_) => ErrorCode::InvalidArgument,
             EngineError::TaskNotFound(_)
             | EngineError::WorkflowNotFound(_)
+            | EngineError::QueueNotFound(_)
             | EngineError::KeyNotFound(_) => ErrorCode::NotFound,
             EngineError::Conflict(_) => ErrorCode::Conflict,
             EngineError::TooManyActive { .. } => ErrorCode::ResourceExhausted,

@@ -189,6 +189,13 @@ async fn list_filters_and_paginates() {
 #[tokio::test]
 async fn queues_pause_resume_and_stats() {
     let (_d, _b, api) = start(&[]).await;
+    // A queue exists once it holds a task: pausing an unknown name does not mint one.
+    let r = api.post("/v1/queues/reports/pause", json!(null)).await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert!(r.error_message().contains("reports"), "{}", r.body);
+    let later = api
+        .submit(json!({"tool": "baton__echo", "queue": "reports", "delay_ms": 600000}))
+        .await;
     let r = api.post("/v1/queues/reports/pause", json!(null)).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let id = api
@@ -211,7 +218,7 @@ async fn queues_pause_resume_and_stats() {
         .unwrap()
         .clone();
     assert_eq!(reports["paused"], true);
-    assert_eq!(reports["counts"]["pending"], 1);
+    assert_eq!(reports["counts"]["pending"], 2);
     api.post("/v1/queues/reports/resume", json!(null)).await;
     assert_eq!(api.wait_final(&id).await["status"], "completed");
     let q = api.get("/v1/queues").await;
@@ -224,6 +231,7 @@ async fn queues_pause_resume_and_stats() {
         .clone();
     assert_eq!(reports["counts"]["completed"], 1);
     assert_eq!(reports["completed_last_minute"], 1);
+    assert_eq!(api.task(&later).await["status"], "pending", "still delayed");
     let bad = api
         .post("/v1/queues/Not%20A%20Queue/pause", json!(null))
         .await;
