@@ -222,6 +222,80 @@ pub fn negotiate(asked: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Any JSON value, a few levels deep.
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            ".{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::btree_map(
+                    prop_oneof![
+                        Just("jsonrpc".to_string()),
+                        Just("id".to_string()),
+                        Just("method".to_string()),
+                        Just("params".to_string()),
+                        Just("result".to_string()),
+                        Just("error".to_string()),
+                        "[a-z]{1,6}",
+                    ],
+                    inner,
+                    0..6
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn check(outcome: Result<Incoming, (Option<Value>, RpcError)>) -> Result<(), TestCaseError> {
+        match outcome {
+            Ok(Incoming::Request { method, .. } | Incoming::Notification { method, .. }) => {
+                prop_assert!(!method.is_empty());
+            }
+            Ok(Incoming::Response { id, .. }) => {
+                prop_assert!(id.is_string() || id.is_i64() || id.is_u64());
+            }
+            Err((_, e)) => {
+                prop_assert!((-32768..=-32000).contains(&e.code), "{}", e.code);
+                prop_assert!(!e.message.is_empty());
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn any_bytes_get_a_message_or_a_json_rpc_error(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            check(parse(&bytes))?;
+        }
+
+        #[test]
+        fn any_json_gets_a_message_or_a_json_rpc_error(v in json()) {
+            check(parse_value(v.clone()))?;
+            check(parse(v.to_string().as_bytes()))?;
+        }
+
+        #[test]
+        fn well_formed_requests_are_read_as_such(
+            id in prop_oneof![any::<i64>().prop_map(Value::from), "[a-z0-9-]{1,12}".prop_map(Value::String)],
+            method in "[a-z]{1,8}(/[a-zA-Z_]{1,10})?",
+        ) {
+            let msg = serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": {}});
+            match parse(msg.to_string().as_bytes()) {
+                Ok(Incoming::Request { method: m, .. }) => prop_assert_eq!(m, method),
+                other => prop_assert!(false, "{other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn parses_the_three_kinds_and_refuses_junk() {

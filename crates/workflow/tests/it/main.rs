@@ -4,5 +4,6 @@ mod common;
 mod definition;
 mod export;
 mod plan;
+mod properties;
 mod reference;
 mod validate;
