@@ -344,6 +344,15 @@ impl Engine {
         all
     }
 
+    /// How many workflow plans this process built from stored definitions (each
+    /// workflow's once while it stays in the cache; a figure for diagnostics).
+    pub fn workflow_plans_built(&self) -> u64 {
+        self.inner()
+            .workflows
+            .plans_built
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Runs a failed or cancelled workflow again from where it stopped: completed steps
     /// keep their results; failed and cancelled steps run again, skipped steps when their
     /// dependencies complete.

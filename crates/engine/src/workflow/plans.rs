@@ -58,6 +58,11 @@ pub(super) fn plan_of(engine: &Engine, wf: &Workflow) -> Result<Arc<Plan>, Engin
         return Ok(p.clone());
     }
     let plan = Arc::new(stored_plan(wf)?);
+    engine
+        .inner()
+        .workflows
+        .plans_built
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut cache = plans.lock().unwrap_or_else(|e| e.into_inner());
     if cache.len() >= PLAN_CACHE {
         cache.clear();

@@ -13,6 +13,8 @@ pub(crate) struct Coordination {
     /// stored, so its plan (parsed and checked again) is built once, not at every advance
     /// and every read: for a large DAG that work dominated, and steps waited for it.
     pub(super) plans: Mutex<HashMap<String, Arc<Plan>>>,
+    /// Plans built from stored definitions since start (cache misses).
+    pub(super) plans_built: std::sync::atomic::AtomicU64,
     dirty: Mutex<BTreeSet<String>>,
     /// Set when events may have been missed (a gap in the store's feed).
     pub(super) resync: std::sync::atomic::AtomicBool,

@@ -626,3 +626,39 @@ async fn the_active_task_cap_holds_for_workflows_and_retries() {
         engine.shutdown().await;
     }
 }
+
+/// 13. A wide DAG advanced in bursts: every advance (and every read) parsed and checked
+/// the stored definition again, in O(steps x edges), and steps waited for that work. The
+/// plan of a stored workflow is now built once: an all-to-all DAG of 60 steps, advanced
+/// 60 times and read many more, builds it once (twice if the coordinator and a reader
+/// miss the cache at the same moment), not once per advance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wide_dag_builds_its_plan_once() {
+    for backend in BACKENDS {
+        let (engine, _guard) = start_on(backend, fast_config(), registry(), Clock::system()).await;
+        let steps: Vec<Value> = (0..60)
+            .map(|i| {
+                let deps: Vec<String> = (0..i).map(|d| format!("s{d}")).collect();
+                json!({"id": format!("s{i}"), "tool": "baton__echo", "depends_on": deps,
+                       "arguments": {"i": i}})
+            })
+            .collect();
+        let definition =
+            baton_engine::workflow::definition_from_value(json!({"name": "wide", "steps": steps}))
+                .unwrap();
+        let before = engine.workflow_plans_built();
+        let id = engine
+            .submit_workflow(OWNER, definition)
+            .await
+            .unwrap()
+            .workflow_id;
+        eventually("the DAG completes", Duration::from_secs(60), async || {
+            engine.get_workflow(OWNER, &id).await.unwrap().status
+                == baton_workflow::WorkflowStatus::Completed
+        })
+        .await;
+        let built = engine.workflow_plans_built() - before;
+        assert!(built <= 2, "{backend:?}: the plan was built {built} times");
+        engine.shutdown().await;
+    }
+}
