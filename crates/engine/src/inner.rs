@@ -48,7 +48,7 @@ pub(crate) struct Inner {
     /// Workflows to advance soon.
     pub(crate) workflows: crate::workflow::state::Coordination,
     /// The node's copy of the API keys.
-    pub(crate) keys: crate::keys::KeyCache,
+    pub(crate) keys: crate::keys::cache::KeyCache,
     /// Audit entries waiting to be written.
-    pub(crate) audit: crate::audit::AuditQueue,
+    pub(crate) audit: crate::audit::queue::AuditQueue,
 }

@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::rest::{self, AppState};
+use crate::rest::AppState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -340,7 +340,7 @@ impl App {
             Some(upstreams.clone()),
             config.mcp_settings(),
         );
-        let router = rest::router(
+        let router = crate::routes::router(
             AppState {
                 engine: engine.clone(),
                 shutdown: shutdown.clone(),

@@ -25,6 +25,7 @@ pub mod guard;
 pub mod listener;
 pub mod openapi;
 pub mod rest;
+pub mod routes;
 pub mod tls;
 
 pub use app::App;

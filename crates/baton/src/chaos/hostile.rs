@@ -9,9 +9,9 @@ use rand::seq::IndexedRandom;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use super::client::{Body, Client};
 use super::cluster::SERVER;
 use super::history::{Expect, OpKind};
-use super::workload::{Body, Client};
 
 /// Strings that are valid Unicode but unusual: NUL, controls, right-to-left override,
 /// byte order mark, combining marks, astral characters, noncharacters.

@@ -9,6 +9,7 @@
 //! the run itself could not be made.
 
 mod check;
+mod client;
 mod cluster;
 mod faults;
 mod history;
@@ -190,7 +191,7 @@ async fn run_inner(args: ChaosArgs) -> anyhow::Result<bool> {
     // The run: clients and faults until the duration is up, with a progress line.
     let rec = Arc::new(Recorder::new());
     let stop = CancellationToken::new();
-    let workload = workload::Workload::new(api.clone(), rec.clone(), seed);
+    let workload = client::Workload::new(api.clone(), rec.clone(), seed);
     let clients = workload.spawn(args.clients.max(1), stop.clone());
     let (injector, idle) = if args.no_faults {
         (None, Some(cluster))

@@ -5,9 +5,9 @@ use rand::Rng;
 use rand::seq::IndexedRandom;
 use serde_json::{Value, json};
 
+use super::client::Client;
 use super::cluster::SERVER;
 use super::hostile;
-use super::workload::Client;
 
 impl Client<'_> {
     /// Text for arguments and messages: mostly plain, sometimes hostile.

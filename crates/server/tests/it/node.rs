@@ -10,7 +10,7 @@ use baton_engine::clock::Clock;
 use baton_engine::tools::ToolRegistry;
 use baton_engine::{Engine, EngineConfig};
 use baton_server::auth::{Auth, AuthSettings};
-use baton_server::rest::{self, AppState};
+use baton_server::rest::AppState;
 pub use baton_store::fixtures::Backend;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -71,7 +71,7 @@ impl Node {
             baton_upstream::Upstreams::new(tools, store.clone(), "node", Default::default());
         let mcp =
             baton_mcp::McpService::new(engine.clone(), Some(upstreams.clone()), Default::default());
-        let router = rest::router(
+        let router = baton_server::routes::router(
             AppState {
                 engine: engine.clone(),
                 shutdown: CancellationToken::new(),

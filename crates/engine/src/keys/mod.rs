@@ -7,8 +7,8 @@
 //! hash map lookup each, not a query. A secret names its key id, so a check is one
 //! lookup and one constant-time comparison of SHA-256 hashes.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::RwLock;
+use std::collections::BTreeSet;
+
 use std::time::Duration;
 
 use baton_core::Timestamp;
@@ -20,52 +20,10 @@ use serde::{Deserialize, Serialize};
 use crate::engine::Engine;
 use crate::error::EngineError;
 
+pub(crate) mod cache;
+
 /// How often a node re-reads the keys that changed.
 pub const REFRESH: Duration = Duration::from_secs(1);
-
-/// The node's copy of the store's keys.
-#[derive(Default)]
-pub(crate) struct KeyCache {
-    keys: RwLock<HashMap<String, StoredKey>>,
-    /// The newest `updated_at` seen: the next refresh reads from there (inclusive, so an
-    /// update in the same millisecond is not missed).
-    seen_until: RwLock<Option<Timestamp>>,
-}
-
-impl KeyCache {
-    fn upsert(&self, keys: Vec<StoredKey>) {
-        if keys.is_empty() {
-            return;
-        }
-        let newest = keys.iter().map(|k| k.updated_at).max();
-        let mut map = self.keys.write().unwrap_or_else(|e| e.into_inner());
-        for k in keys {
-            // A refresh that read a key before this node changed it must not bring the
-            // old state back: a change always moves `updated_at` on (the store makes it
-            // strictly increase per key).
-            match map.get(&k.key_id) {
-                Some(have) if have.updated_at >= k.updated_at => {}
-                _ => {
-                    map.insert(k.key_id.clone(), k);
-                }
-            }
-        }
-        let mut seen = self.seen_until.write().unwrap_or_else(|e| e.into_inner());
-        *seen = (*seen).max(newest);
-    }
-
-    fn get(&self, key_id: &str) -> Option<StoredKey> {
-        self.keys
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key_id)
-            .cloned()
-    }
-
-    fn len(&self) -> usize {
-        self.keys.read().unwrap_or_else(|e| e.into_inner()).len()
-    }
-}
 
 /// A key as the API shows it: never its secret.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -8,30 +8,15 @@ use std::time::Duration;
 use baton_store::{AuditEntry, AuditQuery, NewAuditEntry};
 use schemars::JsonSchema;
 use serde::Serialize;
-use tokio::sync::mpsc;
 
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::page::Page;
 
+pub(crate) mod queue;
+
 /// Most entries written in one transaction.
 const BATCH: usize = 500;
-
-/// Where entries wait to be written.
-pub(crate) struct AuditQueue {
-    tx: mpsc::UnboundedSender<NewAuditEntry>,
-    rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<NewAuditEntry>>>,
-}
-
-impl Default for AuditQueue {
-    fn default() -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
-        AuditQueue {
-            tx,
-            rx: std::sync::Mutex::new(Some(rx)),
-        }
-    }
-}
 
 /// A page of the audit log, newest first.
 #[derive(Debug, Clone, Serialize, JsonSchema)]

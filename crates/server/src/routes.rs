@@ -1,0 +1,97 @@
+//! The whole HTTP surface of a node assembled: the REST handlers ([`crate::rest`]),
+//! `/mcp`, the OpenAPI document and health, behind the browser guard and authentication.
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Method, Uri};
+use axum::routing::{get, post};
+
+use crate::error::ApiError;
+use crate::guard::BrowserGuard;
+use crate::rest::{AppState, health, keys, queues, servers, sse, tasks, workflows};
+
+/// The whole HTTP surface of a node: REST, `/mcp` and health, behind the browser guard
+/// (see [`crate::guard`]), which every route passes first, then authentication and
+/// access control (see [`crate::auth`]).
+pub fn router(
+    state: AppState,
+    max_body_bytes: usize,
+    body_read_timeout: std::time::Duration,
+    guard: BrowserGuard,
+    auth: std::sync::Arc<crate::auth::Auth>,
+) -> Router {
+    let metadata = get(crate::auth::resource_metadata).with_state(auth.clone());
+    Router::new()
+        .route("/v1/tasks", post(tasks::submit).get(tasks::list))
+        .route("/v1/tasks/batch", post(tasks::submit_batch))
+        .route("/v1/tasks/{id}", get(tasks::get_task).delete(tasks::cancel))
+        .route("/v1/tasks/{id}/result", get(tasks::result))
+        .route("/v1/tasks/{id}/retry", post(tasks::retry))
+        .route("/v1/tasks/{id}/input", post(tasks::input))
+        .route("/v1/tasks/{id}/events", get(sse::events))
+        .route(
+            "/v1/workflows",
+            post(workflows::submit).get(workflows::list),
+        )
+        .route(
+            "/v1/workflows/{id}",
+            get(workflows::get_workflow).delete(workflows::cancel),
+        )
+        .route("/v1/workflows/{id}/retry", post(workflows::retry))
+        .route("/v1/workflows/{id}/dag", get(workflows::dag))
+        .route("/v1/workflows/{id}/timeline", get(workflows::timeline))
+        .route("/v1/workflows/{id}/result", get(workflows::result))
+        .route("/v1/queues", get(queues::list))
+        .route("/v1/stats", get(queues::stats))
+        .route("/v1/peers", get(queues::peers))
+        .route("/v1/queues/{name}/pause", post(queues::pause))
+        .route("/v1/queues/{name}/resume", post(queues::resume))
+        .route("/v1/tools", get(tasks::tools))
+        .route("/v1/servers", get(servers::list).post(servers::add))
+        .route(
+            "/v1/servers/{name}",
+            get(servers::get_server).delete(servers::remove),
+        )
+        .route("/v1/keys", post(keys::create).get(keys::list))
+        .route("/v1/keys/{key_id}", axum::routing::delete(keys::revoke))
+        .route("/v1/keys/{key_id}/rotate", post(keys::rotate))
+        .route("/v1/audit", get(keys::audit))
+        .route_service("/mcp", baton_mcp::http::router(state.mcp.clone()))
+        .route("/.well-known/oauth-protected-resource", metadata.clone())
+        .route("/.well-known/oauth-protected-resource/mcp", metadata)
+        .route(
+            "/openapi.json",
+            get(|| async { axum::Json(crate::openapi::document().clone()) }),
+        )
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/", get(health::index))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            body_read_timeout,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            auth,
+            crate::auth::enforce,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            std::sync::Arc::new(guard),
+            crate::guard::enforce,
+        ))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no route for {method} {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut resp =
+        ApiError::invalid(format!("{method} is not supported on {}", uri.path())).into_response();
+    *resp.status_mut() = axum::http::StatusCode::METHOD_NOT_ALLOWED;
+    resp
+}
