@@ -79,9 +79,12 @@ pub struct ChaosArgs {
     /// Inject no faults (a baseline run).
     #[arg(long)]
     no_faults: bool,
-    /// After the workload, how long to wait for every task and workflow to finish.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
-    settle: Duration,
+    /// After the workload, how long to wait for every task and workflow to finish
+    /// [default: half the duration, at least 60s: a long run under faults leaves a
+    /// backlog (retries backing off, a server crash-looping on the crash tool), and work
+    /// still pending when this runs out is reported as unfinished].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    settle: Option<Duration>,
 }
 
 pub async fn run(args: ChaosArgs) -> ExitCode {
@@ -228,7 +231,10 @@ async fn run_inner(args: ChaosArgs) -> anyhow::Result<bool> {
         began.elapsed().as_secs_f64()
     );
     cluster.heal().await.context("healing the cluster")?;
-    let settled = settle(&api, args.settle).await;
+    let settle_for = args
+        .settle
+        .unwrap_or_else(|| (args.duration / 2).max(Duration::from_secs(60)));
+    let settled = settle(&api, settle_for).await;
     println!(
         "{} after {:.1} s; stopping the processes",
         if settled {
