@@ -88,10 +88,11 @@ pub struct ChaosArgs {
 }
 
 pub async fn run(args: ChaosArgs) -> ExitCode {
-    // On Ctrl-C the run is dropped: its processes are killed and PostgreSQL stopped.
+    // On Ctrl-C or SIGTERM the run is dropped: its processes are killed and PostgreSQL
+    // stopped.
     let outcome = tokio::select! {
         r = run_inner(args) => r,
-        _ = tokio::signal::ctrl_c() => {
+        _ = baton_server::app::shutdown_signal() => {
             eprintln!("interrupted; stopping the processes");
             return ExitCode::from(130);
         }
