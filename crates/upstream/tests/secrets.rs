@@ -51,10 +51,18 @@ async fn open_store(dir: &Path) -> Arc<dyn Store> {
 }
 
 fn upstreams(store: Arc<dyn Store>, secrets: Secrets) -> Arc<Upstreams> {
+    // A node id of its own: starting reaps the server processes a previous run of the
+    // same node id left, and tests run at once in other processes.
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let node = format!(
+        "secrets-test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
     Upstreams::with_secrets(
         Arc::new(ToolRegistry::with_builtins("__")),
         store,
-        "secrets-test",
+        &node,
         Settings::default(),
         Arc::new(secrets),
     )

@@ -55,11 +55,15 @@ impl Node {
         jwt: Option<Arc<baton_server::auth::jwt::JwtVerifier>>,
     ) -> Node {
         let tools = Arc::new(ToolRegistry::with_builtins("__"));
+        // Unique across test processes too: starting upstreams reaps the server processes
+        // a previous run of the same node id left behind.
+        let node_id = format!(
+            "node-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
         let config = EngineConfig {
-            node_id: format!(
-                "node-{}",
-                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            ),
+            node_id: node_id.clone(),
             workers: 4,
             poll_interval: Duration::from_millis(50),
             ..Default::default()
@@ -68,7 +72,7 @@ impl Node {
             .await
             .unwrap();
         let upstreams =
-            baton_upstream::Upstreams::new(tools, store.clone(), "node", Default::default());
+            baton_upstream::Upstreams::new(tools, store.clone(), &node_id, Default::default());
         let mcp =
             baton_mcp::McpService::new(engine.clone(), Some(upstreams.clone()), Default::default());
         let router = baton_server::routes::router(
