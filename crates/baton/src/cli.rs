@@ -300,7 +300,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Serve(args) => return serve(args).await,
         Command::Worker(args) => return worker(args).await,
         Command::Migrate(args) => return migrate(args).await,
-        Command::Mcp(args) => return mcp(args, cli.server, cli.token).await,
+        Command::Mcp(args) => return mcp(args, cli.server, cli.token, ca_pem).await,
         Command::Bench(args) => return bench::run(args, &server).await,
         Command::Chaos(args) => return chaos::run(args).await,
         Command::Submit(args) => submit(&client, args).await,
@@ -459,7 +459,12 @@ async fn migrate(args: NodeArgs) -> ExitCode {
     }
 }
 
-async fn mcp(args: McpArgs, server: Option<String>, token: Option<String>) -> ExitCode {
+async fn mcp(
+    args: McpArgs,
+    server: Option<String>,
+    token: Option<String>,
+    ca_pem: Option<Vec<u8>>,
+) -> ExitCode {
     init_logging();
     if let Some(p) = &args.principal
         && let Err(e) = baton_core::principal::from_header(Some(p.as_bytes()))
@@ -474,6 +479,7 @@ async fn mcp(args: McpArgs, server: Option<String>, token: Option<String>) -> Ex
             url,
             args.principal,
             token,
+            ca_pem,
             input,
             tokio::io::stdout(),
         )

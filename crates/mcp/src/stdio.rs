@@ -275,6 +275,7 @@ pub async fn bridge<R, W>(
     url: String,
     principal: Option<String>,
     token: Option<String>,
+    ca_pem: Option<Vec<u8>>,
     input: R,
     output: W,
 ) -> Result<(), String>
@@ -290,8 +291,16 @@ where
         v.set_sensitive(true);
         headers.insert(reqwest::header::AUTHORIZATION, v);
     }
-    let client = reqwest::Client::builder()
-        .default_headers(headers)
+    let mut builder = reqwest::Client::builder().default_headers(headers);
+    // A private CA's certificate (or the node's own self-signed one) for an https:// node.
+    if let Some(pem) = ca_pem {
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("--ca-cert: not a PEM certificate: {e}"))?;
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    let client = builder
         .build()
         .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
     let (out, writer_task) = writer(output);

@@ -10,8 +10,8 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use rmcp::model::{CallToolRequestParams, JsonObject};
-use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::{ConfigureCommandExt, StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{ClientHandler, ServiceExt};
 use serde_json::{Value, json};
 
@@ -377,6 +377,28 @@ async fn walk_through(backend: Backend) {
     assert!(mine.is_ok(), "{mine:?}");
     mcp_a.cancel().await.unwrap();
     mcp_b.cancel().await.unwrap();
+    // A stdio host bridged to the node (`baton mcp --server https://… --token …`) is the
+    // key's principal too.
+    let cmd = tokio::process::Command::new(baton_bin()).configure(|c| {
+        c.args(["mcp", "--server", &url, "--token", &b, "--ca-cert"])
+            .arg(&cert)
+            .env("BATON_LOG", "warn")
+            .env_remove("BATON_TOKEN")
+            .env_remove("BATON_URL");
+    });
+    let bridged = Handler
+        .serve(TokioChildProcess::new(cmd).expect("spawn baton mcp --server"))
+        .await
+        .expect("the bridged client connects");
+    let b_list = mcp_tool(&bridged, "task_list", json!({})).await.unwrap();
+    let ids: Vec<&str> = b_list["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["task_id"].as_str())
+        .collect();
+    assert_eq!(ids, vec![b_task.as_str()], "{b_list}");
+    bridged.cancel().await.unwrap();
 
     // 7. The CLI with --token (and the node's certificate to trust).
     let cli = |token: &str, args: &[&str]| {
