@@ -48,6 +48,9 @@ pub struct EngineConfig {
     pub separator: String,
     /// Audit entries are deleted this long after they were written.
     pub audit_retention: Duration,
+    /// Most audit entries waiting to be written; past it, entries are dropped and the
+    /// gap is recorded when the store takes entries again.
+    pub audit_queue: usize,
     /// How this process shows in the list of peers.
     pub presence: Presence,
 }
@@ -76,6 +79,7 @@ impl Default for EngineConfig {
             concurrency_limits: Vec::new(),
             separator: baton_core::tool::DEFAULT_SEPARATOR.into(),
             audit_retention: Duration::from_secs(90 * 24 * 3600),
+            audit_queue: crate::audit::queue::CAPACITY,
             presence: Presence {
                 role: "node".into(),
                 address: None,

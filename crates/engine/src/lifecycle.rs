@@ -95,6 +95,7 @@ impl Engine {
                 own_fault,
             )
         };
+        let audit_queue = config.audit_queue;
         let inner = Arc::new(Inner {
             slots: Arc::new(Semaphore::new(config.workers.max(1))),
             config,
@@ -119,7 +120,7 @@ impl Engine {
             finished,
             workflows: Default::default(),
             keys: Default::default(),
-            audit: Default::default(),
+            audit: crate::audit::queue::AuditQueue::with_capacity(audit_queue),
         });
         let _ = engine_slot.set(Arc::downgrade(&inner));
         // Before the first timestamp is written: a cluster agrees on the database's clock.

@@ -30,7 +30,7 @@ pub struct AuditPage {
 impl Engine {
     /// Records an entry (written shortly, in a batch).
     pub fn audit(&self, entry: NewAuditEntry) {
-        let _ = self.inner().audit.tx.send(entry);
+        self.inner().audit.push(entry);
     }
 
     /// A page of the audit log.
@@ -97,7 +97,14 @@ async fn write(engine: &Engine, batch: &mut Vec<NewAuditEntry>, stopping: bool) 
     let mut tries = 0;
     while !batch.is_empty() {
         match engine.store().append_audit(batch.clone()).await {
-            Ok(()) => batch.clear(),
+            Ok(()) => {
+                batch.clear();
+                // The store takes entries again: record the gap a full queue left.
+                let dropped = engine.inner().audit.take_dropped();
+                if dropped > 0 {
+                    batch.push(gap(engine, dropped));
+                }
+            }
             Err(e) => {
                 tries += 1;
                 if (stopping || stop.is_cancelled()) && tries >= 3 {
@@ -117,6 +124,25 @@ async fn write(engine: &Engine, batch: &mut Vec<NewAuditEntry>, stopping: bool) 
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
+    }
+}
+
+/// The entry that records `dropped` entries lost to a full queue.
+fn gap(engine: &Engine, dropped: u64) -> NewAuditEntry {
+    NewAuditEntry {
+        at: engine.now(),
+        principal: "-".into(),
+        credential: "none".into(),
+        action: "audit.dropped".into(),
+        target: None,
+        outcome: "failed".into(),
+        status: None,
+        remote: None,
+        request_id: None,
+        detail: Some(serde_json::json!({
+            "dropped": dropped,
+            "reason": "the audit queue was full while the store was not taking entries",
+        })),
     }
 }
 

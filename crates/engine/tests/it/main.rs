@@ -1,6 +1,7 @@
 //! The engine's integration tests: one binary (one link) for all of them.
 
 mod audit;
+mod audit_log;
 mod common;
 mod engine;
 mod keys;
