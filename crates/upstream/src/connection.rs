@@ -132,6 +132,9 @@ impl Connection {
                     Err(e) => {
                         let mut child = child;
                         let exit = child.exit_within(Duration::from_millis(500)).await;
+                        if exit.is_some() {
+                            child.stderr.drained(Duration::from_millis(500)).await;
+                        }
                         let stderr = child.stderr.text();
                         child.stop(Duration::from_millis(500)).await;
                         let mut msg = redact::text(&e.to_string());

@@ -24,21 +24,36 @@ pub const MARKER: &str = "BATON_UPSTREAM_OF";
 /// The last lines a server wrote to stderr, for the node's log (callers are only told
 /// that it is there: stderr may hold anything, secrets included).
 #[derive(Clone, Default)]
-pub struct StderrTail(Arc<Mutex<VecDeque<String>>>);
+pub struct StderrTail {
+    lines: Arc<Mutex<VecDeque<String>>>,
+    /// The process closed its stderr (it exited, usually) and every line was read.
+    closed: Arc<std::sync::atomic::AtomicBool>,
+}
 
 impl StderrTail {
     const LINES: usize = 20;
 
     fn push(&self, line: String) {
-        let mut q = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut q = self.lines.lock().unwrap_or_else(|e| e.into_inner());
         if q.len() == Self::LINES {
             q.pop_front();
         }
         q.push_back(line);
     }
 
+    /// Waits up to `limit` for the last lines of a process that exited to be read (they
+    /// are read in the background, and may lag behind its exit).
+    pub async fn drained(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !self.closed.load(std::sync::atomic::Ordering::Acquire)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     pub fn text(&self) -> String {
-        let q = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let q = self.lines.lock().unwrap_or_else(|e| e.into_inner());
         q.iter().cloned().collect::<Vec<_>>().join("\n")
     }
 }
@@ -98,6 +113,8 @@ pub fn spawn(
                 tracing::debug!(server = %server, "stderr: {line}");
                 tail.push(line);
             }
+            tail.closed
+                .store(true, std::sync::atomic::Ordering::Release);
         });
     }
     Ok(Spawned {
