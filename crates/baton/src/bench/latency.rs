@@ -16,38 +16,20 @@ pub(crate) async fn latency(
     concurrency: usize,
 ) -> anyhow::Result<Report> {
     let http = http_client();
-    let next = Arc::new(AtomicU64::new(0));
-    let mut hist = Histogram::<u64>::new(3)?;
     // Warm up connections and caches.
     for i in 0..50 {
         let id = submit_one(&http, url, queue, i).await?;
         wait_result(&http, url, &id).await?;
     }
-    let mut joins = Vec::new();
-    for _ in 0..concurrency.max(1) {
-        let (http, next, url, queue) = (
-            http.clone(),
-            next.clone(),
-            url.to_string(),
-            queue.to_string(),
-        );
-        joins.push(tokio::spawn(async move {
-            let mut h = Histogram::<u64>::new(3)?;
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                if i >= tasks {
-                    return Ok::<_, anyhow::Error>(h);
-                }
-                let t = Instant::now();
-                let id = submit_one(&http, &url, &queue, i).await?;
-                wait_result(&http, &url, &id).await?;
-                h.record(t.elapsed().as_micros() as u64)?;
-            }
-        }));
-    }
-    for j in joins {
-        hist.add(j.await??)?;
-    }
+    let (url, queue) = (url.to_string(), queue.to_string());
+    let hist = fan_out(concurrency, tasks, move |i| {
+        let (http, url, queue) = (http.clone(), url.clone(), queue.clone());
+        async move {
+            let id = submit_one(&http, &url, &queue, i).await?;
+            wait_result(&http, &url, &id).await
+        }
+    })
+    .await?;
     Ok(Report {
         scenario: "latency: submit→complete as seen by a client",
         figures: vec![
@@ -160,6 +142,41 @@ pub(crate) fn millis(v: &Value) -> Option<i64> {
             .ok()?
             .as_millis(),
     )
+}
+
+/// Runs `op(i)` for every `i` in `0..tasks`, `workers` at a time (each worker takes the
+/// next index), and returns the histogram of their durations in microseconds.
+pub(crate) async fn fan_out<F, Fut>(
+    workers: usize,
+    tasks: usize,
+    op: F,
+) -> anyhow::Result<Histogram<u64>>
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let next = Arc::new(AtomicU64::new(0));
+    let mut joins = Vec::new();
+    for _ in 0..workers.max(1) {
+        let (next, op) = (next.clone(), op.clone());
+        joins.push(tokio::spawn(async move {
+            let mut h = Histogram::<u64>::new(3)?;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                if i >= tasks {
+                    return Ok::<_, anyhow::Error>(h);
+                }
+                let t = Instant::now();
+                op(i).await?;
+                h.record(t.elapsed().as_micros() as u64)?;
+            }
+        }));
+    }
+    let mut hist = Histogram::<u64>::new(3)?;
+    for j in joins {
+        hist.add(j.await??)?;
+    }
+    Ok(hist)
 }
 
 pub(crate) async fn submit_one(

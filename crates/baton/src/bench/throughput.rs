@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use hdrhistogram::Histogram;
 use serde_json::json;
 
 use crate::client::Client;
@@ -90,41 +89,14 @@ pub(crate) async fn per_request(
     tasks: usize,
     clients: usize,
 ) -> anyhow::Result<Report> {
-    let url = node.url.as_str();
     let http = http_client();
-    let next = Arc::new(AtomicU64::new(0));
-    let mut hist = Histogram::<u64>::new(3)?;
+    let (url, owned_queue) = (node.url.clone(), queue.to_string());
     let start = Instant::now();
-    let mut joins = Vec::new();
-    for _ in 0..clients.max(1) {
-        let (http, next, url, queue) = (
-            http.clone(),
-            next.clone(),
-            url.to_string(),
-            queue.to_string(),
-        );
-        joins.push(tokio::spawn(async move {
-            let mut h = Histogram::<u64>::new(3)?;
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                if i >= tasks {
-                    return Ok::<_, anyhow::Error>(h);
-                }
-                let t = Instant::now();
-                let r = http
-                    .post(format!("{url}/v1/tasks"))
-                    .json(&task_body(&queue, i))
-                    .send()
-                    .await?;
-                anyhow::ensure!(r.status() == 202, "submit refused: {}", r.status());
-                let _ = r.bytes().await?;
-                h.record(t.elapsed().as_micros() as u64)?;
-            }
-        }));
-    }
-    for j in joins {
-        hist.add(j.await??)?;
-    }
+    let hist = fan_out(clients, tasks, move |i| {
+        let (http, url, queue) = (http.clone(), url.clone(), owned_queue.clone());
+        async move { submit_one(&http, &url, &queue, i).await.map(|_| ()) }
+    })
+    .await?;
     let submitted = start.elapsed();
     let done = wait_done(node, client, queue, tasks as u64)
         .await?
