@@ -42,6 +42,7 @@ pub mod page;
 mod publisher;
 pub mod reads;
 mod runs;
+pub mod sessions;
 pub mod tools;
 pub mod views;
 pub mod worker;

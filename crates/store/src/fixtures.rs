@@ -427,6 +427,27 @@ mod faulty {
             self.check("delete_server", None)?;
             self.inner.delete_server(name).await
         }
+        async fn shared_secret(
+            &self,
+            name: &str,
+            candidate: &str,
+            now: Timestamp,
+        ) -> StoreResult<String> {
+            self.check("shared_secret", None)?;
+            self.inner.shared_secret(name, candidate, now).await
+        }
+        async fn end_session(&self, id_hash: &str, now: Timestamp) -> StoreResult<()> {
+            self.check("end_session", None)?;
+            self.inner.end_session(id_hash, now).await
+        }
+        async fn ended_sessions(&self, since: Timestamp) -> StoreResult<Vec<(String, Timestamp)>> {
+            self.check("ended_sessions", None)?;
+            self.inner.ended_sessions(since).await
+        }
+        async fn forget_ended_sessions(&self, before: Timestamp) -> StoreResult<u64> {
+            self.check("forget_ended_sessions", None)?;
+            self.inner.forget_ended_sessions(before).await
+        }
         async fn report_peer(&self, report: &PeerReport) -> StoreResult<()> {
             self.check("report_peer", None)?;
             self.inner.report_peer(report).await

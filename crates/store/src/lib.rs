@@ -703,6 +703,24 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_server(&self, name: &str) -> StoreResult<bool>;
 
     /// Records a peer's heartbeat (inserting it, or making it live again).
+    /// The secret `name` every process of the deployment shares: `candidate` if this is
+    /// the first call for it, else what the first call stored.
+    async fn shared_secret(
+        &self,
+        name: &str,
+        candidate: &str,
+        now: Timestamp,
+    ) -> StoreResult<String>;
+
+    /// Records that a client session (identified by a hash of its id) ended.
+    async fn end_session(&self, id_hash: &str, now: Timestamp) -> StoreResult<()>;
+
+    /// Sessions ended at `since` or later (hash, when), oldest first.
+    async fn ended_sessions(&self, since: Timestamp) -> StoreResult<Vec<(String, Timestamp)>>;
+
+    /// Forgets sessions ended before `before`; returns how many.
+    async fn forget_ended_sessions(&self, before: Timestamp) -> StoreResult<u64>;
+
     async fn report_peer(&self, report: &PeerReport) -> StoreResult<()>;
 
     /// Every known peer, by id.

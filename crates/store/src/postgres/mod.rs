@@ -67,6 +67,7 @@ mod queues;
 mod rows;
 mod runs;
 mod servers;
+mod sessions;
 mod singletons;
 mod tasks;
 mod workflows;
@@ -401,6 +402,28 @@ impl Store for PostgresStore {
 
     async fn delete_server(&self, name: &str) -> StoreResult<bool> {
         shared::servers::delete_server(&self.pool, name).await
+    }
+
+    async fn shared_secret(
+        &self,
+        name: &str,
+        candidate: &str,
+        now: Timestamp,
+    ) -> StoreResult<String> {
+        shared::sessions::put_secret(&self.pool, name, candidate, now).await?;
+        shared::sessions::get_secret(&self.pool, name).await
+    }
+
+    async fn end_session(&self, id_hash: &str, now: Timestamp) -> StoreResult<()> {
+        shared::sessions::end_session(&self.pool, id_hash, now).await
+    }
+
+    async fn ended_sessions(&self, since: Timestamp) -> StoreResult<Vec<(String, Timestamp)>> {
+        shared::sessions::ended_sessions(&self.pool, since).await
+    }
+
+    async fn forget_ended_sessions(&self, before: Timestamp) -> StoreResult<u64> {
+        shared::sessions::forget_ended_sessions(&self.pool, before).await
     }
 
     async fn report_peer(&self, r: &PeerReport) -> StoreResult<()> {

@@ -3,7 +3,7 @@
 //! A statement both backends run alike is written once here, generic over the dialect
 //! ([`dialect::Dialect`], implemented for `Sqlite` and `Postgres`): its text comes from
 //! the topic's `…Sql` trait (`TaskSql`, `InputSql`, `LeaseSql`, `RunSql`, `QueueSql`,
-//! `ServerSql`, `PeerSql`, `WorkflowSql`), which each backend implements in its own
+//! `ServerSql`, `PeerSql`, `WorkflowSql`, `SessionSql`), which each backend implements in its own
 //! topic module, and the Rust that binds its values and decodes its rows is here.
 //!
 //! Where the backends need different Rust, not only different SQL (storing tasks,
@@ -27,5 +27,6 @@ pub(crate) mod queues;
 pub(crate) mod rows;
 pub(crate) mod runs;
 pub(crate) mod servers;
+pub(crate) mod sessions;
 pub(crate) mod tasks;
 pub(crate) mod workflows;

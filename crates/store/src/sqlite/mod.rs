@@ -51,6 +51,7 @@ mod queues;
 mod rows;
 mod runs;
 mod servers;
+mod sessions;
 mod tasks;
 mod workflows;
 mod writer;
@@ -444,6 +445,44 @@ impl Store for SqliteStore {
         self.writer
             .write(move |w| {
                 Box::pin(async move { shared::servers::delete_server(w.exec(), &name).await })
+            })
+            .await
+    }
+
+    async fn shared_secret(
+        &self,
+        name: &str,
+        candidate: &str,
+        now: Timestamp,
+    ) -> StoreResult<String> {
+        let (n, c) = (name.to_string(), candidate.to_string());
+        self.writer
+            .write(move |w| {
+                Box::pin(async move { shared::sessions::put_secret(w.exec(), &n, &c, now).await })
+            })
+            .await?;
+        shared::sessions::get_secret(&self.reader, name).await
+    }
+
+    async fn end_session(&self, id_hash: &str, now: Timestamp) -> StoreResult<()> {
+        let h = id_hash.to_string();
+        self.writer
+            .write(move |w| {
+                Box::pin(async move { shared::sessions::end_session(w.exec(), &h, now).await })
+            })
+            .await
+    }
+
+    async fn ended_sessions(&self, since: Timestamp) -> StoreResult<Vec<(String, Timestamp)>> {
+        shared::sessions::ended_sessions(&self.reader, since).await
+    }
+
+    async fn forget_ended_sessions(&self, before: Timestamp) -> StoreResult<u64> {
+        self.writer
+            .write(move |w| {
+                Box::pin(
+                    async move { shared::sessions::forget_ended_sessions(w.exec(), before).await },
+                )
             })
             .await
     }

@@ -30,7 +30,7 @@ macro_rules! store_test_suite {
             idempotency_conflicts_refuse_the_whole_write,
             retention_keeps_what_a_retry_or_a_parent_needs,
             queues_belong_to_their_principal, keys_lifecycle,
-            audit_log_appends_lists_and_purges);
+            audit_log_appends_lists_and_purges, shared_secrets_and_ended_sessions);
     };
     (@tests $factory:path; $($name:ident),* $(,)?) => {
         $(
@@ -64,7 +64,9 @@ pub use leases::{
     expired_lease_cannot_write_before_rescue, expired_leases_are_rescued,
     heartbeat_extends_own_leases, release_by_owner_does_not_count,
 };
-pub use peers::{peers_lifecycle, servers_crud, singleton_is_held};
+pub use peers::{
+    peers_lifecycle, servers_crud, shared_secrets_and_ended_sessions, singleton_is_held,
+};
 pub use queues::{queue_stats_and_active_count, recent_durations};
 pub use runs::{
     final_failure, finish_is_fenced, progress_is_fenced, retry_transition,

@@ -135,3 +135,48 @@ pub async fn singleton_is_held(store: &dyn Store) {
         .expect("the first taker gets the role");
     assert!(guard.held().await);
 }
+
+/// A shared secret is made once, by the first caller; ended sessions are listed from a
+/// time on, once each, and forgotten by age.
+pub async fn shared_secrets_and_ended_sessions(store: &dyn Store) {
+    let first = store.shared_secret("k", "one", t0()).await.unwrap();
+    assert_eq!(first, "one");
+    let again = store
+        .shared_secret("k", "two", t0().saturating_add(SEC))
+        .await
+        .unwrap();
+    assert_eq!(again, "one", "the first value stays");
+    assert_eq!(store.shared_secret("other", "x", t0()).await.unwrap(), "x");
+
+    store.end_session("h1", t0()).await.unwrap();
+    store
+        .end_session("h2", t0().saturating_add(2 * SEC))
+        .await
+        .unwrap();
+    // Ending it again changes nothing.
+    store
+        .end_session("h1", t0().saturating_add(3 * SEC))
+        .await
+        .unwrap();
+    let all = store.ended_sessions(t0()).await.unwrap();
+    assert_eq!(
+        all,
+        vec![
+            ("h1".to_string(), t0()),
+            ("h2".to_string(), t0().saturating_add(2 * SEC))
+        ]
+    );
+    let later = store
+        .ended_sessions(t0().saturating_add(SEC))
+        .await
+        .unwrap();
+    assert_eq!(later.len(), 1);
+    assert_eq!(
+        store
+            .forget_ended_sessions(t0().saturating_add(SEC))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(store.ended_sessions(t0()).await.unwrap().len(), 1);
+}
