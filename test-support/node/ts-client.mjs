@@ -1,18 +1,27 @@
 // The official TypeScript SDK client (1.x) driving Baton's /mcp, for Baton's tests.
 //
-//   node ts-client.mjs <mcp-url> <scenario> [json-args]
+//   node ts-client.mjs <mcp-url | stdio:<json array: command and args>> <scenario> [json-args]
+//
+// With `stdio:` the client starts that command (e.g. `baton mcp`) and speaks over its
+// stdin and stdout, with this process's environment. The client declares sampling and
+// elicitation: it answers sampling with `args.sample` (or "sampled by the client") and
+// elicitation with `args.answer`.
 //
 // Prints one JSON object on stdout: what the client saw. Scenarios:
 //   list                      tools/list
 //   call     {tool, arguments}            a plain call with progress
 //   task     {tool, arguments, answer?}   a 2025-11-25 task, polled to its result
 //   cancel   {tool, arguments}            a task created, then cancelled
+//   gateway  {prompt, promptArgs, complete}  resources (all pages), templates, the first
+//                             resource read, prompts, one prompt got, a completion
 //   watch    {expect}         prints {"ready":true}, then on each
 //                             notifications/tools/list_changed lists tools again, until
 //                             `expect` is listed (30 s at most)
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import {
+  CreateMessageRequestSchema,
   CreateTaskResultSchema,
   ElicitRequestSchema,
   LoggingMessageNotificationSchema,
@@ -24,8 +33,18 @@ const args = rawArgs ? JSON.parse(rawArgs) : {};
 
 const client = new Client(
   { name: 'baton-test', version: '1.0.0' },
-  { capabilities: { elicitation: { form: {} }, tasks: { list: {}, cancel: {} } } },
+  { capabilities: { elicitation: { form: {} }, sampling: {}, tasks: { list: {}, cancel: {} } } },
 );
+const samplings = [];
+client.setRequestHandler(CreateMessageRequestSchema, async (req) => {
+  samplings.push(req.params);
+  return {
+    role: 'assistant',
+    content: { type: 'text', text: args.sample ?? 'sampled by the client' },
+    model: 'test-model',
+    stopReason: 'endTurn',
+  };
+});
 const elicitations = [];
 client.setRequestHandler(ElicitRequestSchema, async (req) => {
   elicitations.push(req.params);
@@ -39,7 +58,12 @@ client.setNotificationHandler(ToolListChangedNotificationSchema, () => {
   changes += 1;
   onChange();
 });
-const transport = new StreamableHTTPClientTransport(new URL(url));
+const transport = url.startsWith('stdio:')
+  ? (() => {
+      const [command, ...commandArgs] = JSON.parse(url.slice('stdio:'.length));
+      return new StdioClientTransport({ command, args: commandArgs, env: { ...process.env }, stderr: 'inherit' });
+    })()
+  : new StreamableHTTPClientTransport(new URL(url));
 await client.connect(transport);
 
 const out = {
@@ -95,6 +119,28 @@ switch (scenario) {
     }
     break;
   }
+  case 'gateway': {
+    const resources = [];
+    let cursor;
+    do {
+      const page = await client.listResources(cursor ? { cursor } : undefined);
+      resources.push(...page.resources);
+      cursor = page.nextCursor;
+    } while (cursor);
+    out.resources = resources;
+    out.templates = (await client.listResourceTemplates()).resourceTemplates;
+    if (resources.length) out.read = await client.readResource({ uri: resources[0].uri });
+    out.prompts = (await client.listPrompts()).prompts;
+    if (args.prompt) out.prompt = await client.getPrompt({ name: args.prompt, arguments: args.promptArgs ?? {} });
+    if (args.complete) out.completion = await client.complete(args.complete);
+    try {
+      await client.readResource({ uri: 'baton://nowhere/x' });
+      out.unknownRead = 'accepted';
+    } catch (e) {
+      out.unknownRead = { code: e.code, message: e.message };
+    }
+    break;
+  }
   case 'watch': {
     out.before = (await client.listTools()).tools.map((t) => t.name);
     console.log(JSON.stringify({ ready: true }));
@@ -114,6 +160,7 @@ switch (scenario) {
     throw new Error(`unknown scenario ${scenario}`);
 }
 out.elicitations = elicitations;
+out.samplings = samplings;
 out.logs = logs;
 console.log(JSON.stringify(out));
 await client.close();

@@ -123,6 +123,12 @@ impl Engine {
         let task = req.validate(owner, &self.inner.config.submit_defaults, now)?;
         let tools = &self.inner.tools;
         let Some(resolved) = tools.resolve(&task.tool) else {
+            // Its server is still connecting (a node just started): accept the call; it
+            // waits for the server (`waiting_reason`), and the server checks the
+            // arguments and fails the call if it has no such tool.
+            if tools.starting_server(&task.tool).is_some() {
+                return Ok(task);
+            }
             return Err(EngineError::UnknownTool {
                 hint: tools.suggest(&task.tool),
                 tool: task.tool,
@@ -565,12 +571,17 @@ impl Engine {
         median
     }
 
-    /// Ready to serve: the store answers and the node is not stopping.
+    /// Whether this process can take work: not draining, the store answers, and every
+    /// configured server has connected or failed its first attempt.
     pub async fn ready(&self) -> Result<(), EngineError> {
         if self.inner.shutting_down.load(Ordering::Relaxed) {
             return Err(EngineError::ShuttingDown);
         }
         self.inner.store.ping().await?;
+        let starting = self.inner.tools.starting_servers();
+        if !starting.is_empty() {
+            return Err(EngineError::Starting(starting));
+        }
         Ok(())
     }
 

@@ -35,6 +35,9 @@ pub enum EngineError {
     },
     #[error("Baton is shutting down")]
     ShuttingDown,
+    /// Configured servers are on their first connection attempt.
+    #[error("servers still connecting: {}", .0.join(", "))]
+    Starting(Vec<String>),
     #[error(transparent)]
     Store(StoreError),
 }
@@ -62,7 +65,7 @@ impl EngineError {
             | EngineError::KeyNotFound(_) => ErrorCode::NotFound,
             EngineError::Conflict(_) => ErrorCode::Conflict,
             EngineError::TooManyActive { .. } => ErrorCode::ResourceExhausted,
-            EngineError::ShuttingDown => ErrorCode::Unavailable,
+            EngineError::ShuttingDown | EngineError::Starting(_) => ErrorCode::Unavailable,
             EngineError::Store(e) => e.code(),
         }
     }
@@ -72,6 +75,7 @@ impl EngineError {
         match self {
             EngineError::TooManyActive { retry_after, .. } => Some(*retry_after),
             EngineError::ShuttingDown => Some(Duration::from_secs(5)),
+            EngineError::Starting(_) => Some(Duration::from_secs(1)),
             EngineError::Store(e) if e.code().is_retryable() => Some(Duration::from_secs(1)),
             _ => None,
         }

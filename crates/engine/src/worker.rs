@@ -240,6 +240,19 @@ async fn execute(
         return Some(Outcome::Cancelled);
     }
     let Some(resolved) = inner.tools.resolve(&task.tool) else {
+        // Accepted while its server was connecting, and the server has no such tool:
+        // retrying cannot help.
+        if inner.tools.lacks(&task.tool) {
+            return Some(Outcome::Failed(TaskError::new(
+                "unknown_tool",
+                format!(
+                    "unknown tool `{}`{}",
+                    task.tool,
+                    inner.tools.suggest(&task.tool)
+                ),
+                false,
+            )));
+        }
         return Some(Outcome::Failed(TaskError::new(
             "unknown_tool",
             format!("tool `{}` is not available on this node", task.tool),

@@ -87,6 +87,7 @@ pub async fn call(
         }
         return wait_plain(service, id, &params, ctx).await;
     }
+    let name = service.catalog_name(&name);
     let mut task = service
         .engine
         .prepare(&ctx.principal, SubmitRequest::new(name.clone(), arguments))

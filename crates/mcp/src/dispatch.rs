@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::protocol::{self, RpcError, TASKS_EXTENSION, negotiate};
 use crate::session::{Ctx, Era, Session};
 use crate::state::{INSTRUCTIONS, McpService, server_info};
-use crate::{calls, orchestration, tasks};
+use crate::{calls, orchestration, relay, tasks};
 
 impl McpService {
     /// Handles one request. `Ok(None)`: send nothing (the client cancelled it).
@@ -55,8 +55,24 @@ impl McpService {
             "initialize" => Ok(Some(self.initialize(&params))),
             "ping" if !ctx.era.is_modern() => Ok(Some(json!({}))),
             "server/discover" => Ok(Some(self.discover())),
-            "tools/list" => Ok(Some(self.list_tools(&ctx.era))),
+            "tools/list" => {
+                // Right after start, configured servers may still be connecting: the
+                // first list a client sees should hold their tools.
+                self.engine
+                    .tools()
+                    .wait_settled(self.settings.startup_wait)
+                    .await;
+                Ok(Some(self.list_tools(&ctx.era)))
+            }
             "tools/call" => calls::call(self, params, ctx).await,
+            "resources/list"
+            | "resources/templates/list"
+            | "resources/read"
+            | "resources/subscribe"
+            | "resources/unsubscribe"
+            | "prompts/list"
+            | "prompts/get"
+            | "completion/complete" => relay::handle(self, method, params, ctx).await.map(Some),
             "tasks/get" | "tasks/result" | "tasks/list" | "tasks/cancel" | "tasks/update" => {
                 tasks::handle(self, method, params, ctx).await
             }
@@ -137,7 +153,13 @@ impl McpService {
             .and_then(Value::as_str)
             .unwrap_or("");
         let version = negotiate(asked);
-        let mut capabilities = json!({"tools": {"listChanged": true}, "logging": {}});
+        let mut capabilities = json!({
+            "tools": {"listChanged": true},
+            "logging": {},
+            "resources": {"subscribe": true, "listChanged": true},
+            "prompts": {"listChanged": true},
+            "completions": {},
+        });
         if version == protocol::V_2025_11 {
             capabilities["tasks"] =
                 json!({"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}});
@@ -156,6 +178,9 @@ impl McpService {
             "supportedVersions": [protocol::V_2026],
             "capabilities": {
                 "tools": {"listChanged": true},
+                "resources": {"listChanged": true},
+                "prompts": {"listChanged": true},
+                "completions": {},
                 "extensions": {TASKS_EXTENSION: {}}
             },
             "instructions": INSTRUCTIONS,
@@ -168,6 +193,7 @@ impl McpService {
     /// Every tool: the catalog under qualified names, then the orchestration tools.
     pub fn list_tools(&self, era: &Era) -> Value {
         let legacy_tasks = era.legacy_tasks();
+        let transparent = self.transparent_server();
         let mut tools: Vec<Value> = self
             .engine
             .tools()
@@ -178,7 +204,15 @@ impl McpService {
                 if !def.is_object() {
                     def = json!({});
                 }
-                def["name"] = json!(entry.qualified_name);
+                // The transparent server's tools go by their own names (but never
+                // shadow Baton's orchestration tools).
+                let bare = transparent.as_deref() == Some(entry.server.as_str())
+                    && !orchestration::is_orchestration(&entry.info.name);
+                def["name"] = if bare {
+                    json!(entry.info.name)
+                } else {
+                    json!(entry.qualified_name)
+                };
                 if def.get("inputSchema").is_none() {
                     def["inputSchema"] = (*entry.info.input_schema).clone();
                 }
@@ -207,6 +241,29 @@ impl McpService {
     }
 }
 
+impl McpService {
+    /// The server whose names MCP clients see unqualified (`qualified = false`).
+    pub(crate) fn transparent_server(&self) -> Option<String> {
+        self.upstreams
+            .as_ref()
+            .and_then(|u| u.transparent())
+            .map(|s| s.name().to_string())
+    }
+
+    /// The catalog name of a tool as an MCP client names it: the transparent server's
+    /// tools are called by their own names; every name works qualified too.
+    pub(crate) fn catalog_name(&self, name: &str) -> String {
+        let Some(server) = self.transparent_server() else {
+            return name.to_string();
+        };
+        let tools = self.engine.tools();
+        if tools.resolve(name).is_some() || tools.starting_server(name).is_some() {
+            return name.to_string();
+        }
+        format!("{server}{}{name}", tools.separator())
+    }
+}
+
 /// The scope a request needs, if any: reading tasks needs `tasks:read`, running a tool
 /// or changing a task `tasks:write`; the orchestration tools need what their REST
 /// counterparts need. Listing tools and the handshake need only a valid credential.
@@ -216,6 +273,15 @@ pub fn scope_for(method: &str, params: &Value) -> Option<Scope> {
             Some(Scope::TasksRead)
         }
         "tasks/cancel" | "tasks/update" => Some(Scope::TasksWrite),
+        // Servers' resources and prompts: reads, like a task's result.
+        "resources/list"
+        | "resources/templates/list"
+        | "resources/read"
+        | "resources/subscribe"
+        | "resources/unsubscribe"
+        | "prompts/list"
+        | "prompts/get"
+        | "completion/complete" => Some(Scope::TasksRead),
         "tools/call" => {
             let name = params.get("name").and_then(Value::as_str).unwrap_or("");
             Some(orchestration::scope_of(name).unwrap_or(Scope::TasksWrite))
@@ -263,4 +329,70 @@ fn finish_result(mut result: Value, era: &Era) -> Value {
         o.entry("resultType").or_insert(json!("complete"));
     }
     result
+}
+
+/// The protocol version whose sessions may send JSON-RPC batches.
+pub const BATCH_VERSION: &str = "2025-03-26";
+
+impl McpService {
+    /// A JSON-RPC batch of a 2025-03-26 session: its notifications and responses are
+    /// taken, its requests run concurrently (each with the context `ctx_for` makes), and
+    /// the answers come back together, in the batch's order; `None` when it held no
+    /// request. Baton cannot ask the client anything while answering a batch (the answer
+    /// is one JSON array), so a call that needs input waits, answerable through
+    /// `tasks/update` or REST.
+    pub async fn handle_batch(
+        self: &Arc<Self>,
+        messages: Vec<Value>,
+        session: &Session,
+        ctx_for: impl Fn(&Value) -> Ctx,
+    ) -> Option<Vec<Value>> {
+        let mut answers = Vec::new();
+        for message in messages {
+            match protocol::parse_value(message) {
+                Ok(protocol::Incoming::Request { id, method, params }) => {
+                    if method == "initialize" {
+                        let e = RpcError::new(
+                            protocol::INVALID_REQUEST,
+                            "initialize cannot be part of a batch",
+                        );
+                        answers.push(futures::future::Either::Left(std::future::ready(Some(
+                            protocol::error_response(Some(&id), &e),
+                        ))));
+                        continue;
+                    }
+                    let ctx = ctx_for(&id);
+                    let service = self.clone();
+                    answers.push(futures::future::Either::Right(async move {
+                        let answer = service.handle_request(&method, params, &ctx).await;
+                        ctx.session.end(&ctx.request_id);
+                        match answer {
+                            Ok(Some(result)) => Some(protocol::response(&id, result)),
+                            Ok(None) => None,
+                            Err(e) => Some(protocol::error_response(Some(&id), &e)),
+                        }
+                    }));
+                }
+                Ok(protocol::Incoming::Notification { method, params }) => {
+                    self.handle_notification(&method, &params, session)
+                }
+                Ok(protocol::Incoming::Response { id, result }) => {
+                    session.deliver(&id, result);
+                }
+                Err((id, e)) => answers.push(futures::future::Either::Left(std::future::ready(
+                    Some(protocol::error_response(id.as_ref(), &e)),
+                ))),
+            }
+        }
+        if answers.is_empty() {
+            return None;
+        }
+        Some(
+            futures::future::join_all(answers)
+                .await
+                .into_iter()
+                .flatten()
+                .collect(),
+        )
+    }
 }

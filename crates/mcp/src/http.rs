@@ -92,7 +92,7 @@ async fn endpoint(State(service): State<Arc<McpService>>, req: Request) -> Respo
     match parts.method {
         Method::POST => post(service, parts.headers, body, caller).await,
         Method::GET => open_stream(service, &parts.headers, caller.identity),
-        Method::DELETE => end_session(&service, &parts.headers, &caller.identity.principal),
+        Method::DELETE => end_session(&service, &parts.headers, &caller.identity.principal).await,
         _ => method_not_allowed(),
     }
 }
@@ -146,6 +146,11 @@ async fn post(
             );
         }
     };
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[')
+        && let Ok(Value::Array(messages)) = serde_json::from_slice::<Value>(&bytes)
+    {
+        return batch(service, &headers, messages, caller).await;
+    }
     let incoming = match protocol::parse(&bytes) {
         Ok(m) => m,
         Err((id, e)) => return rpc_error_response(StatusCode::BAD_REQUEST, id.as_ref(), &e),
@@ -172,11 +177,30 @@ async fn post(
             };
             serve_request(service, &headers, id, method, params, era, session, caller).await
         }
+        Incoming::Notification { .. } | Incoming::Response { .. }
+            if session_id
+                .as_deref()
+                .is_some_and(|sid| service.sessions.is_ended(sid)) =>
+        {
+            rpc_error_response(
+                StatusCode::NOT_FOUND,
+                None,
+                &RpcError::new(
+                    protocol::INVALID_REQUEST,
+                    "the session was ended: initialize a new one",
+                ),
+            )
+        }
         Incoming::Notification { method, params } => {
             // 2026-07-28 defines no client notifications over HTTP (a closed stream is the
             // cancellation); legacy ones reach their session.
             if let Some(sid) = session_id.as_deref()
-                && session::decode_session_id(sid, &caller.identity.principal).is_some()
+                && session::decode_session_id(
+                    service.session_key(),
+                    sid,
+                    &caller.identity.principal,
+                )
+                .is_some()
             {
                 service.handle_notification(&method, &params, &service.sessions.get(sid));
             }
@@ -184,12 +208,72 @@ async fn post(
         }
         Incoming::Response { id, result } => {
             if let Some(sid) = session_id.as_deref()
-                && session::decode_session_id(sid, &caller.identity.principal).is_some()
+                && session::decode_session_id(
+                    service.session_key(),
+                    sid,
+                    &caller.identity.principal,
+                )
+                .is_some()
             {
                 service.sessions.get(sid).deliver(&id, result);
             }
             StatusCode::ACCEPTED.into_response()
         }
+    }
+}
+
+/// A JSON-RPC batch: only within a session that negotiated 2025-03-26 (the one version
+/// that has them); answered with one JSON array.
+async fn batch(
+    service: Arc<McpService>,
+    headers: &HeaderMap,
+    messages: Vec<Value>,
+    caller: Caller,
+) -> Response {
+    let refuse = |m: String| {
+        rpc_error_response(
+            StatusCode::BAD_REQUEST,
+            None,
+            &RpcError::new(protocol::INVALID_REQUEST, m),
+        )
+    };
+    let Some((sid, era)) = legacy_session(&service, headers, &caller.identity.principal) else {
+        return refuse(format!(
+            "JSON-RPC batches are sent within a session that negotiated {} (send one message per request otherwise)",
+            crate::dispatch::BATCH_VERSION
+        ));
+    };
+    if era.version() != crate::dispatch::BATCH_VERSION {
+        return refuse(format!(
+            "this session speaks {}, which has no JSON-RPC batches (only {} has): send one message per request",
+            era.version(),
+            crate::dispatch::BATCH_VERSION
+        ));
+    }
+    if messages.is_empty() {
+        return refuse("an empty batch".into());
+    }
+    let session = service.sessions.get(&sid);
+    // What the requests send on their way (progress, logs) has nowhere to go: a batch is
+    // answered with one JSON array.
+    let (out, _discarded) = mpsc::unbounded_channel();
+    let answers = service
+        .handle_batch(messages, &session, |id| Ctx {
+            request_id: id.clone(),
+            era: era.clone(),
+            principal: caller.identity.principal.clone(),
+            identity: caller.identity.clone(),
+            quota: caller.quota,
+            origin: caller.origin.clone(),
+            out: out.clone(),
+            session: session.clone(),
+            cancel: session.begin(id),
+            disconnect_cancels: false,
+        })
+        .await;
+    match answers {
+        Some(a) => axum::Json(Value::Array(a)).into_response(),
+        None => StatusCode::ACCEPTED.into_response(),
     }
 }
 
@@ -209,7 +293,12 @@ async fn initialize(
         .cloned()
         .filter(Value::is_object)
         .unwrap_or(json!({}));
-    let sid = session::session_id(version, &capabilities, &caller.identity.principal);
+    let sid = session::session_id(
+        service.session_key(),
+        version,
+        &capabilities,
+        &caller.identity.principal,
+    );
     let era = Era::Legacy {
         version: version.to_string(),
         capabilities,
@@ -294,7 +383,10 @@ fn request_era(
             ),
         )));
     };
-    let Some(era) = session::decode_session_id(sid, principal) else {
+    let era = (!service.sessions.is_ended(sid))
+        .then(|| session::decode_session_id(service.session_key(), sid, principal))
+        .flatten();
+    let Some(era) = era else {
         return Err((
             StatusCode::NOT_FOUND,
             RpcError::new(
@@ -605,9 +697,16 @@ fn sse_answer(
 
 // ---- GET / DELETE (legacy sessions) -------------------------------------------------------
 
-fn legacy_session(headers: &HeaderMap, principal: &str) -> Option<(String, Era)> {
+fn legacy_session(
+    service: &McpService,
+    headers: &HeaderMap,
+    principal: &str,
+) -> Option<(String, Era)> {
     let sid = headers.get(SESSION_HEADER)?.to_str().ok()?.to_string();
-    let era = session::decode_session_id(&sid, principal)?;
+    if service.sessions.is_ended(&sid) {
+        return None;
+    }
+    let era = session::decode_session_id(service.session_key(), &sid, principal)?;
     Some((sid, era))
 }
 
@@ -615,7 +714,7 @@ fn legacy_session(headers: &HeaderMap, principal: &str) -> Option<(String, Era)>
 /// tasks and tool list changes.
 fn open_stream(service: Arc<McpService>, headers: &HeaderMap, identity: Identity) -> Response {
     if headers.get(SESSION_HEADER).is_some()
-        && legacy_session(headers, &identity.principal).is_none()
+        && legacy_session(&service, headers, &identity.principal).is_none()
     {
         return rpc_error_response(
             StatusCode::NOT_FOUND,
@@ -626,7 +725,7 @@ fn open_stream(service: Arc<McpService>, headers: &HeaderMap, identity: Identity
             ),
         );
     }
-    let Some((sid, era)) = legacy_session(headers, &identity.principal) else {
+    let Some((sid, era)) = legacy_session(&service, headers, &identity.principal) else {
         return method_not_allowed();
     };
     let session = service.sessions.get(&sid);
@@ -664,10 +763,24 @@ fn open_stream(service: Arc<McpService>, headers: &HeaderMap, identity: Identity
     r
 }
 
-fn end_session(service: &McpService, headers: &HeaderMap, principal: &str) -> Response {
-    match legacy_session(headers, principal) {
+async fn end_session(service: &Arc<McpService>, headers: &HeaderMap, principal: &str) -> Response {
+    match legacy_session(service, headers, principal) {
         Some((sid, _)) => {
-            service.sessions.remove(&sid);
+            let session = service.sessions.get(&sid);
+            service.sessions.end(&sid);
+            // Every node refuses it from now on (they read the store every second).
+            if let Err(e) = service
+                .engine
+                .end_client_session(&session::ended_key(&sid))
+                .await
+            {
+                tracing::warn!(error = %e, "could not record an ended session for the other nodes");
+            }
+            // The resources it watched are let go of (the last watcher tells the server).
+            let service = service.clone();
+            tokio::spawn(
+                async move { crate::relay::forget_subscriptions(&service, &session).await },
+            );
             StatusCode::NO_CONTENT.into_response()
         }
         None if headers.get(SESSION_HEADER).is_some() => rpc_error_response(

@@ -32,6 +32,7 @@ pub mod errors;
 pub mod http;
 pub mod orchestration;
 pub mod protocol;
+pub mod relay;
 pub mod results;
 pub mod session;
 pub mod state;

@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
+use sha2::Sha256;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -71,14 +73,55 @@ impl Era {
     }
 }
 
-/// Encodes a legacy session into its id.
-pub fn session_id(version: &str, capabilities: &Value, principal: &str) -> String {
+/// The key that signs session ids: one for every node sharing a store (so any node
+/// serves any session), made once and kept in the store.
+#[derive(Clone)]
+pub struct SessionKey([u8; 32]);
+
+impl SessionKey {
+    pub fn new(bytes: [u8; 32]) -> SessionKey {
+        SessionKey(bytes)
+    }
+
+    /// A key of this process only (tests, or a store that cannot keep one).
+    pub fn random() -> SessionKey {
+        SessionKey(rand::random())
+    }
+
+    fn mac(&self, body: &str) -> Hmac<Sha256> {
+        let mut mac =
+            <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(body.as_bytes());
+        mac
+    }
+
+    fn sign(&self, body: &str) -> String {
+        URL_SAFE_NO_PAD.encode(self.mac(body).finalize().into_bytes())
+    }
+
+    fn verify(&self, body: &str, signature: &str) -> bool {
+        URL_SAFE_NO_PAD
+            .decode(signature)
+            .is_ok_and(|tag| self.mac(body).verify_slice(&tag).is_ok())
+    }
+}
+
+/// Encodes a legacy session into its id: its state (version, the client's capabilities,
+/// a tag of its principal), randomness, and a signature over both.
+pub fn session_id(
+    key: &SessionKey,
+    version: &str,
+    capabilities: &Value,
+    principal: &str,
+) -> String {
     let state = json!({"v": version, "c": capabilities, "p": owner_tag(principal)}).to_string();
-    format!(
-        "b1.{}.{:032x}",
+    let body = format!(
+        "b2.{}.{:032x}",
         URL_SAFE_NO_PAD.encode(state),
         rand::random::<u128>()
-    )
+    );
+    let signature = key.sign(&body);
+    format!("{body}.{signature}")
 }
 
 /// What a session id records of its principal: enough to tell principals apart, not
@@ -87,12 +130,16 @@ fn owner_tag(principal: &str) -> String {
     baton_core::auth::hash_secret(&format!("baton-session:{principal}"))[..16].to_string()
 }
 
-/// The era a session id stands for; `None` when it is not one of Baton's, or was issued
-/// to another principal (a session id is useless to anyone but its principal, whoever
-/// learns or makes one up).
-pub fn decode_session_id(id: &str, principal: &str) -> Option<Era> {
-    let mut parts = id.split('.');
-    if parts.next()? != "b1" {
+/// The era a session id stands for; `None` when Baton did not issue it (its signature
+/// does not hold), or issued it to another principal (a session id is useless to anyone
+/// but its principal, whoever learns it).
+pub fn decode_session_id(key: &SessionKey, id: &str, principal: &str) -> Option<Era> {
+    let (body, signature) = id.rsplit_once('.')?;
+    if !key.verify(body, signature) {
+        return None;
+    }
+    let mut parts = body.split('.');
+    if parts.next()? != "b2" {
         return None;
     }
     let state: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts.next()?).ok()?).ok()?;
@@ -131,6 +178,8 @@ pub struct Session {
     last_used: Mutex<Option<std::time::Instant>>,
     /// `logging/setLevel`.
     pub log_level: Mutex<Option<String>>,
+    /// Resources (as the client names them) it subscribed to.
+    pub subscriptions: Mutex<std::collections::HashSet<String>>,
 }
 
 fn key(id: &Value) -> String {
@@ -271,7 +320,18 @@ const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 pub struct Sessions {
     map: Mutex<HashMap<String, Arc<Session>>>,
     last_sweep: Mutex<Option<std::time::Instant>>,
+    /// Sessions their clients ended (`DELETE`): their ids are refused from then on.
+    ended: Mutex<HashMap<String, std::time::Instant>>,
 }
+
+/// How an ended session is known across a deployment: a hash of its id.
+pub fn ended_key(id: &str) -> String {
+    baton_core::auth::hash_secret(&format!("baton-ended-session:{id}"))
+}
+
+/// How long an ended session's id is remembered, and how many at most.
+const ENDED_KEPT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+const ENDED_MAX: usize = 100_000;
 
 impl Sessions {
     /// The node-local part of a session, created on first use (the id carries the rest).
@@ -318,6 +378,49 @@ impl Sessions {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Keeps `session` under `id` (the stdio connection's session, so that what goes to
+    /// every session reaches it too).
+    pub fn insert(&self, id: &str, session: Arc<Session>) {
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_string(), session);
+    }
+
+    /// Ends a session for good: its id is refused from now on.
+    pub fn end(&self, id: &str) {
+        self.remove(id);
+        self.mark_ended(&ended_key(id));
+    }
+
+    /// Records that the session whose id hashes to `hash` ended (here or on another
+    /// node).
+    pub fn mark_ended(&self, hash: &str) {
+        let now = std::time::Instant::now();
+        let mut ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
+        if ended.len() >= ENDED_MAX {
+            ended.retain(|_, at| now.saturating_duration_since(*at) < ENDED_KEPT);
+            if ended.len() >= ENDED_MAX
+                && let Some(oldest) = ended
+                    .iter()
+                    .min_by_key(|(_, at)| **at)
+                    .map(|(k, _)| k.clone())
+            {
+                ended.remove(&oldest);
+            }
+        }
+        ended.entry(hash.to_string()).or_insert(now);
+    }
+
+    /// Whether the session was ended.
+    pub fn is_ended(&self, id: &str) -> bool {
+        self.ended
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&ended_key(id))
+            .is_some_and(|at| at.elapsed() < ENDED_KEPT)
     }
 
     pub fn remove(&self, id: &str) {
@@ -404,23 +507,34 @@ mod tests {
 
     #[test]
     fn session_ids_carry_their_state() {
-        let id = session_id("2025-11-25", &json!({"elicitation": {}}), "alice");
-        let era = decode_session_id(&id, "alice").unwrap();
+        let key = SessionKey::random();
+        let id = session_id(&key, "2025-11-25", &json!({"elicitation": {}}), "alice");
+        let era = decode_session_id(&key, &id, "alice").unwrap();
         assert!(era.legacy_tasks() && era.elicitation());
-        assert!(decode_session_id("nonsense", "alice").is_none());
-        assert!(decode_session_id(&id.replace("b1.", "b2."), "alice").is_none());
+        assert!(decode_session_id(&key, "nonsense", "alice").is_none());
         assert!(
-            decode_session_id(&id, "bob").is_none(),
+            decode_session_id(&SessionKey::random(), &id, "alice").is_none(),
+            "another deployment's key does not open it"
+        );
+        assert!(
+            decode_session_id(&key, &id, "bob").is_none(),
             "another principal cannot use it"
         );
-        // Made up for alice by someone else: still only alice's, and alice's streams
-        // are keyed by the whole id, random part included.
-        let state = URL_SAFE_NO_PAD
-            .encode(json!({"v": "2025-11-25", "c": {}, "p": "0000000000000000"}).to_string());
-        assert!(decode_session_id(&format!("b1.{state}.00"), "alice").is_none());
+        // Made up by someone without the key (any state, any principal tag): refused.
+        let state = URL_SAFE_NO_PAD.encode(
+            json!({"v": "2025-11-25", "c": {"sampling": {}}, "p": owner_tag("alice")}).to_string(),
+        );
+        let forged = format!("b2.{state}.00.{}", URL_SAFE_NO_PAD.encode([0u8; 32]));
+        assert!(decode_session_id(&key, &forged, "alice").is_none());
+        // A signed id whose state is changed is refused too.
+        let (body, signature) = id.rsplit_once('.').unwrap();
+        let mut parts: Vec<&str> = body.split('.').collect();
+        parts[1] = &state;
+        let tampered = format!("{}.{signature}", parts.join("."));
+        assert!(decode_session_id(&key, &tampered, "alice").is_none());
         assert_ne!(
             id,
-            session_id("2025-11-25", &json!({"elicitation": {}}), "alice"),
+            session_id(&key, "2025-11-25", &json!({"elicitation": {}}), "alice"),
             "random part"
         );
     }

@@ -88,6 +88,7 @@ where
     let (out, writer_task) = writer(output);
     let session = Session::new();
     session.set_stream(Some(out.clone()));
+    let stdio_id = format!("stdio-{:032x}", rand::random::<u128>());
     let mut era: Option<Era> = None;
     let mut input = input;
     let mut buf = Vec::new();
@@ -110,6 +111,10 @@ where
             continue;
         }
         if buf.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        if buf.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            batch(&service, &principal, era.as_ref(), &session, &out, &buf);
             continue;
         }
         let incoming = match protocol::parse(&buf) {
@@ -140,6 +145,11 @@ where
                             .filter(Value::is_object)
                             .unwrap_or(json!({})),
                     };
+                    if era.is_none() {
+                        // From now on it hears what every session hears (list changes,
+                        // resource updates).
+                        service.sessions.insert(&stdio_id, session.clone());
+                    }
                     if e.legacy_tasks() && era.is_none() {
                         tokio::spawn(crate::tasks::push_status(
                             service.clone(),
@@ -192,10 +202,78 @@ where
         }
     }
     session.set_stream(None);
+    service.sessions.remove(&stdio_id);
+    crate::relay::forget_subscriptions(&service, &session).await;
     drop(out);
     // Answers already on their way are written; the requests still waiting are abandoned
     // with their client (their tasks run on, durably).
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), writer_task).await;
+}
+
+/// A JSON-RPC batch on a connection that negotiated 2025-03-26: answered with one array
+/// line once every request in it is answered.
+fn batch(
+    service: &Arc<McpService>,
+    principal: &str,
+    era: Option<&Era>,
+    session: &Arc<Session>,
+    out: &mpsc::UnboundedSender<Value>,
+    line: &[u8],
+) {
+    let refuse = |m: String| {
+        let _ = out.send(protocol::error_response(
+            None,
+            &RpcError::new(protocol::INVALID_REQUEST, m),
+        ));
+    };
+    let messages = match serde_json::from_slice::<Value>(line) {
+        Ok(Value::Array(m)) if !m.is_empty() => m,
+        Ok(_) => return refuse("an empty batch".into()),
+        Err(e) => {
+            let _ = out.send(protocol::error_response(
+                None,
+                &RpcError::new(protocol::PARSE_ERROR, format!("parse error: {e}")),
+            ));
+            return;
+        }
+    };
+    let Some(era) = era
+        .filter(|e| e.version() == crate::dispatch::BATCH_VERSION)
+        .cloned()
+    else {
+        return refuse(format!(
+            "JSON-RPC batches belong to protocol {} only: send one message per line",
+            crate::dispatch::BATCH_VERSION
+        ));
+    };
+    let (service, principal, session, out) = (
+        service.clone(),
+        principal.to_string(),
+        session.clone(),
+        out.clone(),
+    );
+    tokio::spawn(async move {
+        let answers = service
+            .handle_batch(messages, &session, |id| Ctx {
+                request_id: id.clone(),
+                era: era.clone(),
+                principal: principal.clone(),
+                identity: baton_core::auth::Identity::trusted(principal.clone()),
+                quota: Default::default(),
+                origin: baton_core::auth::RequestOrigin {
+                    remote: Some("stdio".into()),
+                    request_id: None,
+                },
+                out: out.clone(),
+                session: session.clone(),
+                cancel: session.begin(id),
+                disconnect_cancels: false,
+            })
+            .await;
+        if let Some(a) = answers {
+            let _ = out.send(Value::Array(a));
+        }
+    });
 }
 
 fn stdio_era(params: &Value, connection: Option<&Era>, method: &str) -> Result<Era, RpcError> {

@@ -340,6 +340,7 @@ impl App {
             Some(upstreams.clone()),
             config.mcp_settings(),
         );
+        mcp.share_state().await?;
         let router = crate::routes::router(
             AppState {
                 engine: engine.clone(),

@@ -130,6 +130,10 @@ pub struct McpConfig {
     pub poll_interval: Duration,
     /// Largest accepted MCP message, in bytes.
     pub max_message_bytes: usize,
+    /// How long `tools/list` waits, right after start, for configured servers still
+    /// on their first connection attempt (so the first list holds their tools).
+    #[serde(with = "humantime_serde")]
+    pub startup_wait: Duration,
 }
 
 impl Default for McpConfig {
@@ -141,6 +145,7 @@ impl Default for McpConfig {
             keepalive: s.keepalive,
             poll_interval: Duration::from_millis(s.poll_interval_ms),
             max_message_bytes: s.max_message_bytes,
+            startup_wait: s.startup_wait,
         }
     }
 }
@@ -160,6 +165,10 @@ pub struct UpstreamConfig {
     /// Default: on when authentication is off (one local user), off when it is on; HTTP
     /// servers need only the `servers:admin` scope either way.
     pub allow_runtime_commands: Option<bool>,
+    /// How long a sampling or elicitation request a server sends during a call waits for
+    /// a client's answer (then elicitation is cancelled, sampling refused).
+    #[serde(with = "humantime_serde")]
+    pub input_timeout: Duration,
 }
 
 impl Default for UpstreamConfig {
@@ -170,6 +179,7 @@ impl Default for UpstreamConfig {
             failures_to_open: s.failures_to_open,
             open_for: s.open_for,
             allow_runtime_commands: None,
+            input_timeout: s.input_timeout,
         }
     }
 }
@@ -180,6 +190,7 @@ impl UpstreamConfig {
             health_interval: self.health_interval,
             failures_to_open: self.failures_to_open.max(1),
             open_for: self.open_for,
+            input_timeout: self.input_timeout,
             ..Default::default()
         }
     }
@@ -585,6 +596,7 @@ impl Config {
             poll_interval_ms: self.mcp.poll_interval.as_millis() as u64,
             task_ttl_ms: self.tasks.retention.as_millis() as u64,
             max_message_bytes: self.mcp.max_message_bytes,
+            startup_wait: self.mcp.startup_wait,
         }
     }
 

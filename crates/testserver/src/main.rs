@@ -49,6 +49,9 @@ struct Cli {
     /// serverInfo.name reported to clients.
     #[arg(long, default_value = "baton-testserver")]
     name: String,
+    /// Wait this long before answering anything (a server slow to start).
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    start_delay_ms: u64,
 }
 
 #[tokio::main]
@@ -70,6 +73,9 @@ async fn main() -> anyhow::Result<()> {
         .transpose()
         .context("cannot initialise --state-dir")?;
     let shared = Shared::new(cli.name, state);
+    if cli.start_delay_ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(cli.start_delay_ms)).await;
+    }
 
     match cli.http {
         None => serve_stdio(shared).await,

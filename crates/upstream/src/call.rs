@@ -129,7 +129,9 @@ pub async fn run(
     args: Value,
     ctx: &ToolContext,
 ) -> Result<ToolOutput, ToolCallError> {
-    let _logs = conn.handler.route_logs(ctx.task.clone());
+    let _call = conn
+        .handler
+        .route_call(ctx.task.clone(), ctx.cancel.clone());
     if let Some(cp) = UpstreamTaskCheckpoint::from_context(ctx).filter(|cp| cp.server == server) {
         tracing::info!(server, upstream_task = %cp.task_id, task_id = %ctx.task_id, "resuming the upstream task of an earlier run");
         return match cp.flavor.as_str() {

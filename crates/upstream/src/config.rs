@@ -52,6 +52,20 @@ pub struct ServerConfig {
     /// Retry results the tool marks `isError` (by default they fail the task at once).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub retry_tool_errors: bool,
+    /// `false`: MCP clients see this server's tools, prompts and resources under their
+    /// own names (transparent mode, to stand in front of one server without renaming
+    /// anything); REST and workflows still use `name__tool`. At most one server may be
+    /// transparent.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub qualified: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// How Baton reaches a server (its `Debug` hides env and header values).
@@ -89,6 +103,7 @@ impl fmt::Debug for ServerConfig {
             .field("max_concurrency", &self.max_concurrency)
             .field("timeout_ms", &self.timeout_ms)
             .field("retry_tool_errors", &self.retry_tool_errors)
+            .field("qualified", &self.qualified)
             .finish()
     }
 }
@@ -127,6 +142,9 @@ impl ServerConfig {
         check_name("server", &self.name).map_err(|m| format!("name: {m}"))?;
         if self.name == baton_core::tool::BUILTIN_SERVER {
             return Err("name: `baton` is reserved for the built-in tools".into());
+        }
+        if !self.qualified && self.group.is_some() {
+            return Err("qualified: a member of a group is called through its group's name; it cannot be transparent".into());
         }
         if let Some(g) = &self.group {
             check_name("group", g).map_err(|m| format!("group: {m}"))?;
@@ -236,6 +254,7 @@ mod tests {
             max_concurrency: Some(8),
             timeout_ms: None,
             retry_tool_errors: false,
+            qualified: true,
         }
     }
 

@@ -34,6 +34,8 @@ pub struct Connection {
     pub ext_tasks: bool,
     /// The server accepts 2025-11-25 task-augmented tool calls.
     pub legacy_tasks: bool,
+    /// The capabilities the server declared (resources, prompts, completions, …).
+    pub capabilities: Value,
     pub pid: Option<u32>,
     /// For the node's log only (see [`Connection::death_note`]).
     pub stderr: Option<StderrTail>,
@@ -67,15 +69,34 @@ pub enum ConnectError {
     Timeout,
 }
 
+/// Where a server's notices go (see [`crate::relay::Notice`]).
+pub type Notices = tokio::sync::broadcast::Sender<crate::relay::ServerNotice>;
+
+/// How long a request the server sends during a plain call (sampling, elicitation)
+/// waits for a client's answer, unless the server's settings say otherwise.
+pub const INPUT_TIMEOUT: Duration = Duration::from_secs(600);
+
 impl Connection {
     pub async fn open(
         server: &str,
         transport: &Transport,
         node_id: &str,
     ) -> Result<Connection, ConnectError> {
+        Self::open_with(server, transport, node_id, INPUT_TIMEOUT, None).await
+    }
+
+    /// Like [`Connection::open`]; requests the server sends during a plain call wait up
+    /// to `input_timeout` for an answer.
+    pub async fn open_with(
+        server: &str,
+        transport: &Transport,
+        node_id: &str,
+        input_timeout: Duration,
+        notices: Option<Notices>,
+    ) -> Result<Connection, ConnectError> {
         match tokio::time::timeout(
             CONNECT_TIMEOUT,
-            Self::open_inner(server, transport, node_id),
+            Self::open_inner(server, transport, node_id, input_timeout, notices),
         )
         .await
         {
@@ -88,9 +109,15 @@ impl Connection {
         server: &str,
         transport: &Transport,
         node_id: &str,
+        input_timeout: Duration,
+        notices: Option<Notices>,
     ) -> Result<Connection, ConnectError> {
         let raw = Arc::new(RawCapture::default());
-        let handler_state = HandlerState::new(server, raw.clone());
+        let handler_state = HandlerState::new(server, raw.clone(), input_timeout);
+        *handler_state
+            .notices
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = notices;
         let handler = UpstreamHandler {
             state: handler_state.clone(),
             protocol: ProtocolVersion::V_2025_11_25,
@@ -182,6 +209,10 @@ impl Connection {
             .as_ref()
             .and_then(|i| i.server_info.as_ref())
             .and_then(|s| serde_json::to_value(s).ok());
+        let capabilities = info
+            .as_ref()
+            .and_then(|i| serde_json::to_value(&i.capabilities).ok())
+            .unwrap_or_default();
         if let Transport::Http { url, headers } = transport
             && protocol.as_str() == "2025-11-25"
             && let Err(e) = raw::probe_http(url, headers, &protocol, &raw).await
@@ -199,6 +230,7 @@ impl Connection {
             server_info,
             ext_tasks,
             legacy_tasks,
+            capabilities,
             pid,
             stderr,
             stderr_logged: AtomicBool::new(false),

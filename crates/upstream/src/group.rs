@@ -109,6 +109,12 @@ impl ToolProvider for Group {
         }
     }
 
+    /// Starting while no member knows its tools yet.
+    fn starting(&self) -> bool {
+        let members = self.members();
+        !members.is_empty() && members.iter().all(|m| m.starting())
+    }
+
     fn availability(&self) -> Result<(), String> {
         let members = self.members();
         if members.iter().any(|m| m.is_available().is_ok()) {

@@ -13,8 +13,13 @@ use rmcp::model::LoggingMessageNotificationParam;
 use rmcp::model::{
     ClientCapabilities, ClientConfig, CustomRequest, CustomResult, ElicitRequestParams,
     ElicitResult, ElicitationAction, ErrorData, Implementation, NumberOrString,
-    ProgressNotificationParam, ProtocolVersion,
+    ProgressNotificationParam, ProtocolVersion, ResourceUpdatedNotificationParam,
 };
+#[expect(
+    deprecated,
+    reason = "sampling is deprecated by SEP-2577 but still relayed"
+)]
+use rmcp::model::{CreateMessageRequestParams, CreateMessageResult};
 use rmcp::service::{NotificationContext, RequestContext, RoleClient};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -47,9 +52,24 @@ pub struct HandlerState {
     /// By upstream task id: the route's generation (a task followed again replaces the
     /// route; the older route's end must not remove the newer one) and its sender.
     elicitations: Mutex<HashMap<String, (u64, mpsc::UnboundedSender<Elicitation>)>>,
-    /// Calls in flight on this connection, for relaying the server's log messages.
-    calls: Mutex<HashMap<u64, baton_engine::tools::TaskHandle>>,
+    /// Calls in flight on this connection, for relaying the server's log messages and
+    /// the input it asks for during a plain call.
+    calls: Mutex<HashMap<u64, CallRoute>>,
     next_call: std::sync::atomic::AtomicU64,
+    /// How long a relayed input request waits for an answer.
+    input_timeout: std::time::Duration,
+    /// Where resource and prompt changes go (to the front doors' sessions).
+    pub notices: Mutex<Option<crate::connection::Notices>>,
+}
+
+/// A call in flight: its task, and the token that ends it.
+#[derive(Clone)]
+struct CallRoute {
+    task: baton_engine::tools::TaskHandle,
+    cancel: tokio_util::sync::CancellationToken,
+    /// The call has answered (its route lingers a moment for late log messages, but no
+    /// request of the server can belong to it any more).
+    ended: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Keeps a call registered for log relaying while it runs.
@@ -97,6 +117,7 @@ impl Drop for ElicitationRoute {
 pub struct LogRoute {
     state: Arc<HandlerState>,
     key: u64,
+    ended: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Drop for LogRoute {
@@ -104,6 +125,7 @@ impl Drop for LogRoute {
         // Notifications are handled concurrently with responses: a message the server
         // sent just before its answer may be dispatched just after it. Keep routing a
         // moment longer.
+        self.ended.store(true, std::sync::atomic::Ordering::Relaxed);
         let state = self.state.clone();
         let key = self.key;
         let forget = move || {
@@ -133,8 +155,14 @@ pub fn token_key(t: &NumberOrString) -> String {
 }
 
 impl HandlerState {
-    pub fn new(server: &str, raw: Arc<RawCapture>) -> Arc<Self> {
+    pub fn new(
+        server: &str,
+        raw: Arc<RawCapture>,
+        input_timeout: std::time::Duration,
+    ) -> Arc<Self> {
         Arc::new(HandlerState {
+            input_timeout,
+            notices: Mutex::new(None),
             server: server.to_string(),
             raw,
             tools_changed: Notify::new(),
@@ -145,18 +173,29 @@ impl HandlerState {
         })
     }
 
-    /// Log messages the server sends while this call runs go to its task.
-    pub fn route_logs(self: &Arc<Self>, task: baton_engine::tools::TaskHandle) -> LogRoute {
+    /// Log messages the server sends while this call runs go to its task, and so does the
+    /// input it asks for outside any upstream task (see [`HandlerState::relay_input`]).
+    pub fn route_call(
+        self: &Arc<Self>,
+        task: baton_engine::tools::TaskHandle,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> LogRoute {
         let key = self
             .next_call
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.calls
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, task);
+        let ended = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        self.calls.lock().unwrap_or_else(|e| e.into_inner()).insert(
+            key,
+            CallRoute {
+                task,
+                cancel,
+                ended: ended.clone(),
+            },
+        );
         LogRoute {
             state: self.clone(),
             key,
+            ended,
         }
     }
 
@@ -192,11 +231,20 @@ impl HandlerState {
             )],
         };
         let calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        // The one call still running; else the one that just answered (a message sent
+        // just before the answer may arrive just after it).
+        let live: Vec<&CallRoute> = calls
+            .values()
+            .filter(|c| !c.ended.load(std::sync::atomic::Ordering::Relaxed))
+            .collect();
+        let owner = match (live.len(), calls.len()) {
+            (1, _) => Some(live[0]),
+            (0, 1) => calls.values().next(),
+            _ => None,
+        };
         for (level, logger, data) in messages {
-            if calls.len() == 1
-                && let Some(task) = calls.values().next()
-            {
-                task.log(&level, logger, data);
+            if let Some(call) = owner {
+                call.task.log(&level, logger, data);
             } else {
                 tracing::debug!(server = %self.server, level, ?logger, %data, "log message from the server (not attributable to one call)");
             }
@@ -298,14 +346,76 @@ impl HandlerState {
                 .map(|(_, tx)| tx.clone())
         });
         let Some(route) = route else {
-            tracing::info!(server = %self.server, "declining an elicitation that belongs to no task run through Baton");
-            return json!({"action": "decline"});
+            // Asked during a plain call: relayed to whoever follows that call's task.
+            return match self
+                .relay_input("elicitation/create", params, json!({"action": "cancel"}))
+                .await
+            {
+                Some(answer) => answer,
+                None => json!({"action": "decline"}),
+            };
         };
         let (tx, rx) = oneshot::channel();
         if route.send(Elicitation { params, reply: tx }).is_err() {
             return json!({"action": "cancel"});
         }
         rx.await.unwrap_or_else(|_| json!({"action": "cancel"}))
+    }
+}
+
+impl HandlerState {
+    fn notice(&self, notice: crate::relay::Notice) {
+        let tx = self
+            .notices
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(tx) = tx {
+            let _ = tx.send(crate::relay::ServerNotice {
+                server: self.server.clone(),
+                notice,
+            });
+        }
+    }
+
+    /// Relays a request the server sent during a plain call (`elicitation/create`,
+    /// `sampling/createMessage`) as an input request of that call's task: the MCP client
+    /// following the task answers it (if it declared the capability), or anyone through
+    /// `POST /v1/tasks/{id}/input` or `tasks/update`. After the input timeout the answer is
+    /// `on_timeout`. `None` when the request cannot be tied to one call: with several
+    /// calls in flight on this connection, MCP does not say which one asks, and relaying
+    /// to the wrong caller would leak one caller's request to another.
+    async fn relay_input(&self, method: &str, params: Value, on_timeout: Value) -> Option<Value> {
+        let call = {
+            let calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+            let live: Vec<&CallRoute> = calls
+                .values()
+                .filter(|c| !c.ended.load(std::sync::atomic::Ordering::Relaxed))
+                .collect();
+            if live.len() != 1 {
+                tracing::warn!(server = %self.server, method, calls = live.len(), "cannot tell which call a server request belongs to; refusing it (give the server max_concurrency = 1 to relay such requests)");
+                return None;
+            }
+            live[0].clone()
+        };
+        let n = self
+            .next_call
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let kind = method.split('/').next().unwrap_or("input");
+        let key = format!("{kind}-{n}");
+        let requests = json!({ key.clone(): {"method": method, "params": params} });
+        let timeout = json!({ key.clone(): on_timeout });
+        match call
+            .task
+            .request_input_within(requests, &call.cancel, self.input_timeout, timeout)
+            .await
+        {
+            Ok(mut answers) => Some(answers.get_mut(&key).map(Value::take).unwrap_or_default()),
+            Err(e) => {
+                tracing::info!(server = %self.server, method, error = %e.message, "a relayed request got no answer");
+                None
+            }
+        }
     }
 }
 
@@ -340,6 +450,23 @@ impl ClientHandler for UpstreamHandler {
         self.state.tools_changed.notify_one();
     }
 
+    async fn on_resource_list_changed(&self, _ctx: NotificationContext<RoleClient>) {
+        self.state.notice(crate::relay::Notice::ResourcesChanged);
+    }
+
+    async fn on_prompt_list_changed(&self, _ctx: NotificationContext<RoleClient>) {
+        self.state.notice(crate::relay::Notice::PromptsChanged);
+    }
+
+    async fn on_resource_updated(
+        &self,
+        params: ResourceUpdatedNotificationParam,
+        _ctx: NotificationContext<RoleClient>,
+    ) {
+        self.state
+            .notice(crate::relay::Notice::ResourceUpdated { uri: params.uri });
+    }
+
     async fn create_elicitation(
         &self,
         request: ElicitRequestParams,
@@ -363,6 +490,50 @@ impl ClientHandler for UpstreamHandler {
         })
     }
 
+    #[expect(
+        deprecated,
+        reason = "sampling is deprecated by SEP-2577 but still relayed"
+    )]
+    async fn create_message(
+        &self,
+        request: CreateMessageRequestParams,
+        ctx: RequestContext<RoleClient>,
+    ) -> Result<CreateMessageResult, ErrorData> {
+        let id = serde_json::to_value(&ctx.id).unwrap_or(Value::Null);
+        let params = self
+            .state
+            .raw
+            .take_request(&id)
+            .unwrap_or_else(|| serde_json::to_value(&request).unwrap_or_default());
+        let timed_out = json!({"error": "no answer to the sampling request in time"});
+        let Some(answer) = self
+            .state
+            .relay_input("sampling/createMessage", params, timed_out)
+            .await
+        else {
+            return Err(ErrorData::invalid_request(
+                "Baton could not relay this sampling request to a client",
+                None,
+            ));
+        };
+        if let Some(e) = answer.get("error") {
+            let message = e
+                .get("message")
+                .and_then(Value::as_str)
+                .or(e.as_str())
+                .unwrap_or("the client refused the sampling request");
+            return Err(ErrorData::invalid_request(message.to_string(), None));
+        }
+        serde_json::from_value(answer).map_err(|e| {
+            ErrorData::internal_error(
+                format!(
+                    "the client's answer to the sampling request is not a CreateMessageResult: {e}"
+                ),
+                None,
+            )
+        })
+    }
+
     async fn on_custom_request(
         &self,
         request: CustomRequest,
@@ -373,14 +544,38 @@ impl ClientHandler for UpstreamHandler {
             let answer = self.state.elicit(request.params.unwrap_or_default()).await;
             return Ok(CustomResult(answer));
         }
+        if request.method == "sampling/createMessage" {
+            let timed_out = json!({"error": "no answer to the sampling request in time"});
+            return match self
+                .state
+                .relay_input(
+                    &request.method,
+                    request.params.unwrap_or_default(),
+                    timed_out,
+                )
+                .await
+            {
+                Some(answer) if answer.get("error").is_none() => Ok(CustomResult(answer)),
+                _ => Err(ErrorData::invalid_request(
+                    "Baton could not relay this sampling request to a client",
+                    None,
+                )),
+            };
+        }
         Err(ErrorData::method_not_found::<
             rmcp::model::ListToolsRequestMethod,
         >())
     }
 
+    #[expect(
+        deprecated,
+        reason = "sampling is deprecated by SEP-2577 but still relayed"
+    )]
     fn get_info(&self) -> ClientConfig {
+        // Baton relays sampling and elicitation to the clients whose calls are running.
         let capabilities = ClientCapabilities::builder()
             .enable_elicitation()
+            .enable_sampling()
             .enable_tasks()
             .build();
         ClientConfig::new(
@@ -400,7 +595,11 @@ mod tests {
     /// followed again kept the old elicitation route; routes end with their owner.
     #[test]
     fn routes_end_with_their_call() {
-        let state = HandlerState::new("s", Arc::new(RawCapture::default()));
+        let state = HandlerState::new(
+            "s",
+            Arc::new(RawCapture::default()),
+            std::time::Duration::from_secs(60),
+        );
         let call = async {
             let _progress = state.subscribe_progress(&NumberOrString::Number(7));
             let _elicitations = state.route_elicitations("task-1");

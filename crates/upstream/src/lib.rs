@@ -8,7 +8,9 @@
 //! - [`connection`]: one rmcp client session over stdio or Streamable HTTP.
 //! - [`call`]: running a tool call as a plain call, a 2026-07-28 extension task or a
 //!   2025-11-25 task, resumable from a checkpoint.
-//! - [`handler`]: the rmcp client handler (progress, elicitation, list changes).
+//! - [`handler`]: the rmcp client handler (progress, sampling and elicitation relayed,
+//!   list changes).
+//! - [`relay`]: resources, prompts and completion forwarded; servers' change notices.
 //! - [`raw`]: the raw protocol fields the SDK's typed model drops.
 //! - [`process`]: child process groups; no orphans.
 //! - [`group`]: replicas behind one name.
@@ -26,6 +28,7 @@ pub mod process;
 pub mod raw;
 pub mod redact;
 mod registration;
+pub mod relay;
 pub mod secrets;
 pub mod server;
 

@@ -56,6 +56,8 @@ pub struct Upstreams {
     secrets: Arc<Secrets>,
     servers: Mutex<BTreeMap<String, Arc<Server>>>,
     groups: Mutex<BTreeMap<String, Arc<Group>>>,
+    /// Every server's resource and prompt change notices.
+    notices: crate::connection::Notices,
 }
 
 impl Upstreams {
@@ -90,15 +92,35 @@ impl Upstreams {
                 "stopped upstream processes left by this node's previous run"
             );
         }
+        let notices = tokio::sync::broadcast::channel(256).0;
+        let mut settings = settings;
+        settings.notices = Some(notices.clone());
         Arc::new(Upstreams {
             registry,
             store,
             node_id: node_id.to_string(),
             settings,
+            notices,
             secrets,
             servers: Mutex::new(BTreeMap::new()),
             groups: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    /// Resource and prompt changes of every server, from now on.
+    pub fn notices(&self) -> tokio::sync::broadcast::Receiver<crate::relay::ServerNotice> {
+        self.notices.subscribe()
+    }
+
+    /// The server whose tools, prompts and resources MCP clients see under their own
+    /// names (`qualified = false`), if any.
+    pub fn transparent(&self) -> Option<Arc<Server>> {
+        self.servers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .find(|s| !s.config.qualified)
+            .cloned()
     }
 
     pub(crate) fn store(&self) -> &Arc<dyn baton_store::Store> {
@@ -125,6 +147,14 @@ impl Upstreams {
             return Err(UpstreamError::Exists(format!(
                 "`{}` is already the name of a group",
                 config.name
+            )));
+        }
+        if !config.qualified
+            && let Some(other) = servers.values().find(|s| !s.config.qualified)
+        {
+            return Err(UpstreamError::Invalid(format!(
+                "qualified: servers `{}` and `{}` both have qualified = false; their names could clash, so at most one server may be transparent",
+                other.config.name, config.name
             )));
         }
         if let Some(g) = &config.group

@@ -39,6 +39,11 @@ pub struct Settings {
     /// How long an open circuit holds calls back before the server is tried again.
     pub open_for: Duration,
     pub max_backoff: Duration,
+    /// How long a request a server sends during a plain call (sampling, elicitation)
+    /// waits for a client's answer.
+    pub input_timeout: Duration,
+    /// Where servers' resource and prompt changes go (set by [`crate::Upstreams`]).
+    pub notices: Option<crate::connection::Notices>,
 }
 
 impl Default for Settings {
@@ -48,6 +53,8 @@ impl Default for Settings {
             failures_to_open: 3,
             open_for: Duration::from_secs(30),
             max_backoff: Duration::from_secs(60),
+            input_timeout: crate::connection::INPUT_TIMEOUT,
+            notices: None,
         }
     }
 }
@@ -199,6 +206,12 @@ impl Server {
             _ if !h.attempted => Err(format!("no connection within {} s", limit.as_secs())),
             _ => Err(h.last_error.unwrap_or_else(|| "could not connect".into())),
         }
+    }
+
+    /// Whether the first connection attempt is still under way (the server's tools are
+    /// not known yet).
+    pub fn starting(&self) -> bool {
+        !*self.attempted.borrow() && !self.stop.is_cancelled()
     }
 
     /// The first connection attempt is over (its outcome is in the health state).
@@ -489,9 +502,15 @@ async fn supervise(server: Arc<Server>) {
             .secrets
             .resolve(&server.config.name, &server.transport)
         {
-            Ok(transport) => Connection::open(&server.config.name, &transport, &server.node_id)
-                .await
-                .map_err(|e| e.to_string()),
+            Ok(transport) => Connection::open_with(
+                &server.config.name,
+                &transport,
+                &server.node_id,
+                server.settings.input_timeout,
+                server.settings.notices.clone(),
+            )
+            .await
+            .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         let conn = match opened {
@@ -661,6 +680,10 @@ impl ToolProvider for Server {
 
     fn availability(&self) -> Result<(), String> {
         self.is_available()
+    }
+
+    fn starting(&self) -> bool {
+        Server::starting(self)
     }
 }
 

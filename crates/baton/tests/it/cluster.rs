@@ -745,3 +745,78 @@ steps:
     ));
     assert_eq!(single(tasks), 4, "one task per step");
 }
+
+/// A legacy MCP session begun on one node works on another (the deployment signs session
+/// ids with one key, kept in the store); ended with `DELETE` on one node, it is refused
+/// with 404 on every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mcp_session_ended_on_one_node_is_refused_by_every_node() {
+    let schema = PgSchema::create();
+    let dir = tempfile::tempdir().unwrap();
+    let base = schema.env();
+    let a = Baton::start(
+        &dir.path().join("a"),
+        &envs(&base, &[("BATON_NODE_ID", "a")]),
+    );
+    let b = Baton::start(
+        &dir.path().join("b"),
+        &envs(&base, &[("BATON_NODE_ID", "b")]),
+    );
+    let http = reqwest::Client::new();
+    let post = |url: &str, sid: Option<&str>, body: Value| {
+        let mut r = http
+            .post(format!("{url}/mcp"))
+            .header("accept", "application/json, text/event-stream")
+            .json(&body);
+        if let Some(s) = sid {
+            r = r
+                .header("mcp-session-id", s)
+                .header("mcp-protocol-version", "2025-06-18");
+        }
+        r.send()
+    };
+    let init = post(
+        &a.url,
+        None,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"}}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(init.status(), 200);
+    let sid = init.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let ping = json!({"jsonrpc": "2.0", "id": 2, "method": "ping"});
+    let on_b = post(&b.url, Some(&sid), ping.clone()).await.unwrap();
+    assert_eq!(on_b.status(), 200, "node b serves a session node a began");
+    // An id with its state changed is not Baton's.
+    let forged = sid.replacen("b2.", "b2.e", 1);
+    assert_ne!(forged, sid);
+    let refused = post(&b.url, Some(&forged), ping.clone()).await.unwrap();
+    assert_eq!(refused.status(), 404);
+
+    let ended = http
+        .delete(format!("{}/mcp", a.url))
+        .header("mcp-session-id", &sid)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ended.status(), 204);
+    let on_a = post(&a.url, Some(&sid), ping.clone()).await.unwrap();
+    assert_eq!(on_a.status(), 404, "at once on the node that ended it");
+    eventually(
+        "node b refuses the ended session",
+        Duration::from_secs(10),
+        async || {
+            post(&b.url, Some(&sid), ping.clone())
+                .await
+                .unwrap()
+                .status()
+                == 404
+        },
+    )
+    .await;
+}

@@ -136,6 +136,43 @@ impl TaskHandle {
         });
     }
 
+    /// Like [`TaskHandle::request_input`], for at most `limit`: then `on_timeout` is
+    /// recorded as the answers (an `input_received` event, the task running again), as if a
+    /// client had given them, and returned. An answer that races the deadline wins.
+    pub async fn request_input_within(
+        &self,
+        requests: serde_json::Value,
+        cancel: &CancellationToken,
+        limit: Duration,
+        on_timeout: serde_json::Value,
+    ) -> Result<serde_json::Value, ToolCallError> {
+        let stop = cancel.child_token();
+        let asked = self.request_input(requests, &stop);
+        tokio::pin!(asked);
+        tokio::select! {
+            r = &mut asked => return r,
+            _ = tokio::time::sleep(limit) => stop.cancel(),
+        }
+        if cancel.is_cancelled() {
+            return Err(ToolCallError::cancelled());
+        }
+        tracing::info!(task_id = %self.id, limit_s = limit.as_secs(), "no answer to the input request in time; answering it with the default");
+        match self
+            .store
+            .provide_input(self.id, on_timeout.clone(), self.clock.now())
+            .await
+        {
+            Ok(baton_store::InputOutcome::Accepted(_, ev)) => self.publisher.publish(&[ev]),
+            Ok(_) => {}
+            Err(e) => return Err(ToolCallError::new("store_unavailable", e.to_string(), true)),
+        }
+        match self.store.take_input(self.id, self.token).await {
+            Ok(Some(answers)) => Ok(answers),
+            Ok(None) => Ok(on_timeout),
+            Err(e) => Err(ToolCallError::new("store_unavailable", e.to_string(), true)),
+        }
+    }
+
     /// Puts the task in `input_required` with `requests` (a JSON object: one entry per
     /// request, keyed by an id the answers use) and waits for a client's answers.
     pub async fn request_input(

@@ -119,6 +119,13 @@ pub trait ToolProvider: Send + Sync + 'static {
     fn availability(&self) -> Result<(), String> {
         Ok(())
     }
+
+    /// Whether the provider does not know its tools yet (a server on its first
+    /// connection attempt). Calls to it are accepted unchecked and wait, instead of being
+    /// refused as unknown tools in the moment after a node starts.
+    fn starting(&self) -> bool {
+        false
+    }
 }
 
 /// A resolved tool: its provider and description.
@@ -243,6 +250,56 @@ impl ToolRegistry {
         Some((provider, server, tool))
     }
 
+    /// The server part of a qualified name, when its provider is registered but still
+    /// learning its tools (see [`ToolProvider::starting`]).
+    pub fn starting_server(&self, qualified: &str) -> Option<String> {
+        let (provider, server, _) = self.provider_of(qualified)?;
+        provider.starting().then(|| server.to_string())
+    }
+
+    /// Whether every provider knows its tools (no server is on its first connection
+    /// attempt).
+    pub fn settled(&self) -> bool {
+        self.starting_servers().is_empty()
+    }
+
+    /// The servers still on their first connection attempt.
+    pub fn starting_servers(&self) -> Vec<String> {
+        self.providers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(_, p)| p.starting())
+            .map(|(s, _)| s.clone())
+            .collect()
+    }
+
+    /// Waits (up to `limit`) until no provider is on its first connection attempt;
+    /// `false` if some still are.
+    pub async fn wait_settled(&self, limit: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut changes = self.changes();
+        while !self.settled() {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            // A first attempt ends with a catalog change (tools listed) or a failure (no
+            // change): look again at least every 50 ms.
+            let step = (now + std::time::Duration::from_millis(50)).min(deadline);
+            let _ = tokio::time::timeout_at(step, changes.changed()).await;
+        }
+        true
+    }
+
+    /// Whether a registered provider lists no tool of this name (the name is wrong, not
+    /// its server away).
+    pub fn lacks(&self, qualified: &str) -> bool {
+        self.provider_of(qualified).is_some_and(|(p, _, tool)| {
+            !p.starting() && p.availability().is_ok() && p.tool(tool).is_none()
+        })
+    }
+
     pub fn resolve(&self, qualified: &str) -> Option<ResolvedTool> {
         let (provider, server, tool) = self.provider_of(qualified)?;
         let info = provider.tool(tool)?;
@@ -264,6 +321,21 @@ impl ToolRegistry {
             return String::new();
         }
         if !qualified.contains(self.separator.as_str()) {
+            // A server's own name for its tool: name the qualified ones it stands for.
+            let suffix = format!("{}{qualified}", self.separator);
+            let meant: Vec<&str> = names
+                .iter()
+                .filter(|n| n.ends_with(&suffix))
+                .map(String::as_str)
+                .take(5)
+                .collect();
+            if !meant.is_empty() {
+                return format!(
+                    "; tool names are qualified as server{}tool: did you mean `{}`?",
+                    self.separator,
+                    meant.join("` or `")
+                );
+            }
             return format!(
                 "; tool names are qualified as server{}tool, e.g. `{}`",
                 self.separator, names[0]
@@ -412,5 +484,10 @@ mod tests {
         );
         let hint = r.suggest("nope__effect");
         assert!(hint.contains("no server named `nope`"), "{hint}");
+        // A built-in's own name points at its qualified one.
+        let hint = r.suggest("echo");
+        assert!(hint.contains("did you mean `baton__echo`?"), "{hint}");
+        let hint = r.suggest("no_such_tool");
+        assert!(hint.contains("qualified as server__tool, e.g."), "{hint}");
     }
 }

@@ -16,7 +16,7 @@ pub(super) struct Registry<'a>(pub(super) &'a ToolRegistry);
 
 impl ToolCatalog for Registry<'_> {
     fn exists(&self, tool: &str) -> bool {
-        self.0.resolve(tool).is_some()
+        self.0.resolve(tool).is_some() || self.0.starting_server(tool).is_some()
     }
 
     fn suggest(&self, tool: &str) -> Option<String> {
