@@ -160,6 +160,7 @@ const ROUND_PREFIX: &str = "baton-task:";
 fn input_round_task(state: &str) -> Result<TaskId, RpcError> {
     state
         .strip_prefix(ROUND_PREFIX)
+        .map(|rest| rest.split_once(':').map_or(rest, |(id, _)| id))
         .and_then(|id| id.parse().ok())
         .ok_or_else(|| RpcError::invalid_params("requestState is not one Baton issued"))
 }
@@ -318,15 +319,32 @@ async fn ask_for_input(
         return Ok(None);
     };
     // Only ask what the client said it can answer.
-    let can_answer = requests.values().all(|r| {
-        let capability = match r.get("method").and_then(Value::as_str) {
+    let missing: Vec<&str> = requests
+        .values()
+        .map(|r| match r.get("method").and_then(Value::as_str) {
             Some("sampling/createMessage") => "sampling",
             Some("roots/list") => "roots",
             _ => "elicitation",
-        };
-        ctx.era.capabilities().get(capability).is_some()
-    });
-    if !can_answer {
+        })
+        .filter(|c| ctx.era.capabilities().get(*c).is_none())
+        .collect();
+    if !missing.is_empty() && ctx.era.is_modern() {
+        // A 2026-07-28 client is told at once what it lacks, and the call is not left
+        // running for nobody.
+        let _ = service.engine.cancel(&ctx.principal, task.id).await;
+        let required: serde_json::Map<String, Value> =
+            missing.iter().map(|c| (c.to_string(), json!({}))).collect();
+        return Err(RpcError::new(
+            protocol::MISSING_CLIENT_CAPABILITY,
+            format!(
+                "the tool asks the client for {} input, a capability this request did not declare; task {} is cancelled",
+                missing.join(" and "),
+                task.id
+            ),
+        )
+        .with_data(json!({"requiredCapabilities": required})));
+    }
+    if !missing.is_empty() {
         tracing::info!(
             task_id = %task.id,
             "task needs input the client did not declare it can give; answer it with POST /v1/tasks/{}/input",
@@ -338,7 +356,12 @@ async fn ask_for_input(
         return Ok(Some(json!({
             "resultType": "input_required",
             "inputRequests": requests,
-            "requestState": format!("{ROUND_PREFIX}{}", task.id),
+            // A new state for each round (the first request key is new each time).
+            "requestState": format!(
+                "{ROUND_PREFIX}{}:{}",
+                task.id,
+                requests.keys().next().map(String::as_str).unwrap_or("")
+            ),
         })));
     }
     let mut answers = serde_json::Map::new();

@@ -52,6 +52,7 @@ impl McpService {
         ctx: &Ctx,
     ) -> Result<Option<Value>, RpcError> {
         let result = match method {
+            "initialize" if ctx.era.is_modern() => Err(RpcError::method_not_found(method)),
             "initialize" => Ok(Some(self.initialize(&params))),
             "ping" if !ctx.era.is_modern() => Ok(Some(json!({}))),
             "server/discover" => Ok(Some(self.discover())),
@@ -65,6 +66,10 @@ impl McpService {
                 Ok(Some(self.list_tools(&ctx.era)))
             }
             "tools/call" => calls::call(self, params, ctx).await,
+            // 2026-07-28 watches resources through subscriptions/listen instead.
+            "resources/subscribe" | "resources/unsubscribe" if ctx.era.is_modern() => {
+                Err(RpcError::method_not_found(method))
+            }
             "resources/list"
             | "resources/templates/list"
             | "resources/read"

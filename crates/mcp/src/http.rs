@@ -161,7 +161,14 @@ async fn post(
         .map(String::from);
     match incoming {
         Incoming::Request { id, method, params } => {
-            if method == "initialize" {
+            // 2026-07-28 has no handshake: `initialize` sent as a 2026-07-28 request is a
+            // method that does not exist.
+            let modern = headers.get(VERSION_HEADER).and_then(header_text).as_deref()
+                == Some(protocol::V_2026)
+                || protocol::meta(&params)
+                    .and_then(|m| m.get(protocol::META_PROTOCOL_VERSION))
+                    .is_some();
+            if method == "initialize" && !modern {
                 return initialize(&service, id, params, caller).await;
             }
             let (era, session) = match request_era(
@@ -344,10 +351,18 @@ fn request_era(
     params: &Value,
 ) -> Result<(Era, Arc<Session>), Refusal> {
     let bad = |e: RpcError| (StatusCode::BAD_REQUEST, e);
+    let header_version = headers.get(VERSION_HEADER).and_then(header_text);
     if let Some(meta) = protocol::meta(params)
         && let Some(v) = meta.get(protocol::META_PROTOCOL_VERSION)
     {
         let version = v.as_str().unwrap_or_default();
+        if let Some(h) = header_version.as_deref()
+            && h != version
+        {
+            return Err(bad(mismatch(format!(
+                "Header mismatch: MCP-Protocol-Version header `{h}` does not match _meta protocolVersion `{version}`"
+            ))));
+        }
         if version != protocol::V_2026 {
             return Err(bad(RpcError::new(
                 protocol::UNSUPPORTED_PROTOCOL_VERSION,
@@ -371,6 +386,15 @@ fn request_era(
             },
             Session::new(),
         ));
+    }
+    if header_version.as_deref() == Some(protocol::V_2026) && session_id.is_none() {
+        // A 2026-07-28 request (by its header) that does not describe itself.
+        return Err(bad(RpcError::invalid_params(format!(
+            "a {} request carries _meta[\"{}\"] and _meta[\"{}\"]",
+            protocol::V_2026,
+            protocol::META_PROTOCOL_VERSION,
+            protocol::META_CLIENT_CAPABILITIES
+        ))));
     }
     let Some(sid) = session_id else {
         return Err(bad(RpcError::new(

@@ -413,6 +413,11 @@ pub async fn forget_subscriptions(service: &Arc<McpService>, session: &Session) 
     }
 }
 
+/// How an MCP client names a server's resource.
+pub(crate) fn client_uri(service: &McpService, server: &str, uri: &str) -> String {
+    Naming::of(service).uri(server, uri)
+}
+
 /// Passes servers' change notices on to the sessions that should hear them.
 pub(crate) fn relay_notice(service: &McpService, notice: &ServerNotice) {
     let (method, params, uri) = match &notice.notice {

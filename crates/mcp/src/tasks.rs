@@ -488,6 +488,18 @@ pub async fn listen(
 ) -> Result<Option<Value>, RpcError> {
     let wanted = params.get("notifications").cloned().unwrap_or(json!({}));
     let tools_changed = wanted.get("toolsListChanged").and_then(Value::as_bool) == Some(true);
+    let prompts_changed = wanted.get("promptsListChanged").and_then(Value::as_bool) == Some(true);
+    let resources_changed =
+        wanted.get("resourcesListChanged").and_then(Value::as_bool) == Some(true);
+    let resource_uris: HashSet<String> = wanted
+        .get("resourceSubscriptions")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
     let task_ids: Vec<String> = wanted
         .get("taskIds")
         .and_then(Value::as_array)
@@ -515,6 +527,40 @@ pub async fn listen(
     if tools_changed {
         ack["notifications"]["toolsListChanged"] = json!(true);
     }
+    if prompts_changed {
+        ack["notifications"]["promptsListChanged"] = json!(true);
+    }
+    if resources_changed {
+        ack["notifications"]["resourcesListChanged"] = json!(true);
+    }
+    if !resource_uris.is_empty() {
+        ack["notifications"]["resourceSubscriptions"] = json!(resource_uris);
+    }
+    // Servers' prompt and resource changes, for what was asked.
+    let mut notices = service.upstreams.as_ref().map(|u| u.notices());
+    let relayed = |n: &baton_upstream::relay::ServerNotice| -> Option<Value> {
+        use baton_upstream::relay::Notice;
+        match &n.notice {
+            Notice::PromptsChanged if prompts_changed => Some(protocol::notification(
+                "notifications/prompts/list_changed",
+                json!({"_meta": meta}),
+            )),
+            Notice::ResourcesChanged if resources_changed => Some(protocol::notification(
+                "notifications/resources/list_changed",
+                json!({"_meta": meta}),
+            )),
+            Notice::ResourceUpdated { uri } => {
+                let named = crate::relay::client_uri(service, &n.server, uri);
+                resource_uris.contains(&named).then(|| {
+                    protocol::notification(
+                        "notifications/resources/updated",
+                        json!({"uri": named, "_meta": meta}),
+                    )
+                })
+            }
+            _ => None,
+        }
+    };
     if !accepted.is_empty() {
         ack["notifications"]["taskIds"] =
             json!(accepted.iter().map(|i| i.to_string()).collect::<Vec<_>>());
@@ -558,6 +604,20 @@ pub async fn listen(
                     ));
                 }
             }
+            n = async {
+                match notices.as_mut() {
+                    Some(r) => r.recv().await,
+                    None => std::future::pending().await,
+                }
+            }, if notices.is_some() => match n {
+                Ok(n) => {
+                    if let Some(msg) = relayed(&n) {
+                        let _ = ctx.out.send(msg);
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => notices = None,
+            },
             _ = ctx.cancel.cancelled() => break,
             _ = ctx.out.closed() => return Ok(None),
         }

@@ -17,9 +17,9 @@ use rmcp::model::{
 };
 #[expect(
     deprecated,
-    reason = "sampling is deprecated by SEP-2577 but still relayed"
+    reason = "sampling and roots are deprecated by SEP-2577 but still relayed"
 )]
-use rmcp::model::{CreateMessageRequestParams, CreateMessageResult};
+use rmcp::model::{CreateMessageRequestParams, CreateMessageResult, ListRootsResult};
 use rmcp::service::{NotificationContext, RequestContext, RoleClient};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -60,6 +60,9 @@ pub struct HandlerState {
     input_timeout: std::time::Duration,
     /// Where resource and prompt changes go (to the front doors' sessions).
     pub notices: Mutex<Option<crate::connection::Notices>>,
+    /// Requests other than tool calls in flight (`prompts/get`, `resources/read`, …): a
+    /// question the server asks may belong to one of them, so it cannot be attributed.
+    pub forwarding: std::sync::atomic::AtomicUsize,
 }
 
 /// A call in flight: its task, and the token that ends it.
@@ -70,6 +73,9 @@ struct CallRoute {
     /// The call has answered (its route lingers a moment for late log messages, but no
     /// request of the server can belong to it any more).
     ended: Arc<std::sync::atomic::AtomicBool>,
+    /// One question at a time: a task waits for one set of input requests, so a second
+    /// question the server asks meanwhile waits its turn instead of replacing the first.
+    asking: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Keeps a call registered for log relaying while it runs.
@@ -163,6 +169,7 @@ impl HandlerState {
         Arc::new(HandlerState {
             input_timeout,
             notices: Mutex::new(None),
+            forwarding: std::sync::atomic::AtomicUsize::new(0),
             server: server.to_string(),
             raw,
             tools_changed: Notify::new(),
@@ -190,6 +197,7 @@ impl HandlerState {
                 task,
                 cancel,
                 ended: ended.clone(),
+                asking: Arc::default(),
             },
         );
         LogRoute {
@@ -392,11 +400,20 @@ impl HandlerState {
                 .values()
                 .filter(|c| !c.ended.load(std::sync::atomic::Ordering::Relaxed))
                 .collect();
-            if live.len() != 1 {
-                tracing::warn!(server = %self.server, method, calls = live.len(), "cannot tell which call a server request belongs to; refusing it (give the server max_concurrency = 1 to relay such requests)");
+            let forwarding = self.forwarding.load(std::sync::atomic::Ordering::Relaxed);
+            if live.is_empty() && forwarding == 0 {
+                tracing::debug!(server = %self.server, method, "a server request outside any call; not relayed");
+                return None;
+            }
+            if live.len() != 1 || forwarding > 0 {
+                tracing::warn!(server = %self.server, method, calls = live.len(), forwarding, "cannot tell which call a server request belongs to; refusing it (give the server max_concurrency = 1 to relay such requests)");
                 return None;
             }
             live[0].clone()
+        };
+        let _turn = tokio::select! {
+            t = call.asking.lock() => t,
+            _ = call.cancel.cancelled() => return None,
         };
         let n = self
             .next_call
@@ -534,6 +551,33 @@ impl ClientHandler for UpstreamHandler {
         })
     }
 
+    #[expect(
+        deprecated,
+        reason = "roots are deprecated by SEP-2577 but still relayed"
+    )]
+    async fn list_roots(
+        &self,
+        ctx: RequestContext<RoleClient>,
+    ) -> Result<ListRootsResult, ErrorData> {
+        let id = serde_json::to_value(&ctx.id).unwrap_or(Value::Null);
+        let params = self.state.raw.take_request(&id).unwrap_or(json!({}));
+        // Outside a call (servers ask when they start), or when it cannot be attributed:
+        // no roots, as before Baton relayed them.
+        let Some(answer) = self
+            .state
+            .relay_input("roots/list", params, json!({"roots": []}))
+            .await
+        else {
+            return Ok(ListRootsResult::default());
+        };
+        serde_json::from_value(answer).map_err(|e| {
+            ErrorData::internal_error(
+                format!("the client's answer to roots/list is not a ListRootsResult: {e}"),
+                None,
+            )
+        })
+    }
+
     async fn on_custom_request(
         &self,
         request: CustomRequest,
@@ -574,6 +618,7 @@ impl ClientHandler for UpstreamHandler {
     fn get_info(&self) -> ClientConfig {
         // Baton relays sampling and elicitation to the clients whose calls are running.
         let capabilities = ClientCapabilities::builder()
+            .enable_roots()
             .enable_elicitation()
             .enable_sampling()
             .enable_tasks()

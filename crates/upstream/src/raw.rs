@@ -55,6 +55,8 @@ impl RawCapture {
             || line.contains("\"tools\"")
             || line.contains("\"capabilities\"")
             || line.contains("elicitation/create")
+            || line.contains("sampling/createMessage")
+            || line.contains("roots/list")
             || line.contains("\"content\"");
         if !interesting {
             return;
@@ -76,7 +78,12 @@ impl RawCapture {
             }
             return;
         }
-        if msg.get("method").and_then(Value::as_str) == Some("elicitation/create") {
+        // Requests to relay as the server sent them (the SDK's model rounds numbers, drops
+        // fields it does not know).
+        if matches!(
+            msg.get("method").and_then(Value::as_str),
+            Some("elicitation/create" | "sampling/createMessage" | "roots/list")
+        ) {
             if let (Some(id), Some(params)) = (msg.get("id"), msg.get("params")) {
                 st.requests.insert(id_key(id), params.clone());
             }

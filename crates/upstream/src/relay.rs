@@ -74,15 +74,23 @@ impl Server {
         let request: ClientRequest =
             serde_json::from_value(json!({"method": method, "params": params}))
                 .map_err(|e| ForwardError::Invalid(format!("invalid {method} params: {e}")))?;
-        let answer = tokio::time::timeout(FORWARD_TIMEOUT, conn.peer().send_request(request))
-            .await
-            .map_err(|_| {
-                ForwardError::Unavailable(format!(
-                    "server `{}` did not answer {method} within {} s",
-                    self.name(),
-                    FORWARD_TIMEOUT.as_secs()
-                ))
-            })?;
+        // While it is in flight, a question the server asks cannot be told apart from
+        // one of a tool call's.
+        let handler = conn.handler.clone();
+        handler
+            .forwarding
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let answer = tokio::time::timeout(FORWARD_TIMEOUT, conn.peer().send_request(request)).await;
+        handler
+            .forwarding
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        let answer = answer.map_err(|_| {
+            ForwardError::Unavailable(format!(
+                "server `{}` did not answer {method} within {} s",
+                self.name(),
+                FORWARD_TIMEOUT.as_secs()
+            ))
+        })?;
         match answer {
             Ok(ServerResult::CustomResult(c)) => Ok(c.0),
             Ok(other) => Ok(serde_json::to_value(other).unwrap_or_default()),

@@ -708,3 +708,101 @@ async fn batches_work_in_2025_03_26_sessions_only() {
     );
     mcp.child.kill().await.unwrap();
 }
+
+/// Runs the official Python SDK client script (test-support/python/py_client.py, in the
+/// test virtual environment) against `target`; returns what it printed last.
+fn py(target: &str, scenario: &str, args: Value) -> Value {
+    let root = crate::common::repo_root();
+    let out = std::process::Command::new(root.join("test-support/python/.venv/bin/python"))
+        .arg(root.join("test-support/python/py_client.py"))
+        .args([target, scenario, &args.to_string()])
+        .env("BATON_LOG", "warn")
+        .output()
+        .expect("run the Python client (scripts/test-env makes its virtual environment)");
+    assert!(
+        out.status.success(),
+        "py_client {scenario} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    serde_json::from_str(stdout.lines().last().expect("output")).expect("JSON output")
+}
+
+/// The official Python SDK as the client (it speaks 2026-07-28, where Baton asks for the
+/// input as input rounds; and 2025-11-25 with `mode: legacy`, where it asks with
+/// requests), over Streamable HTTP and stdio: server-everything's sampling and
+/// elicitation reach it and its answers reach the server.
+#[tokio::test]
+async fn python_sdk_relays_sampling_and_elicitation_over_http_and_stdio() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = everything_config(dir.path(), "");
+    let baton = Baton::start(
+        &dir.path().join("data"),
+        &[("BATON_CONFIG", config.to_str().unwrap())],
+    );
+    let api = Api::new(&baton.url);
+    crate::common::wait_healthy(&api, "everything").await;
+    let url = format!("{}/mcp", baton.url);
+    let stdio_dir = tempfile::tempdir().unwrap();
+    let command = json!([
+        baton_bin(),
+        "mcp",
+        "--data-dir",
+        stdio_dir.path().join("data"),
+        "--config",
+        config
+    ]);
+    let stdio = format!("stdio:{command}");
+    tokio::task::spawn_blocking(move || {
+        for target in [url.as_str(), stdio.as_str()] {
+            for mode in ["auto", "legacy"] {
+                let sampled = py(
+                    target,
+                    "call",
+                    json!({"tool": "everything__trigger-sampling-request",
+                           "arguments": {"prompt": "name a colour", "maxTokens": 5},
+                           "sample": "ultramarine", "mode": mode}),
+                );
+                assert_eq!(
+                    sampled["samplings"].as_array().unwrap().len(),
+                    1,
+                    "{sampled}"
+                );
+                let asked = &sampled["samplings"][0];
+                assert!(
+                    asked["messages"][0]["content"]["text"]
+                        .as_str()
+                        .is_some_and(|t| t.contains("name a colour")),
+                    "{sampled}"
+                );
+                assert_eq!(
+                    asked["temperature"],
+                    json!(0.7),
+                    "relayed as the server sent it: {sampled}"
+                );
+                assert!(
+                    texts(&sampled["result"]).contains("ultramarine"),
+                    "{sampled}"
+                );
+                let elicited = py(
+                    target,
+                    "call",
+                    json!({"tool": "everything__trigger-elicitation-request", "arguments": {},
+                           "answer": {"name": "Grace Hopper", "check": true}, "mode": mode}),
+                );
+                assert_eq!(
+                    elicited["elicitations"].as_array().unwrap().len(),
+                    1,
+                    "{elicited}"
+                );
+                assert!(
+                    texts(&elicited["result"]).contains("Name: Grace Hopper"),
+                    "{elicited}"
+                );
+            }
+        }
+    })
+    .await
+    .unwrap();
+}
