@@ -100,6 +100,9 @@ pub async fn call(
     } else {
         Mode::Plain
     };
+    // A plain call follows its task from before it is stored: a tool that starts at once
+    // may log before the call would otherwise be listening.
+    let following = (matches!(mode, Mode::Plain)).then(|| Following::start(service, task.id));
     let stored = service
         .engine
         .submit_prepared(vec![task])
@@ -117,7 +120,10 @@ pub async fn call(
                 .insert(stored.id);
             Ok(Some(json!({"task": tasks::legacy_task(service, &stored)})))
         }
-        Mode::Plain => wait_plain(service, stored.id, &params, ctx).await,
+        Mode::Plain => match following {
+            Some(f) => wait_following(service, stored.id, &params, ctx, f).await,
+            None => wait_plain(service, stored.id, &params, ctx).await,
+        },
     }
 }
 
@@ -191,6 +197,33 @@ async fn wait_plain(
     params: &Value,
     ctx: &Ctx,
 ) -> Result<Option<Value>, RpcError> {
+    let following = Following::start(service, id);
+    wait_following(service, id, params, ctx, following).await
+}
+
+/// What a waiting call hears of its task: its events and the tools' log messages. Made
+/// before the task is stored, so that nothing the task does first is missed.
+struct Following {
+    events: baton_engine::hub::TaskSubscription,
+    logs: tokio::sync::broadcast::Receiver<Arc<baton_engine::hub::TaskLog>>,
+}
+
+impl Following {
+    fn start(service: &McpService, id: TaskId) -> Following {
+        Following {
+            events: service.engine.subscribe(id),
+            logs: service.engine.subscribe_logs(),
+        }
+    }
+}
+
+async fn wait_following(
+    service: &Arc<McpService>,
+    id: TaskId,
+    params: &Value,
+    ctx: &Ctx,
+    following: Following,
+) -> Result<Option<Value>, RpcError> {
     let engine = &service.engine;
     let mut progress = Progress {
         token: protocol::meta(params)
@@ -198,9 +231,11 @@ async fn wait_plain(
             .cloned(),
         last: 0.0,
     };
-    let mut sub = engine.subscribe(id);
+    let Following {
+        events: mut sub,
+        mut logs,
+    } = following;
     let threshold = log_threshold(params, ctx);
-    let mut logs = engine.subscribe_logs();
     let mut task = engine.get(&ctx.principal, id).await.map_err(engine_error)?;
     if let Some(n) = progress.message(task.progress, format!("task {id} {}", task.status)) {
         let _ = ctx.out.send(n);

@@ -17,9 +17,9 @@ use rmcp::model::{
 };
 #[expect(
     deprecated,
-    reason = "sampling and roots are deprecated by SEP-2577 but still relayed"
+    reason = "sampling is deprecated by SEP-2577 but still relayed"
 )]
-use rmcp::model::{CreateMessageRequestParams, CreateMessageResult, ListRootsResult};
+use rmcp::model::{CreateMessageRequestParams, CreateMessageResult};
 use rmcp::service::{NotificationContext, RequestContext, RoleClient};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -551,33 +551,6 @@ impl ClientHandler for UpstreamHandler {
         })
     }
 
-    #[expect(
-        deprecated,
-        reason = "roots are deprecated by SEP-2577 but still relayed"
-    )]
-    async fn list_roots(
-        &self,
-        ctx: RequestContext<RoleClient>,
-    ) -> Result<ListRootsResult, ErrorData> {
-        let id = serde_json::to_value(&ctx.id).unwrap_or(Value::Null);
-        let params = self.state.raw.take_request(&id).unwrap_or(json!({}));
-        // Outside a call (servers ask when they start), or when it cannot be attributed:
-        // no roots, as before Baton relayed them.
-        let Some(answer) = self
-            .state
-            .relay_input("roots/list", params, json!({"roots": []}))
-            .await
-        else {
-            return Ok(ListRootsResult::default());
-        };
-        serde_json::from_value(answer).map_err(|e| {
-            ErrorData::internal_error(
-                format!("the client's answer to roots/list is not a ListRootsResult: {e}"),
-                None,
-            )
-        })
-    }
-
     async fn on_custom_request(
         &self,
         request: CustomRequest,
@@ -618,7 +591,6 @@ impl ClientHandler for UpstreamHandler {
     fn get_info(&self) -> ClientConfig {
         // Baton relays sampling and elicitation to the clients whose calls are running.
         let capabilities = ClientCapabilities::builder()
-            .enable_roots()
             .enable_elicitation()
             .enable_sampling()
             .enable_tasks()

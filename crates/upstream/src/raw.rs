@@ -56,7 +56,6 @@ impl RawCapture {
             || line.contains("\"capabilities\"")
             || line.contains("elicitation/create")
             || line.contains("sampling/createMessage")
-            || line.contains("roots/list")
             || line.contains("\"content\"");
         if !interesting {
             return;
@@ -82,7 +81,7 @@ impl RawCapture {
         // fields it does not know).
         if matches!(
             msg.get("method").and_then(Value::as_str),
-            Some("elicitation/create" | "sampling/createMessage" | "roots/list")
+            Some("elicitation/create" | "sampling/createMessage")
         ) {
             if let (Some(id), Some(params)) = (msg.get("id"), msg.get("params")) {
                 st.requests.insert(id_key(id), params.clone());
