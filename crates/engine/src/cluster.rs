@@ -152,6 +152,11 @@ pub(crate) async fn maintenance_loop(inner: Arc<Inner>) {
         }
         rescue_lost_peers(&inner).await;
         maintenance::rescue_expired(&inner).await;
+        match inner.store.refresh_statistics().await {
+            Ok(true) => tracing::debug!("refreshed the task table's planner statistics"),
+            Ok(false) => {}
+            Err(e) => tracing::debug!(error = %e, "could not refresh planner statistics"),
+        }
         if last_retention.elapsed() >= inner.config.retention_interval {
             last_retention = tokio::time::Instant::now();
             maintenance::purge_expired(&inner).await;

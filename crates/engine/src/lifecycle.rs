@@ -43,6 +43,7 @@ impl Engine {
             active: Arc::new(AtomicI64::new(store.count_active().await? as i64)),
             wake: wake.clone(),
             backlog: Arc::new(AtomicBool::new(true)),
+            active_changes: Arc::default(),
         };
         // Submissions need the engine itself (to start what they claim), which does not
         // exist yet: the batcher reaches it through a slot filled below.

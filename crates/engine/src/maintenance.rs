@@ -65,8 +65,21 @@ pub(crate) async fn reconcile_loop(inner: Arc<Inner>) {
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
             _ = inner.stop_background.cancelled() => break,
         }
-        if let Ok(n) = inner.store.count_active().await {
-            inner.publisher.active.store(n as i64, Ordering::Relaxed);
+        // The count follows every submission and finish as it is published; a recount
+        // corrects what those cannot see (other nodes' purges, crashes). It must not be
+        // written while changes are in flight: a write committed before the read but
+        // published after it would be counted twice (or missed) until the next recount.
+        // So it is written only after a quiet moment around the read.
+        for _ in 0..20 {
+            let seen = inner.publisher.active_changes.load(Ordering::Acquire);
+            let Ok(n) = inner.store.count_active().await else {
+                break;
+            };
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if inner.publisher.active_changes.load(Ordering::Acquire) == seen {
+                inner.publisher.active.store(n as i64, Ordering::Relaxed);
+                break;
+            }
         }
     }
 }

@@ -18,6 +18,9 @@ pub(crate) struct Publisher {
     /// dispatcher. Clear, a finished run does not: the dispatcher's claim would find
     /// nothing and only delay the next write.
     pub backlog: Arc<AtomicBool>,
+    /// Bumped at every change of `active`, so that a recount from the store can tell
+    /// whether changes landed while it read (and is then stale).
+    pub active_changes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Publisher {
@@ -49,6 +52,7 @@ impl Publisher {
         }
         if delta != 0 {
             self.active.fetch_add(delta, Ordering::Relaxed);
+            self.active_changes.fetch_add(1, Ordering::Release);
         }
         if runnable {
             self.backlog.store(true, Ordering::Relaxed);

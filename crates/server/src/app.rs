@@ -219,6 +219,7 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
             synchronous: config.store.synchronous,
             busy_timeout: config.store.busy_timeout,
             readers: 4,
+            checkpoint: config.store.wal_checkpoint,
         })
         .await?,
     ))

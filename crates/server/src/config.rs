@@ -218,6 +218,10 @@ pub struct StoreConfig {
     /// SQLite: how long a write waits for a lock another process holds on the database.
     #[serde(with = "humantime_serde")]
     pub busy_timeout: Duration,
+    /// SQLite: who folds the write-ahead log into the database: `background` (a
+    /// connection of its own, off the commit path) or `commit` (SQLite's default: the
+    /// commit that crosses 1,000 pages does it, and waits).
+    pub wal_checkpoint: baton_store::sqlite::Checkpoint,
 }
 
 impl StoreConfig {
@@ -333,6 +337,7 @@ impl Default for StoreConfig {
             acquire_timeout: Duration::from_secs(5),
             synchronous: Synchronous::Normal,
             busy_timeout: Duration::from_secs(5),
+            wal_checkpoint: Default::default(),
         }
     }
 }

@@ -427,6 +427,10 @@ mod faulty {
             self.check("delete_server", None)?;
             self.inner.delete_server(name).await
         }
+        async fn refresh_statistics(&self) -> StoreResult<bool> {
+            self.check("refresh_statistics", None)?;
+            self.inner.refresh_statistics().await
+        }
         async fn shared_secret(
             &self,
             name: &str,

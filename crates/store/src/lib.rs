@@ -703,6 +703,13 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_server(&self, name: &str) -> StoreResult<bool>;
 
     /// Records a peer's heartbeat (inserting it, or making it live again).
+    /// Keeps the planner's statistics of the task table fresh enough for claims to be
+    /// planned well (PostgreSQL: `ANALYZE tasks` when it never ran, or many rows changed
+    /// since); `true` if it refreshed them. Called by the maintenance holder.
+    async fn refresh_statistics(&self) -> StoreResult<bool> {
+        Ok(false)
+    }
+
     /// The secret `name` every process of the deployment shares: `candidate` if this is
     /// the first call for it, else what the first call stored.
     async fn shared_secret(

@@ -471,3 +471,62 @@ async fn singleton_roles_are_exclusive_and_move_on() {
     moved.release().await;
     assert!(a.try_singleton("maintenance").await.unwrap().is_some());
 }
+
+/// A young task table (never analyzed) gets planner statistics as soon as it holds rows,
+/// and again once many rows changed; not otherwise. Then the claim query walks the
+/// `tasks_pending` index in claim order instead of sorting every pending row.
+#[tokio::test]
+async fn planner_statistics_are_kept_fresh_for_claims() {
+    let (store, schema) = fresh_postgres_store().await;
+    assert!(
+        !store.refresh_statistics().await.unwrap(),
+        "an empty table needs none"
+    );
+    let tasks: Vec<NewTask> = (0..5000).map(|_| new_task("s__t")).collect();
+    store.create_tasks(tasks).await.unwrap();
+    assert!(
+        store.refresh_statistics().await.unwrap(),
+        "a young table is analyzed"
+    );
+    assert!(
+        !store.refresh_statistics().await.unwrap(),
+        "fresh statistics are left alone"
+    );
+    let more: Vec<NewTask> = (0..2000).map(|_| new_task("s__t")).collect();
+    store.create_tasks(more).await.unwrap();
+    // The server counts the new rows a moment after they commit.
+    let mut refreshed = false;
+    for _ in 0..50 {
+        if store.refresh_statistics().await.unwrap() {
+            refreshed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(refreshed, "2,000 new rows on 5,000 are many");
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&schema.url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SET search_path = {}",
+        schema.name
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let plan: Vec<(String,)> = sqlx::query_as(
+        "EXPLAIN SELECT seq FROM tasks WHERE status = 'pending' AND run_at <= 1800000000000 \
+         ORDER BY priority DESC, run_at, seq LIMIT 64 FOR UPDATE SKIP LOCKED",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let plan = plan
+        .into_iter()
+        .map(|(l,)| l)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        plan.contains("tasks_pending") && !plan.contains("Sort"),
+        "claims walk the index in order:\n{plan}"
+    );
+}

@@ -44,6 +44,11 @@ pub struct BenchArgs {
     /// Durability of the embedded node's commits (`full` fsyncs every commit).
     #[arg(long, global = true, value_enum, default_value_t = Sync::Normal)]
     sync: Sync,
+    /// Who folds the embedded SQLite node's WAL into its database (`[store]
+    /// wal_checkpoint`): `background` (the default) or `commit` (SQLite's own, on the
+    /// commit path).
+    #[arg(long, global = true, value_enum, default_value_t = WalCheckpoint::Background)]
+    wal_checkpoint: WalCheckpoint,
     /// Print results as JSON.
     #[arg(long, global = true)]
     json: bool,
@@ -57,6 +62,12 @@ pub struct BenchArgs {
 enum McpMode {
     Plain,
     Task,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum WalCheckpoint {
+    Background,
+    Commit,
 }
 
 #[derive(Clone, Copy, ValueEnum)]

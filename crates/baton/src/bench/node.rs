@@ -76,6 +76,10 @@ impl Node {
             Sync::Normal => Synchronous::Normal,
             Sync::Full => Synchronous::Full,
         };
+        config.store.wal_checkpoint = match args.wal_checkpoint {
+            WalCheckpoint::Background => baton_store::sqlite::Checkpoint::Background,
+            WalCheckpoint::Commit => baton_store::sqlite::Checkpoint::Commit,
+        };
         let app = App::build(config).await?;
         let url = format!("http://{}", app.local_addr());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

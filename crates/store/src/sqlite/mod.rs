@@ -80,6 +80,21 @@ pub struct SqliteOptions {
     /// How long a write waits for a lock held by another process before failing.
     pub busy_timeout: Duration,
     pub readers: u32,
+    /// Who folds the WAL back into the database file.
+    pub checkpoint: Checkpoint,
+}
+
+/// Who folds the write-ahead log back into the database file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Checkpoint {
+    /// A connection of its own, every quarter second, beside the writer (which never
+    /// waits for it): commits keep a steady latency.
+    #[default]
+    Background,
+    /// SQLite itself, inside the commit that crosses its threshold of 1,000 pages: that
+    /// commit (and every write batched with it) waits for the checkpoint.
+    Commit,
 }
 
 impl SqliteOptions {
@@ -89,6 +104,7 @@ impl SqliteOptions {
             synchronous: Synchronous::Normal,
             busy_timeout: Duration::from_secs(5),
             readers: 4,
+            checkpoint: Checkpoint::Background,
         }
     }
 }
@@ -126,6 +142,10 @@ impl SqliteStore {
             // Claims and completions return hundreds of rows; with sqlx's small default
             // buffer the connection thread and the async side wake each other per row.
             .row_buffer_size(4096);
+        let connect = match opts.checkpoint {
+            Checkpoint::Background => connect.pragma("wal_autocheckpoint", "0"),
+            Checkpoint::Commit => connect,
+        };
         let mut conn = <SqliteConnection as sqlx::Connection>::connect_with(&connect)
             .await
             .map_err(|e| open_error(&opts.path, e))?;
@@ -140,6 +160,9 @@ impl SqliteStore {
             .connect_with(connect)
             .await
             .map_err(|e| open_error(&opts.path, e))?;
+        if opts.checkpoint == Checkpoint::Background {
+            tokio::spawn(checkpointer(reader.clone(), opts.path.clone()));
+        }
         Ok(SqliteStore {
             writer: writer::Handle::spawn(conn),
             reader,
@@ -562,6 +585,40 @@ impl Store for SqliteStore {
     async fn close(&self) {
         self.writer.close().await;
         self.reader.close().await;
+    }
+}
+
+/// A WAL this large is folded back even if it must wait for readers.
+const WAL_LIMIT: u64 = 64 * 1024 * 1024;
+
+/// Folds the WAL into the database file from a reader connection, beside the writer: a
+/// passive checkpoint never waits for the writer or for readers, and the writer never
+/// waits for it (SQLite's own checkpoint would run inside a commit). Should readers keep
+/// the WAL from being reset for long, a WAL over [`WAL_LIMIT`] is truncated, which waits
+/// for them.
+async fn checkpointer(pool: SqlitePool, path: PathBuf) {
+    let mut wal = path.into_os_string();
+    wal.push("-wal");
+    let wal = PathBuf::from(wal);
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        let big = std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_LIMIT);
+        let sql = if big {
+            "PRAGMA wal_checkpoint(TRUNCATE)"
+        } else {
+            "PRAGMA wal_checkpoint(PASSIVE)"
+        };
+        if let Err(e) = sqlx::query(sql).execute(&pool).await {
+            if pool.is_closed() {
+                return;
+            }
+            tracing::debug!(error = %e, "WAL checkpoint failed; trying again shortly");
+        }
     }
 }
 
