@@ -1,0 +1,5 @@
+"""The RQ side of the benchmark: one no-op function."""
+
+
+def noop():
+    return None
