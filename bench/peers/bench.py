@@ -757,6 +757,13 @@ def background_cpu(seconds: float = 1.0) -> float:
     return 1 - (i1 - i0) / max(1, t1 - t0)
 
 
+def in_repo(value):
+    """A path inside the repository, as relative to it (for results that get committed)."""
+    if isinstance(value, str) and os.path.isabs(value) and value.startswith(ROOT + os.sep):
+        return os.path.relpath(value, ROOT)
+    return value
+
+
 def machine() -> dict:
     mem = ""
     try:
@@ -789,9 +796,17 @@ def main() -> None:
     ap.add_argument("--rq-worker", choices=["simple", "fork"], default="simple",
                     help="RQ SimpleWorker (in-process) or the default forking Worker")
     ap.add_argument("--docket-workers", type=int, default=2, help="Docket worker processes")
-    ap.add_argument("--docket-concurrency", type=int, default=10, help="Docket tasks per worker at once")
+    ap.add_argument("--docket-concurrency", type=int, default=64,
+                    help="Docket tasks per worker at once (default 64, as Baton's slots; Docket's own default is 10)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
+
+    # A TERM (or HUP) unwinds like Ctrl-C does, so every `finally` stops what it started.
+    def unwind(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, unwind)
+    signal.signal(signal.SIGHUP, unwind)
 
     if args.child:
         print(json.dumps(run_one(args.child, args)))
@@ -815,13 +830,23 @@ def main() -> None:
         for s in systems:
             bg = background_cpu()
             log(f"rep {rep}/{args.reps}: {s} (other load before it: {bg:.0%} of the CPUs)")
-            out = subprocess.run(
+            child = subprocess.Popen(
                 [sys.executable, os.path.abspath(__file__), *child_argv, "--baton", args.baton, "--child", s],
                 stdout=subprocess.PIPE, text=True,
             )
-            if out.returncode != 0:
-                raise SystemExit(f"{s} failed in repetition {rep} (exit {out.returncode})")
-            r = json.loads(out.stdout.strip().splitlines()[-1])
+            try:
+                stdout, _ = child.communicate()
+            except BaseException:
+                # Let the child stop its workers and servers before we go.
+                child.terminate()
+                try:
+                    child.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                raise
+            if child.returncode != 0:
+                raise SystemExit(f"{s} failed in repetition {rep} (exit {child.returncode})")
+            r = json.loads(stdout.strip().splitlines()[-1])
             r["rep"] = rep
             r["background_cpu"] = bg
             runs.append(r)
@@ -850,8 +875,8 @@ def main() -> None:
     if args.out:
         doc = {
             "started": started.isoformat(timespec="seconds"),
-            "command": "bench/peers/run " + " ".join(sys.argv[1:]),
-            "options": {k: v for k, v in vars(args).items() if k not in ("child", "baton")},
+            "command": "bench/peers/run " + " ".join(map(in_repo, sys.argv[1:])),
+            "options": {k: in_repo(v) for k, v in vars(args).items() if k not in ("child", "baton")},
             "baton_binary": baton_bin,
             "commit": subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
                                      capture_output=True, text=True).stdout.strip(),
