@@ -70,14 +70,9 @@ impl McpService {
             "resources/subscribe" | "resources/unsubscribe" if ctx.era.is_modern() => {
                 Err(RpcError::method_not_found(method))
             }
-            "resources/list"
-            | "resources/templates/list"
-            | "resources/read"
-            | "resources/subscribe"
-            | "resources/unsubscribe"
-            | "prompts/list"
-            | "prompts/get"
-            | "completion/complete" => relay::handle(self, method, params, ctx).await.map(Some),
+            m if relay::METHODS.contains(&m) => {
+                relay::handle(self, method, params, ctx).await.map(Some)
+            }
             "tasks/get" | "tasks/result" | "tasks/list" | "tasks/cancel" | "tasks/update" => {
                 tasks::handle(self, method, params, ctx).await
             }
@@ -279,14 +274,7 @@ pub fn scope_for(method: &str, params: &Value) -> Option<Scope> {
         }
         "tasks/cancel" | "tasks/update" => Some(Scope::TasksWrite),
         // Servers' resources and prompts: reads, like a task's result.
-        "resources/list"
-        | "resources/templates/list"
-        | "resources/read"
-        | "resources/subscribe"
-        | "resources/unsubscribe"
-        | "prompts/list"
-        | "prompts/get"
-        | "completion/complete" => Some(Scope::TasksRead),
+        m if relay::METHODS.contains(&m) => Some(Scope::TasksRead),
         "tools/call" => {
             let name = params.get("name").and_then(Value::as_str).unwrap_or("");
             Some(orchestration::scope_of(name).unwrap_or(Scope::TasksWrite))

@@ -20,6 +20,18 @@ use crate::protocol::{self, RpcError};
 use crate::session::{Ctx, Session};
 use crate::state::McpService;
 
+/// The methods relayed to the servers.
+pub const METHODS: &[&str] = &[
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "prompts/list",
+    "prompts/get",
+    "completion/complete",
+];
+
 /// The scheme of a qualified resource URI.
 pub const URI_PREFIX: &str = "baton://";
 
@@ -37,9 +49,7 @@ impl Naming {
         let upstreams = service.upstreams.as_ref();
         Naming {
             separator: service.engine.tools().separator().to_string(),
-            transparent: upstreams
-                .and_then(|u| u.transparent())
-                .map(|s| s.name().to_string()),
+            transparent: service.transparent_server(),
             servers: upstreams
                 .map(|u| u.list().iter().map(|s| s.name().to_string()).collect())
                 .unwrap_or_default(),

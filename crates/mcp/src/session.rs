@@ -330,7 +330,7 @@ pub fn ended_key(id: &str) -> String {
 }
 
 /// How long an ended session's id is remembered, and how many at most.
-const ENDED_KEPT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+pub(crate) const ENDED_KEPT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 const ENDED_MAX: usize = 100_000;
 
 impl Sessions {

@@ -53,8 +53,7 @@ pub struct McpService {
     session_key: std::sync::OnceLock<crate::session::SessionKey>,
 }
 
-/// How long ended sessions are remembered (as [`crate::session::Sessions`] does).
-const ENDED_KEPT: Duration = Duration::from_secs(24 * 3600);
+use crate::session::ENDED_KEPT;
 
 pub(crate) const INSTRUCTIONS: &str = "Baton runs every tool call as a durable task: stored before it \
 is acknowledged, retried on failure, kept across restarts, cancellable. Clients with task \

@@ -13,7 +13,7 @@ use rmcp::model::LoggingMessageNotificationParam;
 use rmcp::model::{
     ClientCapabilities, ClientConfig, CustomRequest, CustomResult, ElicitRequestParams,
     ElicitResult, ElicitationAction, ErrorData, Implementation, NumberOrString,
-    ProgressNotificationParam, ProtocolVersion, ResourceUpdatedNotificationParam,
+    ProgressNotificationParam, ProtocolVersion, RequestId, ResourceUpdatedNotificationParam,
 };
 #[expect(
     deprecated,
@@ -372,6 +372,39 @@ impl HandlerState {
 }
 
 impl HandlerState {
+    /// The params of the server's request `id` as it sent them (the SDK's typed model
+    /// rounds numbers and drops fields it does not know), else as the SDK parsed them.
+    fn params_as_sent(&self, id: &RequestId, parsed: impl serde::Serialize) -> Value {
+        let id = serde_json::to_value(id).unwrap_or(Value::Null);
+        self.raw
+            .take_request(&id)
+            .unwrap_or_else(|| serde_json::to_value(parsed).unwrap_or_default())
+    }
+
+    /// Relays a `sampling/createMessage` to the call's client; the client's result, or
+    /// why there is none.
+    async fn sample(&self, params: Value) -> Result<Value, ErrorData> {
+        let timed_out = json!({"error": "no answer to the sampling request in time"});
+        let Some(answer) = self
+            .relay_input("sampling/createMessage", params, timed_out)
+            .await
+        else {
+            return Err(ErrorData::invalid_request(
+                "Baton could not relay this sampling request to a client",
+                None,
+            ));
+        };
+        if let Some(e) = answer.get("error") {
+            let message = e
+                .get("message")
+                .and_then(Value::as_str)
+                .or(e.as_str())
+                .unwrap_or("the client refused the sampling request");
+            return Err(ErrorData::invalid_request(message.to_string(), None));
+        }
+        Ok(answer)
+    }
+
     fn notice(&self, notice: crate::relay::Notice) {
         let tx = self
             .notices
@@ -489,12 +522,7 @@ impl ClientHandler for UpstreamHandler {
         request: ElicitRequestParams,
         ctx: RequestContext<RoleClient>,
     ) -> Result<ElicitResult, ErrorData> {
-        let id = serde_json::to_value(&ctx.id).unwrap_or(Value::Null);
-        let params = self
-            .state
-            .raw
-            .take_request(&id)
-            .unwrap_or_else(|| serde_json::to_value(&request).unwrap_or_default());
+        let params = self.state.params_as_sent(&ctx.id, &request);
         let answer = self.state.elicit(params).await;
         serde_json::from_value(answer.clone()).or_else(|_| {
             Ok(ElicitResult::new(
@@ -516,31 +544,8 @@ impl ClientHandler for UpstreamHandler {
         request: CreateMessageRequestParams,
         ctx: RequestContext<RoleClient>,
     ) -> Result<CreateMessageResult, ErrorData> {
-        let id = serde_json::to_value(&ctx.id).unwrap_or(Value::Null);
-        let params = self
-            .state
-            .raw
-            .take_request(&id)
-            .unwrap_or_else(|| serde_json::to_value(&request).unwrap_or_default());
-        let timed_out = json!({"error": "no answer to the sampling request in time"});
-        let Some(answer) = self
-            .state
-            .relay_input("sampling/createMessage", params, timed_out)
-            .await
-        else {
-            return Err(ErrorData::invalid_request(
-                "Baton could not relay this sampling request to a client",
-                None,
-            ));
-        };
-        if let Some(e) = answer.get("error") {
-            let message = e
-                .get("message")
-                .and_then(Value::as_str)
-                .or(e.as_str())
-                .unwrap_or("the client refused the sampling request");
-            return Err(ErrorData::invalid_request(message.to_string(), None));
-        }
+        let params = self.state.params_as_sent(&ctx.id, &request);
+        let answer = self.state.sample(params).await?;
         serde_json::from_value(answer).map_err(|e| {
             ErrorData::internal_error(
                 format!(
@@ -562,22 +567,11 @@ impl ClientHandler for UpstreamHandler {
             return Ok(CustomResult(answer));
         }
         if request.method == "sampling/createMessage" {
-            let timed_out = json!({"error": "no answer to the sampling request in time"});
-            return match self
+            let answer = self
                 .state
-                .relay_input(
-                    &request.method,
-                    request.params.unwrap_or_default(),
-                    timed_out,
-                )
-                .await
-            {
-                Some(answer) if answer.get("error").is_none() => Ok(CustomResult(answer)),
-                _ => Err(ErrorData::invalid_request(
-                    "Baton could not relay this sampling request to a client",
-                    None,
-                )),
-            };
+                .sample(request.params.unwrap_or_default())
+                .await?;
+            return Ok(CustomResult(answer));
         }
         Err(ErrorData::method_not_found::<
             rmcp::model::ListToolsRequestMethod,
