@@ -188,6 +188,10 @@ struct SubmitArgs {
     max_attempts: Option<u32>,
     #[arg(long)]
     idempotency_key: Option<String>,
+    /// Keep the task at most this long from now (e.g. 10m): once finished and past it, it
+    /// may be deleted before the node's retention is over.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    ttl: Option<Duration>,
     /// Wait for the task to end and print its result.
     #[arg(long, conflicts_with = "watch")]
     wait: bool,
@@ -574,6 +578,7 @@ async fn submit(client: &Client, a: SubmitArgs) -> Result<ExitCode, ClientError>
         ("timeout_ms", a.timeout.map(|d| json!(d.as_millis() as u64))),
         ("max_attempts", a.max_attempts.map(Value::from)),
         ("idempotency_key", a.idempotency_key.map(Value::from)),
+        ("ttl_ms", a.ttl.map(|d| json!(d.as_millis() as u64))),
     ] {
         if let Some(v) = value {
             body[key] = v;

@@ -21,6 +21,8 @@ pub const MAX_DELAY: Duration = Duration::from_secs(366 * 24 * 3600);
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Most attempts a task may ask for.
 pub const MAX_ATTEMPTS: u32 = 100;
+/// Shortest time to live a task may ask for.
+pub const MIN_TTL: Duration = Duration::from_secs(1);
 
 /// A tool call to run as a task: the body of `POST /v1/tasks`, the arguments of the MCP
 /// tool `task_submit`.
@@ -57,6 +59,12 @@ pub struct SubmitRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<serde_json::Map<String, Value>>")]
     pub metadata: Option<Value>,
+    /// Keep the task at most this many milliseconds from its creation (at least 1,000):
+    /// once it has finished and its time is up it may be deleted. The node's retention
+    /// (counted from the finish) applies when it is shorter; a running task is never
+    /// deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<u64>,
 }
 
 /// `"low" | "normal" | "high"` or an integer in `0..=100` (higher runs first).
@@ -278,6 +286,16 @@ impl SubmitRequest {
                 ));
             }
         };
+        let expires_at = match self.ttl_ms {
+            Some(ms) if u128::from(ms) < MIN_TTL.as_millis() => {
+                return Err(InvalidRequest::new(
+                    "ttl_ms",
+                    format!("{ms} is less than {} ms", MIN_TTL.as_millis()),
+                ));
+            }
+            Some(ms) => Some(now.saturating_add(Duration::from_millis(ms))),
+            None => None,
+        };
         Ok(NewTask {
             id: TaskId::generate(now),
             tool: self.tool,
@@ -293,6 +311,7 @@ impl SubmitRequest {
             step: None,
             metadata,
             created_at: now,
+            expires_at,
         })
     }
 }

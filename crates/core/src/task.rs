@@ -168,6 +168,9 @@ pub struct NewTask {
     pub step: Option<StepRef>,
     pub metadata: Option<Value>,
     pub created_at: Timestamp,
+    /// Once finished, the task may be deleted after this (its own time to live); `None`:
+    /// the retention period alone decides.
+    pub expires_at: Option<Timestamp>,
 }
 
 /// A stored task.
@@ -208,6 +211,8 @@ pub struct Task {
     pub input_requests: Option<Value>,
     /// Handler state that must survive a restart (e.g. an upstream task id).
     pub checkpoint: Option<Value>,
+    /// Once finished, the task may be deleted after this (see [`NewTask::expires_at`]).
+    pub expires_at: Option<Timestamp>,
 }
 
 impl Task {

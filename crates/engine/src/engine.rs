@@ -120,7 +120,14 @@ impl Engine {
     /// Validates a submission (fields, tool, arguments) into a task ready to store.
     pub fn prepare(&self, owner: &str, req: SubmitRequest) -> Result<NewTask, EngineError> {
         let now = self.now();
-        let task = req.validate(owner, &self.inner.config.submit_defaults, now)?;
+        let mut task = req.validate(owner, &self.inner.config.submit_defaults, now)?;
+        // A time to live longer than the retention changes nothing: retention (counted
+        // from the finish) keeps the task at least that long anyway.
+        if task.expires_at.is_some_and(|e| {
+            u128::from(e.millis_since(now)) >= self.inner.config.retention.as_millis()
+        }) {
+            task.expires_at = None;
+        }
         let tools = &self.inner.tools;
         let Some(resolved) = tools.resolve(&task.tool) else {
             // Its server is still connecting (a node just started): accept the call; it

@@ -33,10 +33,11 @@ pub(crate) async fn rescue_expired(inner: &Inner) {
 }
 
 pub(crate) async fn purge_expired(inner: &Inner) -> u64 {
-    let cutoff = inner.clock.now().saturating_sub(inner.config.retention);
+    let now = inner.clock.now();
+    let cutoff = now.saturating_sub(inner.config.retention);
     let mut total = 0;
     loop {
-        match inner.store.purge_finished(cutoff, PURGE_BATCH).await {
+        match inner.store.purge_finished(cutoff, now, PURGE_BATCH).await {
             Ok(n) => {
                 total += n;
                 if n < u64::from(PURGE_BATCH) || inner.stop_background.is_cancelled() {

@@ -57,6 +57,10 @@ pub struct TaskView {
     pub started_at: Option<Timestamp>,
     pub updated_at: Timestamp,
     pub completed_at: Option<Timestamp>,
+    /// Its own time to live (`ttl_ms`) runs out then: once finished and past it, the task
+    /// may be deleted before the retention period is over.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
     /// When it will probably finish, from its progress or the tool's recent durations.
     pub estimated_completion: Option<Timestamp>,
     /// Why a pending task is not starting (e.g. its server is unavailable).
@@ -100,6 +104,7 @@ impl TaskView {
             started_at: task.started_at,
             updated_at: task.updated_at,
             completed_at: task.completed_at,
+            expires_at: task.expires_at,
             estimated_completion,
             waiting_reason: None,
             cancel_requested: task.cancel_requested,

@@ -88,9 +88,13 @@ pub async fn call(
         return wait_plain(service, id, &params, ctx).await;
     }
     let name = service.catalog_name(&name);
+    let mut request = SubmitRequest::new(name.clone(), arguments);
+    if ctx.era.legacy_tasks() {
+        request.ttl_ms = requested_ttl(&params)?;
+    }
     let mut task = service
         .engine
-        .prepare(&ctx.principal, SubmitRequest::new(name.clone(), arguments))
+        .prepare(&ctx.principal, request)
         .map_err(engine_error)?;
     task.parent_id = parent_task(service, &params, ctx).await?;
     let mode = if ctx.era.ext_tasks() {
@@ -123,6 +127,21 @@ pub async fn call(
         Mode::Plain => match following {
             Some(f) => wait_following(service, stored.id, &params, ctx, f).await,
             None => wait_plain(service, stored.id, &params, ctx).await,
+        },
+    }
+}
+
+/// The time to live a 2025-11-25 client asked for (`params.task.ttl`, milliseconds from
+/// creation), raised to Baton's shortest; the engine caps it at the retention. The task
+/// answered says what was granted.
+fn requested_ttl(params: &Value) -> Result<Option<u64>, RpcError> {
+    match params.get("task").and_then(|t| t.get("ttl")) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_u64() {
+            Some(ms) => Ok(Some(ms.max(baton_core::submit::MIN_TTL.as_millis() as u64))),
+            None => Err(RpcError::invalid_params(format!(
+                "`task.ttl` must be a number of milliseconds, got {v}"
+            ))),
         },
     }
 }

@@ -76,6 +76,15 @@ fn status_message(task: &Task) -> Option<String> {
     }
 }
 
+/// How long the task is kept from its creation: its own time to live when it asked for
+/// one shorter than the retention, else the retention (a lower bound: retention counts
+/// from the finish).
+fn ttl_ms(service: &McpService, task: &Task) -> u64 {
+    task.expires_at.map_or(service.settings.task_ttl_ms, |e| {
+        e.millis_since(task.created_at)
+    })
+}
+
 /// A task as 2025-11-25 shows it.
 pub fn legacy_task(service: &McpService, task: &Task) -> Value {
     let mut t = json!({
@@ -83,7 +92,7 @@ pub fn legacy_task(service: &McpService, task: &Task) -> Value {
         "status": legacy_status(task.status),
         "createdAt": rfc3339(task.created_at),
         "lastUpdatedAt": rfc3339(task.updated_at),
-        "ttl": service.settings.task_ttl_ms,
+        "ttl": ttl_ms(service, task),
         "pollInterval": service.settings.poll_interval_ms,
     });
     if let Some(m) = status_message(task) {
@@ -103,7 +112,7 @@ fn ext_task(service: &McpService, task: &Task) -> Value {
         "status": status,
         "createdAt": rfc3339(task.created_at),
         "lastUpdatedAt": rfc3339(task.updated_at),
-        "ttlMs": service.settings.task_ttl_ms,
+        "ttlMs": ttl_ms(service, task),
         "pollIntervalMs": service.settings.poll_interval_ms,
     });
     if let Some(m) = status_message(task) {

@@ -301,9 +301,14 @@ mod faulty {
             self.check("requeue_leases", None)?;
             self.inner.requeue_leases(req).await
         }
-        async fn purge_finished(&self, before: Timestamp, limit: u32) -> StoreResult<u64> {
+        async fn purge_finished(
+            &self,
+            before: Timestamp,
+            now: Timestamp,
+            limit: u32,
+        ) -> StoreResult<u64> {
             self.check("purge_finished", None)?;
-            self.inner.purge_finished(before, limit).await
+            self.inner.purge_finished(before, now, limit).await
         }
         async fn task_events(
             &self,

@@ -597,8 +597,14 @@ pub trait Store: Send + Sync + 'static {
     /// `before`, oldest first, and the workflows over since before `before` with all their
     /// steps' tasks. A workflow's steps are never deleted apart from it (a workflow that
     /// can still be retried keeps its completed steps' results), and a task's children stay
-    /// while it runs. Returns how many tasks were deleted.
-    async fn purge_finished(&self, before: Timestamp, limit: u32) -> StoreResult<u64>;
+    /// while it runs. Tasks with a time to live of their own go, under the same rules,
+    /// once finished and past `expires_at` (`now`). Returns how many tasks were deleted.
+    async fn purge_finished(
+        &self,
+        before: Timestamp,
+        now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<u64>;
 
     /// The task's events with `seq > after_seq`, oldest first.
     async fn task_events(

@@ -48,6 +48,7 @@ fn new_task(tool: &str) -> NewTask {
         step: None,
         metadata: None,
         created_at: t0(),
+        expires_at: None,
     }
 }
 

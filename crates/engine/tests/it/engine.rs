@@ -556,6 +556,46 @@ async fn retention_deletes_old_finished_tasks_only() {
     t.engine.shutdown().await;
 }
 
+/// A task's own time to live deletes it once finished, long before the retention period;
+/// one longer than the retention changes nothing, and one too short is refused.
+#[tokio::test]
+async fn a_task_may_ask_to_be_kept_less_than_the_retention() {
+    let mut cfg = fast_config();
+    cfg.retention = Duration::from_secs(3600);
+    cfg.retention_interval = Duration::from_secs(3600);
+    let t = TestEngine::start(cfg).await;
+    let mut short = req("baton__echo", json!({}));
+    short.ttl_ms = Some(1000);
+    let short = t.engine.submit(OWNER, short).await.unwrap().task;
+    assert_eq!(
+        short.expires_at.map(|e| e.millis_since(short.created_at)),
+        Some(1000)
+    );
+    let mut long = req("baton__echo", json!({}));
+    long.ttl_ms = Some(2 * 3600 * 1000);
+    let long = t.engine.submit(OWNER, long).await.unwrap().task;
+    assert_eq!(
+        long.expires_at, None,
+        "capped: the retention keeps it anyway"
+    );
+    wait_final(&t.engine, short.id).await;
+    wait_final(&t.engine, long.id).await;
+    assert_eq!(t.engine.purge_expired().await, 0, "its time is not up yet");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(t.engine.purge_expired().await, 1);
+    assert!(matches!(
+        t.engine.get(OWNER, short.id).await,
+        Err(EngineError::TaskNotFound(_))
+    ));
+    assert!(t.engine.get(OWNER, long.id).await.is_ok());
+
+    let mut tiny = req("baton__echo", json!({}));
+    tiny.ttl_ms = Some(10);
+    let err = t.engine.submit(OWNER, tiny).await.unwrap_err();
+    assert!(err.to_string().contains("ttl_ms"), "{err}");
+    t.engine.shutdown().await;
+}
+
 #[tokio::test]
 async fn live_subscribers_see_every_state_change() {
     let t = TestEngine::start(fast_config()).await;

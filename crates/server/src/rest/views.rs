@@ -41,6 +41,10 @@ pub struct Accepted {
     pub created: bool,
     pub created_at: Timestamp,
     pub run_at: Timestamp,
+    /// Its own time to live runs out then (when it asked for one shorter than the
+    /// retention).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
     #[serde(flatten)]
     pub links: Links,
 }
@@ -53,6 +57,7 @@ impl Accepted {
             created,
             created_at: task.created_at,
             run_at: task.run_at,
+            expires_at: task.expires_at,
             links: Links::for_task(task),
         }
     }

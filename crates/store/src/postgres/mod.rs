@@ -278,8 +278,13 @@ impl Store for PostgresStore {
         transaction!(self.pool, |c| shared::leases::requeue_leases(c, req))
     }
 
-    async fn purge_finished(&self, before: Timestamp, limit: u32) -> StoreResult<u64> {
-        tasks::purge_finished(&self.pool, before, limit).await
+    async fn purge_finished(
+        &self,
+        before: Timestamp,
+        now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<u64> {
+        tasks::purge_finished(&self.pool, before, now, limit).await
     }
 
     async fn task_events(

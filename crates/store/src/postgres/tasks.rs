@@ -56,16 +56,16 @@ const INSERT_TASKS: &str = "WITH s AS MATERIALIZED \
      r AS (SELECT seq, row_number() OVER (ORDER BY seq) AS ord FROM s) \
      INSERT INTO tasks (seq, id, tool, arguments, queue, priority, status, attempt, max_attempts, \
          run_at, timeout_ms, idempotency_key, owner, parent_id, metadata, created_at, updated_at, \
-         workflow_id, step_id) \
+         workflow_id, step_id, expires_at) \
      SELECT r.seq, v.id, v.tool, v.arguments::json, v.queue, v.priority, 'pending', 0, \
          v.max_attempts, v.run_at, v.timeout_ms, v.key, v.owner, v.parent_id, v.metadata::json, \
-         v.created_at, v.created_at, v.workflow_id, v.step_id \
+         v.created_at, v.created_at, v.workflow_id, v.step_id, v.expires_at \
      FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::int4[], $7::bigint[], \
                  $8::bigint[], $9::bigint[], $10::text[], $11::text[], $12::uuid[], $13::text[], \
-                 $14::bigint[], $15::text[], $16::text[]) \
+                 $14::bigint[], $15::text[], $16::text[], $17::bigint[]) \
           WITH ORDINALITY AS v(id, tool, arguments, queue, priority, max_attempts, run_at, \
                                timeout_ms, key, owner, parent_id, metadata, created_at, \
-                               workflow_id, step_id, ord) \
+                               workflow_id, step_id, expires_at, ord) \
      JOIN r ON r.ord = v.ord \
      ORDER BY v.owner, v.key \
      ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
@@ -80,16 +80,42 @@ const KEYED_TASKS: &str = concat!(
 
 // The statements of retention.
 
+/// What else a finished task needs to be deleted: it is no workflow's step, and its
+/// parent (if any) no longer runs.
+macro_rules! purgeable {
+    () => {
+        " AND workflow_id IS NULL AND (parent_id IS NULL OR NOT EXISTS \
+           (SELECT 1 FROM tasks p WHERE p.id = tasks.parent_id \
+            AND p.status IN ('pending', 'running', 'input_required')))"
+    };
+}
+
+/// Deletes the tasks of `d` and their events.
+macro_rules! delete_purged {
+    () => {
+        "e AS (DELETE FROM task_events USING d WHERE task_events.task_id = d.id) \
+         DELETE FROM tasks USING d WHERE tasks.seq = d.seq"
+    };
+}
+
 /// The oldest completions of tasks of no workflow (skipping rows another node is purging
 /// or retrying right now, and children of tasks still running), their events, then the
 /// tasks.
-const PURGE_TASKS: &str = "WITH d AS (SELECT seq, id FROM tasks WHERE completed_at IS NOT NULL \
-       AND completed_at < $1 AND workflow_id IS NULL AND (parent_id IS NULL OR NOT EXISTS \
-           (SELECT 1 FROM tasks p WHERE p.id = tasks.parent_id \
-            AND p.status IN ('pending', 'running', 'input_required'))) \
-       ORDER BY completed_at LIMIT $2 FOR UPDATE SKIP LOCKED), \
-     e AS (DELETE FROM task_events USING d WHERE task_events.task_id = d.id) \
-     DELETE FROM tasks USING d WHERE tasks.seq = d.seq";
+const PURGE_TASKS: &str = concat!(
+    "WITH d AS (SELECT seq, id FROM tasks WHERE completed_at IS NOT NULL AND completed_at < $1",
+    purgeable!(),
+    " ORDER BY completed_at LIMIT $2 FOR UPDATE SKIP LOCKED), ",
+    delete_purged!()
+);
+
+/// Finished tasks past their own time to live, under the same rules.
+const PURGE_EXPIRED: &str = concat!(
+    "WITH d AS (SELECT seq, id FROM tasks WHERE expires_at IS NOT NULL \
+       AND completed_at IS NOT NULL AND expires_at < $1",
+    purgeable!(),
+    " ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED), ",
+    delete_purged!()
+);
 
 /// Workflows over since before the cut, with all their steps' tasks and events.
 const PURGE_WORKFLOWS: &str = "WITH w AS (SELECT seq, id FROM workflows \
@@ -168,6 +194,7 @@ async fn insert(c: &mut PgConnection, tasks: &[&NewTask]) -> StoreResult<HashMap
     let mut created = Vec::with_capacity(n);
     let mut workflows = Vec::with_capacity(n);
     let mut steps = Vec::with_capacity(n);
+    let mut expires = Vec::with_capacity(n);
     for t in tasks {
         workflows.push(t.step.as_ref().map(|s| s.workflow_id.as_str()));
         steps.push(t.step.as_ref().map(|s| s.step_id.as_str()));
@@ -184,6 +211,7 @@ async fn insert(c: &mut PgConnection, tasks: &[&NewTask]) -> StoreResult<HashMap
         parents.push(t.parent_id.map(uuid));
         metadata.push(json_or_null(&t.metadata));
         created.push(t.created_at.as_millis());
+        expires.push(t.expires_at.map(|e| e.as_millis()));
     }
     let rows = sqlx::query(INSERT_TASKS)
         .bind(n as i32)
@@ -202,6 +230,7 @@ async fn insert(c: &mut PgConnection, tasks: &[&NewTask]) -> StoreResult<HashMap
         .bind(created)
         .bind(workflows)
         .bind(steps)
+        .bind(expires)
         .fetch_all(&mut *c)
         .await
         .map_err(db_err)?;
@@ -243,12 +272,26 @@ async fn keyed_tasks(
 pub(super) async fn purge_finished(
     pool: &PgPool,
     before: Timestamp,
+    now: Timestamp,
     limit: u32,
 ) -> StoreResult<u64> {
+    let expired = retry_conflicts!(
+        sqlx::query(PURGE_EXPIRED)
+            .bind(now.as_millis())
+            .bind(i64::from(limit))
+            .execute(pool)
+            .await
+            .map_err(db_err)
+    )?
+    .rows_affected();
+    let left = u64::from(limit).saturating_sub(expired);
+    if left == 0 {
+        return Ok(expired);
+    }
     let tasks = retry_conflicts!(
         sqlx::query(PURGE_TASKS)
             .bind(before.as_millis())
-            .bind(i64::from(limit))
+            .bind(left as i64)
             .execute(pool)
             .await
             .map_err(db_err)
@@ -263,5 +306,5 @@ pub(super) async fn purge_finished(
             .await
             .map_err(db_err)
     )?;
-    Ok(tasks + steps as u64)
+    Ok(expired + tasks + steps as u64)
 }

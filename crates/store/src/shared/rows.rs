@@ -21,7 +21,7 @@ macro_rules! task_columns {
          attempt, max_attempts, run_at, timeout_ms, idempotency_key, owner, parent_id, \
          metadata, created_at, started_at, updated_at, completed_at, result, error, \
          cancel_requested, lease_owner, lease_token, lease_expires_at, input_requests, \
-         checkpoint, workflow_id, step_id"
+         checkpoint, workflow_id, step_id, expires_at"
     };
 }
 pub(crate) use task_columns;
@@ -201,6 +201,7 @@ pub(crate) fn task_from_row<R: Columns>(r: &R) -> StoreResult<Task> {
         lease,
         input_requests: r.json("input_requests")?,
         checkpoint: r.json("checkpoint")?,
+        expires_at: r.opt_ts("expires_at")?,
     })
 }
 

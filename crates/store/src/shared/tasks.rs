@@ -159,6 +159,7 @@ pub(crate) fn task_from_new(t: &NewTask, seq: i64) -> Task {
         lease: None,
         input_requests: None,
         checkpoint: None,
+        expires_at: t.expires_at,
     }
 }
 

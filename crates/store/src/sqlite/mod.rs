@@ -288,9 +288,14 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn purge_finished(&self, before: Timestamp, limit: u32) -> StoreResult<u64> {
+    async fn purge_finished(
+        &self,
+        before: Timestamp,
+        now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<u64> {
         self.writer
-            .write(move |w| Box::pin(tasks::purge_finished(w, before, limit)))
+            .write(move |w| Box::pin(tasks::purge_finished(w, before, now, limit)))
             .await
     }
 

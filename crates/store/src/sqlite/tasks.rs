@@ -53,19 +53,37 @@ const KEYED_TASKS_JOIN: &str = ") AS k JOIN tasks ON tasks.owner = k.column1 \
 /// Followed by the tasks as `VALUES`, then [`INSERT_TASKS_END`].
 const INSERT_TASKS: &str = "INSERT INTO tasks (id, tool, arguments, queue, priority, status, \
      attempt, max_attempts, run_at, timeout_ms, idempotency_key, owner, parent_id, metadata, \
-     created_at, updated_at, workflow_id, step_id) ";
+     created_at, updated_at, workflow_id, step_id, expires_at) ";
 
 const INSERT_TASKS_END: &str = " RETURNING seq, id";
 
 // The statements of retention.
 
+/// What else a finished task needs to be deleted: it is no workflow's step, and its
+/// parent (if any) no longer runs.
+macro_rules! purgeable {
+    () => {
+        " AND workflow_id IS NULL AND (parent_id IS NULL OR NOT EXISTS \
+         (SELECT 1 FROM tasks p WHERE p.id = tasks.parent_id \
+          AND p.status IN ('pending', 'running', 'input_required')))"
+    };
+}
+
 /// Tasks of no workflow, oldest completion first; children of a task still running stay
 /// (the parent may still want them).
-const PURGEABLE_TASKS: &str = "SELECT seq, id FROM tasks WHERE completed_at IS NOT NULL \
-     AND completed_at < ? AND workflow_id IS NULL AND (parent_id IS NULL OR NOT EXISTS \
-         (SELECT 1 FROM tasks p WHERE p.id = tasks.parent_id \
-          AND p.status IN ('pending', 'running', 'input_required'))) \
-     ORDER BY completed_at LIMIT ?";
+const PURGEABLE_TASKS: &str = concat!(
+    "SELECT seq, id FROM tasks WHERE completed_at IS NOT NULL AND completed_at < ?",
+    purgeable!(),
+    " ORDER BY completed_at LIMIT ?"
+);
+
+/// Finished tasks past their own time to live, under the same rules.
+const EXPIRED_TASKS: &str = concat!(
+    "SELECT seq, id FROM tasks WHERE expires_at IS NOT NULL AND completed_at IS NOT NULL \
+     AND expires_at < ?",
+    purgeable!(),
+    " ORDER BY expires_at LIMIT ?"
+);
 
 const PURGEABLE_WORKFLOWS: &str = "SELECT id FROM workflows WHERE completed_at IS NOT NULL \
      AND completed_at < ? AND status <> 'running' AND NOT EXISTS \
@@ -170,7 +188,8 @@ async fn insert(w: &mut Writer, tasks: &[&NewTask]) -> StoreResult<HashMap<TaskI
                 .push_bind(t.created_at.as_millis())
                 .push_bind(t.created_at.as_millis())
                 .push_bind(t.step.as_ref().map(|s| s.workflow_id.clone()))
-                .push_bind(t.step.as_ref().map(|s| s.step_id.clone()));
+                .push_bind(t.step.as_ref().map(|s| s.step_id.clone()))
+                .push_bind(t.expires_at.map(|e| e.as_millis()));
         });
         qb.push(INSERT_TASKS_END);
         for row in qb.build().fetch_all(&mut w.conn).await.map_err(db_err)? {
@@ -184,14 +203,25 @@ async fn insert(w: &mut Writer, tasks: &[&NewTask]) -> StoreResult<HashMap<TaskI
 pub(super) async fn purge_finished(
     w: &mut Writer,
     before: Timestamp,
+    now: Timestamp,
     limit: u32,
 ) -> StoreResult<u64> {
-    let ids: Vec<(i64, String)> = sqlx::query_as(PURGEABLE_TASKS)
-        .bind(before.as_millis())
+    let mut ids: Vec<(i64, String)> = sqlx::query_as(EXPIRED_TASKS)
+        .bind(now.as_millis())
         .bind(i64::from(limit))
         .fetch_all(&mut w.conn)
         .await
         .map_err(db_err)?;
+    let left = u64::from(limit).saturating_sub(ids.len() as u64);
+    if left > 0 {
+        let past: Vec<(i64, String)> = sqlx::query_as(PURGEABLE_TASKS)
+            .bind(before.as_millis())
+            .bind(left as i64)
+            .fetch_all(&mut w.conn)
+            .await
+            .map_err(db_err)?;
+        ids.extend(past);
+    }
     delete_tasks(w, &ids).await?;
     // A workflow and its steps are one decision: while the workflow can be retried its
     // completed steps keep their results (a retry must not run them again). It goes, with

@@ -31,6 +31,7 @@ pub(super) fn new_task(tool: &str, priority: i32, at: Timestamp) -> NewTask {
         step: None,
         metadata: None,
         created_at: at,
+        expires_at: None,
     }
 }
 

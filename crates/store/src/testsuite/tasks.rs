@@ -192,7 +192,7 @@ pub async fn purge_oldest_first(store: &dyn Store) {
     }
     let pending = ids.iter().find(|i| !finished.contains(i)).unwrap();
     let purged = store
-        .purge_finished(t0().saturating_add(100 * SEC), 1)
+        .purge_finished(t0().saturating_add(100 * SEC), t0(), 1)
         .await
         .unwrap();
     assert_eq!(purged, 1);
@@ -213,6 +213,7 @@ pub async fn purge_oldest_first(store: &dyn Store) {
     let purged = store
         .purge_finished(
             t0().saturating_add(9 * SEC + Duration::from_millis(500)),
+            t0(),
             100,
         )
         .await
@@ -221,12 +222,59 @@ pub async fn purge_oldest_first(store: &dyn Store) {
     assert!(store.get_task(finished[0]).await.unwrap().is_some());
     assert_eq!(
         store
-            .purge_finished(t0().saturating_add(1000 * SEC), 100)
+            .purge_finished(t0().saturating_add(1000 * SEC), t0(), 100)
             .await
             .unwrap(),
         1
     );
     assert!(store.get_task(*pending).await.unwrap().is_some());
+}
+
+/// A task's own time to live deletes it once finished and past `expires_at`, before the
+/// retention period; an unfinished one stays, and so does one without a time to live.
+pub async fn finished_tasks_expire_after_their_own_ttl(store: &dyn Store) {
+    let mut short = new_task("t", 60, t0());
+    short.expires_at = Some(t0().saturating_add(5 * SEC));
+    let plain = new_task("t", 60, t0());
+    let ids = create(store, vec![short, plain]).await;
+    assert_eq!(
+        get(store, ids[0]).await.expires_at,
+        Some(t0().saturating_add(5 * SEC)),
+        "the expiry is stored"
+    );
+    let running = claim(store, "w", 2, t0(), 1).await;
+    assert_eq!(running.len(), 2);
+    let done = t0().saturating_add(SEC);
+    store
+        .finish(vec![complete(ids[0], 1, done), complete(ids[1], 1, done)])
+        .await
+        .unwrap();
+    let mut waiting = new_task("t", 10, t0());
+    waiting.expires_at = Some(t0().saturating_add(2 * SEC));
+    let waiting = create(store, vec![waiting]).await[0];
+    // Nothing is past the retention cut (`t0`), and at 4 s no time to live is up but the
+    // pending task's, which is not finished.
+    assert_eq!(
+        store
+            .purge_finished(t0(), t0().saturating_add(4 * SEC), 100)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .purge_finished(t0(), t0().saturating_add(6 * SEC), 100)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(store.get_task(ids[0]).await.unwrap().is_none());
+    assert!(
+        store.task_events(ids[0], 0, 10).await.unwrap().is_empty(),
+        "its events go too"
+    );
+    assert!(store.get_task(ids[1]).await.unwrap().is_some());
+    assert!(store.get_task(waiting).await.unwrap().is_some());
 }
 
 pub async fn event_log_order(store: &dyn Store) {
@@ -270,7 +318,7 @@ pub async fn event_log_order(store: &dyn Store) {
     let other = store.task_events(ids[1], 0, 100).await.unwrap();
     let max_before = events.iter().chain(&other).map(|e| e.seq).max().unwrap();
     store
-        .purge_finished(t0().saturating_add(SEC), 100)
+        .purge_finished(t0().saturating_add(SEC), t0(), 100)
         .await
         .unwrap();
     let id = create(store, vec![new_task("t", 50, t0())]).await[0];

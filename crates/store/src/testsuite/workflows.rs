@@ -229,14 +229,14 @@ pub async fn running_workflows_keep_their_steps(store: &dyn Store) {
     let later = t0().saturating_add(100 * SEC);
     // Retention takes the plain task, not the step of a workflow still running (its
     // result may still be referenced, and the step must not run again).
-    assert_eq!(store.purge_finished(later, 100).await.unwrap(), 1);
+    assert_eq!(store.purge_finished(later, later, 100).await.unwrap(), 1);
     assert!(store.get_task(plain).await.unwrap().is_none());
     assert!(store.get_task(step).await.unwrap().is_some());
     // Once the workflow is over, both go.
     let mut done = update("wf-1", t0().saturating_add(SEC));
     done.status = Some(WorkflowStatus::Completed);
     store.update_workflow(done).await.unwrap();
-    assert_eq!(store.purge_finished(later, 100).await.unwrap(), 1);
+    assert_eq!(store.purge_finished(later, later, 100).await.unwrap(), 1);
     assert!(store.get_task(step).await.unwrap().is_none());
     assert!(store.get_workflow("wf-1").await.unwrap().is_none());
 }
@@ -288,7 +288,7 @@ pub async fn retention_keeps_what_a_retry_or_a_parent_needs(store: &dyn Store) {
 
     // Retention of 15 s, 5 s after the workflow failed: a is 25 s old but stays.
     let cut = failed_at.saturating_add(5 * SEC).saturating_sub(15 * SEC);
-    assert_eq!(store.purge_finished(cut, 100).await.unwrap(), 0);
+    assert_eq!(store.purge_finished(cut, cut, 100).await.unwrap(), 0);
     assert!(
         store.get_task(a).await.unwrap().is_some(),
         "a completed step of a retryable workflow"
@@ -308,7 +308,7 @@ pub async fn retention_keeps_what_a_retry_or_a_parent_needs(store: &dyn Store) {
         .await
         .unwrap();
     let cut = failed_at.saturating_add(SEC);
-    assert_eq!(store.purge_finished(cut, 100).await.unwrap(), 3);
+    assert_eq!(store.purge_finished(cut, cut, 100).await.unwrap(), 3);
     assert!(store.get_workflow("wf-r").await.unwrap().is_none());
     for id in [a, b, child.id] {
         assert!(store.get_task(id).await.unwrap().is_none());

@@ -416,3 +416,71 @@ async fn dns_rebinding_is_refused() {
         assert_eq!(a.status, 200, "{origin}");
     }
 }
+
+/// The `ttl` a 2025-11-25 client asks for is honoured within Baton's limits, and every
+/// view of the task reports what was granted; REST takes the same as `ttl_ms`.
+#[tokio::test]
+async fn a_requested_task_ttl_is_honoured_within_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let baton = start(dir.path(), false, &[("BATON_TASKS__RETENTION", "1h")]);
+    let api = Api::new(&baton.url);
+    let mcp = Mcp::new(&baton.url);
+    let session = mcp.initialize("2025-11-25", json!({"tasks": {}})).await;
+    let call = |id: u64, ttl: serde_json::Value| {
+        let (mcp, session) = (&mcp, &session);
+        async move {
+            mcp.legacy(
+                session,
+                id,
+                "tools/call",
+                json!({"name": "baton__echo", "arguments": {}, "task": {"ttl": ttl}}),
+            )
+            .await
+        }
+    };
+    // Shorter than the retention: granted as asked, in the answer and in tasks/get.
+    let a = call(1, json!(5000)).await;
+    assert_eq!(a.last()["result"]["task"]["ttl"], 5000, "{:?}", a.last());
+    let id = a.last()["result"]["task"]["taskId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let got = mcp
+        .legacy(&session, 2, "tasks/get", json!({"taskId": id}))
+        .await;
+    assert_eq!(got.last()["result"]["ttl"], 5000);
+    let view = api.task(&id).await;
+    assert!(view["expires_at"].is_string(), "{view}");
+    // Longer than the retention: capped to it. Too short: raised to a second.
+    let a = call(3, json!(10_u64.pow(12))).await;
+    assert_eq!(a.last()["result"]["task"]["ttl"], 3_600_000);
+    let a = call(4, json!(1)).await;
+    assert_eq!(a.last()["result"]["task"]["ttl"], 1000);
+    // Not a number of milliseconds: a clear error naming the field.
+    let a = call(5, json!("soon")).await;
+    assert_eq!(a.error_code(), -32602);
+    assert!(
+        a.error_message().contains("task.ttl"),
+        "{}",
+        a.error_message()
+    );
+
+    // REST: `ttl_ms`, checked at the door.
+    let r = api
+        .post("/v1/tasks", json!({"tool": "baton__echo", "ttl_ms": 10}))
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.error_message().contains("ttl_ms"),
+        "{}",
+        r.error_message()
+    );
+    let r = api
+        .post(
+            "/v1/tasks",
+            json!({"tool": "baton__echo", "ttl_ms": 60_000}),
+        )
+        .await;
+    assert!(r.status < 300, "{}", r.body);
+    assert!(r.body["expires_at"].is_string(), "{}", r.body);
+}
