@@ -101,7 +101,7 @@ pub struct CreateArgs {
     #[arg(long)]
     principal: Option<String>,
     /// Comma-separated: tasks:read, tasks:write, workflows:read, workflows:write,
-    /// queues:admin, servers:admin, keys:admin, audit:read, admin.
+    /// queues:admin, servers:admin, keys:admin, audit:read, metrics:read, admin.
     #[arg(long)]
     scopes: String,
     /// How long it works, e.g. 90d [default: until revoked].

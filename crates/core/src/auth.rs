@@ -54,13 +54,16 @@ pub enum Scope {
     /// Read the audit log.
     #[serde(rename = "audit:read")]
     AuditRead,
+    /// Scrape `GET /metrics` (node-wide counters, all tenants' queues by name).
+    #[serde(rename = "metrics:read")]
+    MetricsRead,
     /// Everything, across tenants.
     #[serde(rename = "admin")]
     Admin,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 9] = [
+    pub const ALL: [Scope; 10] = [
         Scope::TasksRead,
         Scope::TasksWrite,
         Scope::WorkflowsRead,
@@ -69,6 +72,7 @@ impl Scope {
         Scope::ServersAdmin,
         Scope::KeysAdmin,
         Scope::AuditRead,
+        Scope::MetricsRead,
         Scope::Admin,
     ];
 
@@ -82,6 +86,7 @@ impl Scope {
             Scope::ServersAdmin => "servers:admin",
             Scope::KeysAdmin => "keys:admin",
             Scope::AuditRead => "audit:read",
+            Scope::MetricsRead => "metrics:read",
             Scope::Admin => "admin",
         }
     }

@@ -274,6 +274,7 @@ impl Engine {
         match self.inner.store.request_cancel(id, now).await? {
             CancelOutcome::Cancelled(task, ev) => {
                 self.inner.publisher.publish(&[ev]);
+                crate::metrics::finished(&task, baton_core::TaskStatus::Cancelled);
                 Ok(Cancelled::Now(task))
             }
             CancelOutcome::Requested(task, ev) => {

@@ -20,6 +20,8 @@
 //!   the [`tools::ToolContext`] a running tool gets, and the built-in `baton__*` tools.
 //! - [`views`] and [`page`]: what every front door shows (one task view, one peer view,
 //!   …, with generated JSON Schemas) and how lists page and requests wait.
+//! - [`metrics`]: every metric a node exports, declared once, recorded through the
+//!   `metrics` facade.
 //! - [`config`], [`clock`], [`error`].
 //!
 //! Invariants: the engine never writes SQL (only `baton-store` does); every state change
@@ -38,6 +40,7 @@ mod inner;
 pub mod keys;
 mod lifecycle;
 pub mod maintenance;
+pub mod metrics;
 pub mod page;
 mod publisher;
 pub mod reads;

@@ -79,6 +79,7 @@ impl Engine {
                         let t = std::time::Instant::now();
                         let n = items.len();
                         let outcomes = store.finish(items).await?;
+                        crate::metrics::committed(n, t.elapsed());
                         tracing::debug!(n, ms = t.elapsed().as_secs_f64() * 1e3, "finish");
                         let events: Vec<TaskEvent> = outcomes
                             .iter()

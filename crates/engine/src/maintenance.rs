@@ -24,6 +24,7 @@ pub(crate) async fn rescue_expired(inner: &Inner) {
     };
     match inner.store.requeue_leases(&req).await {
         Ok(events) if !events.is_empty() => {
+            crate::metrics::rescued(events.len());
             tracing::warn!(tasks = events.len(), "rescued tasks whose lease expired");
             inner.publisher.publish(&events);
         }

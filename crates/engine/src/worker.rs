@@ -70,6 +70,12 @@ pub(crate) async fn store_submissions(
     });
     let asked = permits.len();
     let r = inner.store.create_and_claim(tasks, claim).await?;
+    crate::metrics::committed(n, t.elapsed());
+    for o in &r.outcomes {
+        if let baton_store::CreateOutcome::Created(task) = o {
+            crate::metrics::submitted(&task.tool, &task.queue);
+        }
+    }
     tracing::debug!(
         n,
         claimed = r.claimed.len(),
@@ -166,6 +172,7 @@ async fn run_task(inner: Arc<Inner>, task: Task, token: i64, permit: OwnedSemaph
         cancel.cancel();
     }
     inner.running.start(task.id, token, cancel.clone());
+    crate::metrics::started(&task);
     let outcome = execute(&inner, &task, token, &cancel).await.map(storable);
     // A slot is a tool running; the tool is done, so the dispatcher may start the next
     // one while this outcome is group-committed (the lease is held until then). Limits
@@ -184,6 +191,11 @@ async fn run_task(inner: Arc<Inner>, task: Task, token: i64, permit: OwnedSemaph
             now,
             rand::random::<f64>(),
         );
+        let status = transition.status();
+        let result = match &transition {
+            policy::Transition::Complete { result } => Some(result.clone()),
+            _ => None,
+        };
         let finish = Finish {
             id: task.id,
             token,
@@ -201,6 +213,8 @@ async fn run_task(inner: Arc<Inner>, task: Task, token: i64, permit: OwnedSemaph
                 Ok(Ok(out)) => {
                     if out.first() == Some(&FinishOutcome::LeaseLost) {
                         tracing::warn!(task_id = %task.id, tool = %task.tool, "lease lost before the run finished; its outcome was discarded");
+                    } else {
+                        crate::metrics::run_ended(&task, status, now, result.as_ref());
                     }
                 }
                 Ok(Err(e))

@@ -250,6 +250,10 @@ impl App {
     /// the HTTP listener.
     pub async fn build_with(config: Config, mode: Mode) -> Result<App, AppError> {
         let listen = mode == Mode::Serve;
+        if listen {
+            // Before anything records: the engine and upstreams start counting at once.
+            crate::metrics::handle();
+        }
         std::fs::create_dir_all(&config.data_dir).map_err(|source| AppError::DataDir {
             path: config.data_dir.clone(),
             source,

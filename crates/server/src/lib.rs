@@ -10,6 +10,7 @@
 //! - [`error`]: the one place engine errors become HTTP responses.
 //! - [`openapi`]: the OpenAPI 3.1 document (`GET /openapi.json`), its schemas generated
 //!   from the handlers' types.
+//! - [`metrics`]: `GET /metrics` (Prometheus), the recorder and per-route HTTP timing.
 //! - [`listener`]: the accept loop with connection limits and timeouts (slow or idle
 //!   clients cannot hold connections for ever).
 //! - [`guard`]: the browser guard (Host, Origin, JSON bodies) in front of every route, so
@@ -23,6 +24,7 @@ pub mod config;
 pub mod error;
 pub mod guard;
 pub mod listener;
+pub mod metrics;
 pub mod openapi;
 pub mod rest;
 pub mod routes;

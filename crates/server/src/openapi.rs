@@ -557,6 +557,19 @@ fn build() -> Value {
         .build(&error);
     d.op("get", "/openapi.json", op);
     let op = Op::new(
+        "metrics",
+        "node",
+        "The node's metrics in the Prometheus text format (needs `metrics:read`)",
+    )
+    .answer(
+        200,
+        json!({"description": "Prometheus text exposition 0.0.4.", "content": {
+            "text/plain": {"schema": {"type": "string"}}
+        }}),
+    )
+    .build(&error);
+    d.op("get", "/metrics", op);
+    let op = Op::new(
         "mcp",
         "mcp",
         "MCP over Streamable HTTP (JSON-RPC; see the README)",

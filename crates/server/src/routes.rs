@@ -65,6 +65,7 @@ pub fn router(
         )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(crate::metrics::scrape))
         .route("/", get(health::index))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -81,6 +82,7 @@ pub fn router(
             crate::guard::enforce,
         ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(crate::metrics::track))
         .with_state(state)
 }
 

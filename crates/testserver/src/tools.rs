@@ -600,6 +600,11 @@ fn rich() -> CallToolResult {
     }));
     let mut meta = MetaObject::default();
     meta.0.insert("test/meta".into(), json!("kept"));
+    // What a paid tool reports: Baton adds it up per tool (metrics, analytics).
+    meta.0.insert(
+        "baton/cost".into(),
+        json!({"usd": 0.0125, "input_tokens": 120, "output_tokens": 48}),
+    );
     result.meta = Some(meta);
     result
 }

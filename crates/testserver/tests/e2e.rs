@@ -429,7 +429,13 @@ async fn stdio_legacy_session() {
         "embedded resource text"
     );
     assert_eq!(rich["structuredContent"]["kinds"], json!(kinds));
-    assert_eq!(rich["_meta"], json!({"test/meta": "kept"}));
+    assert_eq!(
+        rich["_meta"],
+        json!({
+            "test/meta": "kept",
+            "baton/cost": {"usd": 0.0125, "input_tokens": 120, "output_tokens": 48}
+        })
+    );
 
     // log → notifications/message
     let logged = client

@@ -452,7 +452,25 @@ impl Server {
         };
         self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
-        let us = started.elapsed().as_micros() as u64;
+        let took = started.elapsed();
+        let outcome_label = match &outcome {
+            Ok(out) if out.is_error() => "tool_error",
+            Ok(_) => "ok",
+            Err(e) if e.code == "upstream_unavailable" => "unavailable",
+            Err(e) if e.code == "timeout" => "timeout",
+            Err(e) if e.code == "cancelled" => "cancelled",
+            Err(_) => "error",
+        };
+        let server = self.config.name.clone();
+        metrics::counter!(
+            baton_engine::metrics::UPSTREAM_REQUESTS,
+            "server" => server.clone(),
+            "outcome" => outcome_label
+        )
+        .increment(1);
+        metrics::histogram!(baton_engine::metrics::UPSTREAM_REQUEST_SECONDS, "server" => server)
+            .record(took.as_secs_f64());
+        let us = took.as_micros() as u64;
         let prev = self.stats.latency_us.load(Ordering::Relaxed);
         let ewma = if prev == 0 { us } else { (prev * 7 + us) / 8 };
         self.stats.latency_us.store(ewma, Ordering::Relaxed);

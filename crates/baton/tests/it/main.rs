@@ -11,6 +11,7 @@ mod faults;
 mod gateway;
 mod mcp_clients;
 mod mcp_protocol;
+mod observability;
 mod security;
 mod upstreams;
 mod workflows;

@@ -85,6 +85,11 @@ impl Engine {
         let (stored, outcomes, events) = self.store().create_workflow(workflow, tasks).await?;
         self.inner().publisher.publish(&events);
         self.inner().workflows.mark(&id);
+        for o in &outcomes {
+            if let baton_store::CreateOutcome::Created(t) = o {
+                crate::metrics::submitted(&t.tool, &t.queue);
+            }
+        }
         let tasks = outcomes.into_iter().map(|o| o.task().clone()).collect();
         Ok(Loaded::new(stored, Arc::new(plan), tasks).view())
     }
@@ -275,8 +280,11 @@ impl Engine {
             retry: Vec::new(),
             cancel: Vec::new(),
         };
+        let now = update.now;
         match self.store().update_workflow(update).await? {
-            WorkflowUpdated::Applied { .. } => {}
+            WorkflowUpdated::Applied { .. } => {
+                crate::metrics::workflow_finished("cancelled", loaded.workflow.created_at, now);
+            }
             WorkflowUpdated::Refused(wf) => {
                 return Err(EngineError::Conflict(format!(
                     "workflow {id} already {}; there is nothing to cancel",

@@ -104,10 +104,15 @@ impl Engine {
             let finishing = status.is_final() && !failed_to_start;
             if steps != loaded.workflow.steps || !new_tasks.is_empty() || finishing {
                 let n = new_tasks.len();
+                let labels: Vec<(String, String)> = new_tasks
+                    .iter()
+                    .map(|t| (t.tool.clone(), t.queue.clone()))
+                    .collect();
+                let now = self.now();
                 let update = WorkflowUpdate {
                     id: id.to_string(),
                     expect: vec![WorkflowStatus::Running],
-                    now: self.now(),
+                    now,
                     status: finishing.then_some(status),
                     steps: Some(steps),
                     tasks: new_tasks,
@@ -117,6 +122,16 @@ impl Engine {
                 match self.store().update_workflow(update).await? {
                     WorkflowUpdated::Applied { events, .. } => {
                         self.inner().publisher.publish(&events);
+                        for (tool, queue) in &labels {
+                            crate::metrics::submitted(tool, queue);
+                        }
+                        if finishing {
+                            crate::metrics::workflow_finished(
+                                status.as_str(),
+                                loaded.workflow.created_at,
+                                now,
+                            );
+                        }
                         if n > 0 {
                             tracing::debug!(workflow = id, steps = n, "workflow steps submitted");
                         }

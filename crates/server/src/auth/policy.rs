@@ -100,6 +100,7 @@ pub fn rule_for(method: &Method, path: &str) -> Option<Rule> {
         ("DELETE", ["v1", "keys", _]) => on(rule("keys.revoke", KeysAdmin), 2),
         ("POST", ["v1", "keys", _, "rotate"]) => on(rule("keys.rotate", KeysAdmin), 2),
         ("GET", ["v1", "audit"]) => rule("audit.list", AuditRead),
+        ("GET" | "HEAD", ["metrics"]) => rule("metrics.get", MetricsRead),
         _ => return None,
     };
     Some(r)

@@ -304,6 +304,7 @@ async fn scopes_are_enforced(backend: Backend) {
         ("GET", "/v1/peers", "admin"),
         ("POST", "/v1/workflows", "workflows:write"),
         ("GET", "/v1/workflows", "workflows:read"),
+        ("GET", "/metrics", "metrics:read"),
     ] {
         let body = (method == "POST").then(|| json!({}));
         let a = call(&node, method, path, Some(&writer), body).await;
@@ -316,6 +317,12 @@ async fn scopes_are_enforced(backend: Backend) {
             "{method} {path}: {a:?}"
         );
     }
+    // A scraper's key reads the metrics and nothing else.
+    let scraper = team(&node, &admin, "prometheus", &["metrics:read"]).await;
+    let a = call(&node, "GET", "/metrics", Some(&scraper), None).await;
+    assert_eq!(a.status, StatusCode::OK, "{a:?}");
+    let a = call(&node, "GET", "/v1/tasks", Some(&scraper), None).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{a:?}");
     node.engine.shutdown().await;
 }
 

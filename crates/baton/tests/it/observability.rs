@@ -1,0 +1,391 @@
+//! What a node lets its operators see: `GET /metrics` after real work (built-in and
+//! upstream tools, retries, a cancellation, a workflow), checked value by value and by
+//! Prometheus' own `promtool`, on SQLite and on PostgreSQL.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::common::{
+    Api, Baton, PgSchema, baton_bin, eventually, repo_root, testserver_bin, wait_healthy,
+};
+
+/// A node with the repository's test server as `test`.
+fn start(dir: &Path, env: &[(&str, String)]) -> Baton {
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let config = dir.join("baton.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[servers]]\nname = \"test\"\ncommand = \"{}\"\nargs = [\"--state-dir\", \"{}\"]\n",
+            testserver_bin().display(),
+            state.display()
+        ),
+    )
+    .unwrap();
+    let mut env: Vec<(&str, String)> = env.to_vec();
+    env.push(("BATON_CONFIG", config.to_string_lossy().to_string()));
+    env.push(("BATON_TASKS__RETRY_BASE_DELAY", "100ms".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Baton::start(&dir.join("data"), &env)
+}
+
+/// The samples of a Prometheus text exposition, by series (`name{labels}`, labels as the
+/// exporter wrote them).
+fn samples(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (series, value) = l.rsplit_once(' ').unwrap_or_else(|| panic!("bad line {l}"));
+            (series.to_string(), value.parse::<f64>().unwrap())
+        })
+        .collect()
+}
+
+/// The value of the one series of `name` whose labels include every `label="value"` of
+/// `labels`; 0 when there is none.
+fn value(samples: &BTreeMap<String, f64>, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let matching: Vec<(&String, &f64)> = samples
+        .iter()
+        .filter(|(series, _)| {
+            let (n, rest) = series.split_once('{').unwrap_or((series.as_str(), ""));
+            n == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
+        })
+        .collect();
+    assert!(
+        matching.len() <= 1,
+        "{name} {labels:?} matches several series: {matching:?}"
+    );
+    matching.first().map_or(0.0, |(_, v)| **v)
+}
+
+async fn scrape(api: &Api) -> String {
+    let r = api
+        .http
+        .get(format!("{}/metrics", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
+    r.text().await.unwrap()
+}
+
+/// `promtool check metrics` (Debian's `prometheus` package; `scripts/test-env` installs
+/// it): the exposition parses, every metric has help, names follow the conventions.
+fn promtool_accepts(text: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package; run scripts/test-env)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}\n--- exposition:\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every metric the node declares, each with its help line and type.
+const DECLARED: [(&str, &str); 20] = [
+    ("baton_tasks_submitted_total", "counter"),
+    ("baton_tasks_finished_total", "counter"),
+    ("baton_task_run_seconds", "histogram"),
+    ("baton_task_wait_seconds", "histogram"),
+    ("baton_queue_tasks", "gauge"),
+    ("baton_task_retries_total", "counter"),
+    ("baton_lease_rescues_total", "counter"),
+    ("baton_upstream_requests_total", "counter"),
+    ("baton_upstream_request_seconds", "histogram"),
+    ("baton_upstream_circuit_open", "gauge"),
+    ("baton_upstream_up", "gauge"),
+    ("baton_workflows_finished_total", "counter"),
+    ("baton_workflow_run_seconds", "histogram"),
+    ("baton_http_requests_total", "counter"),
+    ("baton_http_request_seconds", "histogram"),
+    ("baton_store_commit_seconds", "histogram"),
+    ("baton_store_batch_size", "histogram"),
+    ("baton_task_cost_usd_total", "counter"),
+    ("baton_active_tasks", "gauge"),
+    ("baton_running_tasks", "gauge"),
+];
+
+async fn metrics_follow_the_work(baton: &Baton) {
+    let api = Api::new(&baton.url);
+    wait_healthy(&api, "test").await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(
+            api.submit(json!({"tool": "baton__echo", "arguments": {"i": i}, "queue": "fast"}))
+                .await,
+        );
+    }
+    ids.push(
+        api.submit(
+            json!({"tool": "baton__fail", "arguments": {"retryable": true}, "max_attempts": 2}),
+        )
+        .await,
+    );
+    ids.push(api.submit(json!({"tool": "test__rich"})).await);
+    ids.push(
+        api.submit(
+            json!({"tool": "test__fail_tool", "arguments": {"message": "no"}, "max_attempts": 1}),
+        )
+        .await,
+    );
+    let mut statuses = Vec::new();
+    for id in &ids {
+        statuses.push(
+            api.wait_final(id).await["status"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    assert_eq!(
+        statuses,
+        [
+            "completed",
+            "completed",
+            "completed",
+            "failed",
+            "completed",
+            "failed"
+        ]
+    );
+    // One cancelled while pending, one left waiting.
+    let later = api
+        .submit(json!({"tool": "baton__echo", "queue": "later", "delay_ms": 3_600_000}))
+        .await;
+    let cancelled = api.delete(&format!("/v1/tasks/{later}")).await;
+    assert_eq!(cancelled.body["status"], "cancelled", "{}", cancelled.body);
+    let waiting = api
+        .submit(json!({"tool": "baton__echo", "queue": "later", "delay_ms": 3_600_000}))
+        .await;
+    // A workflow of two steps.
+    let r = api
+        .post(
+            "/v1/workflows",
+            json!({"name": "m", "steps": [
+                {"id": "a", "tool": "baton__echo"},
+                {"id": "b", "tool": "baton__echo", "depends_on": ["a"]}
+            ]}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let wf = r.body["workflow_id"].as_str().unwrap().to_string();
+    eventually(
+        "the workflow finishes",
+        Duration::from_secs(30),
+        async || api.get(&format!("/v1/workflows/{wf}")).await.body["status"] == "completed",
+    )
+    .await;
+
+    let text = scrape(&api).await;
+    promtool_accepts(&text);
+    for (name, kind) in DECLARED {
+        assert!(
+            text.contains(&format!("# TYPE {name} {kind}\n")),
+            "{name} is not declared as a {kind}:\n{text}"
+        );
+        assert!(
+            text.contains(&format!("# HELP {name} ")),
+            "{name} has no help"
+        );
+    }
+    for id in ids.iter().chain([&later, &waiting, &wf]) {
+        assert!(!text.contains(id.as_str()), "an id is a label value: {id}");
+    }
+    let s = samples(&text);
+    let v = |name: &str, labels: &[(&str, &str)]| value(&s, name, labels);
+    let echo_fast = [("tool", "baton__echo"), ("queue", "fast")];
+    assert_eq!(v("baton_tasks_submitted_total", &echo_fast), 3.0);
+    assert_eq!(
+        v(
+            "baton_tasks_finished_total",
+            &[
+                ("tool", "baton__echo"),
+                ("queue", "fast"),
+                ("status", "completed")
+            ]
+        ),
+        3.0
+    );
+    // Workflow steps count as the tasks they are (the default queue).
+    assert_eq!(
+        v(
+            "baton_tasks_submitted_total",
+            &[("tool", "baton__echo"), ("queue", "default")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        v(
+            "baton_tasks_finished_total",
+            &[("tool", "baton__fail"), ("status", "failed")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        v("baton_task_retries_total", &[("tool", "baton__fail")]),
+        1.0
+    );
+    assert_eq!(
+        v(
+            "baton_tasks_finished_total",
+            &[
+                ("tool", "baton__echo"),
+                ("queue", "later"),
+                ("status", "cancelled")
+            ]
+        ),
+        1.0
+    );
+    // Runs: three echoes in `fast`, two workflow steps, two attempts of fail, one each
+    // of the upstream tools.
+    assert_eq!(
+        v("baton_task_run_seconds_count", &[("tool", "baton__echo")]),
+        5.0
+    );
+    assert_eq!(
+        v("baton_task_run_seconds_count", &[("tool", "baton__fail")]),
+        2.0
+    );
+    assert_eq!(
+        v("baton_task_wait_seconds_count", &[("queue", "fast")]),
+        3.0
+    );
+    // From the store: what is in each queue now.
+    assert_eq!(
+        v(
+            "baton_queue_tasks",
+            &[("queue", "later"), ("status", "pending")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        v(
+            "baton_queue_tasks",
+            &[("queue", "fast"), ("status", "completed")]
+        ),
+        3.0
+    );
+    // Upstream calls by outcome, latency, health.
+    assert_eq!(
+        v(
+            "baton_upstream_requests_total",
+            &[("server", "test"), ("outcome", "ok")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        v(
+            "baton_upstream_requests_total",
+            &[("server", "test"), ("outcome", "tool_error")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        v(
+            "baton_upstream_request_seconds_count",
+            &[("server", "test")]
+        ),
+        2.0
+    );
+    assert_eq!(v("baton_upstream_up", &[("server", "test")]), 1.0);
+    assert_eq!(v("baton_upstream_circuit_open", &[("server", "test")]), 0.0);
+    // The cost `test__rich` reports with its result.
+    assert_eq!(
+        v("baton_task_cost_usd_total", &[("tool", "test__rich")]),
+        0.0125
+    );
+    // Workflows.
+    assert_eq!(
+        v("baton_workflows_finished_total", &[("status", "completed")]),
+        1.0
+    );
+    assert_eq!(v("baton_workflow_run_seconds_count", &[]), 1.0);
+    // HTTP by route template, never by raw path.
+    assert!(
+        v(
+            "baton_http_requests_total",
+            &[
+                ("route", "/v1/tasks"),
+                ("method", "POST"),
+                ("status", "202")
+            ]
+        ) >= 8.0
+    );
+    assert!(
+        v(
+            "baton_http_requests_total",
+            &[
+                ("route", "/v1/tasks/{id}"),
+                ("method", "DELETE"),
+                ("status", "202")
+            ]
+        ) == 1.0
+    );
+    assert!(
+        v(
+            "baton_http_request_seconds_count",
+            &[("route", "/v1/tasks")]
+        ) >= 8.0
+    );
+    // Group commits: at least one per finished run, each of at least one write.
+    assert!(v("baton_store_commit_seconds_count", &[]) >= 1.0);
+    assert!(v("baton_store_batch_size_sum", &[]) >= v("baton_store_batch_size_count", &[]));
+}
+
+#[tokio::test]
+async fn metrics_follow_the_work_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let baton = start(dir.path(), &[]);
+    metrics_follow_the_work(&baton).await;
+}
+
+#[tokio::test]
+async fn metrics_follow_the_work_on_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = PgSchema::create();
+    let baton = start(dir.path(), &pg.env());
+    metrics_follow_the_work(&baton).await;
+}
+
+/// `scripts/grafana-check`: a real Prometheus scraping a real node under load fills every
+/// panel of `deploy/grafana/baton.json` (each query valid, each with a finite value).
+#[test]
+fn every_grafana_panel_has_data_from_a_real_prometheus() {
+    let out = std::process::Command::new("python3")
+        .arg(repo_root().join("scripts/grafana-check"))
+        .env("BATON_BIN", baton_bin())
+        .env("TESTSERVER_BIN", testserver_bin())
+        .output()
+        .expect("python3 runs scripts/grafana-check");
+    assert!(
+        out.status.success(),
+        "scripts/grafana-check failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("queries have data"), "{text}");
+}
