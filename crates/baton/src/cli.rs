@@ -56,6 +56,16 @@ enum Command {
     },
     /// Follow a task with a live progress bar until it ends.
     Watch { task_id: String },
+    /// Print what a task's tool logged (the newest lines the node keeps), oldest first.
+    Logs {
+        task_id: String,
+        /// Keep printing lines as they come until the task ends.
+        #[arg(short, long)]
+        follow: bool,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Cancel a task (a pending task at once; a running one as soon as its tool stops).
     Cancel { task_id: String },
     /// Run a failed or cancelled task again.
@@ -310,6 +320,11 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Submit(args) => submit(&client, args).await,
         Command::Status { task_id, json } => status(&client, &task_id, json).await,
         Command::Watch { task_id } => output::watch(&client, &task_id).await,
+        Command::Logs {
+            task_id,
+            follow,
+            json,
+        } => logs(&client, &task_id, follow, json).await,
         Command::Cancel { task_id } => client.cancel(&task_id).await.map(|v| {
             println!(
                 "{}",
@@ -607,6 +622,34 @@ async fn submit(client: &Client, a: SubmitArgs) -> Result<ExitCode, ClientError>
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn logs(
+    client: &Client,
+    id: &str,
+    follow: bool,
+    json: bool,
+) -> Result<ExitCode, ClientError> {
+    let mut after = 0i64;
+    loop {
+        let wait = if follow { 10 } else { 0 };
+        let page = client
+            .get(&format!("/v1/tasks/{id}/logs?after={after}&wait={wait}"))
+            .await?;
+        let lines = page["logs"].as_array().cloned().unwrap_or_default();
+        for line in &lines {
+            if json {
+                println!("{line}");
+            } else {
+                println!("{}", output::log_line(line));
+            }
+        }
+        after = page["next_after"].as_i64().unwrap_or(after);
+        let more = lines.len() >= baton_engine::page::MAX_PAGE as usize;
+        if page["finished"].as_bool() == Some(true) || (!follow && !more) {
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
 }
 
 async fn status(client: &Client, id: &str, json: bool) -> Result<ExitCode, ClientError> {

@@ -198,6 +198,7 @@ pub fn print_queues(q: &Value) {
 /// One parsed Server-Sent Event.
 struct SseEvent {
     id: Option<String>,
+    event: Option<String>,
     data: String,
 }
 
@@ -215,6 +216,7 @@ impl SseParser {
             let block: String = self.buf.drain(..end + 2).collect();
             let mut ev = SseEvent {
                 id: None,
+                event: None,
                 data: String::new(),
             };
             for line in block.lines() {
@@ -225,6 +227,8 @@ impl SseParser {
                     ev.data.push_str(v.strip_prefix(' ').unwrap_or(v));
                 } else if let Some(v) = line.strip_prefix("id:") {
                     ev.id = Some(v.trim().to_string());
+                } else if let Some(v) = line.strip_prefix("event:") {
+                    ev.event = Some(v.trim().to_string());
                 }
             }
             if !ev.data.is_empty() {
@@ -257,11 +261,12 @@ pub async fn watch(client: &Client, id: &str) -> Result<ExitCode, ClientError> {
     let plain = bar.is_hidden();
     bar.set_prefix(task["status"].as_str().unwrap_or("").to_string());
     let mut last_id: Option<String> = None;
+    let mut logs_after = 0i64;
     let mut failures = 0u32;
     loop {
         let mut req = client
             .http()
-            .get(client.url(&format!("/v1/tasks/{id}/events")));
+            .get(client.url(&format!("/v1/tasks/{id}/events?logs_after={logs_after}")));
         if let Some(l) = &last_id {
             req = req.header("Last-Event-ID", l);
         }
@@ -303,6 +308,16 @@ pub async fn watch(client: &Client, id: &str) -> Result<ExitCode, ClientError> {
                 let Ok(data) = serde_json::from_str::<Value>(&ev.data) else {
                     continue;
                 };
+                // The tool's log lines, printed above the bar.
+                if ev.event.as_deref() == Some("log") {
+                    logs_after = data["seq"].as_i64().unwrap_or(logs_after);
+                    if plain {
+                        println!("{}", log_line(&data));
+                    } else {
+                        bar.println(log_line(&data));
+                    }
+                    continue;
+                }
                 let status = s(&data["status"]).to_string();
                 if let Some(p) = data["progress"].as_f64() {
                     bar.set_position((p * 1000.0) as u64);
@@ -329,6 +344,25 @@ pub async fn watch(client: &Client, id: &str) -> Result<ExitCode, ClientError> {
         bar.set_message("connection lost; resuming");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// One log line for a terminal: time, level, logger, message (text as is, else JSON).
+pub fn log_line(line: &Value) -> String {
+    let data = match &line["data"] {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let logger = line["logger"]
+        .as_str()
+        .map(|l| format!(" [{l}]"))
+        .unwrap_or_default();
+    format!(
+        "{} {:<9}{} {}",
+        line["at"].as_str().unwrap_or("-"),
+        line["level"].as_str().unwrap_or("info"),
+        logger,
+        data
+    )
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ pub mod auth;
 pub mod error;
 pub mod event;
 pub mod id;
+pub mod log;
 pub mod policy;
 pub mod principal;
 pub mod submit;

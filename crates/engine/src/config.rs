@@ -34,6 +34,8 @@ pub struct EngineConfig {
     pub max_active_tasks: u64,
     /// Finished tasks are deleted this long after they finished.
     pub retention: Duration,
+    /// How much of each task's log is kept (the newest lines).
+    pub log_keep: baton_core::log::LogKeep,
     /// How often retention runs.
     pub retention_interval: Duration,
     /// How often expired leases are looked for (default: a quarter of the lease, so a
@@ -72,6 +74,7 @@ impl Default for EngineConfig {
             submit_defaults: SubmitDefaults::default(),
             max_active_tasks: 100_000,
             retention: Duration::from_secs(24 * 3600),
+            log_keep: baton_core::log::LogKeep::default(),
             retention_interval: Duration::from_secs(60),
             rescue_interval: lease / 4,
             shutdown_grace: Duration::from_secs(10),

@@ -433,6 +433,57 @@ impl Engine {
         Ok(self.inner.store.task_events(id, after_seq, limit).await?)
     }
 
+    /// The task's log lines after `after_seq`, oldest first, at most `limit`. With a
+    /// `wait`, a request that finds no line yet, for a task still unfinished, waits up to
+    /// that long for one (lines this node's runs log wake it at once; lines stored by
+    /// other nodes are looked for every quarter second). `finished` says the task is over
+    /// and these are its last lines: a follower stops there.
+    pub async fn logs(
+        &self,
+        owner: &str,
+        id: TaskId,
+        after_seq: i64,
+        limit: u32,
+        wait: Duration,
+    ) -> Result<crate::views::LogPage, EngineError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut live = self.inner.publisher.hub.subscribe_logs();
+        loop {
+            // The task first: a run's lines are stored before its outcome, so lines read
+            // after seeing the task final are all of them.
+            let task = self.get(owner, id).await?;
+            let lines = self.inner.store.task_logs(id, after_seq, limit).await?;
+            let finished = task.status.is_final() && lines.len() < limit as usize;
+            if !lines.is_empty() || finished || tokio::time::Instant::now() >= deadline {
+                let next_after = lines.last().map_or(after_seq, |l| l.seq);
+                return Ok(crate::views::LogPage {
+                    logs: lines,
+                    next_after,
+                    finished,
+                });
+            }
+            let tick = tokio::time::Instant::now() + Duration::from_millis(250);
+            loop {
+                tokio::select! {
+                    l = live.recv() => match l {
+                        // Written once the run's next flush goes in.
+                        Ok(l) if l.task_id == id => {
+                            tokio::time::sleep(self.inner.config.progress_flush).await;
+                            break;
+                        }
+                        Ok(_) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                            tokio::time::sleep_until(tick.min(deadline)).await;
+                            break;
+                        }
+                    },
+                    _ = tokio::time::sleep_until(tick.min(deadline)) => break,
+                }
+            }
+        }
+    }
+
     /// Live events of a task (subscribe first, then read the log, to miss nothing).
     pub fn subscribe(&self, id: TaskId) -> TaskSubscription {
         self.inner.publisher.hub.subscribe(id)

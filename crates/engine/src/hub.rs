@@ -27,8 +27,8 @@ pub struct EventHub {
 }
 
 /// A log message a running tool emitted (e.g. an upstream server's
-/// `notifications/message`). Live only: relayed to clients following the task on this
-/// node, never stored.
+/// `notifications/message`), as relayed live to clients following the task on this node
+/// (the line is stored with the task too, see `TaskHandle::log`).
 #[derive(Debug, Clone)]
 pub struct TaskLog {
     pub task_id: TaskId,

@@ -32,6 +32,8 @@ pub(crate) struct Inner {
     pub(crate) submitter: Batcher<NewTask, CreateOutcome, StoreError>,
     pub finisher: Batcher<Finish, FinishOutcome, StoreError>,
     pub progress: Arc<ProgressBuffer>,
+    /// Log lines of this node's runs waiting to be written.
+    pub logs: Arc<crate::runs::LogBuffer>,
     pub running: Runs,
     pub slots: Arc<Semaphore>,
     pub runs: TaskTracker,

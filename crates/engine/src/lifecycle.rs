@@ -109,6 +109,7 @@ impl Engine {
             submitter,
             finisher,
             progress: Arc::new(ProgressBuffer::default()),
+            logs: Arc::new(crate::runs::LogBuffer::default()),
             running: Runs::default(),
             runs: TaskTracker::new(),
             stop_claiming: CancellationToken::new(),
@@ -219,6 +220,7 @@ impl Engine {
             inner.runs.wait().await;
         }
         worker::flush_progress(inner).await;
+        worker::flush_logs(inner).await;
         if inner.config.run_workers {
             let now = inner.clock.now();
             match inner

@@ -105,3 +105,35 @@ impl ProgressBuffer {
         pending.drain().map(|(_, u)| u).collect()
     }
 }
+
+/// Log lines waiting to be written, in the order tools emitted them.
+#[derive(Default)]
+pub(crate) struct LogBuffer {
+    pending: Mutex<Vec<baton_core::log::NewLogLine>>,
+}
+
+/// Lines held at most while the store cannot take them; beyond, the oldest are dropped.
+const MAX_BUFFERED_LINES: usize = 100_000;
+
+impl LogBuffer {
+    pub(crate) fn push(&self, line: baton_core::log::NewLogLine) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if pending.len() >= MAX_BUFFERED_LINES {
+            pending.remove(0);
+        }
+        pending.push(line);
+    }
+
+    pub(crate) fn take(&self) -> Vec<baton_core::log::NewLogLine> {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Puts lines that could not be written back in front of newer ones.
+    pub(crate) fn restore(&self, mut lines: Vec<baton_core::log::NewLogLine>) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        lines.append(&mut pending);
+        let excess = lines.len().saturating_sub(MAX_BUFFERED_LINES);
+        lines.drain(..excess);
+        *pending = lines;
+    }
+}

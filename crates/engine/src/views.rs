@@ -220,3 +220,14 @@ pub struct QueuesView {
     /// Tasks running on the node answering.
     pub running_here: u64,
 }
+
+/// A page of a task's log (`GET /v1/tasks/{id}/logs`).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct LogPage {
+    /// Oldest first.
+    pub logs: Vec<baton_core::log::LogLine>,
+    /// Pass as `after` to read on from here.
+    pub next_after: i64,
+    /// The task is over and no line follows these.
+    pub finished: bool,
+}

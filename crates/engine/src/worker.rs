@@ -191,6 +191,9 @@ async fn run_task(inner: Arc<Inner>, task: Task, token: i64, permit: OwnedSemaph
             now,
             rand::random::<f64>(),
         );
+        // The run's log goes in before its outcome: a reader that saw the task end has
+        // seen its whole log.
+        flush_logs(&inner).await;
         let status = transition.status();
         let result = match &transition {
             policy::Transition::Complete { result } => Some(result.clone()),
@@ -284,7 +287,7 @@ async fn execute(
             token,
         ),
         checkpoint: task.checkpoint.clone(),
-        task: TaskHandle::new(inner, task.id, token),
+        task: TaskHandle::new(inner, task.id, token, task.attempt),
     };
     let call = resolved
         .provider
@@ -413,6 +416,23 @@ pub(crate) async fn progress_loop(inner: Arc<Inner>) {
             _ = inner.stop_background.cancelled() => break,
         }
         flush_progress(&inner).await;
+        flush_logs(&inner).await;
+    }
+}
+
+/// Writes buffered log lines; on a store error they are kept for the next flush.
+pub(crate) async fn flush_logs(inner: &Inner) {
+    let lines = inner.logs.take();
+    if lines.is_empty() {
+        return;
+    }
+    if let Err(e) = inner
+        .store
+        .append_logs(lines.clone(), inner.config.log_keep)
+        .await
+    {
+        tracing::warn!(error = %e, lines = lines.len(), "could not store log lines yet");
+        inner.logs.restore(lines);
     }
 }
 

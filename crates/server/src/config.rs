@@ -275,6 +275,10 @@ pub struct TasksConfig {
     pub retention: Duration,
     /// The queue of tasks that name none.
     pub default_queue: String,
+    /// Log lines kept per task (the newest).
+    pub log_lines: u32,
+    /// Bytes of log data kept per task (the newest lines).
+    pub log_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -367,6 +371,8 @@ impl Default for TasksConfig {
             max_active: e.max_active_tasks,
             retention: e.retention,
             default_queue: e.submit_defaults.queue,
+            log_lines: e.log_keep.lines,
+            log_bytes: e.log_keep.bytes,
         }
     }
 }
@@ -553,6 +559,18 @@ impl Config {
         if self.audit.retention < Duration::from_secs(3600) {
             return bad("audit.retention must be at least 1h".into());
         }
+        if !(1..=1_000_000).contains(&self.tasks.log_lines) {
+            return bad(format!(
+                "tasks.log_lines = {} is out of range 1..=1000000",
+                self.tasks.log_lines
+            ));
+        }
+        if !(1024..=(1 << 30)).contains(&self.tasks.log_bytes) {
+            return bad(format!(
+                "tasks.log_bytes = {} is out of range 1024..=1073741824",
+                self.tasks.log_bytes
+            ));
+        }
         for (tool, max) in &self.limits.tools {
             if *max == 0 {
                 return bad(format!("limits.tools.{tool} must be at least 1"));
@@ -641,6 +659,10 @@ impl Config {
             },
             max_active_tasks: self.tasks.max_active,
             retention: self.tasks.retention,
+            log_keep: baton_core::log::LogKeep {
+                lines: self.tasks.log_lines,
+                bytes: self.tasks.log_bytes,
+            },
             concurrency_limits: self
                 .limits
                 .tools

@@ -284,8 +284,20 @@ fn build() -> Value {
         .answer(202, answer("Stored; the task runs on.", task))
         .build(&error);
     d.op("post", "/v1/tasks/{id}/input", op);
+    let q = d.query::<tasks::LogParams>();
+    let logs = d.schema::<baton_engine::views::LogPage>();
+    let op = Op::new(
+        "taskLogs",
+        "tasks",
+        "What a task's tool logged, oldest first (the newest lines are kept)",
+    )
+    .param(task_id.clone())
+    .params(q)
+    .answer(200, answer("A page of lines.", logs))
+    .build(&error);
+    d.op("get", "/v1/tasks/{id}/logs", op);
     let q = d.query::<sse::EventParams>();
-    let op = Op::new("taskEvents", "tasks", "A task's events as Server-Sent Events")
+    let op = Op::new("taskEvents", "tasks", "A task's events (and its log lines, as `log` events) as Server-Sent Events")
         .param(task_id)
         .params(q)
         .answer(200, json!({"description": "Every state change and progress report, resumable with Last-Event-ID; the stream ends at the final state.", "content": {"text/event-stream": {"schema": {"type": "string"}}}}))

@@ -29,6 +29,7 @@ pub fn router(
         .route("/v1/tasks/{id}/retry", post(tasks::retry))
         .route("/v1/tasks/{id}/input", post(tasks::input))
         .route("/v1/tasks/{id}/events", get(sse::events))
+        .route("/v1/tasks/{id}/logs", get(tasks::logs))
         .route(
             "/v1/workflows",
             post(workflows::submit).get(workflows::list),

@@ -310,6 +310,23 @@ mod faulty {
             self.check("purge_finished", None)?;
             self.inner.purge_finished(before, now, limit).await
         }
+        async fn append_logs(
+            &self,
+            lines: Vec<baton_core::log::NewLogLine>,
+            keep: baton_core::log::LogKeep,
+        ) -> StoreResult<Vec<baton_core::log::LogLine>> {
+            self.check("append_logs", lines.first().map(|l| l.task_id))?;
+            self.inner.append_logs(lines, keep).await
+        }
+        async fn task_logs(
+            &self,
+            id: TaskId,
+            after_seq: i64,
+            limit: u32,
+        ) -> StoreResult<Vec<baton_core::log::LogLine>> {
+            self.check("task_logs", Some(id))?;
+            self.inner.task_logs(id, after_seq, limit).await
+        }
         async fn task_events(
             &self,
             id: TaskId,

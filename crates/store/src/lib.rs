@@ -606,6 +606,22 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> StoreResult<u64>;
 
+    /// Appends lines to their tasks' logs, in order, and trims each of those logs to
+    /// `keep` (its newest lines). Returns the lines numbered.
+    async fn append_logs(
+        &self,
+        lines: Vec<baton_core::log::NewLogLine>,
+        keep: baton_core::log::LogKeep,
+    ) -> StoreResult<Vec<baton_core::log::LogLine>>;
+
+    /// The task's log lines with `seq > after_seq`, oldest first.
+    async fn task_logs(
+        &self,
+        id: TaskId,
+        after_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<baton_core::log::LogLine>>;
+
     /// The task's events with `seq > after_seq`, oldest first.
     async fn task_events(
         &self,

@@ -389,3 +389,142 @@ fn every_grafana_panel_has_data_from_a_real_prometheus() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("queries have data"), "{text}");
 }
+
+/// A task's log: an upstream server's `notifications/message` and a built-in tool's
+/// lines, stored in order, read back, followed while the task runs (REST long-poll, the
+/// SSE stream, `baton logs --follow`), trimmed to what the node keeps; on PostgreSQL, read
+/// from a second node that did not run the task.
+async fn task_logs_are_kept_and_followed(baton: &Baton, reader: &Baton) {
+    let api = Api::new(&baton.url);
+    let other = Api::new(&reader.url);
+    wait_healthy(&api, "test").await;
+
+    // An upstream's log messages, in order; the node keeps the newest three.
+    let id = api
+        .submit(json!({"tool": "test__log", "arguments": {"messages": ["a", "b", "c", "d", "e"]}}))
+        .await;
+    assert_eq!(api.wait_final(&id).await["status"], "completed");
+    let r = other.get(&format!("/v1/tasks/{id}/logs")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let data: Vec<&str> = r.body["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["data"].as_str().unwrap())
+        .collect();
+    assert_eq!(data, ["c", "d", "e"], "{}", r.body);
+    assert_eq!(r.body["logs"][0]["logger"], "baton-testserver");
+    assert_eq!(r.body["logs"][0]["level"], "info");
+    assert_eq!(r.body["logs"][0]["attempt"], 1);
+    assert_eq!(r.body["finished"], true);
+    let last = r.body["next_after"].as_i64().unwrap();
+    let r = other
+        .get(&format!("/v1/tasks/{id}/logs?after={last}"))
+        .await;
+    assert_eq!(r.body["logs"], json!([]));
+
+    // Followed while it runs: a long-poll answers with the first line, well before the
+    // task ends, and reading on ends with the last line and `finished`.
+    let id = api
+        .submit(json!({"tool": "baton__sleep", "arguments": {"ms": 1500, "steps": 3}}))
+        .await;
+    let r = other.get(&format!("/v1/tasks/{id}/logs?wait=10")).await;
+    assert_eq!(
+        r.body["logs"][0]["data"], "sleeping 1500 ms in 3 steps",
+        "{}",
+        r.body
+    );
+    assert_eq!(r.body["finished"], false, "{}", r.body);
+    let mut after = r.body["next_after"].as_i64().unwrap();
+    let mut rest = Vec::new();
+    loop {
+        let r = other
+            .get(&format!("/v1/tasks/{id}/logs?after={after}&wait=10"))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        rest.extend(r.body["logs"].as_array().unwrap().iter().cloned());
+        after = r.body["next_after"].as_i64().unwrap();
+        if r.body["finished"] == true {
+            break;
+        }
+    }
+    assert_eq!(rest.len(), 1, "{rest:?}");
+    assert_eq!(rest[0]["data"], "awake");
+    assert_eq!(other.task(&id).await["status"], "completed");
+
+    // The SSE stream carries the lines as `log` events, all before the final event.
+    let id = api
+        .submit(json!({"tool": "baton__fail", "arguments": {"message": "boom"}, "max_attempts": 1}))
+        .await;
+    let text = other
+        .http
+        .get(format!("{}/v1/tasks/{id}/events", other.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("event:").map(str::trim))
+        .collect();
+    let log_at = kinds.iter().position(|k| *k == "log").expect("a log event");
+    let failed_at = kinds.iter().position(|k| *k == "failed").expect("the end");
+    assert!(log_at < failed_at, "{kinds:?}");
+    assert!(text.contains(r#""level":"error""#), "{text}");
+
+    // The CLI prints them, and follows a running task to its end.
+    let id = api
+        .submit(json!({"tool": "baton__sleep", "arguments": {"ms": 800}}))
+        .await;
+    let url = reader.url.clone();
+    let out =
+        tokio::task::spawn_blocking(move || crate::common::cli(&url, &["logs", "--follow", &id]))
+            .await
+            .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].contains("info") && lines[0].contains("[baton__sleep] sleeping 800 ms"),
+        "{text}"
+    );
+    assert!(lines[1].ends_with("awake"), "{text}");
+
+    // Bad input names the problem.
+    let r = other
+        .get(&format!(
+            "/v1/tasks/{}/logs?limit=0",
+            "01a1fe74-ab42-7e09-a392-c0f41b2fd7ee"
+        ))
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(r.error_message().contains("limit"), "{}", r.error_message());
+}
+
+fn log_env(extra: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+    let mut env = vec![("BATON_TASKS__LOG_LINES", "3".to_string())];
+    env.extend(extra.iter().cloned());
+    env
+}
+
+#[tokio::test]
+async fn task_logs_are_kept_and_followed_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let baton = start(dir.path(), &log_env(&[]));
+    task_logs_are_kept_and_followed(&baton, &baton).await;
+}
+
+#[tokio::test]
+async fn task_logs_are_kept_and_followed_across_nodes_on_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = PgSchema::create();
+    let baton = start(dir.path(), &log_env(&pg.env()));
+    let other_dir = tempfile::tempdir().unwrap();
+    let mut env = log_env(&pg.env());
+    env.push(("BATON_WORKERS__CONCURRENCY", "0".into()));
+    let reader = start(other_dir.path(), &env);
+    task_logs_are_kept_and_followed(&baton, &reader).await;
+}

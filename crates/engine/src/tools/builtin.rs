@@ -97,6 +97,11 @@ impl ToolProvider for Builtins {
                     .get("retryable")
                     .and_then(Value::as_bool)
                     .unwrap_or(false);
+                ctx.task.log(
+                    "error",
+                    Some("baton__fail".into()),
+                    json!({"message": message, "retryable": retryable}),
+                );
                 Err(ToolCallError::new("tool_error", message, retryable))
             }
             other => Err(ToolCallError::new(
@@ -115,6 +120,11 @@ async fn sleep(args: Value, ctx: ToolContext) -> Result<ToolOutput, ToolCallErro
         .and_then(Value::as_u64)
         .unwrap_or(1)
         .max(1);
+    ctx.task.log(
+        "info",
+        Some("baton__sleep".into()),
+        json!(format!("sleeping {ms} ms in {steps} steps")),
+    );
     let started = tokio::time::Instant::now();
     for i in 1..=steps {
         // Aim each step at its share of the total, so rounding does not accumulate.
@@ -128,6 +138,8 @@ async fn sleep(args: Value, ctx: ToolContext) -> Result<ToolOutput, ToolCallErro
             Some(format!("step {i} of {steps}")),
         );
     }
+    ctx.task
+        .log("info", Some("baton__sleep".into()), json!("awake"));
     Ok(ToolOutput::structured(
         format!("slept {ms} ms in {steps} steps"),
         json!({"slept_ms": ms, "steps": steps}),

@@ -87,8 +87,11 @@ pub struct TaskHandle {
     store: Arc<dyn baton_store::Store>,
     publisher: Publisher,
     clock: Clock,
+    logs: Arc<crate::runs::LogBuffer>,
+    log_keep: baton_core::log::LogKeep,
     id: TaskId,
     token: i64,
+    attempt: u32,
 }
 
 fn lease_lost() -> ToolCallError {
@@ -100,13 +103,16 @@ fn lease_lost() -> ToolCallError {
 }
 
 impl TaskHandle {
-    pub(crate) fn new(inner: &Inner, id: TaskId, token: i64) -> Self {
+    pub(crate) fn new(inner: &Inner, id: TaskId, token: i64, attempt: u32) -> Self {
         TaskHandle {
             store: inner.store.clone(),
             publisher: inner.publisher.clone(),
             clock: inner.clock.clone(),
+            logs: inner.logs.clone(),
+            log_keep: inner.config.log_keep,
             id,
             token,
+            attempt,
         }
     }
 
@@ -126,8 +132,18 @@ impl TaskHandle {
         }
     }
 
-    /// Relays a log message to clients following this task on this node.
+    /// Keeps a log message with the task (written in batches, the newest lines kept) and
+    /// relays it at once to clients following this task on this node.
     pub fn log(&self, level: &str, logger: Option<String>, data: serde_json::Value) {
+        self.logs.push(baton_core::log::NewLogLine::new(
+            self.id,
+            self.attempt,
+            self.clock.now(),
+            level,
+            logger.as_deref(),
+            &data,
+            self.log_keep,
+        ));
         self.publisher.hub.publish_log(crate::hub::TaskLog {
             task_id: self.id,
             level: level.to_string(),

@@ -72,6 +72,7 @@ pub fn rule_for(method: &Method, path: &str) -> Option<Rule> {
         ("DELETE", ["v1", "tasks", _]) => on(rule("tasks.cancel", TasksWrite), 2),
         ("GET", ["v1", "tasks", _, "result"]) => on(rule("tasks.result", TasksRead), 2),
         ("GET", ["v1", "tasks", _, "events"]) => on(rule("tasks.events", TasksRead), 2),
+        ("GET", ["v1", "tasks", _, "logs"]) => on(rule("tasks.logs", TasksRead), 2),
         ("POST", ["v1", "tasks", _, "retry"]) => submitting(on(rule("tasks.retry", TasksWrite), 2)),
         ("POST", ["v1", "tasks", _, "input"]) => on(rule("tasks.input", TasksWrite), 2),
         ("POST", ["v1", "workflows"]) => submitting(rule("workflows.submit", WorkflowsWrite)),

@@ -4,6 +4,8 @@
 //! reconnects with `Last-Event-ID` resumes exactly where it stopped. The stream first
 //! replays the log after that point, then follows live events, and ends after the
 //! event that puts the task in a final state (which carries the result or error).
+//! The task's log lines come along as `log` events (no SSE id; `logs_after` resumes
+//! them), every line before the final event.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -30,7 +32,15 @@ const REPLAY_PAGE: u32 = 500;
 pub struct EventParams {
     /// Same as the `Last-Event-ID` header, for clients that cannot set headers.
     last_event_id: Option<i64>,
+    /// Send the task's log lines too, as `log` events (default true). They carry no SSE
+    /// id (the id is the event log's); a client resuming passes `logs_after`.
+    logs: Option<bool>,
+    /// Log lines after this number (a line's `seq`); from the first kept when absent.
+    logs_after: Option<i64>,
 }
+
+/// How often a followed task's log is looked at for lines stored by any node.
+const LOG_POLL: Duration = Duration::from_millis(250);
 
 pub async fn events(
     State(s): State<AppState>,
@@ -53,12 +63,13 @@ pub async fn events(
     let sub = s.engine.subscribe(id);
     s.engine.get(&principal, id).await?;
     let (tx, rx) = mpsc::channel(64);
+    let logs = p.logs.unwrap_or(true).then_some(p.logs_after.unwrap_or(0));
     tokio::spawn(stream_events(
         s.engine.clone(),
         principal,
         s.shutdown.clone(),
         id,
-        last,
+        (last, logs),
         sub,
         tx,
     ));
@@ -66,12 +77,44 @@ pub async fn events(
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
+/// Sends the task's log lines after `*after` (when following logs); `false` when the
+/// client has gone.
+async fn send_logs(
+    engine: &Engine,
+    principal: &str,
+    id: TaskId,
+    after: &mut Option<i64>,
+    tx: &mpsc::Sender<Result<Event, Infallible>>,
+) -> bool {
+    let Some(from) = *after else {
+        return true;
+    };
+    let Ok(page) = engine
+        .logs(principal, id, from, REPLAY_PAGE, Duration::ZERO)
+        .await
+    else {
+        return true;
+    };
+    for line in &page.logs {
+        let data = serde_json::to_string(line).unwrap_or_default();
+        if tx
+            .send(Ok(Event::default().event("log").data(data)))
+            .await
+            .is_err()
+        {
+            return false;
+        }
+    }
+    *after = Some(page.next_after);
+    true
+}
+
 async fn stream_events(
     engine: Engine,
     principal: String,
     shutdown: CancellationToken,
     id: TaskId,
-    mut last: i64,
+    (mut last, mut logs): (i64, Option<i64>),
     mut sub: baton_engine::hub::TaskSubscription,
     tx: mpsc::Sender<Result<Event, Infallible>>,
 ) {
@@ -89,6 +132,10 @@ async fn stream_events(
         let full_page = replay.len() == REPLAY_PAGE as usize;
         for ev in replay {
             last = ev.seq;
+            // A run's lines are stored before its outcome: they all go out before it.
+            if ev.status.is_final() && !send_logs(&engine, &principal, id, &mut logs, &tx).await {
+                return;
+            }
             if !send(&engine, &principal, &tx, &ev).await || ev.status.is_final() {
                 return;
             }
@@ -96,13 +143,23 @@ async fn stream_events(
         if full_page {
             continue;
         }
-        // Follow live events until a gap forces another replay.
+        if !send_logs(&engine, &principal, id, &mut logs, &tx).await {
+            return;
+        }
+        // Follow live events until a gap forces another replay; look at the log for
+        // lines now and then (any node may store them).
+        let replay_at = tokio::time::Instant::now() + Duration::from_secs(5);
         loop {
             tokio::select! {
                 ev = sub.recv() => match ev {
                     Ok(ev) if ev.seq <= last => continue,
                     Ok(ev) => {
                         last = ev.seq;
+                        if ev.status.is_final()
+                            && !send_logs(&engine, &principal, id, &mut logs, &tx).await
+                        {
+                            return;
+                        }
                         if !send(&engine, &principal, &tx, &ev).await || ev.status.is_final() {
                             return;
                         }
@@ -110,8 +167,13 @@ async fn stream_events(
                     Err(broadcast::error::RecvError::Lagged(_)) => break,
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
+                _ = tokio::time::sleep(LOG_POLL), if logs.is_some() => {
+                    if !send_logs(&engine, &principal, id, &mut logs, &tx).await {
+                        return;
+                    }
+                }
                 // Events written by another node reach the log first; look now and then.
-                _ = tokio::time::sleep(Duration::from_secs(5)) => break,
+                _ = tokio::time::sleep_until(replay_at) => break,
                 _ = tx.closed() => return,
                 _ = shutdown.cancelled() => return,
             }

@@ -143,6 +143,42 @@ pub async fn get_task(
 
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+pub struct LogParams {
+    /// Lines after this number (`next_after` of the previous page); from the first
+    /// kept line when absent.
+    after: Option<i64>,
+    /// Most lines, 1 to 1000 (default 1000).
+    limit: Option<u32>,
+    /// Seconds to wait for a line when there is none yet and the task runs on.
+    wait: Option<u64>,
+}
+
+/// `GET /v1/tasks/{id}/logs`: what the task's tool logged, oldest first.
+pub async fn logs(
+    State(s): State<AppState>,
+    Principal(principal): Principal,
+    Path(id): Path<String>,
+    ApiQuery(p): ApiQuery<LogParams>,
+) -> Result<Json<baton_engine::views::LogPage>, ApiError> {
+    let id = parse_task_id(&id)?;
+    let wait = check_wait(p.wait)?;
+    let limit = p.limit.unwrap_or(baton_engine::page::MAX_PAGE);
+    if !(1..=baton_engine::page::MAX_PAGE).contains(&limit) {
+        return Err(ApiError::invalid(format!(
+            "limit={limit} is out of range 1..={}",
+            baton_engine::page::MAX_PAGE
+        )));
+    }
+    let after = p.after.unwrap_or(0);
+    let page = tokio::select! {
+        p = s.engine.logs(&principal, id, after, limit, wait) => p?,
+        _ = s.shutdown.cancelled() => s.engine.logs(&principal, id, after, limit, std::time::Duration::ZERO).await?,
+    };
+    Ok(Json(page))
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ResultParams {
     wait: Option<u64>,
 }

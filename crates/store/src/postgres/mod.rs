@@ -41,6 +41,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use baton_core::log::{LogKeep, LogLine, NewLogLine};
 use baton_core::task::NewTask;
 use baton_core::{Task, TaskEvent, TaskId, Timestamp};
 use serde_json::Value;
@@ -62,6 +63,7 @@ mod input;
 mod keys;
 mod leases;
 mod listen;
+mod logs;
 mod peers;
 mod queues;
 mod rows;
@@ -285,6 +287,21 @@ impl Store for PostgresStore {
         limit: u32,
     ) -> StoreResult<u64> {
         tasks::purge_finished(&self.pool, before, now, limit).await
+    }
+
+    async fn append_logs(
+        &self,
+        lines: Vec<NewLogLine>,
+        keep: LogKeep,
+    ) -> StoreResult<Vec<LogLine>> {
+        if lines.is_empty() {
+            return Ok(Vec::new());
+        }
+        transaction!(self.pool, |c| shared::logs::append_logs(c, &lines, keep))
+    }
+
+    async fn task_logs(&self, id: TaskId, after_seq: i64, limit: u32) -> StoreResult<Vec<LogLine>> {
+        shared::logs::task_logs(&self.pool, id, after_seq, limit).await
     }
 
     async fn task_events(

@@ -90,10 +90,11 @@ macro_rules! purgeable {
     };
 }
 
-/// Deletes the tasks of `d` and their events.
+/// Deletes the tasks of `d`, their events and their logs.
 macro_rules! delete_purged {
     () => {
-        "e AS (DELETE FROM task_events USING d WHERE task_events.task_id = d.id) \
+        "e AS (DELETE FROM task_events USING d WHERE task_events.task_id = d.id), \
+         l AS (DELETE FROM task_logs USING d WHERE task_logs.task_id = d.id) \
          DELETE FROM tasks USING d WHERE tasks.seq = d.seq"
     };
 }
@@ -126,6 +127,7 @@ const PURGE_WORKFLOWS: &str = "WITH w AS (SELECT seq, id FROM workflows \
      d AS (SELECT tasks.seq, tasks.id FROM tasks JOIN w ON tasks.workflow_id = w.id \
        ORDER BY tasks.id FOR UPDATE OF tasks), \
      e AS (DELETE FROM task_events USING d WHERE task_events.task_id = d.id), \
+     l AS (DELETE FROM task_logs USING d WHERE task_logs.task_id = d.id), \
      t AS (DELETE FROM tasks USING d WHERE tasks.seq = d.seq RETURNING 1), \
      x AS (DELETE FROM workflows USING w WHERE workflows.seq = w.seq) \
      SELECT count(*) FROM t";

@@ -3,7 +3,7 @@
 //! A statement both backends run alike is written once here, generic over the dialect
 //! ([`dialect::Dialect`], implemented for `Sqlite` and `Postgres`): its text comes from
 //! the topic's `…Sql` trait (`TaskSql`, `InputSql`, `LeaseSql`, `RunSql`, `QueueSql`,
-//! `ServerSql`, `PeerSql`, `WorkflowSql`, `SessionSql`), which each backend implements in its own
+//! `ServerSql`, `PeerSql`, `WorkflowSql`, `SessionSql`, `LogSql`), which each backend implements in its own
 //! topic module, and the Rust that binds its values and decodes its rows is here.
 //!
 //! Where the backends need different Rust, not only different SQL (storing tasks,
@@ -22,6 +22,7 @@ pub(crate) mod filters;
 pub(crate) mod input;
 pub(crate) mod keys;
 pub(crate) mod leases;
+pub(crate) mod logs;
 pub(crate) mod peers;
 pub(crate) mod queues;
 pub(crate) mod rows;

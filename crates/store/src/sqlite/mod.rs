@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use baton_core::log::{LogKeep, LogLine, NewLogLine};
 use baton_core::task::NewTask;
 use baton_core::{Task, TaskEvent, TaskId, Timestamp};
 use serde_json::Value;
@@ -46,6 +47,7 @@ mod events;
 mod input;
 mod keys;
 mod leases;
+mod logs;
 mod peers;
 mod queues;
 mod rows;
@@ -297,6 +299,25 @@ impl Store for SqliteStore {
         self.writer
             .write(move |w| Box::pin(tasks::purge_finished(w, before, now, limit)))
             .await
+    }
+
+    async fn append_logs(
+        &self,
+        lines: Vec<NewLogLine>,
+        keep: LogKeep,
+    ) -> StoreResult<Vec<LogLine>> {
+        if lines.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.writer
+            .write(move |w| {
+                Box::pin(async move { shared::logs::append_logs(w, &lines, keep).await })
+            })
+            .await
+    }
+
+    async fn task_logs(&self, id: TaskId, after_seq: i64, limit: u32) -> StoreResult<Vec<LogLine>> {
+        shared::logs::task_logs(&self.reader, id, after_seq, limit).await
     }
 
     async fn task_events(

@@ -97,6 +97,9 @@ const DELETE_WORKFLOW: &str = "DELETE FROM workflows WHERE id = ?";
 /// Followed by the task ids, then `)`.
 const DELETE_EVENTS_OF: &str = "DELETE FROM task_events WHERE task_id IN (";
 
+/// Followed by the task ids, then `)`.
+const DELETE_LOGS_OF: &str = "DELETE FROM task_logs WHERE task_id IN (";
+
 /// Followed by the task numbers, then `)`.
 const DELETE_TASKS: &str = "DELETE FROM tasks WHERE seq IN (";
 
@@ -250,16 +253,18 @@ pub(super) async fn purge_finished(
     Ok(deleted)
 }
 
-/// Deletes tasks (by `seq`, `id`) and their events.
+/// Deletes tasks (by `seq`, `id`), their events and their logs.
 async fn delete_tasks(w: &mut Writer, ids: &[(i64, String)]) -> StoreResult<()> {
     for chunk in ids.chunks(CHUNK) {
-        let mut qb = QueryBuilder::<Sqlite>::new(DELETE_EVENTS_OF);
-        let mut sep = qb.separated(", ");
-        for (_, id) in chunk {
-            sep.push_bind(id.clone());
+        for of in [DELETE_EVENTS_OF, DELETE_LOGS_OF] {
+            let mut qb = QueryBuilder::<Sqlite>::new(of);
+            let mut sep = qb.separated(", ");
+            for (_, id) in chunk {
+                sep.push_bind(id.clone());
+            }
+            qb.push(")");
+            qb.build().execute(&mut w.conn).await.map_err(db_err)?;
         }
-        qb.push(")");
-        qb.build().execute(&mut w.conn).await.map_err(db_err)?;
         let mut qb = QueryBuilder::<Sqlite>::new(DELETE_TASKS);
         let mut sep = qb.separated(", ");
         for (seq, _) in chunk {

@@ -20,7 +20,7 @@ macro_rules! store_test_suite {
             cancel_pending_and_running, manual_retry, expired_leases_are_rescued,
             release_by_owner_does_not_count, stale_worker_cannot_finish,
             expired_lease_cannot_write_before_rescue, purge_oldest_first,
-            finished_tasks_expire_after_their_own_ttl,
+            finished_tasks_expire_after_their_own_ttl, logs_are_ordered_trimmed_and_purged,
             event_log_order, list_filters_and_cursor, queue_stats_and_active_count,
             recent_durations, heartbeat_extends_own_leases, checkpoints_are_fenced,
             input_round_trip, servers_crud, create_and_claim_in_order, peers_lifecycle,
@@ -77,7 +77,7 @@ pub use tasks::{
     cancel_pending_and_running, children_of_a_task, create_and_get, event_log_order,
     finished_tasks_expire_after_their_own_ttl, hostile_text_is_stored_escaped,
     idempotency_conflicts_refuse_the_whole_write, idempotency_keys, list_filters_and_cursor,
-    manual_retry, purge_oldest_first,
+    logs_are_ordered_trimmed_and_purged, manual_retry, purge_oldest_first,
 };
 pub use workflows::{
     retention_keeps_what_a_retry_or_a_parent_needs, running_workflows_keep_their_steps,

@@ -277,6 +277,79 @@ pub async fn finished_tasks_expire_after_their_own_ttl(store: &dyn Store) {
     assert!(store.get_task(waiting).await.unwrap().is_some());
 }
 
+/// A task's log: lines in order, the newest kept by count and by bytes, hostile text
+/// stored as given, everything gone with the task.
+pub async fn logs_are_ordered_trimmed_and_purged(store: &dyn Store) {
+    use baton_core::log::{LogKeep, NewLogLine};
+    let ids = create(
+        store,
+        vec![new_task("t", 50, t0()), new_task("t", 50, t0())],
+    )
+    .await;
+    let keep = LogKeep {
+        lines: 3,
+        bytes: 1 << 20,
+    };
+    let line = |id: TaskId, i: u64, data: serde_json::Value| {
+        NewLogLine::new(
+            id,
+            1,
+            t0().saturating_add(SEC * i as u32),
+            "info",
+            Some("lg"),
+            &data,
+            keep,
+        )
+    };
+    let lines: Vec<NewLogLine> = (0..5).map(|i| line(ids[0], i, json!({"i": i}))).collect();
+    let stored = store.append_logs(lines, keep).await.unwrap();
+    assert_eq!(stored.len(), 5);
+    assert!(stored.windows(2).all(|w| w[0].seq < w[1].seq));
+    // The other task's log is its own.
+    store
+        .append_logs(vec![line(ids[1], 0, json!("other"))], keep)
+        .await
+        .unwrap();
+    let kept = store.task_logs(ids[0], 0, 100).await.unwrap();
+    let is: Vec<i64> = kept.iter().map(|l| l.data["i"].as_i64().unwrap()).collect();
+    assert_eq!(is, vec![2, 3, 4], "the newest three, oldest first");
+    assert_eq!(kept[0].logger.as_deref(), Some("lg"));
+    assert_eq!(kept[0].at, t0().saturating_add(2 * SEC));
+    let after = store.task_logs(ids[0], kept[0].seq, 1).await.unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].seq, kept[1].seq);
+    // By bytes: three lines of ~100 bytes each in 250 bytes keep the newest two.
+    let small = LogKeep {
+        lines: 100,
+        bytes: 250,
+    };
+    let big: Vec<NewLogLine> = (0..3)
+        .map(|i| line(ids[0], 10 + i, json!("x".repeat(98))))
+        .collect();
+    store.append_logs(big, small).await.unwrap();
+    assert_eq!(store.task_logs(ids[0], 0, 100).await.unwrap().len(), 2);
+    // Hostile text: a NUL in the data (escaped JSON) and odd Unicode round-trip.
+    let odd = json!({"nul": "a\u{0}b", "rtl": "\u{202e}abc", "emoji": "🦀"});
+    let mut hostile = line(ids[1], 1, odd.clone());
+    hostile.logger = Some("\u{FFFD}ok".into());
+    store.append_logs(vec![hostile], keep).await.unwrap();
+    let back = store.task_logs(ids[1], 0, 100).await.unwrap();
+    assert_eq!(back.last().unwrap().data, odd);
+    // Purged with the task.
+    let running = claim(store, "w", 2, t0(), 1).await;
+    assert_eq!(running.len(), 2);
+    store
+        .finish(vec![complete(ids[0], 1, t0()), complete(ids[1], 1, t0())])
+        .await
+        .unwrap();
+    store
+        .purge_finished(t0().saturating_add(SEC), t0(), 100)
+        .await
+        .unwrap();
+    assert!(store.task_logs(ids[0], 0, 100).await.unwrap().is_empty());
+    assert!(store.task_logs(ids[1], 0, 100).await.unwrap().is_empty());
+}
+
 pub async fn event_log_order(store: &dyn Store) {
     let ids = create(
         store,
