@@ -26,6 +26,14 @@ impl TaskId {
         TaskId(uuid::Builder::from_unix_timestamp_millis(ms, &random).into_uuid())
     }
 
+    /// The smallest id a task created at `at` can have: ids of tasks created at or after
+    /// `at` are at least this, those of tasks created before are less (a time window of
+    /// tasks is a range of ids).
+    pub fn first_at(at: Timestamp) -> Self {
+        let ms = u64::try_from(at.as_millis()).unwrap_or(0);
+        TaskId(uuid::Builder::from_unix_timestamp_millis(ms, &[0; 10]).into_uuid())
+    }
+
     pub fn from_uuid(u: Uuid) -> Self {
         TaskId(u)
     }
@@ -61,6 +69,25 @@ impl fmt::Display for TaskId {
 impl fmt::Debug for TaskId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::*;
+
+    #[test]
+    fn ids_of_a_time_window_are_a_range() {
+        let t = Timestamp::from_millis(1_700_000_000_123);
+        let first = TaskId::first_at(t);
+        for _ in 0..1000 {
+            let at = TaskId::generate(t);
+            assert!(first <= at);
+            assert!(at < TaskId::first_at(Timestamp::from_millis(t.as_millis() + 1)));
+            assert!(TaskId::generate(Timestamp::from_millis(t.as_millis() - 1)) < first);
+            // As text too (SQLite keeps ids as hyphenated lowercase text).
+            assert!(first.to_string() <= at.to_string());
+        }
     }
 }
 

@@ -36,6 +36,9 @@ pub struct EngineConfig {
     pub retention: Duration,
     /// How much of each task's log is kept (the newest lines).
     pub log_keep: baton_core::log::LogKeep,
+    /// What a call costs in US dollars when its tool reports no cost, by qualified tool
+    /// name or by server name (the tool's own price wins).
+    pub prices: std::collections::BTreeMap<String, f64>,
     /// How often retention runs.
     pub retention_interval: Duration,
     /// How often expired leases are looked for (default: a quarter of the lease, so a
@@ -75,6 +78,7 @@ impl Default for EngineConfig {
             max_active_tasks: 100_000,
             retention: Duration::from_secs(24 * 3600),
             log_keep: baton_core::log::LogKeep::default(),
+            prices: Default::default(),
             retention_interval: Duration::from_secs(60),
             rescue_interval: lease / 4,
             shutdown_grace: Duration::from_secs(10),
@@ -100,4 +104,14 @@ pub struct Presence {
     /// Where its API listens, if it has one.
     pub address: Option<String>,
     pub version: String,
+}
+
+impl EngineConfig {
+    /// The configured price of a call of `tool`: its own, else its server's.
+    pub fn price_of(&self, tool: &str) -> Option<f64> {
+        self.prices.get(tool).copied().or_else(|| {
+            let (server, _) = baton_core::tool::split_qualified(tool, &self.separator)?;
+            self.prices.get(server).copied()
+        })
+    }
 }

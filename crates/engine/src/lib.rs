@@ -20,6 +20,7 @@
 //!   the [`tools::ToolContext`] a running tool gets, and the built-in `baton__*` tools.
 //! - [`views`] and [`page`]: what every front door shows (one task view, one peer view,
 //!   …, with generated JSON Schemas) and how lists page and requests wait.
+//! - [`analytics`]: counts, percentiles, cost and series over a window of tasks.
 //! - [`metrics`]: every metric a node exports, declared once, recorded through the
 //!   `metrics` facade.
 //! - [`config`], [`clock`], [`error`].
@@ -28,6 +29,7 @@
 //! goes through one store call that appends its events, and the engine publishes exactly
 //! the events the store returns.
 
+pub mod analytics;
 pub mod audit;
 pub mod batch;
 pub mod clock;

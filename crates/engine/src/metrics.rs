@@ -158,11 +158,13 @@ pub(crate) fn started(task: &Task) {
 }
 
 /// A run ended with `status` (`Pending`: it will be retried) at `at`.
+/// `price`: the configured price of a call, counted when the tool reported no cost.
 pub(crate) fn run_ended(
     task: &Task,
     status: TaskStatus,
     at: Timestamp,
     result: Option<&serde_json::Value>,
+    price: Option<f64>,
 ) {
     if let Some(from) = task.started_at {
         histogram!(TASK_RUN_SECONDS, "tool" => task.tool.clone()).record(secs(from, at));
@@ -172,7 +174,11 @@ pub(crate) fn run_ended(
         return;
     }
     finished(task, status);
-    if let Some(usd) = result.and_then(cost_usd) {
+    let reported = result.and_then(cost_usd);
+    let priced = matches!(status, TaskStatus::Completed | TaskStatus::Failed)
+        .then_some(price)
+        .flatten();
+    if let Some(usd) = reported.or(priced) {
         let mut costs = COSTS.lock().unwrap_or_else(|e| e.into_inner());
         *costs.entry(task.tool.clone()).or_default() += usd;
     }
@@ -203,8 +209,8 @@ pub fn cost_usd(result: &serde_json::Value) -> Option<f64> {
 /// add fractions, so this one is kept here and rendered by [`render_costs`].
 static COSTS: std::sync::Mutex<BTreeMap<String, f64>> = std::sync::Mutex::new(BTreeMap::new());
 
-const COST_HELP: &str = "What completed tasks cost, in US dollars, as their tools reported it \
-(`_meta[\"baton/cost\"].usd`), by tool.";
+const COST_HELP: &str = "What finished tasks cost, in US dollars, as their tools reported it \
+(`_meta[\"baton/cost\"].usd`) or else at the configured price per call, by tool.";
 
 /// [`TASK_COST_USD`] in the Prometheus text format (nothing until a tool reported a cost).
 pub fn render_costs(out: &mut String) {

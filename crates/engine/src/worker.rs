@@ -217,7 +217,13 @@ async fn run_task(inner: Arc<Inner>, task: Task, token: i64, permit: OwnedSemaph
                     if out.first() == Some(&FinishOutcome::LeaseLost) {
                         tracing::warn!(task_id = %task.id, tool = %task.tool, "lease lost before the run finished; its outcome was discarded");
                     } else {
-                        crate::metrics::run_ended(&task, status, now, result.as_ref());
+                        crate::metrics::run_ended(
+                            &task,
+                            status,
+                            now,
+                            result.as_ref(),
+                            inner.config.price_of(&task.tool),
+                        );
                     }
                 }
                 Ok(Err(e))

@@ -64,6 +64,9 @@ pub struct Config {
     pub tls: TlsConfig,
     /// The key that encrypts the env and header values of servers registered at runtime.
     pub secrets: baton_upstream::SecretsConfig,
+    /// What a call costs in US dollars when its tool reports no cost (`[costs]`), by
+    /// qualified tool name (`"server__tool" = 0.002`) or server name (`server = 0.01`).
+    pub costs: std::collections::BTreeMap<String, f64>,
     /// MCP servers whose tools Baton runs (`[[servers]]`).
     pub servers: Vec<ServerConfig>,
 }
@@ -327,6 +330,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             tls: TlsConfig::default(),
             secrets: baton_upstream::SecretsConfig::default(),
+            costs: Default::default(),
             servers: Vec::new(),
         }
     }
@@ -559,6 +563,13 @@ impl Config {
         if self.audit.retention < Duration::from_secs(3600) {
             return bad("audit.retention must be at least 1h".into());
         }
+        for (name, usd) in &self.costs {
+            if !usd.is_finite() || *usd < 0.0 {
+                return bad(format!(
+                    "costs.\"{name}\" = {usd} must be a price of 0 or more"
+                ));
+            }
+        }
         if !(1..=1_000_000).contains(&self.tasks.log_lines) {
             return bad(format!(
                 "tasks.log_lines = {} is out of range 1..=1000000",
@@ -663,6 +674,7 @@ impl Config {
                 lines: self.tasks.log_lines,
                 bytes: self.tasks.log_bytes,
             },
+            prices: self.costs.clone(),
             concurrency_limits: self
                 .limits
                 .tools

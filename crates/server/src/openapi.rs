@@ -436,6 +436,17 @@ fn build() -> Value {
         .answer(200, answer("The counters.", stats))
         .build(&error);
     d.op("get", "/v1/stats", op);
+    let q = d.query::<baton_engine::analytics::AnalyticsParams>();
+    let view = d.schema::<baton_engine::analytics::AnalyticsView>();
+    let op = Op::new(
+        "getAnalytics",
+        "queues",
+        "Counts, success rate, retries, wait and run percentiles, cost and a series, per tool, server, queue, principal or workflow",
+    )
+    .params(q)
+    .answer(200, answer("The window's figures.", view))
+    .build(&error);
+    d.op("get", "/v1/analytics", op);
     let peers = d.schema::<Peers>();
     let op = Op::new(
         "listPeers",

@@ -44,6 +44,7 @@ pub fn router(
         .route("/v1/workflows/{id}/result", get(workflows::result))
         .route("/v1/queues", get(queues::list))
         .route("/v1/stats", get(queues::stats))
+        .route("/v1/analytics", get(queues::analytics))
         .route("/v1/peers", get(queues::peers))
         .route("/v1/queues/{name}/pause", post(queues::pause))
         .route("/v1/queues/{name}/resume", post(queues::resume))

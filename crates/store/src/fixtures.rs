@@ -310,6 +310,10 @@ mod faulty {
             self.check("purge_finished", None)?;
             self.inner.purge_finished(before, now, limit).await
         }
+        async fn analytics(&self, q: &crate::AnalyticsQuery) -> StoreResult<crate::AnalyticsRows> {
+            self.check("analytics", None)?;
+            self.inner.analytics(q).await
+        }
         async fn append_logs(
             &self,
             lines: Vec<baton_core::log::NewLogLine>,

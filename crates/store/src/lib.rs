@@ -516,6 +516,81 @@ pub struct QueueStats {
     pub oldest_pending_run_at: Option<Timestamp>,
 }
 
+/// What [`Store::analytics`] groups tasks by (a column of theirs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnalyticsKey {
+    Tool,
+    Queue,
+    Owner,
+    /// Workflow steps only.
+    Workflow,
+}
+
+/// The tasks [`Store::analytics`] aggregates: created in `[since, until)` (found by id,
+/// which is time-ordered), of `owner` (every owner when `None`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnalyticsQuery {
+    pub since: Timestamp,
+    pub until: Timestamp,
+    pub key: AnalyticsKey,
+    pub owner: Option<String>,
+    /// Width of the series' buckets, in milliseconds (from `since`).
+    pub bucket_ms: i64,
+}
+
+/// Upper bounds (exclusive, milliseconds) of the duration buckets of
+/// [`AnalyticsHistogram`]; a last bucket holds everything longer.
+pub const DURATION_BOUNDS_MS: [i64; 22] = [
+    1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000,
+    200_000, 500_000, 1_000_000, 2_000_000, 5_000_000, 10_000_000,
+];
+
+/// Tasks of one group and tool in one status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnalyticsCount {
+    pub group: Option<String>,
+    pub tool: String,
+    pub status: String,
+    pub n: u64,
+    /// Attempts beyond the first.
+    pub retries: u64,
+    /// What those of them that reported a cost (`_meta["baton/cost"].usd`) cost, and how
+    /// many did.
+    pub cost_usd: f64,
+    pub costed: u64,
+    pub input_tokens: f64,
+    pub output_tokens: f64,
+}
+
+/// Tasks of one group and tool that started, by wait bucket and run bucket (indexes into
+/// [`DURATION_BOUNDS_MS`], its length for longer; run `None` while unfinished).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnalyticsHistogram {
+    pub group: Option<String>,
+    pub tool: String,
+    pub wait_bucket: usize,
+    pub run_bucket: Option<usize>,
+    pub n: u64,
+}
+
+/// Tasks of one group and tool that reached `status` in series bucket `bucket`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnalyticsPoint {
+    pub group: Option<String>,
+    pub tool: String,
+    pub status: String,
+    pub bucket: i64,
+    pub n: u64,
+}
+
+/// The aggregates of [`Store::analytics`], computed by the database.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AnalyticsRows {
+    pub counts: Vec<AnalyticsCount>,
+    pub histograms: Vec<AnalyticsHistogram>,
+    pub series: Vec<AnalyticsPoint>,
+}
+
 /// The persistence contract. See the crate docs for the rules every method follows.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -629,6 +704,10 @@ pub trait Store: Send + Sync + 'static {
         after_seq: i64,
         limit: u32,
     ) -> StoreResult<Vec<TaskEvent>>;
+
+    /// Counts, duration histograms and a time series of the tasks `q` selects, grouped by
+    /// `q.key` and tool: three aggregate scans of the tasks created in the window.
+    async fn analytics(&self, q: &AnalyticsQuery) -> StoreResult<AnalyticsRows>;
 
     /// Every queue of `owner` (of every owner when `None`) that holds tasks or has a
     /// setting, with its counts per status.

@@ -10,8 +10,10 @@
 //! Layout: `node` (the node a scenario drives, and what waits on it), `throughput`
 //! (batched and one-request-per-task runs), `latency` (sequential submit→result, and
 //! workflows), `upstream` (calls through Baton to a real MCP server, and the MCP front
-//! door), `cluster` (two nodes on one PostgreSQL database).
+//! door), `cluster` (two nodes on one PostgreSQL database), `analytics` (`GET
+//! /v1/analytics` over a large store).
 
+mod analytics;
 mod cluster;
 mod latency;
 mod node;
@@ -25,6 +27,7 @@ use serde_json::{Value, json};
 
 use crate::client::Client;
 
+use self::analytics::*;
 use self::cluster::*;
 use self::latency::*;
 use self::node::*;
@@ -134,6 +137,14 @@ enum Scenario {
         #[arg(long, default_value_t = 8)]
         width: usize,
     },
+    /// `GET /v1/analytics` over a store filled with `tasks` tasks of the last day (written
+    /// directly, not run), for every grouping; median of `runs` requests each.
+    Analytics {
+        #[arg(long, default_value_t = 1_000_000)]
+        tasks: usize,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// Submit→complete latency as one client sees it (submit, then long-poll the result).
     Latency {
         #[arg(long, default_value_t = 2000)]
@@ -191,6 +202,9 @@ async fn run_inner(args: &BenchArgs) -> anyhow::Result<Report> {
     {
         return mcp(args, *calls, *clients, *mode).await;
     }
+    if let Scenario::Analytics { tasks, runs } = &args.scenario {
+        return analytics(args, *tasks, (*runs).max(1)).await;
+    }
     if let Scenario::CrossNode { tasks, concurrency } = &args.scenario {
         return cross_node(args, *tasks, *concurrency).await;
     }
@@ -212,7 +226,10 @@ async fn run_inner(args: &BenchArgs) -> anyhow::Result<Report> {
         Scenario::Workflow { workflows, width } => {
             workflow(&node.url, &queue, *workflows, *width).await?
         }
-        Scenario::CrossNode { .. } | Scenario::Upstream { .. } | Scenario::Mcp { .. } => {
+        Scenario::CrossNode { .. }
+        | Scenario::Upstream { .. }
+        | Scenario::Mcp { .. }
+        | Scenario::Analytics { .. } => {
             unreachable!("runs its own nodes")
         }
     };

@@ -14,13 +14,18 @@ use crate::common::{
 
 /// A node with the repository's test server as `test`.
 fn start(dir: &Path, env: &[(&str, String)]) -> Baton {
+    start_with(dir, "", env)
+}
+
+/// The same, with more configuration (TOML) before the server.
+fn start_with(dir: &Path, toml: &str, env: &[(&str, String)]) -> Baton {
     let state = dir.join("state");
     std::fs::create_dir_all(&state).unwrap();
     let config = dir.join("baton.toml");
     std::fs::write(
         &config,
         format!(
-            "[[servers]]\nname = \"test\"\ncommand = \"{}\"\nargs = [\"--state-dir\", \"{}\"]\n",
+            "{toml}\n[[servers]]\nname = \"test\"\ncommand = \"{}\"\nargs = [\"--state-dir\", \"{}\"]\n",
             testserver_bin().display(),
             state.display()
         ),
@@ -527,4 +532,163 @@ async fn task_logs_are_kept_and_followed_across_nodes_on_postgres() {
     env.push(("BATON_WORKERS__CONCURRENCY", "0".into()));
     let reader = start(other_dir.path(), &env);
     task_logs_are_kept_and_followed(&baton, &reader).await;
+}
+
+/// `GET /v1/analytics` and the MCP tool `analytics` after real work: counts, retries,
+/// success rate, percentiles, costs (reported and configured) and tokens, a series, per
+/// tool, server, queue, principal and workflow.
+async fn analytics_follow_the_work(baton: &Baton) {
+    let api = Api::new(&baton.url);
+    wait_healthy(&api, "test").await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(
+            api.submit(json!({"tool": "baton__echo", "arguments": {"i": i}, "queue": "fast"}))
+                .await,
+        );
+    }
+    ids.push(
+        api.submit(
+            json!({"tool": "baton__fail", "arguments": {"retryable": true}, "max_attempts": 2}),
+        )
+        .await,
+    );
+    ids.push(api.submit(json!({"tool": "test__rich"})).await);
+    for id in &ids {
+        api.wait_final(id).await;
+    }
+    let r = api
+        .post(
+            "/v1/workflows",
+            json!({"name": "a", "steps": [
+                {"id": "a", "tool": "baton__echo"},
+                {"id": "b", "tool": "baton__echo", "depends_on": ["a"]}
+            ]}),
+        )
+        .await;
+    let wf = r.body["workflow_id"].as_str().unwrap().to_string();
+    eventually(
+        "the workflow finishes",
+        Duration::from_secs(30),
+        async || api.get(&format!("/v1/workflows/{wf}")).await.body["status"] == "completed",
+    )
+    .await;
+
+    let get = |q: &'static str| {
+        let api = api.clone();
+        async move {
+            let r = api.get(&format!("/v1/analytics?since=1h&{q}")).await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            r.body
+        }
+    };
+    let group = |view: &serde_json::Value, key: &str| -> serde_json::Value {
+        view["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["key"] == key)
+            .unwrap_or_else(|| panic!("no group {key} in {view:#}"))
+            .clone()
+    };
+    let close = |a: &serde_json::Value, b: f64| (a.as_f64().unwrap() - b).abs() < 1e-9;
+
+    let by_tool = get("group_by=tool").await;
+    assert_eq!(by_tool["group_by"], "tool");
+    let echo = group(&by_tool, "baton__echo");
+    assert_eq!(echo["total"], 5, "{echo:#}");
+    assert_eq!(echo["counts"]["completed"], 5);
+    assert_eq!(echo["success_rate"], 1.0);
+    // `[costs] baton = 0.001`: five calls that reported no cost.
+    assert!(close(&echo["cost_usd"], 0.005), "{echo:#}");
+    assert!(echo["run_ms"]["p50"].as_f64().unwrap() >= 0.0);
+    assert!(echo["run_ms"]["p99"].as_f64().unwrap() >= echo["run_ms"]["p50"].as_f64().unwrap());
+    assert!(echo["wait_ms"]["p95"].is_number());
+    let completed: u64 = echo["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["completed"].as_u64().unwrap())
+        .sum();
+    assert_eq!(completed, 5, "the series adds up");
+    let fail = group(&by_tool, "baton__fail");
+    assert_eq!(fail["counts"]["failed"], 1);
+    assert_eq!(fail["retries"], 1);
+    assert_eq!(fail["success_rate"], 0.0);
+    // Reported by the tool, not priced: the price is for `baton`'s tools.
+    let rich = group(&by_tool, "test__rich");
+    assert!(close(&rich["cost_usd"], 0.0125), "{rich:#}");
+    assert_eq!(rich["input_tokens"], 120.0);
+    assert_eq!(rich["output_tokens"], 48.0);
+    assert_eq!(by_tool["totals"]["total"], 7);
+    // Five echoes and the failed call at the price, and the reported cost.
+    assert!(close(
+        &by_tool["totals"]["cost_usd"],
+        0.005 + 0.001 + 0.0125
+    ));
+
+    let by_server = get("group_by=server").await;
+    let baton_group = group(&by_server, "baton");
+    assert_eq!(baton_group["total"], 6);
+    assert!(close(&baton_group["cost_usd"], 0.006), "{baton_group:#}");
+    assert_eq!(group(&by_server, "test")["total"], 1);
+    assert_eq!(group(&get("group_by=queue").await, "fast")["total"], 3);
+    assert_eq!(
+        group(&get("group_by=principal").await, "anonymous")["total"],
+        7
+    );
+    let by_workflow = get("group_by=workflow").await;
+    assert_eq!(by_workflow["groups"].as_array().unwrap().len(), 1);
+    let w = group(&by_workflow, &wf);
+    assert_eq!(w["total"], 2);
+    assert!(
+        close(&w["cost_usd"], 0.002),
+        "a workflow costs its steps: {w:#}"
+    );
+
+    // Bad input names the problem.
+    for (q, field) in [
+        ("group_by=colour", "group_by"),
+        ("since=someday", "since"),
+        ("bucket_seconds=0", "bucket_seconds"),
+    ] {
+        let r = api.get(&format!("/v1/analytics?{q}")).await;
+        assert_eq!(r.status, 400, "{q}: {}", r.body);
+        assert!(
+            r.error_message().contains(field),
+            "{q}: {}",
+            r.error_message()
+        );
+    }
+
+    // The same over MCP.
+    let mcp = crate::mcp_protocol::Mcp::new(&baton.url);
+    let session = mcp.initialize("2025-11-25", json!({})).await;
+    let a = mcp
+        .legacy(
+            &session,
+            2,
+            "tools/call",
+            json!({"name": "analytics", "arguments": {"since": "1h", "group_by": "server"}}),
+        )
+        .await;
+    let view = &a.last()["result"]["structuredContent"];
+    assert_eq!(group(view, "baton")["total"], 6, "{:#}", a.last());
+}
+
+const PRICES: &str = "[costs]\nbaton = 0.001\n";
+
+#[tokio::test]
+async fn analytics_follow_the_work_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let baton = start_with(dir.path(), PRICES, &[]);
+    analytics_follow_the_work(&baton).await;
+}
+
+#[tokio::test]
+async fn analytics_follow_the_work_on_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = PgSchema::create();
+    let baton = start_with(dir.path(), PRICES, &pg.env());
+    analytics_follow_the_work(&baton).await;
 }

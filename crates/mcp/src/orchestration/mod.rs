@@ -37,6 +37,7 @@ pub const NAMES: &[&str] = &[
     "queue_stats",
     "server_list",
     "peer_list",
+    "analytics",
     "workflow_submit",
     "workflow_status",
     "workflow_result",
@@ -55,7 +56,7 @@ pub fn scope_of(name: &str) -> Option<baton_core::auth::Scope> {
     Some(match name {
         "task_submit" | "task_cancel" => Scope::TasksWrite,
         "task_status" | "task_result" | "task_list" | "queue_stats" | "server_list"
-        | "peer_list" => Scope::TasksRead,
+        | "peer_list" | "analytics" => Scope::TasksRead,
         "workflow_submit" | "workflow_cancel" => Scope::WorkflowsWrite,
         "workflow_status" | "workflow_result" | "workflow_list" | "workflow_dag" => {
             Scope::WorkflowsRead
@@ -206,6 +207,15 @@ async fn run(
                 .map(|s| s.status())
                 .collect();
             Ok(ok(ServersView { servers }))
+        }
+        "analytics" => {
+            let a: baton_engine::analytics::AnalyticsParams = parse(args)?;
+            let admin = ctx
+                .identity
+                .scopes
+                .contains(&baton_core::auth::Scope::Admin);
+            let owner = (!admin).then_some(p.as_str());
+            Ok(ok(engine.analytics(owner, &a).await?))
         }
         "peer_list" => {
             let _: NoArgs = parse(args)?;

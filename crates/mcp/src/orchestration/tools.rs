@@ -196,6 +196,12 @@ pub fn definitions() -> Vec<Value> {
             "The processes sharing this Baton deployment's store (API nodes, workers), with role, address, load, throughput and health (healthy, late, lost, stopped).",
             true,
         ),
+        def::<baton_engine::analytics::AnalyticsParams, baton_engine::analytics::AnalyticsView>(
+            "analytics",
+            "Task analytics",
+            "What tasks did over a window (default the last 24 h), per tool, server, queue, principal or workflow: counts by status, success rate, retries, wait and run time p50/p95/p99, cost and tokens, and finishes over time.",
+            true,
+        ),
         def::<WorkflowSubmitArgs, WorkflowView>(
             "workflow_submit",
             "Submit a workflow",

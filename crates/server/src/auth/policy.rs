@@ -92,6 +92,7 @@ pub fn rule_for(method: &Method, path: &str) -> Option<Rule> {
         ("GET", ["v1", "stats"]) => rule("stats.get", Admin),
         ("GET", ["v1", "peers"]) => rule("peers.list", Admin),
         ("GET", ["v1", "tools"]) => rule("tools.list", TasksRead),
+        ("GET", ["v1", "analytics"]) => rule("analytics.get", TasksRead),
         ("GET", ["v1", "servers"]) => rule("servers.list", TasksRead),
         ("GET", ["v1", "servers", _]) => on(rule("servers.get", TasksRead), 2),
         ("POST", ["v1", "servers"]) => rule("servers.add", ServersAdmin),

@@ -54,3 +54,13 @@ pub async fn peers(State(s): State<AppState>) -> Result<Json<Peers>, ApiError> {
         peers: s.engine.peer_views().await?,
     }))
 }
+
+/// `GET /v1/analytics`: the caller's tasks over a window (every principal's for admins).
+pub async fn analytics(
+    State(s): State<AppState>,
+    super::extract::Caller(who): super::extract::Caller,
+    super::extract::ApiQuery(p): super::extract::ApiQuery<baton_engine::analytics::AnalyticsParams>,
+) -> Result<Json<baton_engine::analytics::AnalyticsView>, ApiError> {
+    let owner = (!who.scopes.contains(&baton_core::auth::Scope::Admin)).then_some(who.principal);
+    Ok(Json(s.engine.analytics(owner.as_deref(), &p).await?))
+}

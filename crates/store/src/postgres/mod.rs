@@ -49,12 +49,13 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
 use crate::shared;
 use crate::{
-    CancelOutcome, ClaimRequest, CreateOutcome, CreatedAndClaimed, Finish, FinishOutcome,
-    HeartbeatReply, InputOutcome, NewWorkflow, Peer, PeerReport, ProgressUpdate, QueueStats,
-    RemoteChange, Requeue, RetryOutcome, SingletonGuard, Store, StoreResult, StoredServer,
-    TaskQuery, Workflow, WorkflowQuery, WorkflowUpdate, WorkflowUpdated,
+    AnalyticsQuery, AnalyticsRows, CancelOutcome, ClaimRequest, CreateOutcome, CreatedAndClaimed,
+    Finish, FinishOutcome, HeartbeatReply, InputOutcome, NewWorkflow, Peer, PeerReport,
+    ProgressUpdate, QueueStats, RemoteChange, Requeue, RetryOutcome, SingletonGuard, Store,
+    StoreResult, StoredServer, TaskQuery, Workflow, WorkflowQuery, WorkflowUpdate, WorkflowUpdated,
 };
 
+mod analytics;
 mod claims;
 mod connect;
 mod error;
@@ -311,6 +312,10 @@ impl Store for PostgresStore {
         limit: u32,
     ) -> StoreResult<Vec<TaskEvent>> {
         shared::tasks::task_events(&self.pool, id, after_seq, limit).await
+    }
+
+    async fn analytics(&self, q: &AnalyticsQuery) -> StoreResult<AnalyticsRows> {
+        shared::analytics::analytics(&self.pool, q).await
     }
 
     async fn queue_stats(

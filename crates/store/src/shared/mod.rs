@@ -15,6 +15,7 @@
 //! Plus what needs no database: row decoding (`rows`), the list filters (`filters`), and
 //! the events the writes append (`events`).
 
+pub(crate) mod analytics;
 pub(crate) mod claims;
 pub(crate) mod dialect;
 pub(crate) mod events;

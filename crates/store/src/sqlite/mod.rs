@@ -35,12 +35,13 @@ use sqlx::sqlite::{
 use crate::shared;
 use crate::shared::dialect::Tx;
 use crate::{
-    CancelOutcome, ClaimRequest, CreateOutcome, CreatedAndClaimed, Finish, FinishOutcome,
-    HeartbeatReply, InputOutcome, NewWorkflow, Peer, PeerReport, ProgressUpdate, QueueStats,
-    Requeue, RetryOutcome, SingletonGuard, Store, StoreError, StoreResult, StoredServer, TaskQuery,
-    Workflow, WorkflowQuery, WorkflowUpdate, WorkflowUpdated,
+    AnalyticsQuery, AnalyticsRows, CancelOutcome, ClaimRequest, CreateOutcome, CreatedAndClaimed,
+    Finish, FinishOutcome, HeartbeatReply, InputOutcome, NewWorkflow, Peer, PeerReport,
+    ProgressUpdate, QueueStats, Requeue, RetryOutcome, SingletonGuard, Store, StoreError,
+    StoreResult, StoredServer, TaskQuery, Workflow, WorkflowQuery, WorkflowUpdate, WorkflowUpdated,
 };
 
+mod analytics;
 mod claims;
 mod error;
 mod events;
@@ -327,6 +328,10 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> StoreResult<Vec<TaskEvent>> {
         shared::tasks::task_events(&self.reader, id, after_seq, limit).await
+    }
+
+    async fn analytics(&self, q: &AnalyticsQuery) -> StoreResult<AnalyticsRows> {
+        shared::analytics::analytics(&self.reader, q).await
     }
 
     async fn queue_stats(

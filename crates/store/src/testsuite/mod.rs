@@ -21,6 +21,7 @@ macro_rules! store_test_suite {
             release_by_owner_does_not_count, stale_worker_cannot_finish,
             expired_lease_cannot_write_before_rescue, purge_oldest_first,
             finished_tasks_expire_after_their_own_ttl, logs_are_ordered_trimmed_and_purged,
+            analytics_aggregate_a_window_of_tasks,
             event_log_order, list_filters_and_cursor, queue_stats_and_active_count,
             recent_durations, heartbeat_extends_own_leases, checkpoints_are_fenced,
             input_round_trip, servers_crud, create_and_claim_in_order, peers_lifecycle,
@@ -44,6 +45,7 @@ macro_rules! store_test_suite {
     };
 }
 
+mod analytics;
 mod claims;
 mod input;
 mod keys;
@@ -55,6 +57,7 @@ mod support;
 mod tasks;
 mod workflows;
 
+pub use analytics::analytics_aggregate_a_window_of_tasks;
 pub use claims::{
     claim_leases_once, claim_order, concurrency_limits, create_and_claim_in_order,
     delayed_tasks_wait, paused_queues_are_skipped, queues_belong_to_their_principal,

@@ -38,7 +38,7 @@ fn start(dir: &Path, everything: bool, env: &[(&str, &str)]) -> Baton {
 
 /// What came back: the status, headers and every JSON-RPC message (one for a JSON
 /// answer, the whole stream for SSE).
-struct Answer {
+pub(crate) struct Answer {
     status: u16,
     headers: reqwest::header::HeaderMap,
     messages: Vec<Value>,
@@ -46,7 +46,7 @@ struct Answer {
 
 impl Answer {
     /// The final message (the response).
-    fn last(&self) -> &Value {
+    pub(crate) fn last(&self) -> &Value {
         self.messages.last().expect("an answer")
     }
 
@@ -74,13 +74,13 @@ fn sse_data(text: &str) -> Vec<Value> {
 }
 
 /// A hand-driven MCP client.
-struct Mcp {
+pub(crate) struct Mcp {
     http: reqwest::Client,
     url: String,
 }
 
 impl Mcp {
-    fn new(base: &str) -> Mcp {
+    pub(crate) fn new(base: &str) -> Mcp {
         Mcp {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(120))
@@ -120,7 +120,7 @@ impl Mcp {
     }
 
     /// Begins a legacy session; returns its id.
-    async fn initialize(&self, version: &str, capabilities: Value) -> String {
+    pub(crate) async fn initialize(&self, version: &str, capabilities: Value) -> String {
         let a = self
             .send(self.post().json(&json!({
                 "jsonrpc": "2.0", "id": 0, "method": "initialize",
@@ -133,7 +133,13 @@ impl Mcp {
         a.headers["mcp-session-id"].to_str().unwrap().to_string()
     }
 
-    async fn legacy(&self, session: &str, id: u64, method: &str, params: Value) -> Answer {
+    pub(crate) async fn legacy(
+        &self,
+        session: &str,
+        id: u64,
+        method: &str,
+        params: Value,
+    ) -> Answer {
         self.send(
             self.post()
                 .header("mcp-session-id", session)

@@ -381,6 +381,25 @@ async fn tenants_see_only_their_own(backend: Backend) {
         .collect();
     assert_eq!(ids, vec![b_task.as_str()], "{listed:?}");
 
+    // Analytics: a tenant's own tasks; an admin's view holds every tenant.
+    let path = "/v1/analytics?since=1h&group_by=principal";
+    let mine = call(&node, "GET", path, Some(&b_key), None).await;
+    assert_eq!(mine.status, StatusCode::OK, "{mine:?}");
+    let keys = |a: &Answer| -> Vec<String> {
+        a.body["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["key"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(keys(&mine), vec!["team-b"], "{mine:?}");
+    assert_eq!(mine.body["totals"]["total"], 1);
+    let all = call(&node, "GET", path, Some(&admin), None).await;
+    let mut every = keys(&all);
+    every.sort();
+    assert_eq!(every, vec!["team-a", "team-b"], "{all:?}");
+
     // Queues: pausing is per tenant; a queue that does not exist is not made.
     let p = call(
         &node,
