@@ -63,6 +63,9 @@ pub struct HandlerState {
     /// Requests other than tool calls in flight (`prompts/get`, `resources/read`, …): a
     /// question the server asks may belong to one of them, so it cannot be attributed.
     pub forwarding: std::sync::atomic::AtomicUsize,
+    /// Held while log messages are taken and relayed, so that two handlers running at
+    /// once cannot interleave what they relay.
+    log_order: Mutex<()>,
 }
 
 /// A call in flight: its task, and the token that ends it.
@@ -128,6 +131,9 @@ pub struct LogRoute {
 
 impl Drop for LogRoute {
     fn drop(&mut self) {
+        // What the server logged before its answer, when its lines are observed, goes to
+        // the call now: its task's log is written before its outcome.
+        self.state.route_log(None);
         // Notifications are handled concurrently with responses: a message the server
         // sent just before its answer may be dispatched just after it. Keep routing a
         // moment longer.
@@ -177,6 +183,7 @@ impl HandlerState {
             elicitations: Mutex::new(HashMap::new()),
             calls: Mutex::new(HashMap::new()),
             next_call: std::sync::atomic::AtomicU64::new(0),
+            log_order: Mutex::new(()),
         })
     }
 
@@ -214,9 +221,10 @@ impl HandlerState {
         deprecated,
         reason = "logging is deprecated by SEP-2577 but still relayed"
     )]
-    fn route_log(&self, params: LoggingMessageNotificationParam) {
+    fn route_log(&self, params: Option<LoggingMessageNotificationParam>) {
+        let _in_order = self.log_order.lock().unwrap_or_else(|e| e.into_inner());
         // In the order the server sent them when the raw stream is observed (the SDK's
-        // handlers may run out of order), else this one message.
+        // handlers may run out of order), else this one message (if any).
         let messages: Vec<(String, Option<String>, serde_json::Value)> = match self.raw.take_logs()
         {
             Some(raw) => raw
@@ -229,15 +237,23 @@ impl HandlerState {
                     )
                 })
                 .collect(),
-            None => vec![(
-                serde_json::to_value(params.level)
-                    .ok()
-                    .and_then(|v| v.as_str().map(String::from))
-                    .unwrap_or_else(|| "info".into()),
-                params.logger,
-                params.data,
-            )],
+            None => params
+                .into_iter()
+                .map(|params| {
+                    (
+                        serde_json::to_value(params.level)
+                            .ok()
+                            .and_then(|v| v.as_str().map(String::from))
+                            .unwrap_or_else(|| "info".into()),
+                        params.logger,
+                        params.data,
+                    )
+                })
+                .collect(),
         };
+        if messages.is_empty() {
+            return;
+        }
         let calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
         // The one call still running; else the one that just answered (a message sent
         // just before the answer may arrive just after it).
@@ -493,7 +509,7 @@ impl ClientHandler for UpstreamHandler {
         params: LoggingMessageNotificationParam,
         _ctx: NotificationContext<RoleClient>,
     ) {
-        self.state.route_log(params);
+        self.state.route_log(Some(params));
     }
 
     async fn on_tool_list_changed(&self, _ctx: NotificationContext<RoleClient>) {
