@@ -361,29 +361,15 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = std::env::var("BATON_LOG")
-        .ok()
-        .and_then(|f| EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| EnvFilter::new("info,sqlx=warn,tower_http=warn,rmcp=warn"));
-    let json = std::env::var("BATON_LOG_FORMAT").is_ok_and(|f| f == "json");
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+    crate::telemetry::init_logging();
 }
 
 async fn serve(args: ServeArgs) -> ExitCode {
-    init_logging();
     let config = match args.node.load(args.listen) {
         Ok(c) => c,
         Err(code) => return code,
     };
+    let telemetry = crate::telemetry::init(&config.telemetry);
     let app = match App::build(config).await {
         Ok(app) => app,
         Err(e) => {
@@ -406,15 +392,17 @@ async fn serve(args: ServeArgs) -> ExitCode {
         "http"
     };
     println!("baton listening on {scheme}://{addr}");
-    run_app(app, baton_server::app::shutdown_signal()).await
+    let code = run_app(app, baton_server::app::shutdown_signal()).await;
+    telemetry.shutdown().await;
+    code
 }
 
 async fn worker(args: NodeArgs) -> ExitCode {
-    init_logging();
     let config = match args.load(None) {
         Ok(c) => c,
         Err(code) => return code,
     };
+    let telemetry = crate::telemetry::init(&config.telemetry);
     if config.workers.concurrency == 0 {
         eprintln!("error: a worker with --workers 0 would run nothing");
         return ExitCode::from(2);
@@ -440,7 +428,9 @@ async fn worker(args: NodeArgs) -> ExitCode {
     );
     // One line on stdout, so scripts and supervisors know it is up.
     println!("baton worker {} ready", app.node_id());
-    run_app(app, baton_server::app::shutdown_signal()).await
+    let code = run_app(app, baton_server::app::shutdown_signal()).await;
+    telemetry.shutdown().await;
+    code
 }
 
 async fn migrate(args: NodeArgs) -> ExitCode {

@@ -7,6 +7,7 @@ mod client;
 mod keys;
 mod output;
 mod secrets;
+mod telemetry;
 mod workflow;
 
 use std::process::ExitCode;

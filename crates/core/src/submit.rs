@@ -312,6 +312,7 @@ impl SubmitRequest {
             metadata,
             created_at: now,
             expires_at,
+            trace_parent: None,
         })
     }
 }

@@ -171,6 +171,8 @@ pub struct NewTask {
     /// Once finished, the task may be deleted after this (its own time to live); `None`:
     /// the retention period alone decides.
     pub expires_at: Option<Timestamp>,
+    /// The W3C `traceparent` of the request that made it: its runs join that trace.
+    pub trace_parent: Option<String>,
 }
 
 /// A stored task.
@@ -213,6 +215,8 @@ pub struct Task {
     pub checkpoint: Option<Value>,
     /// Once finished, the task may be deleted after this (see [`NewTask::expires_at`]).
     pub expires_at: Option<Timestamp>,
+    /// See [`NewTask::trace_parent`].
+    pub trace_parent: Option<String>,
 }
 
 impl Task {
@@ -220,4 +224,20 @@ impl Task {
     pub fn duration_ms(&self) -> Option<u64> {
         Some(self.completed_at?.millis_since(self.started_at?))
     }
+}
+
+/// Whether `v` is a W3C trace context `traceparent` Baton keeps: version `00`, a 32-hex
+/// trace id and a 16-hex parent id, neither all zeros, and 2-hex flags.
+pub fn is_traceparent(v: &str) -> bool {
+    let parts: Vec<&str> = v.split('-').collect();
+    let hex = |s: &str, n: usize| {
+        s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    parts.len() == 4
+        && parts[0] == "00"
+        && hex(parts[1], 32)
+        && parts[1].bytes().any(|b| b != b'0')
+        && hex(parts[2], 16)
+        && parts[2].bytes().any(|b| b != b'0')
+        && hex(parts[3], 2)
 }

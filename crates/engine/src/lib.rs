@@ -23,6 +23,7 @@
 //! - [`analytics`]: counts, percentiles, cost and series over a window of tasks.
 //! - [`metrics`]: every metric a node exports, declared once, recorded through the
 //!   `metrics` facade.
+//! - [`trace`]: the W3C trace context a task keeps, so its runs join its caller's trace.
 //! - [`config`], [`clock`], [`error`].
 //!
 //! Invariants: the engine never writes SQL (only `baton-store` does); every state change
@@ -49,6 +50,7 @@ pub mod reads;
 mod runs;
 pub mod sessions;
 pub mod tools;
+pub mod trace;
 pub mod views;
 pub mod worker;
 pub mod workflow;

@@ -15,6 +15,7 @@ use baton_core::{Task, TaskError};
 use baton_store::{ClaimRequest, Finish, FinishOutcome};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::inner::Inner;
 use crate::tools::context::{ProgressReporter, TaskHandle};
@@ -166,7 +167,40 @@ pub(crate) async fn dispatcher(inner: Arc<Inner>) {
     }
 }
 
+/// Runs a claimed task inside a `task.run` span that joins the trace of the request that
+/// made the task (its stored `traceparent`), after a `task.claim` span marking the claim.
 async fn run_task(inner: Arc<Inner>, task: Task, token: i64, permit: OwnedSemaphorePermit) {
+    let wait_ms = task
+        .started_at
+        .map_or(0, |s| s.millis_since(task.run_at.min(s)));
+    let claim = tracing::info_span!(
+        "task.claim",
+        otel.name = %format!("claim {}", task.tool),
+        task.id = %task.id,
+        task.tool = %task.tool,
+        task.queue = %task.queue,
+        task.wait_ms = wait_ms,
+    );
+    let run = tracing::info_span!(
+        "task.run",
+        otel.name = %format!("run {}", task.tool),
+        task.id = %task.id,
+        task.tool = %task.tool,
+        task.queue = %task.queue,
+        task.attempt = task.attempt,
+        task.status = tracing::field::Empty,
+    );
+    if let Some(tp) = &task.trace_parent {
+        crate::trace::set_parent(&claim, tp);
+        crate::trace::set_parent(&run, tp);
+    }
+    drop(claim);
+    run_task_traced(inner, task, token, permit)
+        .instrument(run)
+        .await
+}
+
+async fn run_task_traced(inner: Arc<Inner>, task: Task, token: i64, permit: OwnedSemaphorePermit) {
     let cancel = CancellationToken::new();
     if task.cancel_requested {
         cancel.cancel();
@@ -195,6 +229,13 @@ async fn run_task(inner: Arc<Inner>, task: Task, token: i64, permit: OwnedSemaph
         // seen its whole log.
         flush_logs(&inner).await;
         let status = transition.status();
+        tracing::Span::current().record("task.status", status.as_str());
+        let finishing = tracing::info_span!(
+            "task.finish",
+            otel.name = %format!("finish {}", task.tool),
+            task.id = %task.id,
+            task.status = status.as_str(),
+        );
         let result = match &transition {
             policy::Transition::Complete { result } => Some(result.clone()),
             _ => None,
@@ -212,7 +253,12 @@ async fn run_task(inner: Arc<Inner>, task: Task, token: i64, permit: OwnedSemaph
         let give_up = tokio::time::Instant::now() + inner.config.lease.saturating_mul(4);
         let mut backoff = Duration::from_millis(200);
         loop {
-            match inner.finisher.run(vec![finish.clone()]).await {
+            let written = inner
+                .finisher
+                .run(vec![finish.clone()])
+                .instrument(finishing.clone())
+                .await;
+            match written {
                 Ok(Ok(out)) => {
                     if out.first() == Some(&FinishOutcome::LeaseLost) {
                         tracing::warn!(task_id = %task.id, tool = %task.tool, "lease lost before the run finished; its outcome was discarded");

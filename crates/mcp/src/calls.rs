@@ -97,6 +97,15 @@ pub async fn call(
         .prepare(&ctx.principal, request)
         .map_err(engine_error)?;
     task.parent_id = parent_task(service, &params, ctx).await?;
+    // A W3C trace context in `_meta` names the trace the task's runs join.
+    if let Some(tp) = params
+        .get("_meta")
+        .and_then(|m| m.get("traceparent"))
+        .and_then(Value::as_str)
+        .filter(|t| baton_core::task::is_traceparent(t))
+    {
+        task.trace_parent = Some(tp.to_string());
+    }
     let mode = if ctx.era.ext_tasks() {
         Mode::ExtTask
     } else if ctx.era.legacy_tasks() && params.get("task").is_some() {

@@ -64,6 +64,8 @@ pub struct Config {
     pub tls: TlsConfig,
     /// The key that encrypts the env and header values of servers registered at runtime.
     pub secrets: baton_upstream::SecretsConfig,
+    /// Traces sent to an OpenTelemetry collector (off unless `otlp_endpoint` is set).
+    pub telemetry: TelemetryConfig,
     /// What a call costs in US dollars when its tool reports no cost (`[costs]`), by
     /// qualified tool name (`"server__tool" = 0.002`) or server name (`server = 0.01`).
     pub costs: std::collections::BTreeMap<String, f64>,
@@ -284,6 +286,26 @@ pub struct TasksConfig {
     pub log_bytes: u64,
 }
 
+/// `[telemetry]`: OpenTelemetry traces over OTLP/HTTP (protobuf).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// The collector's OTLP/HTTP base URL (e.g. `http://127.0.0.1:4318`; spans go to
+    /// `…/v1/traces`). Unset: no traces.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the spans.
+    pub service_name: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            otlp_endpoint: None,
+            service_name: "baton".into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
@@ -331,6 +353,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             secrets: baton_upstream::SecretsConfig::default(),
             costs: Default::default(),
+            telemetry: TelemetryConfig::default(),
             servers: Vec::new(),
         }
     }
@@ -562,6 +585,13 @@ impl Config {
         }
         if self.audit.retention < Duration::from_secs(3600) {
             return bad("audit.retention must be at least 1h".into());
+        }
+        if let Some(ep) = &self.telemetry.otlp_endpoint
+            && !(ep.starts_with("http://") || ep.starts_with("https://"))
+        {
+            return bad(format!(
+                "telemetry.otlp_endpoint `{ep}` must be an http:// or https:// URL"
+            ));
         }
         for (name, usd) in &self.costs {
             if !usd.is_finite() || *usd < 0.0 {

@@ -2,7 +2,7 @@
 //!
 //! The metrics themselves are declared in [`baton_engine::metrics`]; this module installs
 //! the Prometheus recorder (once per process), times every HTTP request by its route
-//! template, and reads the gauges that come from the store and the upstream servers when
+//! template (in a `http.request` span that joins the caller's trace), and reads the gauges that come from the store and the upstream servers when
 //! a scrape arrives, so that every node of a cluster reports the same queue depths.
 
 use std::collections::BTreeMap;
@@ -15,6 +15,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use baton_engine::metrics as m;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing::Instrument;
 
 use crate::error::ApiError;
 use crate::rest::AppState;
@@ -66,8 +67,25 @@ pub async fn track(req: Request, next: Next) -> Response {
         Method::OPTIONS => "OPTIONS",
         _ => "other",
     };
+    // A span per request, in the caller's trace when it sent a W3C `traceparent`.
+    let span = tracing::info_span!(
+        "http.request",
+        otel.name = %format!("{method} {route}"),
+        otel.kind = "server",
+        http.request.method = method,
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
+    );
+    if let Some(tp) = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+    {
+        baton_engine::trace::set_parent(&span, tp.trim());
+    }
     let started = Instant::now();
-    let resp = next.run(req).await;
+    let resp = next.run(req).instrument(span.clone()).await;
+    span.record("http.response.status_code", resp.status().as_u16());
     let status = resp.status().as_u16().to_string();
     metrics::histogram!(m::HTTP_REQUEST_SECONDS, "route" => route.clone())
         .record(started.elapsed().as_secs_f64());

@@ -49,6 +49,7 @@ fn new_task(tool: &str) -> NewTask {
         metadata: None,
         created_at: t0(),
         expires_at: None,
+        trace_parent: None,
     }
 }
 

@@ -152,13 +152,18 @@ pub async fn run(
 /// - 2026-07-28 servers log only for requests that ask; Baton asks for `info` and up and
 ///   relays what it gets to the task's followers;
 /// - `baton/parentTask` names the task, so that an agent which calls Baton back while
-///   running it can pass it on and the new task is recorded as its child.
+///   running it can pass it on and the new task is recorded as its child;
+/// - `traceparent` carries the trace the call belongs to, when traces are on.
 fn call_meta(ctx: &ToolContext) -> rmcp::model::RequestMetaObject {
     let mut meta = rmcp::model::RequestMetaObject::new();
     meta.insert(
         "baton/parentTask".into(),
         Value::String(ctx.task_id.to_string()),
     );
+    // The trace this call belongs to (W3C trace context in `_meta`), when traces are on.
+    if let Some(tp) = baton_engine::trace::current_traceparent() {
+        meta.insert("traceparent".into(), Value::String(tp));
+    }
     #[expect(
         deprecated,
         reason = "logging is deprecated by SEP-2577 but still served"

@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::call;
 use crate::config::{ServerConfig, Transport};
@@ -431,7 +432,16 @@ impl Server {
         // that the engine sees a timeout, not a client's cancellation.
         let mut call_ctx = ctx.clone();
         call_ctx.cancel = ctx.cancel.child_token();
-        let run = call::run(&self.config.name, &conn, &info, arguments, &call_ctx);
+        let span = tracing::info_span!(
+            "upstream.call",
+            otel.name = %format!("{} {}", self.config.name, info.name),
+            server = %self.config.name,
+            tool = %info.name,
+            task.id = %ctx.task_id,
+            outcome = tracing::field::Empty,
+        );
+        let run = call::run(&self.config.name, &conn, &info, arguments, &call_ctx)
+            .instrument(span.clone());
         let outcome = match self.config.timeout_ms {
             Some(ms) => {
                 tokio::pin!(run);
@@ -461,6 +471,7 @@ impl Server {
             Err(e) if e.code == "cancelled" => "cancelled",
             Err(_) => "error",
         };
+        span.record("outcome", outcome_label);
         let server = self.config.name.clone();
         metrics::counter!(
             baton_engine::metrics::UPSTREAM_REQUESTS,

@@ -55,6 +55,7 @@ async fn fill(store: &dyn Store, n: usize, end: Timestamp) -> anyhow::Result<()>
                     metadata: None,
                     created_at: t,
                     expires_at: None,
+                    trace_parent: None,
                 }
             })
             .collect();

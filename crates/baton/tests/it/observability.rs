@@ -692,3 +692,228 @@ async fn analytics_follow_the_work_on_postgres() {
     let baton = start_with(dir.path(), PRICES, &pg.env());
     analytics_follow_the_work(&baton).await;
 }
+
+/// One exported span, as the test collector decoded it.
+#[derive(Debug, Clone)]
+struct ExportedSpan {
+    name: String,
+    trace_id: String,
+    parent_id: String,
+    attributes: BTreeMap<String, String>,
+}
+
+/// An OTLP/HTTP collector: takes `POST /v1/traces` (protobuf) and keeps the spans.
+struct Collector {
+    url: String,
+    spans: std::sync::Arc<std::sync::Mutex<Vec<ExportedSpan>>>,
+}
+
+impl Collector {
+    async fn start() -> Collector {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let spans = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = spans.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let kept = kept.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    loop {
+                        // One request: the head, then Content-Length bytes of body.
+                        let head_end = loop {
+                            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                                break i + 4;
+                            }
+                            let mut chunk = [0u8; 8192];
+                            match conn.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        };
+                        let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        while buf.len() < head_end + len {
+                            let mut chunk = [0u8; 65536];
+                            match conn.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        let body: Vec<u8> = buf.drain(..head_end + len).skip(head_end).collect();
+                        if head.starts_with("post /v1/traces") {
+                            decode_spans(&body, &kept);
+                        }
+                        let ok = b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n";
+                        if conn.write_all(ok).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Collector { url, spans }
+    }
+
+    fn spans(&self) -> Vec<ExportedSpan> {
+        self.spans.lock().unwrap().clone()
+    }
+}
+
+fn decode_spans(body: &[u8], into: &std::sync::Mutex<Vec<ExportedSpan>>) {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as V;
+    use prost::Message;
+    let req = ExportTraceServiceRequest::decode(body).expect("an OTLP protobuf export");
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let mut out = into.lock().unwrap();
+    for rs in req.resource_spans {
+        for ss in rs.scope_spans {
+            for s in ss.spans {
+                let attributes = s
+                    .attributes
+                    .iter()
+                    .map(|kv| {
+                        let v = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                            Some(V::StringValue(s)) => s.clone(),
+                            Some(V::IntValue(i)) => i.to_string(),
+                            Some(V::BoolValue(b)) => b.to_string(),
+                            Some(V::DoubleValue(d)) => d.to_string(),
+                            other => format!("{other:?}"),
+                        };
+                        (kv.key.clone(), v)
+                    })
+                    .collect();
+                out.push(ExportedSpan {
+                    name: s.name,
+                    trace_id: hex(&s.trace_id),
+                    parent_id: hex(&s.parent_span_id),
+                    attributes,
+                });
+            }
+        }
+    }
+}
+
+/// Traces: a `traceparent` sent with a REST submission or in MCP `_meta` is kept with
+/// the task, so the run (however much later) and its upstream call join the caller's
+/// trace; the spans reach a real OTLP/HTTP receiver as protobuf, with the task, tool and
+/// attempt as attributes.
+#[tokio::test]
+async fn traces_follow_a_task_from_request_to_upstream_and_back() {
+    let collector = Collector::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "[telemetry]\notlp_endpoint = \"{}\"\nservice_name = \"baton-test\"\n",
+        collector.url
+    );
+    let baton = start_with(
+        dir.path(),
+        &toml,
+        &[("OTEL_BSP_SCHEDULE_DELAY", "100".to_string())],
+    );
+    let api = Api::new(&baton.url);
+    wait_healthy(&api, "test").await;
+
+    // REST: the caller's trace id and span id in a traceparent header.
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+    let r = api
+        .http
+        .post(format!("{}/v1/tasks", api.base))
+        .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
+        .json(&json!({"tool": "test__echo", "arguments": {"text": "traced"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.json::<serde_json::Value>().await.unwrap()["task_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(api.wait_final(&id).await["status"], "completed");
+
+    // MCP: the trace context in `_meta`.
+    let mcp_trace = "0af7651916cd43dd8448eb211c80319c";
+    let mcp = crate::mcp_protocol::Mcp::new(&baton.url);
+    let session = mcp.initialize("2025-11-25", json!({})).await;
+    let a = mcp
+        .legacy(
+            &session,
+            2,
+            "tools/call",
+            json!({
+                "name": "baton__echo",
+                "arguments": {"via": "mcp"},
+                "_meta": {"traceparent": format!("00-{mcp_trace}-b7ad6b7169203331-01")}
+            }),
+        )
+        .await;
+    assert!(a.last()["result"]["content"].is_array(), "{:?}", a.last());
+
+    let mut spans = Vec::new();
+    eventually(
+        "the spans are exported",
+        Duration::from_secs(20),
+        async || {
+            spans = collector.spans();
+            let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+            [
+                "POST /v1/tasks",
+                "claim test__echo",
+                "run test__echo",
+                "test echo",
+                "finish test__echo",
+                "run baton__echo",
+            ]
+            .iter()
+            .all(|n| names.contains(n))
+        },
+    )
+    .await;
+    let named = |name: &str| {
+        spans
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no span {name} in {spans:#?}"))
+            .clone()
+    };
+    let http = named("POST /v1/tasks");
+    assert_eq!(http.trace_id, trace_id);
+    assert_eq!(
+        http.parent_id, caller_span,
+        "the request joins the caller's span"
+    );
+    assert_eq!(http.attributes["http.route"], "/v1/tasks");
+    let run = named("run test__echo");
+    assert_eq!(run.trace_id, trace_id, "the run joins the caller's trace");
+    assert_eq!(run.attributes["task.id"], id);
+    assert_eq!(run.attributes["task.tool"], "test__echo");
+    assert_eq!(run.attributes["task.attempt"], "1");
+    assert_eq!(run.attributes["task.status"], "completed");
+    assert_eq!(named("claim test__echo").trace_id, trace_id);
+    let upstream = named("test echo");
+    assert_eq!(upstream.trace_id, trace_id);
+    assert_eq!(upstream.attributes["server"], "test");
+    assert_eq!(upstream.attributes["outcome"], "ok");
+    let finish = named("finish test__echo");
+    assert_eq!(finish.trace_id, trace_id);
+    assert_eq!(
+        named("run baton__echo").trace_id,
+        mcp_trace,
+        "MCP _meta joins too"
+    );
+    // Nothing of the libraries', and no span of another trace claims this task.
+    assert!(
+        spans
+            .iter()
+            .filter(|s| s.attributes.get("task.id") == Some(&id))
+            .all(|s| s.trace_id == trace_id),
+        "{spans:#?}"
+    );
+}

@@ -56,16 +56,16 @@ const INSERT_TASKS: &str = "WITH s AS MATERIALIZED \
      r AS (SELECT seq, row_number() OVER (ORDER BY seq) AS ord FROM s) \
      INSERT INTO tasks (seq, id, tool, arguments, queue, priority, status, attempt, max_attempts, \
          run_at, timeout_ms, idempotency_key, owner, parent_id, metadata, created_at, updated_at, \
-         workflow_id, step_id, expires_at) \
+         workflow_id, step_id, expires_at, trace_parent) \
      SELECT r.seq, v.id, v.tool, v.arguments::json, v.queue, v.priority, 'pending', 0, \
          v.max_attempts, v.run_at, v.timeout_ms, v.key, v.owner, v.parent_id, v.metadata::json, \
-         v.created_at, v.created_at, v.workflow_id, v.step_id, v.expires_at \
+         v.created_at, v.created_at, v.workflow_id, v.step_id, v.expires_at, v.trace_parent \
      FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::int4[], $7::bigint[], \
                  $8::bigint[], $9::bigint[], $10::text[], $11::text[], $12::uuid[], $13::text[], \
-                 $14::bigint[], $15::text[], $16::text[], $17::bigint[]) \
+                 $14::bigint[], $15::text[], $16::text[], $17::bigint[], $18::text[]) \
           WITH ORDINALITY AS v(id, tool, arguments, queue, priority, max_attempts, run_at, \
                                timeout_ms, key, owner, parent_id, metadata, created_at, \
-                               workflow_id, step_id, expires_at, ord) \
+                               workflow_id, step_id, expires_at, trace_parent, ord) \
      JOIN r ON r.ord = v.ord \
      ORDER BY v.owner, v.key \
      ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
@@ -197,6 +197,7 @@ async fn insert(c: &mut PgConnection, tasks: &[&NewTask]) -> StoreResult<HashMap
     let mut workflows = Vec::with_capacity(n);
     let mut steps = Vec::with_capacity(n);
     let mut expires = Vec::with_capacity(n);
+    let mut traces = Vec::with_capacity(n);
     for t in tasks {
         workflows.push(t.step.as_ref().map(|s| s.workflow_id.as_str()));
         steps.push(t.step.as_ref().map(|s| s.step_id.as_str()));
@@ -214,6 +215,7 @@ async fn insert(c: &mut PgConnection, tasks: &[&NewTask]) -> StoreResult<HashMap
         metadata.push(json_or_null(&t.metadata));
         created.push(t.created_at.as_millis());
         expires.push(t.expires_at.map(|e| e.as_millis()));
+        traces.push(t.trace_parent.as_deref());
     }
     let rows = sqlx::query(INSERT_TASKS)
         .bind(n as i32)
@@ -233,6 +235,7 @@ async fn insert(c: &mut PgConnection, tasks: &[&NewTask]) -> StoreResult<HashMap
         .bind(workflows)
         .bind(steps)
         .bind(expires)
+        .bind(traces)
         .fetch_all(&mut *c)
         .await
         .map_err(db_err)?;

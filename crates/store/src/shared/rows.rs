@@ -21,7 +21,7 @@ macro_rules! task_columns {
          attempt, max_attempts, run_at, timeout_ms, idempotency_key, owner, parent_id, \
          metadata, created_at, started_at, updated_at, completed_at, result, error, \
          cancel_requested, lease_owner, lease_token, lease_expires_at, input_requests, \
-         checkpoint, workflow_id, step_id, expires_at"
+         checkpoint, workflow_id, step_id, expires_at, trace_parent"
     };
 }
 pub(crate) use task_columns;
@@ -202,6 +202,7 @@ pub(crate) fn task_from_row<R: Columns>(r: &R) -> StoreResult<Task> {
         input_requests: r.json("input_requests")?,
         checkpoint: r.json("checkpoint")?,
         expires_at: r.opt_ts("expires_at")?,
+        trace_parent: r.opt_text("trace_parent")?,
     })
 }
 

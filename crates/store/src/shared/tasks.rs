@@ -160,6 +160,7 @@ pub(crate) fn task_from_new(t: &NewTask, seq: i64) -> Task {
         input_requests: None,
         checkpoint: None,
         expires_at: t.expires_at,
+        trace_parent: t.trace_parent.clone(),
     }
 }
 

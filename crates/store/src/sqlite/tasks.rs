@@ -53,7 +53,7 @@ const KEYED_TASKS_JOIN: &str = ") AS k JOIN tasks ON tasks.owner = k.column1 \
 /// Followed by the tasks as `VALUES`, then [`INSERT_TASKS_END`].
 const INSERT_TASKS: &str = "INSERT INTO tasks (id, tool, arguments, queue, priority, status, \
      attempt, max_attempts, run_at, timeout_ms, idempotency_key, owner, parent_id, metadata, \
-     created_at, updated_at, workflow_id, step_id, expires_at) ";
+     created_at, updated_at, workflow_id, step_id, expires_at, trace_parent) ";
 
 const INSERT_TASKS_END: &str = " RETURNING seq, id";
 
@@ -192,7 +192,8 @@ async fn insert(w: &mut Writer, tasks: &[&NewTask]) -> StoreResult<HashMap<TaskI
                 .push_bind(t.created_at.as_millis())
                 .push_bind(t.step.as_ref().map(|s| s.workflow_id.clone()))
                 .push_bind(t.step.as_ref().map(|s| s.step_id.clone()))
-                .push_bind(t.expires_at.map(|e| e.as_millis()));
+                .push_bind(t.expires_at.map(|e| e.as_millis()))
+                .push_bind(t.trace_parent.clone());
         });
         qb.push(INSERT_TASKS_END);
         for row in qb.build().fetch_all(&mut w.conn).await.map_err(db_err)? {

@@ -32,6 +32,7 @@ pub(super) fn new_task(tool: &str, priority: i32, at: Timestamp) -> NewTask {
         metadata: None,
         created_at: at,
         expires_at: None,
+        trace_parent: None,
     }
 }
 
