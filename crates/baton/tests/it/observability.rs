@@ -856,6 +856,32 @@ async fn traces_follow_a_task_from_request_to_upstream_and_back() {
         .await;
     assert!(a.last()["result"]["content"].is_array(), "{:?}", a.last());
 
+    // A workflow: its first step starts in the request, the second later, from the
+    // coordinator; both join the request's trace.
+    let wf_trace = "5b8efff798038103d269b633813fc60c";
+    let r = api
+        .http
+        .post(format!("{}/v1/workflows", api.base))
+        .header("traceparent", format!("00-{wf_trace}-eee19b7ec3c1b174-01"))
+        .json(&json!({"name": "traced", "steps": [
+            {"id": "a", "tool": "test__add", "arguments": {"a": 1, "b": 2}},
+            {"id": "b", "tool": "test__add", "arguments": {"a": 3, "b": 4}, "depends_on": ["a"]}
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let wf = r.json::<serde_json::Value>().await.unwrap()["workflow_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    eventually(
+        "the workflow finishes",
+        Duration::from_secs(30),
+        async || api.get(&format!("/v1/workflows/{wf}")).await.body["status"] == "completed",
+    )
+    .await;
+
     let mut spans = Vec::new();
     eventually(
         "the spans are exported",
@@ -863,19 +889,28 @@ async fn traces_follow_a_task_from_request_to_upstream_and_back() {
         async || {
             spans = collector.spans();
             let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
-            [
-                "POST /v1/tasks",
-                "claim test__echo",
-                "run test__echo",
-                "test echo",
-                "finish test__echo",
-                "run baton__echo",
-            ]
-            .iter()
-            .all(|n| names.contains(n))
+            let steps = names.iter().filter(|n| **n == "run test__add").count();
+            steps == 2
+                && [
+                    "POST /v1/tasks",
+                    "claim test__echo",
+                    "run test__echo",
+                    "test echo",
+                    "finish test__echo",
+                    "run baton__echo",
+                ]
+                .iter()
+                .all(|n| names.contains(n))
         },
     )
     .await;
+    assert!(
+        spans
+            .iter()
+            .filter(|s| s.name == "run test__add")
+            .all(|s| s.trace_id == wf_trace),
+        "every step joins the workflow's trace: {spans:#?}"
+    );
     let named = |name: &str| {
         spans
             .iter()

@@ -132,6 +132,11 @@ impl Engine {
             step_id: step.id.clone(),
         });
         task.idempotency_key = Some(step_key(workflow, &step.id));
+        // Steps started later, by the coordinator, join the trace of the request that
+        // submitted the workflow, which its first steps kept.
+        if task.trace_parent.is_none() {
+            task.trace_parent = tasks.iter().flatten().find_map(|t| t.trace_parent.clone());
+        }
         Ok(task)
     }
 
