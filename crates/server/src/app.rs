@@ -229,6 +229,8 @@ pub struct App {
     config: Config,
     /// `None` for a node without HTTP (`baton mcp` on stdio).
     listener: Option<TcpListener>,
+    /// `[telemetry] metrics_listen`: a listener serving `/metrics` alone.
+    metrics_only: Option<(TcpListener, axum::Router)>,
     tls: Option<Arc<crate::tls::Tls>>,
     router: axum::Router,
     engine: Engine,
@@ -250,7 +252,7 @@ impl App {
     /// the HTTP listener.
     pub async fn build_with(config: Config, mode: Mode) -> Result<App, AppError> {
         let listen = mode == Mode::Serve;
-        if listen {
+        if listen || config.telemetry.metrics_listen.is_some() {
             // Before anything records: the engine and upstreams start counting at once.
             crate::metrics::handle();
         }
@@ -302,6 +304,14 @@ impl App {
             }
             _ => None,
         };
+        let metrics_listener = match config.telemetry.metrics_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| AppError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
         let listener = if listen {
             Some(
                 TcpListener::bind(config.listen)
@@ -346,14 +356,16 @@ impl App {
             config.mcp_settings(),
         );
         mcp.share_state().await?;
+        let state = AppState {
+            engine: engine.clone(),
+            shutdown: shutdown.clone(),
+            upstreams: upstreams.clone(),
+            mcp: mcp.clone(),
+            allow_runtime_commands: config.allow_runtime_commands(),
+        };
+        let metrics_only = metrics_listener.map(|l| (l, crate::metrics::router(state.clone())));
         let router = crate::routes::router(
-            AppState {
-                engine: engine.clone(),
-                shutdown: shutdown.clone(),
-                upstreams: upstreams.clone(),
-                mcp: mcp.clone(),
-                allow_runtime_commands: config.allow_runtime_commands(),
-            },
+            state,
             config.http.max_body_bytes,
             config.http.body_read_timeout,
             config.browser_guard(),
@@ -366,6 +378,7 @@ impl App {
         Ok(App {
             config,
             listener,
+            metrics_only,
             tls,
             router,
             engine,
@@ -415,6 +428,7 @@ impl App {
         let App {
             config,
             listener,
+            metrics_only,
             tls,
             router,
             engine,
@@ -428,6 +442,17 @@ impl App {
         }
         if config.store.is_postgres() {
             tokio::spawn(upstreams.clone().follow_store(shutdown.clone()));
+        }
+        if let Some((listener, router)) = metrics_only {
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                let served = axum::serve(listener, router)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await;
+                if let Err(e) = served {
+                    tracing::warn!(error = %e, "the metrics listener stopped");
+                }
+            });
         }
         let token = shutdown.clone();
         let served = match listener {

@@ -295,6 +295,10 @@ pub struct TelemetryConfig {
     pub otlp_endpoint: Option<String>,
     /// `service.name` of the spans.
     pub service_name: String,
+    /// Serve `GET /metrics`, and nothing else, on this address too (without
+    /// credentials): for `baton worker`, which has no HTTP API, or to scrape a node on a
+    /// port of its own. Unset: only the node's own listener serves `/metrics`.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for TelemetryConfig {
@@ -302,6 +306,7 @@ impl Default for TelemetryConfig {
         TelemetryConfig {
             otlp_endpoint: None,
             service_name: "baton".into(),
+            metrics_listen: None,
         }
     }
 }

@@ -130,3 +130,10 @@ pub async fn scrape(State(s): State<AppState>) -> Result<Response, ApiError> {
     );
     Ok(resp)
 }
+
+/// `GET /metrics` alone (`[telemetry] metrics_listen`), for a process without the API.
+pub fn router(state: AppState) -> axum::Router {
+    axum::Router::new()
+        .route("/metrics", axum::routing::get(scrape))
+        .with_state(state)
+}

@@ -952,3 +952,56 @@ async fn traces_follow_a_task_from_request_to_upstream_and_back() {
         "{spans:#?}"
     );
 }
+
+/// A worker has no API; `[telemetry] metrics_listen` gives it a `/metrics` of its own,
+/// with the runs it did. The store's queue depths read the same from either process.
+#[tokio::test]
+async fn a_worker_serves_its_own_metrics() {
+    let pg = PgSchema::create();
+    let node_dir = tempfile::tempdir().unwrap();
+    let mut env = pg.env();
+    env.push(("BATON_WORKERS__CONCURRENCY", "0".into()));
+    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let node = Baton::start(&node_dir.path().join("data"), &env_ref);
+    let port = crate::common::free_port();
+    let worker_dir = tempfile::tempdir().unwrap();
+    let mut env = pg.env();
+    env.push((
+        "BATON_TELEMETRY__METRICS_LISTEN",
+        format!("127.0.0.1:{port}"),
+    ));
+    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let _worker = Baton::start_worker(&worker_dir.path().join("data"), &env_ref);
+
+    let api = Api::new(&node.url);
+    for i in 0..3 {
+        let id = api
+            .submit(json!({"tool": "baton__echo", "arguments": {"i": i}, "queue": "w"}))
+            .await;
+        assert_eq!(api.wait_final(&id).await["status"], "completed");
+    }
+    let worker = Api::new(&format!("http://127.0.0.1:{port}"));
+    let at_worker = samples(&scrape(&worker).await);
+    let at_node = samples(&scrape(&api).await);
+    let done = [
+        ("tool", "baton__echo"),
+        ("queue", "w"),
+        ("status", "completed"),
+    ];
+    assert_eq!(value(&at_worker, "baton_tasks_finished_total", &done), 3.0);
+    assert_eq!(value(&at_node, "baton_tasks_finished_total", &done), 0.0);
+    assert_eq!(
+        value(
+            &at_node,
+            "baton_tasks_submitted_total",
+            &[("tool", "baton__echo"), ("queue", "w")]
+        ),
+        3.0
+    );
+    let depth = [("queue", "w"), ("status", "completed")];
+    assert_eq!(value(&at_worker, "baton_queue_tasks", &depth), 3.0);
+    assert_eq!(value(&at_node, "baton_queue_tasks", &depth), 3.0);
+    // That listener serves nothing else.
+    let r = worker.get("/v1/tasks").await;
+    assert_eq!(r.status, 404);
+}
