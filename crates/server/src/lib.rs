@@ -11,6 +11,7 @@
 //! - [`openapi`]: the OpenAPI 3.1 document (`GET /openapi.json`), its schemas generated
 //!   from the handlers' types.
 //! - [`metrics`]: `GET /metrics` (Prometheus), the recorder and per-route HTTP timing.
+//! - [`ui`]: the dashboard at `/ui`, embedded: plain JavaScript over the REST API.
 //! - [`listener`]: the accept loop with connection limits and timeouts (slow or idle
 //!   clients cannot hold connections for ever).
 //! - [`guard`]: the browser guard (Host, Origin, JSON bodies) in front of every route, so
@@ -29,6 +30,7 @@ pub mod openapi;
 pub mod rest;
 pub mod routes;
 pub mod tls;
+pub mod ui;
 
 pub use app::App;
 pub use config::Config;

@@ -1005,3 +1005,41 @@ async fn a_worker_serves_its_own_metrics() {
     let r = worker.get("/v1/tasks").await;
     assert_eq!(r.status, 404);
 }
+
+/// The dashboard in a real browser (Debian's chromium through chromium-driver, driven by
+/// `test-support/python/ui_check.py`): overview, a tool run from the playground and
+/// followed live to its end, a cancel from the task page, the task list and its filter,
+/// keyboard navigation, a 390 px screen.
+async fn the_dashboard_works_in_a_real_browser(env: &[(&str, String)]) {
+    let dir = tempfile::tempdir().unwrap();
+    let baton = start(dir.path(), env);
+    wait_healthy(&Api::new(&baton.url), "test").await;
+    let url = baton.url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(repo_root().join("test-support/python/.venv/bin/python"))
+            .arg(repo_root().join("test-support/python/ui_check.py"))
+            .arg(&url)
+            .output()
+            .expect("the test Python (scripts/test-env) runs ui_check.py")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "ui_check.py failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("every check passed"));
+}
+
+#[tokio::test]
+async fn the_dashboard_works_in_a_real_browser_on_sqlite() {
+    the_dashboard_works_in_a_real_browser(&[]).await;
+}
+
+#[tokio::test]
+async fn the_dashboard_works_in_a_real_browser_on_postgres() {
+    let pg = PgSchema::create();
+    the_dashboard_works_in_a_real_browser(&pg.env()).await;
+}

@@ -58,6 +58,8 @@ pub fn rule_for(method: &Method, path: &str) -> Option<Rule> {
     let r = match (m, segs.as_slice()) {
         ("GET" | "HEAD", ["healthz" | "readyz" | "openapi.json" | ""]) => PUBLIC,
         ("GET" | "HEAD", [".well-known", "oauth-protected-resource", ..]) => PUBLIC,
+        // The dashboard's files hold no data; what the page reads needs credentials.
+        ("GET" | "HEAD", ["ui"] | ["ui", "" | "app.js" | "app.css"]) => PUBLIC,
         (_, ["mcp"]) => Rule {
             action: "mcp",
             scope: None,

@@ -1,0 +1,358 @@
+// Baton's dashboard: a thin client of the node's public REST API (and its SSE streams).
+// No framework, no build step, nothing fetched from elsewhere. Text from the API is only
+// ever set as text, never as markup.
+
+const main = document.getElementById("main");
+const KEY = "baton-key";
+let stopPage = () => {};
+
+// ---- DOM ---------------------------------------------------------------------------
+
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "class") el.className = v;
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) {
+    if (c === undefined || c === null || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+function show(...nodes) {
+  main.replaceChildren(...nodes);
+}
+
+const statusEl = (s) => h("span", { class: `status ${s}`, "data-status": s }, s);
+const fmtTime = (t) => (t ? new Date(t).toLocaleTimeString() : "–");
+const fmtMs = (ms) => (ms === null || ms === undefined ? "–" : ms < 1000 ? `${ms.toFixed(0)} ms` : `${(ms / 1000).toFixed(2)} s`);
+const pct = (x) => (x === null || x === undefined ? "–" : `${(x * 100).toFixed(1)}%`);
+const usd = (x) => `$${(x || 0).toFixed(4)}`;
+
+// ---- API -----------------------------------------------------------------------------
+
+class NeedKey extends Error {}
+
+function headers(json) {
+  const hd = {};
+  const key = sessionStorage.getItem(KEY);
+  if (key) hd.authorization = `Bearer ${key}`;
+  if (json) hd["content-type"] = "application/json";
+  return hd;
+}
+
+async function api(path, opts = {}) {
+  const resp = await fetch(path, {
+    method: opts.method || "GET",
+    headers: headers(opts.body !== undefined),
+    body: opts.body !== undefined ? JSON.stringify(opts.body) : undefined,
+  });
+  if (resp.status === 401) throw new NeedKey();
+  const body = await resp.json().catch(() => ({}));
+  if (!resp.ok) throw new Error(body?.error?.message || `${resp.status} ${resp.statusText}`);
+  return body;
+}
+
+// Follows an SSE stream with fetch (EventSource cannot send a key). Calls on(event, data)
+// for each event; resolves when the stream ends or `signal` aborts.
+async function follow(path, on, signal) {
+  const resp = await fetch(path, { headers: headers(false), signal });
+  if (resp.status === 401) throw new NeedKey();
+  if (!resp.ok || !resp.body) throw new Error(`${resp.status} ${resp.statusText}`);
+  const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buf += value;
+    let end;
+    while ((end = buf.indexOf("\n\n")) >= 0) {
+      const block = buf.slice(0, end);
+      buf = buf.slice(end + 2);
+      let event = "message";
+      const data = [];
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event:")) event = line.slice(6).trim();
+        else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+      }
+      if (data.length) {
+        try { on(event, JSON.parse(data.join("\n"))); } catch { /* keep-alive or text */ }
+      }
+    }
+  }
+}
+
+function askForKey(retry) {
+  show(
+    h("h1", {}, "This node asks for an API key"),
+    h("form", {
+      onsubmit: (e) => {
+        e.preventDefault();
+        sessionStorage.setItem(KEY, e.target.key.value.trim());
+        retry();
+      },
+    },
+      h("label", { for: "key" }, "API key"),
+      h("input", { id: "key", name: "key", type: "password", autocomplete: "off", required: true }),
+      h("p", { class: "muted" }, "Kept in this tab only (sessionStorage), sent as a bearer token."),
+      h("button", { type: "submit" }, "Use key")),
+  );
+  document.getElementById("key").focus();
+}
+
+// ---- Pages ---------------------------------------------------------------------------
+
+function chart(series) {
+  const w = 600, hgt = 120, pad = 4;
+  const done = series.map((p) => p.completed + p.failed + p.cancelled);
+  const max = Math.max(1, ...done);
+  const x = (i) => pad + (i * (w - 2 * pad)) / Math.max(1, series.length - 1);
+  const y = (v) => hgt - pad - (v * (hgt - 2 * pad)) / max;
+  const line = (vals) => vals.map((v, i) => `${i ? "L" : "M"}${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(" ");
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("viewBox", `0 0 ${w} ${hgt}`);
+  svg.setAttribute("class", "chart");
+  svg.setAttribute("preserveAspectRatio", "none");
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", "Tasks finished per bucket: completed and failed");
+  for (const [vals, color] of [[series.map((p) => p.completed), "#1a7f37"], [series.map((p) => p.failed), "#c62828"]]) {
+    const path = document.createElementNS("http://www.w3.org/2000/svg", "path");
+    path.setAttribute("d", line(vals));
+    path.setAttribute("fill", "none");
+    path.setAttribute("stroke", color);
+    path.setAttribute("stroke-width", "2");
+    path.setAttribute("vector-effect", "non-scaling-stroke");
+    svg.append(path);
+  }
+  return svg;
+}
+
+async function overview() {
+  const [a, queues, servers, failures] = await Promise.all([
+    api("/v1/analytics?since=1h&group_by=tool&bucket_seconds=60"),
+    api("/v1/queues"),
+    api("/v1/servers"),
+    api("/v1/tasks?status=failed&limit=10"),
+  ]);
+  const t = a.totals;
+  const finished = (t.counts.completed || 0) + (t.counts.failed || 0) + (t.counts.cancelled || 0);
+  show(
+    h("h1", {}, "Overview"),
+    h("div", { class: "grid stats" },
+      h("div", { class: "card" }, h("h2", {}, "Tasks, last hour"), h("div", { class: "stat", id: "total" }, t.total), h("div", { class: "muted" }, `${finished} finished, ${queues.active_tasks} active`)),
+      h("div", { class: "card" }, h("h2", {}, "Success rate"), h("div", { class: "stat" }, pct(t.success_rate)), h("div", { class: "muted" }, `${t.retries} retries`)),
+      h("div", { class: "card" }, h("h2", {}, "Wait p95 / run p95"), h("div", { class: "stat" }, `${fmtMs(t.wait_ms?.p95)} / ${fmtMs(t.run_ms?.p95)}`)),
+      h("div", { class: "card" }, h("h2", {}, "Cost, last hour"), h("div", { class: "stat" }, usd(t.cost_usd)))),
+    h("div", { class: "card" }, h("h2", {}, "Finished per minute (completed, failed)"), chart(t.series)),
+    h("div", { class: "grid" },
+      h("div", { class: "card scroll" }, h("h2", {}, "By tool"),
+        h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Tool"), h("th", {}, "Tasks"), h("th", {}, "Success"), h("th", {}, "p95 run"), h("th", {}, "Cost"))),
+          h("tbody", {}, a.groups.map((g) => h("tr", {}, h("td", {}, g.key), h("td", {}, g.total), h("td", {}, pct(g.success_rate)), h("td", {}, fmtMs(g.run_ms?.p95)), h("td", {}, usd(g.cost_usd))))))),
+      h("div", { class: "card scroll" }, h("h2", {}, "Queues"),
+        h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Queue"), h("th", {}, "Pending"), h("th", {}, "Running"), h("th", {}, "Paused"))),
+          h("tbody", {}, queues.queues.map((q) => h("tr", {}, h("td", {}, q.name), h("td", {}, q.counts.pending), h("td", {}, q.counts.running), h("td", {}, q.paused ? "yes" : "no")))))),
+      h("div", { class: "card scroll" }, h("h2", {}, "MCP servers"),
+        h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Server"), h("th", {}, "State"), h("th", {}, "Tools"), h("th", {}, "Latency"))),
+          h("tbody", {}, (servers.servers || []).map((s) => h("tr", {}, h("td", {}, s.name), h("td", {}, s.state), h("td", {}, s.tool_count), h("td", {}, fmtMs(s.latency_ms)))))))),
+    h("div", { class: "card scroll" }, h("h2", {}, "Recent failures"),
+      failures.tasks.length
+        ? h("table", {}, h("tbody", {}, failures.tasks.map((f) => h("tr", {}, h("td", {}, h("a", { href: `#/tasks/${f.task_id}` }, f.tool)), h("td", { class: "wrap" }, f.error?.message || ""), h("td", {}, fmtTime(f.completed_at))))))
+        : h("p", { class: "muted" }, "None.")),
+  );
+  const timer = setTimeout(route, 10000);
+  return () => clearTimeout(timer);
+}
+
+async function tasks(params) {
+  const status = params.get("status") || "";
+  const tool = params.get("tool") || "";
+  const q = new URLSearchParams({ limit: "100" });
+  if (status) q.set("status", status);
+  if (tool) q.set("tool", tool);
+  const page = await api(`/v1/tasks?${q}`);
+  const filter = (e) => {
+    e.preventDefault();
+    const f = new URLSearchParams();
+    if (e.target.status.value) f.set("status", e.target.status.value);
+    if (e.target.tool.value) f.set("tool", e.target.tool.value);
+    location.hash = `#/tasks?${f}`;
+  };
+  show(
+    h("h1", {}, "Tasks"),
+    h("form", { class: "filters", onsubmit: filter },
+      h("div", {}, h("label", { for: "f-status" }, "Status"),
+        h("select", { id: "f-status", name: "status" }, ["", "pending", "running", "input_required", "completed", "failed", "cancelled"].map((s) => h("option", { value: s, selected: s === status }, s || "any")))),
+      h("div", {}, h("label", { for: "f-tool" }, "Tool"), h("input", { id: "f-tool", name: "tool", value: tool, placeholder: "server__tool" })),
+      h("div", {}, h("label", { "aria-hidden": "true" }, "\u00a0"), h("button", { type: "submit" }, "Filter"))),
+    h("div", { class: "card scroll" },
+      h("table", { id: "task-table" },
+        h("thead", {}, h("tr", {}, h("th", {}, "Task"), h("th", {}, "Tool"), h("th", {}, "Queue"), h("th", {}, "Status"), h("th", {}, "Progress"), h("th", {}, "Created"))),
+        h("tbody", {}, page.tasks.map((t) => h("tr", {},
+          h("td", {}, h("a", { href: `#/tasks/${t.task_id}`, title: t.task_id }, `…${t.task_id.slice(-12)}`)),
+          h("td", {}, t.tool), h("td", {}, t.queue), h("td", {}, statusEl(t.status)),
+          h("td", {}, t.progress === null || t.progress === undefined ? "" : pct(t.progress)),
+          h("td", {}, fmtTime(t.created_at))))))),
+  );
+  // Live: the list is read again every two seconds while it is shown.
+  const timer = setTimeout(route, 2000);
+  return () => clearTimeout(timer);
+}
+
+async function task(id) {
+  const t = await api(`/v1/tasks/${id}`);
+  const status = h("span", { id: "task-status" }, statusEl(t.status));
+  const bar = h("div", { style: `width:${((t.progress || 0) * 100).toFixed(0)}%` });
+  const message = h("span", { id: "task-message", class: "muted" }, t.progress_message || "");
+  const timeline = h("tbody", {});
+  const logs = h("div", { class: "log", id: "task-logs", "aria-live": "polite" });
+  const result = h("pre", { id: "task-result" }, t.result ? JSON.stringify(t.result, null, 2) : t.error ? JSON.stringify(t.error, null, 2) : "—");
+  const err = h("p", { class: "error", role: "alert" });
+  const act = async (method, path) => {
+    try { await api(path, { method }); } catch (e) { err.textContent = e.message; }
+  };
+  const cancelBtn = h("button", { class: "danger", id: "cancel", onclick: () => act("DELETE", `/v1/tasks/${id}`) }, "Cancel");
+  const retryBtn = h("button", { class: "secondary", id: "retry", onclick: async () => { await act("POST", `/v1/tasks/${id}/retry`); route(); } }, "Retry");
+  const final = (s) => ["completed", "failed", "cancelled"].includes(s);
+  const setStatus = (s) => {
+    status.replaceChildren(statusEl(s));
+    cancelBtn.disabled = final(s);
+    retryBtn.disabled = !(s === "failed" || s === "cancelled");
+  };
+  setStatus(t.status);
+  const lineage = [];
+  if (t.parent_id) lineage.push(h("a", { href: `#/tasks/${t.parent_id}` }, `parent …${t.parent_id.slice(-12)}`));
+  for (const c of t.children || []) lineage.push(h("a", { href: `#/tasks/${c}` }, ` child …${c.slice(-12)}`));
+  show(
+    h("h1", {}, t.tool, " ", status),
+    h("div", { class: "card" },
+      h("div", { class: "bar", role: "progressbar", "aria-label": "Progress" }, bar),
+      h("p", {}, message),
+      h("div", { class: "actions" }, cancelBtn, retryBtn), err,
+      h("p", { class: "muted" }, `Task ${t.task_id} · queue ${t.queue} · attempt ${t.attempt} of ${t.max_attempts}`, t.workflow_id ? ` · workflow ${t.workflow_id}` : ""),
+      lineage.length ? h("p", {}, lineage) : null),
+    h("div", { class: "grid" },
+      h("div", { class: "card scroll" }, h("h2", {}, "Timeline"), h("table", {}, timeline)),
+      h("div", { class: "card" }, h("h2", {}, "Logs"), logs)),
+    h("div", { class: "grid" },
+      h("div", { class: "card" }, h("h2", {}, "Arguments"), h("pre", {}, JSON.stringify(t.arguments, null, 2))),
+      h("div", { class: "card" }, h("h2", {}, "Result"), result)),
+  );
+  const controller = new AbortController();
+  follow(`/v1/tasks/${id}/events`, (event, data) => {
+    if (event === "log") {
+      const text = typeof data.data === "string" ? data.data : JSON.stringify(data.data);
+      logs.append(h("div", { class: `level-${data.level}` }, `${fmtTime(data.at)} ${data.level} ${data.logger ? `[${data.logger}] ` : ""}${text}`));
+      return;
+    }
+    timeline.append(h("tr", {}, h("td", {}, fmtTime(data.at)), h("td", {}, event), h("td", {}, data.progress === null || data.progress === undefined ? "" : pct(data.progress)), h("td", { class: "wrap" }, data.message || "")));
+    if (data.progress !== null && data.progress !== undefined) bar.style.width = `${(data.progress * 100).toFixed(0)}%`;
+    if (data.message) message.textContent = data.message;
+    if (data.status) setStatus(data.status);
+    if (final(data.status) && !data.message) message.textContent = "";
+    if (data.result) result.textContent = JSON.stringify(data.result, null, 2);
+    else if (data.error) result.textContent = JSON.stringify(data.error, null, 2);
+  }, controller.signal).catch((e) => {
+    if (e.name !== "AbortError") err.textContent = `Live updates stopped: ${e.message}`;
+  });
+  return () => controller.abort();
+}
+
+function field(name, schema, required) {
+  const id = `arg-${name}`;
+  const type = Array.isArray(schema.type) ? schema.type.find((x) => x !== "null") : schema.type;
+  let input;
+  if (type === "boolean") input = h("input", { id, name, type: "checkbox", "data-type": "boolean" });
+  else if (type === "integer" || type === "number") input = h("input", { id, name, type: "number", step: type === "integer" ? "1" : "any", "data-type": "number", required });
+  else if (type === "string" && Array.isArray(schema.enum)) input = h("select", { id, name, "data-type": "string", required }, schema.enum.map((v) => h("option", { value: v }, v)));
+  else if (type === "string") input = h("input", { id, name, "data-type": "string", required });
+  else input = h("textarea", { id, name, "data-type": "json", placeholder: "JSON", required });
+  return h("div", {}, h("label", { for: id }, name, required ? " *" : ""), schema.description ? h("div", { class: "muted" }, schema.description) : null, input);
+}
+
+async function playground(params) {
+  const { tools } = await api("/v1/tools");
+  const chosen = params.get("tool") || (tools[0] && tools[0].name) || "";
+  const tool = tools.find((t) => t.name === chosen);
+  const schema = tool?.input_schema || {};
+  const props = schema.properties || {};
+  const required = new Set(schema.required || []);
+  const err = h("p", { class: "error", role: "alert" });
+  const generic = Object.keys(props).length === 0;
+  const run = async (e) => {
+    e.preventDefault();
+    err.textContent = "";
+    let args = {};
+    try {
+      if (generic) {
+        const raw = e.target.elements.arguments.value.trim();
+        args = raw ? JSON.parse(raw) : {};
+      } else {
+        for (const el of e.target.querySelectorAll("[data-type]")) {
+          const kind = el.dataset.type;
+          if (kind === "boolean") { if (el.checked) args[el.name] = true; continue; }
+          if (el.value === "") continue;
+          args[el.name] = kind === "number" ? Number(el.value) : kind === "json" ? JSON.parse(el.value) : el.value;
+        }
+      }
+    } catch (x) {
+      err.textContent = `Arguments: ${x.message}`;
+      return;
+    }
+    try {
+      const t = await api("/v1/tasks", { method: "POST", body: { tool: chosen, arguments: args } });
+      location.hash = `#/tasks/${t.task_id}`;
+    } catch (x) {
+      err.textContent = x.message;
+    }
+  };
+  show(
+    h("h1", {}, "Playground"),
+    h("div", { class: "card" },
+      h("label", { for: "tool" }, "Tool"),
+      h("select", { id: "tool", onchange: (e) => { location.hash = `#/playground?tool=${encodeURIComponent(e.target.value)}`; } },
+        tools.map((t) => h("option", { value: t.name, selected: t.name === chosen }, t.name))),
+      tool?.description ? h("p", { class: "muted" }, tool.description) : null,
+      h("form", { id: "run-form", onsubmit: run },
+        generic
+          ? h("div", {}, h("label", { for: "arguments" }, "Arguments (JSON object)"), h("textarea", { id: "arguments", name: "arguments", placeholder: "{}" }))
+          : Object.entries(props).map(([n, s]) => field(n, s, required.has(n))),
+        h("div", { class: "actions" }, h("button", { type: "submit", id: "run" }, "Run")), err)),
+  );
+  return () => {};
+}
+
+// ---- Router --------------------------------------------------------------------------
+
+async function route() {
+  stopPage();
+  stopPage = () => {};
+  const [path, query] = location.hash.replace(/^#/, "").split("?");
+  const params = new URLSearchParams(query || "");
+  const parts = (path || "/").split("/").filter(Boolean);
+  const page = parts[0] || "overview";
+  for (const a of document.querySelectorAll("nav a")) {
+    if (a.dataset.page === page) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+  }
+  document.getElementById("signout").hidden = !sessionStorage.getItem(KEY);
+  try {
+    if (page === "tasks" && parts[1]) stopPage = await task(parts[1]);
+    else if (page === "tasks") stopPage = await tasks(params);
+    else if (page === "playground") stopPage = await playground(params);
+    else stopPage = await overview();
+  } catch (e) {
+    if (e instanceof NeedKey) askForKey(route);
+    else show(h("h1", {}, "Something went wrong"), h("p", { class: "error", role: "alert" }, e.message));
+  }
+}
+
+document.getElementById("signout").addEventListener("click", () => {
+  sessionStorage.removeItem(KEY);
+  route();
+});
+window.addEventListener("hashchange", route);
+route();

@@ -1,0 +1,130 @@
+"""Drives Baton's dashboard in a real browser (Debian's chromium, through chromium-driver).
+
+    ui_check.py URL [SCREENSHOT_DIR]
+
+Against a running node at URL: the overview loads; the playground runs a tool and lands
+on its task page, which follows the task live (progress, logs, completion) without a
+reload; a running task is cancelled from its page; the task list shows both; the pages
+fit a 390 px wide screen and the navigation is reachable by keyboard. With a screenshot
+directory, a PNG of each page is saved there. Exits non-zero, saying what failed.
+"""
+
+import os
+import sys
+import time
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+url = sys.argv[1].rstrip("/")
+shots = sys.argv[2] if len(sys.argv) > 2 else None
+
+options = webdriver.ChromeOptions()
+options.binary_location = "/usr/bin/chromium"
+for arg in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"]:
+    options.add_argument(arg)
+driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+wait = WebDriverWait(driver, 30)
+
+
+def shot(name):
+    if shots:
+        os.makedirs(shots, exist_ok=True)
+        driver.save_screenshot(os.path.join(shots, f"{name}.png"))
+
+
+def heading(text):
+    wait.until(EC.text_to_be_present_in_element((By.TAG_NAME, "h1"), text))
+
+
+def status_is(value):
+    wait.until(lambda d: d.find_element(By.ID, "task-status").text.strip() == value)
+
+
+def fits():
+    width, inner = driver.execute_script(
+        "return [document.documentElement.scrollWidth, window.innerWidth]"
+    )
+    assert width <= inner + 1, f"the page is {width} px wide in a {inner} px window"
+
+
+def run(tool, fields):
+    driver.get(f"{url}/ui/#/playground?tool={tool}")
+    heading("Playground")
+    wait.until(EC.presence_of_element_located((By.ID, "run-form")))
+    for name, value in fields.items():
+        el = wait.until(EC.presence_of_element_located((By.ID, f"arg-{name}")))
+        el.clear()
+        el.send_keys(str(value))
+    driver.find_element(By.ID, "run").click()
+    wait.until(lambda d: d.execute_script("return location.hash").startswith("#/tasks/"))
+    wait.until(EC.presence_of_element_located((By.ID, "task-status")))
+    return driver.execute_script("return location.hash").split("/")[-1]
+
+
+try:
+    driver.set_window_size(1280, 900)
+    driver.get(f"{url}/ui/")
+    heading("Overview")
+    wait.until(EC.presence_of_element_located((By.ID, "total")))
+    fits()
+    shot("overview")
+
+    # Run a tool from the playground and watch it: the page is never reloaded.
+    slow = run("baton__sleep", {"ms": 2500, "steps": 5})
+    driver.execute_script("window.__sameDocument = true")
+    wait.until(lambda d: "step" in d.find_element(By.ID, "task-message").text)
+    shot("task-running")
+    status_is("completed")
+    assert driver.execute_script("return window.__sameDocument === true"), "the page was reloaded"
+    logs = driver.find_element(By.ID, "task-logs").text
+    assert "sleeping 2500 ms in 5 steps" in logs, f"logs: {logs!r}"
+    assert "awake" in logs, f"logs: {logs!r}"
+    assert '"slept_ms": 2500' in driver.find_element(By.ID, "task-result").text
+    shot("task")
+
+    # Cancel a running task from its page.
+    long = run("baton__sleep", {"ms": 60000, "steps": 60})
+    status_is("running")
+    driver.find_element(By.ID, "cancel").click()
+    status_is("cancelled")
+    assert not driver.find_element(By.ID, "cancel").is_enabled()
+
+    # Both appear in the list, and the filter narrows it.
+    driver.get(f"{url}/ui/#/tasks")
+    heading("Tasks")
+    wait.until(EC.text_to_be_present_in_element((By.ID, "task-table"), slow[-12:]))
+    assert long[-12:] in driver.find_element(By.ID, "task-table").text
+    shot("tasks")
+    driver.get(f"{url}/ui/#/tasks?status=cancelled")
+    wait.until(EC.text_to_be_present_in_element((By.ID, "task-table"), long[-12:]))
+    assert slow[-12:] not in driver.find_element(By.ID, "task-table").text
+
+    # By keyboard: Tab reaches the navigation, Enter follows a link.
+    driver.get(f"{url}/ui/#/")
+    heading("Overview")
+    # From the first focusable element (the brand link), Tab walks the navigation.
+    driver.execute_script("document.querySelector('.brand').focus()")
+    for _ in range(2):
+        ActionChains(driver).send_keys(Keys.TAB).perform()
+    focused = driver.switch_to.active_element
+    assert focused.get_attribute("data-page") == "tasks", focused.get_attribute("outerHTML")
+    ActionChains(driver).send_keys(Keys.ENTER).perform()
+    heading("Tasks")
+
+    # A phone-sized screen.
+    driver.set_window_size(390, 844)
+    for page, title in [("#/", "Overview"), ("#/tasks", "Tasks"), (f"#/tasks/{slow}", "baton__sleep"), ("#/playground", "Playground")]:
+        driver.get(f"{url}/ui/{page}")
+        heading(title)
+        time.sleep(0.3)
+        fits()
+    shot("playground-narrow")
+    print("ui_check: every check passed")
+finally:
+    driver.quit()
