@@ -6,7 +6,9 @@ Against a running node at URL: the overview loads; the playground runs a tool an
 on its task page, which follows the task live (progress, logs, completion) without a
 reload; a running task is cancelled from its page; the task list shows both; the pages
 fit a 390 px wide screen and the navigation is reachable by keyboard. With a screenshot
-directory, a PNG of each page is saved there. Exits non-zero, saying what failed.
+directory, a PNG of each page is saved there. With `UI_KEY` set, the node asks for
+credentials: the page must ask for a key, refuse a wrong one and work with this one.
+Exits non-zero, saying what failed.
 """
 
 import os
@@ -67,9 +69,26 @@ def run(tool, fields):
     return driver.execute_script("return location.hash").split("/")[-1]
 
 
+key = os.environ.get("UI_KEY")
+
 try:
     driver.set_window_size(1280, 900)
     driver.get(f"{url}/ui/")
+    if key:
+        # A node that asks for credentials: the page asks for a key; a wrong one is
+        # asked for again, the right one kept for the tab (every later page uses it).
+        heading("asks for an API key")
+        field_ = wait.until(EC.presence_of_element_located((By.ID, "key")))
+        field_.send_keys("bk_wrong")
+        field_.send_keys(Keys.ENTER)
+        time.sleep(0.5)
+        heading("asks for an API key")
+        field_ = wait.until(EC.presence_of_element_located((By.ID, "key")))
+        field_.clear()
+        field_.send_keys(key)
+        field_.send_keys(Keys.ENTER)
+        assert driver.execute_script("return sessionStorage.getItem('baton-key')") == key
+        assert not driver.execute_script("return document.cookie"), "no cookies"
     heading("Overview")
     wait.until(EC.presence_of_element_located((By.ID, "total")))
     fits()

@@ -1014,12 +1014,20 @@ async fn the_dashboard_works_in_a_real_browser(env: &[(&str, String)]) {
     let dir = tempfile::tempdir().unwrap();
     let baton = start(dir.path(), env);
     wait_healthy(&Api::new(&baton.url), "test").await;
-    let url = baton.url.clone();
+    run_ui_check(&baton.url, None).await;
+}
+
+async fn run_ui_check(url: &str, key: Option<String>) {
+    let url = url.to_string();
     let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(repo_root().join("test-support/python/.venv/bin/python"))
-            .arg(repo_root().join("test-support/python/ui_check.py"))
-            .arg(&url)
-            .output()
+        let mut cmd =
+            std::process::Command::new(repo_root().join("test-support/python/.venv/bin/python"));
+        cmd.arg(repo_root().join("test-support/python/ui_check.py"))
+            .arg(&url);
+        if let Some(k) = key {
+            cmd.env("UI_KEY", k);
+        }
+        cmd.output()
             .expect("the test Python (scripts/test-env) runs ui_check.py")
     })
     .await
@@ -1042,4 +1050,36 @@ async fn the_dashboard_works_in_a_real_browser_on_sqlite() {
 async fn the_dashboard_works_in_a_real_browser_on_postgres() {
     let pg = PgSchema::create();
     the_dashboard_works_in_a_real_browser(&pg.env()).await;
+}
+
+/// On a node that asks for credentials, the dashboard asks for a key, refuses a wrong
+/// one, and works with a key that has only the tasks scopes.
+#[tokio::test]
+async fn the_dashboard_asks_for_a_key_when_the_node_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let made = crate::common::cli(
+        "http://127.0.0.1:9",
+        &[
+            "keys",
+            "create",
+            "--name",
+            "dashboard",
+            "--principal",
+            "team-a",
+            "--scopes",
+            "tasks:read,tasks:write",
+            "--data-dir",
+            &data.to_string_lossy(),
+        ],
+    );
+    assert!(made.status.success(), "{made:?}");
+    let key = String::from_utf8_lossy(&made.stdout)
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_string();
+    let baton = Baton::start(&data, &[("BATON_AUTH__REQUIRED", "true")]);
+    run_ui_check(&baton.url, Some(key)).await;
 }
