@@ -124,6 +124,38 @@ try:
     wait.until(EC.text_to_be_present_in_element((By.ID, "task-table"), long[-12:]))
     assert slow[-12:] not in driver.find_element(By.ID, "task-table").text
 
+    # A workflow (a diamond of sleeps), followed live on its page: the DAG fills in.
+    import json
+    import urllib.request
+    req = urllib.request.Request(
+        f"{url}/v1/workflows",
+        data=json.dumps({"name": "diamond", "steps": [
+            {"id": "start", "tool": "baton__sleep", "arguments": {"ms": 600}},
+            {"id": "left", "tool": "baton__sleep", "arguments": {"ms": 600}, "depends_on": ["start"]},
+            {"id": "right", "tool": "baton__sleep", "arguments": {"ms": 300}, "depends_on": ["start"]},
+            {"id": "join", "tool": "baton__echo", "depends_on": ["left", "right"]},
+        ]}).encode(),
+        headers={"content-type": "application/json", **({"authorization": f"Bearer {key}"} if key else {})},
+        method="POST",
+    )
+    wf = json.load(urllib.request.urlopen(req))["workflow_id"]
+    driver.get(f"{url}/ui/#/workflows")
+    heading("Workflows")
+    wait.until(EC.text_to_be_present_in_element((By.ID, "workflow-table"), wf[-12:]))
+    driver.get(f"{url}/ui/#/workflows/{wf}")
+    heading("diamond")
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#dag g[data-step]")) == 4)
+    wait.until(lambda d: d.find_element(By.ID, "workflow-status").text.strip() == "completed")
+    states = [g.get_attribute("data-state") for g in driver.find_elements(By.CSS_SELECTOR, "#dag g[data-step]")]
+    assert states == ["completed"] * 4, states
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#gantt .gantt-row")) == 4
+    widths = [b.size["width"] for b in driver.find_elements(By.CSS_SELECTOR, "#gantt .gantt-bar")]
+    assert all(w > 0 for w in widths), f"gantt bars: {widths}"
+    # Nothing the page did was refused by its content security policy.
+    refused = [e for e in driver.get_log("browser") if "Content Security Policy" in e.get("message", "")]
+    assert not refused, refused
+    shot("workflow")
+
     # By keyboard: Tab reaches the navigation, Enter follows a link.
     driver.get(f"{url}/ui/#/")
     heading("Overview")
@@ -138,7 +170,7 @@ try:
 
     # A phone-sized screen.
     driver.set_window_size(390, 844)
-    for page, title in [("#/", "Overview"), ("#/tasks", "Tasks"), (f"#/tasks/{slow}", "baton__sleep"), ("#/playground", "Playground")]:
+    for page, title in [("#/", "Overview"), ("#/tasks", "Tasks"), (f"#/tasks/{slow}", "baton__sleep"), ("#/workflows", "Workflows"), ("#/playground", "Playground")]:
         driver.get(f"{url}/ui/{page}")
         heading(title)
         time.sleep(0.3)

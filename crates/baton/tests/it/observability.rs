@@ -1053,7 +1053,7 @@ async fn the_dashboard_works_in_a_real_browser_on_postgres() {
 }
 
 /// On a node that asks for credentials, the dashboard asks for a key, refuses a wrong
-/// one, and works with a key that has only the tasks scopes.
+/// one, and works with a key that has only the task and workflow scopes.
 #[tokio::test]
 async fn the_dashboard_asks_for_a_key_when_the_node_does() {
     let dir = tempfile::tempdir().unwrap();
@@ -1068,7 +1068,7 @@ async fn the_dashboard_asks_for_a_key_when_the_node_does() {
             "--principal",
             "team-a",
             "--scopes",
-            "tasks:read,tasks:write",
+            "tasks:read,tasks:write,workflows:read,workflows:write",
             "--data-dir",
             &data.to_string_lossy(),
         ],

@@ -14,6 +14,8 @@ function h(tag, attrs = {}, ...children) {
     if (v === undefined || v === null || v === false) continue;
     if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
     else if (k === "class") el.className = v;
+    // Through the CSSOM: the page's CSP refuses style attributes.
+    else if (k === "style") el.style.cssText = v;
     else el.setAttribute(k, v === true ? "" : v);
   }
   for (const c of children.flat()) {
@@ -261,6 +263,120 @@ async function task(id) {
   return () => controller.abort();
 }
 
+async function workflows() {
+  const page = await api("/v1/workflows?limit=100");
+  show(
+    h("h1", {}, "Workflows"),
+    h("div", { class: "card scroll" },
+      page.workflows.length
+        ? h("table", { id: "workflow-table" },
+          h("thead", {}, h("tr", {}, h("th", {}, "Workflow"), h("th", {}, "Name"), h("th", {}, "Status"), h("th", {}, "Steps"), h("th", {}, "Created"))),
+          h("tbody", {}, page.workflows.map((w) => h("tr", {},
+            h("td", {}, h("a", { href: `#/workflows/${w.workflow_id}`, title: w.workflow_id }, `…${w.workflow_id.slice(-12)}`)),
+            h("td", {}, w.name), h("td", {}, statusEl(w.status)),
+            h("td", {}, `${w.progress.steps_finished} / ${w.progress.steps_total}`),
+            h("td", {}, fmtTime(w.created_at))))))
+        : h("p", { class: "muted" }, "No workflows yet. Submit one with POST /v1/workflows or `baton workflow run`.")),
+  );
+  const timer = setTimeout(route, 2000);
+  return () => clearTimeout(timer);
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+function svgEl(tag, attrs, text) {
+  const el = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
+  if (text !== undefined) el.textContent = text;
+  return el;
+}
+
+// The DAG in layers (a step one column right of its deepest dependency), each step a box
+// coloured by state, the critical path's edges drawn heavier.
+function dagSvg(dag, steps) {
+  const state = Object.fromEntries(steps.map((s) => [s.step_id, s.state]));
+  const deps = {};
+  for (const e of dag.edges) (deps[e.to] ||= []).push(e.from);
+  const depth = {};
+  const depthOf = (id, seen = new Set()) => {
+    if (depth[id] !== undefined) return depth[id];
+    if (seen.has(id)) return 0;
+    seen.add(id);
+    depth[id] = Math.max(-1, ...(deps[id] || []).map((d) => depthOf(d, seen))) + 1;
+    return depth[id];
+  };
+  for (const n of dag.nodes) depthOf(n.id);
+  const columns = [];
+  for (const n of dag.nodes) (columns[depth[n.id]] ||= []).push(n);
+  const W = 150, H = 44, GX = 50, GY = 16;
+  const pos = {};
+  columns.forEach((col, c) => col.forEach((n, r) => { pos[n.id] = { x: c * (W + GX) + 4, y: r * (H + GY) + 4 }; }));
+  const width = columns.length * (W + GX);
+  const height = Math.max(...columns.map((c) => c.length)) * (H + GY) + 8;
+  const svg = svgEl("svg", { viewBox: `0 0 ${width} ${height}`, width, height, id: "dag", role: "img", "aria-label": "Workflow steps and their dependencies" });
+  const colour = { completed: "#1a7f37", failed: "#c62828", cancelled: "#c62828", running: "#9a6700", pending: "#667085", skipped: "#98a2b3" };
+  for (const e of dag.edges) {
+    const a = pos[e.from], b = pos[e.to];
+    svg.append(svgEl("path", { d: `M${a.x + W},${a.y + H / 2} C${a.x + W + GX / 2},${a.y + H / 2} ${b.x - GX / 2},${b.y + H / 2} ${b.x},${b.y + H / 2}`, fill: "none", stroke: e.critical ? "#2f5bea" : "#c5cad3", "stroke-width": e.critical ? 3 : 1.5 }));
+  }
+  for (const n of dag.nodes) {
+    const p = pos[n.id];
+    const st = state[n.id] || n.status;
+    const g = svgEl("g", { "data-step": n.id, "data-state": st });
+    g.append(svgEl("rect", { x: p.x, y: p.y, width: W, height: H, rx: 6, fill: "#fff", stroke: colour[st] || "#667085", "stroke-width": n.critical ? 3 : 1.5 }));
+    g.append(svgEl("text", { x: p.x + 8, y: p.y + 18, "font-size": 13, "font-weight": 600, fill: "#1d2330" }, n.id));
+    g.append(svgEl("text", { x: p.x + 8, y: p.y + 35, "font-size": 11, fill: colour[st] || "#667085" }, st));
+    svg.append(g);
+  }
+  return svg;
+}
+
+// A Gantt row per step that started: from its start to its end (or now).
+function gantt(steps) {
+  const started = steps.filter((s) => s.started_at);
+  if (!started.length) return h("p", { class: "muted" }, "No step has started yet.");
+  const t0 = Math.min(...started.map((s) => Date.parse(s.started_at)));
+  const t1 = Math.max(...started.map((s) => (s.completed_at ? Date.parse(s.completed_at) : Date.now())));
+  const span = Math.max(1, t1 - t0);
+  return h("div", { id: "gantt" }, started.map((s) => {
+    const a = Date.parse(s.started_at), b = s.completed_at ? Date.parse(s.completed_at) : Date.now();
+    return h("div", { class: "gantt-row" },
+      h("span", { class: "gantt-label" }, s.step_id),
+      h("div", { class: "gantt-track" }, h("div", { class: `gantt-bar ${s.state}`, style: `left:${((a - t0) / span) * 100}%;width:${Math.max(0.5, ((b - a) / span) * 100)}%` })),
+      h("span", { class: "muted" }, fmtMs(s.duration_ms ?? (b - a))));
+  }));
+}
+
+async function workflow(id) {
+  const [w, dag] = await Promise.all([api(`/v1/workflows/${id}`), api(`/v1/workflows/${id}/dag?format=json`)]);
+  const err = h("p", { class: "error", role: "alert" });
+  const act = async (method, path) => {
+    try { await api(path, { method }); route(); } catch (e) { err.textContent = e.message; }
+  };
+  const over = ["completed", "failed", "cancelled"].includes(w.status);
+  show(
+    h("h1", {}, w.name, " ", h("span", { id: "workflow-status" }, statusEl(w.status))),
+    h("div", { class: "card" },
+      h("div", { class: "bar", role: "progressbar", "aria-label": "Steps finished" }, h("div", { style: `width:${(w.progress.fraction * 100).toFixed(0)}%` })),
+      h("p", { class: "muted" }, `Workflow ${w.workflow_id} · ${w.progress.steps_finished} of ${w.progress.steps_total} steps finished · critical path ${fmtMs(dag.critical_path_ms)}`),
+      h("div", { class: "actions" },
+        h("button", { class: "danger", id: "wf-cancel", disabled: over, onclick: () => act("DELETE", `/v1/workflows/${id}`) }, "Cancel"),
+        h("button", { class: "secondary", id: "wf-retry", disabled: !(w.status === "failed" || w.status === "cancelled"), onclick: () => act("POST", `/v1/workflows/${id}/retry`) }, "Retry")),
+      err),
+    h("div", { class: "card scroll" }, h("h2", {}, "Steps"), dagSvg(dag, w.steps)),
+    h("div", { class: "card" }, h("h2", {}, "Timeline"), gantt(w.steps)),
+    h("div", { class: "card scroll" },
+      h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Step"), h("th", {}, "Tool"), h("th", {}, "State"), h("th", {}, "Task"), h("th", {}, "Duration"))),
+        h("tbody", {}, w.steps.map((s) => h("tr", {},
+          h("td", {}, s.step_id), h("td", {}, s.tool), h("td", {}, statusEl(s.state)),
+          h("td", {}, s.task_id ? h("a", { href: `#/tasks/${s.task_id}` }, `…${s.task_id.slice(-12)}`) : "–"),
+          h("td", {}, fmtMs(s.duration_ms))))))),
+  );
+  // Live while it runs: read again every second.
+  if (over) return () => {};
+  const timer = setTimeout(route, 1000);
+  return () => clearTimeout(timer);
+}
+
 function field(name, schema, required) {
   const id = `arg-${name}`;
   const type = Array.isArray(schema.type) ? schema.type.find((x) => x !== "null") : schema.type;
@@ -341,6 +457,8 @@ async function route() {
   document.getElementById("signout").hidden = !sessionStorage.getItem(KEY);
   try {
     if (page === "tasks" && parts[1]) stopPage = await task(parts[1]);
+    else if (page === "workflows" && parts[1]) stopPage = await workflow(parts[1]);
+    else if (page === "workflows") stopPage = await workflows();
     else if (page === "tasks") stopPage = await tasks(params);
     else if (page === "playground") stopPage = await playground(params);
     else stopPage = await overview();
