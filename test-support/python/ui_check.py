@@ -6,7 +6,8 @@ Against a running node at URL: the overview loads; the playground runs a tool an
 on its task page, which follows the task live (progress, logs, completion) without a
 reload; a running task is cancelled from its page; the task list shows both; the pages
 fit a 390 px wide screen and the navigation is reachable by keyboard. With a screenshot
-directory, a PNG of each page is saved there. With `UI_KEY` set, the node asks for
+directory, a PNG of each page is saved there. With `UI_RICH` set, the node has the test server as `test`, whose
+`rich` result is shown as text and an image. With `UI_KEY` set, the node asks for
 credentials: the page must ask for a key, refuse a wrong one and work with this one.
 Exits non-zero, saying what failed.
 """
@@ -104,8 +105,18 @@ try:
     logs = driver.find_element(By.ID, "task-logs").text
     assert "sleeping 2500 ms in 5 steps" in logs, f"logs: {logs!r}"
     assert "awake" in logs, f"logs: {logs!r}"
-    assert '"slept_ms": 2500' in driver.find_element(By.ID, "task-result").text
+    assert "slept 2500 ms in 5 steps" in driver.find_element(By.ID, "task-result").text
     shot("task")
+
+    # Rich MCP content (the test server's `rich` tool) is shown as such.
+    if os.environ.get("UI_RICH"):
+        run("test__rich", {})
+        status_is("completed")
+        result = driver.find_element(By.ID, "task-result")
+        assert "rich result" in result.text, result.text
+        images = result.find_elements(By.CSS_SELECTOR, "img.content-image")
+        assert len(images) == 1 and images[0].get_attribute("src").startswith("data:image/png;base64,")
+        assert driver.execute_script("return arguments[0].naturalWidth", images[0]) > 0, "the image decodes"
 
     # Cancel a running task from its page.
     long = run("baton__sleep", {"ms": 60000, "steps": 60})

@@ -1014,10 +1014,10 @@ async fn the_dashboard_works_in_a_real_browser(env: &[(&str, String)]) {
     let dir = tempfile::tempdir().unwrap();
     let baton = start(dir.path(), env);
     wait_healthy(&Api::new(&baton.url), "test").await;
-    run_ui_check(&baton.url, None).await;
+    run_ui_check(&baton.url, None, true).await;
 }
 
-async fn run_ui_check(url: &str, key: Option<String>) {
+async fn run_ui_check(url: &str, key: Option<String>, rich: bool) {
     let url = url.to_string();
     let out = tokio::task::spawn_blocking(move || {
         let mut cmd =
@@ -1026,6 +1026,9 @@ async fn run_ui_check(url: &str, key: Option<String>) {
             .arg(&url);
         if let Some(k) = key {
             cmd.env("UI_KEY", k);
+        }
+        if rich {
+            cmd.env("UI_RICH", "1");
         }
         cmd.output()
             .expect("the test Python (scripts/test-env) runs ui_check.py")
@@ -1081,5 +1084,5 @@ async fn the_dashboard_asks_for_a_key_when_the_node_does() {
         .trim()
         .to_string();
     let baton = Baton::start(&data, &[("BATON_AUTH__REQUIRED", "true")]);
-    run_ui_check(&baton.url, Some(key)).await;
+    run_ui_check(&baton.url, Some(key), false).await;
 }

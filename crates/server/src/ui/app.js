@@ -204,6 +204,24 @@ async function tasks(params) {
   return () => clearTimeout(timer);
 }
 
+// A tool's result as MCP content: text as text, images as images, resource links as
+// links (only http(s) ones clickable), anything else as JSON.
+function content(result) {
+  const blocks = Array.isArray(result?.content) ? result.content : [];
+  const out = [];
+  for (const b of blocks) {
+    if (b.type === "text") out.push(h("pre", { class: "content-text" }, b.text));
+    else if (b.type === "image" && typeof b.data === "string" && /^image\/(png|jpeg|gif|webp)$/.test(b.mimeType || "")) {
+      out.push(h("img", { class: "content-image", alt: "image from the tool", src: `data:${b.mimeType};base64,${b.data}` }));
+    } else if (b.type === "resource_link") {
+      const safe = /^https?:\/\//.test(b.uri || "");
+      out.push(h("p", {}, "Resource: ", safe ? h("a", { href: b.uri, rel: "noopener noreferrer", target: "_blank" }, b.name || b.uri) : `${b.name || ""} ${b.uri || ""}`));
+    } else out.push(h("pre", {}, JSON.stringify(b, null, 2)));
+  }
+  if (result?.structuredContent !== undefined) out.push(h("details", {}, h("summary", {}, "Structured content"), h("pre", {}, JSON.stringify(result.structuredContent, null, 2))));
+  return out.length ? out : [h("pre", {}, JSON.stringify(result, null, 2))];
+}
+
 async function task(id) {
   const t = await api(`/v1/tasks/${id}`);
   const status = h("span", { id: "task-status" }, statusEl(t.status));
@@ -211,7 +229,13 @@ async function task(id) {
   const message = h("span", { id: "task-message", class: "muted" }, t.progress_message || "");
   const timeline = h("tbody", {});
   const logs = h("div", { class: "log", id: "task-logs", "aria-live": "polite" });
-  const result = h("pre", { id: "task-result" }, t.result ? JSON.stringify(t.result, null, 2) : t.error ? JSON.stringify(t.error, null, 2) : "—");
+  const result = h("div", { id: "task-result" });
+  const showOutcome = (r, e) => {
+    if (r) result.replaceChildren(...content(r));
+    else if (e) result.replaceChildren(h("pre", { class: "error" }, JSON.stringify(e, null, 2)));
+    else result.replaceChildren(h("p", { class: "muted" }, "—"));
+  };
+  showOutcome(t.result, t.error);
   const err = h("p", { class: "error", role: "alert" });
   const act = async (method, path) => {
     try { await api(path, { method }); } catch (e) { err.textContent = e.message; }
@@ -255,8 +279,7 @@ async function task(id) {
     if (data.message) message.textContent = data.message;
     if (data.status) setStatus(data.status);
     if (final(data.status) && !data.message) message.textContent = "";
-    if (data.result) result.textContent = JSON.stringify(data.result, null, 2);
-    else if (data.error) result.textContent = JSON.stringify(data.error, null, 2);
+    if (data.result || data.error) showOutcome(data.result, data.error);
   }, controller.signal).catch((e) => {
     if (e.name !== "AbortError") err.textContent = `Live updates stopped: ${e.message}`;
   });
