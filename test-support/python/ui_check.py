@@ -167,6 +167,24 @@ try:
     assert not refused, refused
     shot("workflow")
 
+    # Queues: pause one from the page, see it paused, resume it.
+    driver.get(f"{url}/ui/#/queues")
+    heading("Queues")
+    row = '#queue-table tr[data-queue="default"]'
+    wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, f'{row} button[data-action="pause"]'))).click()
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, f"{row} [data-paused]")))
+    wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, f'{row} button[data-action="resume"]'))).click()
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, f'{row} button[data-action="pause"]')))
+    shot("queues")
+
+    # Servers: the test server, healthy, with its tools.
+    if os.environ.get("UI_RICH"):
+        driver.get(f"{url}/ui/#/servers")
+        heading("MCP servers")
+        state = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, '[data-server="test"] [data-state]')))
+        assert state.get_attribute("data-state") == "healthy", state.get_attribute("data-state")
+        shot("servers")
+
     # By keyboard: Tab reaches the navigation, Enter follows a link.
     driver.get(f"{url}/ui/#/")
     heading("Overview")
@@ -181,7 +199,7 @@ try:
 
     # A phone-sized screen.
     driver.set_window_size(390, 844)
-    for page, title in [("#/", "Overview"), ("#/tasks", "Tasks"), (f"#/tasks/{slow}", "baton__sleep"), ("#/workflows", "Workflows"), ("#/playground", "Playground")]:
+    for page, title in [("#/", "Overview"), ("#/tasks", "Tasks"), (f"#/tasks/{slow}", "baton__sleep"), ("#/workflows", "Workflows"), ("#/queues", "Queues"), ("#/playground", "Playground")]:
         driver.get(f"{url}/ui/{page}")
         heading(title)
         time.sleep(0.3)

@@ -1056,7 +1056,7 @@ async fn the_dashboard_works_in_a_real_browser_on_postgres() {
 }
 
 /// On a node that asks for credentials, the dashboard asks for a key, refuses a wrong
-/// one, and works with a key that has only the task and workflow scopes.
+/// one, and works with a key that has only the task, workflow and queue scopes.
 #[tokio::test]
 async fn the_dashboard_asks_for_a_key_when_the_node_does() {
     let dir = tempfile::tempdir().unwrap();
@@ -1071,7 +1071,7 @@ async fn the_dashboard_asks_for_a_key_when_the_node_does() {
             "--principal",
             "team-a",
             "--scopes",
-            "tasks:read,tasks:write,workflows:read,workflows:write",
+            "tasks:read,tasks:write,workflows:read,workflows:write,queues:admin",
             "--data-dir",
             &data.to_string_lossy(),
         ],

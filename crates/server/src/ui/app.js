@@ -26,7 +26,7 @@ function h(tag, attrs = {}, ...children) {
 }
 
 function show(...nodes) {
-  main.replaceChildren(...nodes);
+  main.replaceChildren(...nodes.flat(Infinity).filter((n) => n !== null && n !== undefined && n !== false));
 }
 
 const statusEl = (s) => h("span", { class: `status ${s}`, "data-status": s }, s);
@@ -400,6 +400,50 @@ async function workflow(id) {
   return () => clearTimeout(timer);
 }
 
+async function servers() {
+  const [{ servers: list }, { tools }] = await Promise.all([api("/v1/servers"), api("/v1/tools")]);
+  const err = h("p", { class: "error", role: "alert" });
+  const remove = async (name) => {
+    if (!confirm(`Remove the MCP server ${name}? Its tasks that have not started will fail.`)) return;
+    try { await api(`/v1/servers/${encodeURIComponent(name)}`, { method: "DELETE" }); route(); } catch (e) { err.textContent = e.message; }
+  };
+  show(
+    h("h1", {}, "MCP servers"), err,
+    list.length ? null : h("p", { class: "muted" }, "No MCP servers: add them under [[servers]] in the configuration or with POST /v1/servers."),
+    list.map((s) => h("div", { class: "card", "data-server": s.name },
+      h("h2", {}, s.name, " ", h("span", { class: `status ${s.state === "healthy" ? "completed" : s.state === "connecting" ? "running" : "failed"}`, "data-state": s.state }, s.state)),
+      h("p", { class: "muted" }, `${s.transport} · ${s.protocol_version || "protocol unknown"} · ${s.tool_count} tools · ${s.in_flight} in flight · ${s.calls} calls · ${pct(s.error_rate)} errors · ${fmtMs(s.latency_ms)} latency`,
+        s.circuit_open_for_ms ? ` · circuit open for ${fmtMs(s.circuit_open_for_ms)}` : "", s.last_error ? ` · last error: ${s.last_error}` : ""),
+      h("details", {}, h("summary", {}, "Tools and their input schemas"),
+        tools.filter((t) => s.tools.includes(t.name)).map((t) => h("div", {}, h("h3", {}, t.name), t.description ? h("p", { class: "muted" }, t.description) : null, h("pre", {}, JSON.stringify(t.input_schema, null, 2))))),
+      s.origin === "api" ? h("div", { class: "actions" }, h("button", { class: "danger", onclick: () => remove(s.name) }, "Remove")) : null)),
+  );
+  const timer = setTimeout(route, 5000);
+  return () => clearTimeout(timer);
+}
+
+async function queuesPage() {
+  const q = await api("/v1/queues");
+  const err = h("p", { class: "error", role: "alert" });
+  const toggle = async (name, paused) => {
+    try { await api(`/v1/queues/${encodeURIComponent(name)}/${paused ? "resume" : "pause"}`, { method: "POST" }); route(); } catch (e) { err.textContent = e.message; }
+  };
+  const statuses = ["pending", "running", "input_required", "completed", "failed", "cancelled"];
+  show(
+    h("h1", {}, "Queues"), err,
+    h("div", { class: "card scroll" },
+      h("table", { id: "queue-table" },
+        h("thead", {}, h("tr", {}, h("th", {}, "Queue"), statuses.map((s) => h("th", {}, s.replace("_", " "))), h("th", {}, "Done / min"), h("th", {}, ""))),
+        h("tbody", {}, q.queues.map((x) => h("tr", { "data-queue": x.name },
+          h("td", {}, x.name, x.paused ? h("span", { class: "muted", "data-paused": "true" }, " (paused)") : null),
+          statuses.map((s) => h("td", {}, x.counts[s] ?? 0)),
+          h("td", {}, x.completed_last_minute),
+          h("td", {}, h("button", { class: "secondary", "data-action": x.paused ? "resume" : "pause", onclick: () => toggle(x.name, x.paused) }, x.paused ? "Resume" : "Pause"))))))),
+  );
+  const timer = setTimeout(route, 3000);
+  return () => clearTimeout(timer);
+}
+
 function field(name, schema, required) {
   const id = `arg-${name}`;
   const type = Array.isArray(schema.type) ? schema.type.find((x) => x !== "null") : schema.type;
@@ -482,6 +526,8 @@ async function route() {
     if (page === "tasks" && parts[1]) stopPage = await task(parts[1]);
     else if (page === "workflows" && parts[1]) stopPage = await workflow(parts[1]);
     else if (page === "workflows") stopPage = await workflows();
+    else if (page === "servers") stopPage = await servers();
+    else if (page === "queues") stopPage = await queuesPage();
     else if (page === "tasks") stopPage = await tasks(params);
     else if (page === "playground") stopPage = await playground(params);
     else stopPage = await overview();
