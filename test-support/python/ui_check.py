@@ -7,7 +7,8 @@ on its task page, which follows the task live (progress, logs, completion) witho
 reload; a running task is cancelled from its page; the task list shows both; the pages
 fit a 390 px wide screen and the navigation is reachable by keyboard. With a screenshot
 directory, a PNG of each page is saved there. With `UI_RICH` set, the node has the test server as `test`, whose
-`rich` result is shown as text and an image. With `UI_KEY` set, the node asks for
+`rich` result is shown as text and an image. With `UI_ELICIT` set, it has
+server-everything as `everything`, and its elicitation is answered from the task page. With `UI_KEY` set, the node asks for
 credentials: the page must ask for a key, refuse a wrong one and work with this one.
 Exits non-zero, saying what failed.
 """
@@ -117,6 +118,19 @@ try:
         images = result.find_elements(By.CSS_SELECTOR, "img.content-image")
         assert len(images) == 1 and images[0].get_attribute("src").startswith("data:image/png;base64,")
         assert driver.execute_script("return arguments[0].naturalWidth", images[0]) > 0, "the image decodes"
+
+    # A tool that asks for input (server-everything's elicitation): the task page shows
+    # a form made from the requested schema, and the answer lets the task finish.
+    if os.environ.get("UI_ELICIT"):
+        run("everything__trigger-elicitation-request", {})
+        status_is("input_required")
+        name = wait.until(EC.presence_of_element_located((By.ID, "input-elicitation-1-name")))
+        name.send_keys("By Browser")
+        shot("task-input")
+        driver.find_element(By.ID, "input-accept-elicitation-1").click()
+        status_is("completed")
+        wait.until(EC.text_to_be_present_in_element((By.ID, "task-result"), "By Browser"))
+        assert not driver.find_elements(By.ID, "input-card"), "the form goes once answered"
 
     # Cancel a running task from its page.
     long = run("baton__sleep", {"ms": 60000, "steps": 60})

@@ -1012,8 +1012,14 @@ async fn a_worker_serves_its_own_metrics() {
 /// keyboard navigation, a 390 px screen.
 async fn the_dashboard_works_in_a_real_browser(env: &[(&str, String)]) {
     let dir = tempfile::tempdir().unwrap();
-    let baton = start(dir.path(), env);
-    wait_healthy(&Api::new(&baton.url), "test").await;
+    let everything = format!(
+        "[[servers]]\nname = \"everything\"\ncommand = \"{}\"\nargs = [\"stdio\"]\n",
+        crate::common::everything_bin().display()
+    );
+    let baton = start_with(dir.path(), &everything, env);
+    let api = Api::new(&baton.url);
+    wait_healthy(&api, "test").await;
+    wait_healthy(&api, "everything").await;
     run_ui_check(&baton.url, None, true).await;
 }
 
@@ -1028,7 +1034,7 @@ async fn run_ui_check(url: &str, key: Option<String>, rich: bool) {
             cmd.env("UI_KEY", k);
         }
         if rich {
-            cmd.env("UI_RICH", "1");
+            cmd.env("UI_RICH", "1").env("UI_ELICIT", "1");
         }
         cmd.output()
             .expect("the test Python (scripts/test-env) runs ui_check.py")

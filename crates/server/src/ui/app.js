@@ -240,6 +240,16 @@ async function task(id) {
   const act = async (method, path) => {
     try { await api(path, { method }); } catch (e) { err.textContent = e.message; }
   };
+  const inputSlot = h("div", {});
+  let asked = "";
+  const showInput = async () => {
+    const now = await api(`/v1/tasks/${id}`).catch(() => null);
+    const requests = now?.status === "input_required" ? now.input_requests : null;
+    const keys = requests ? Object.keys(requests).join(",") : "";
+    if (keys === asked) return;
+    asked = keys;
+    inputSlot.replaceChildren(...(requests ? [inputCard(id, requests, () => { asked = ""; inputSlot.replaceChildren(); })] : []));
+  };
   const cancelBtn = h("button", { class: "danger", id: "cancel", onclick: () => act("DELETE", `/v1/tasks/${id}`) }, "Cancel");
   const retryBtn = h("button", { class: "secondary", id: "retry", onclick: async () => { await act("POST", `/v1/tasks/${id}/retry`); route(); } }, "Retry");
   const final = (s) => ["completed", "failed", "cancelled"].includes(s);
@@ -260,6 +270,7 @@ async function task(id) {
       h("div", { class: "actions" }, cancelBtn, retryBtn), err,
       h("p", { class: "muted" }, `Task ${t.task_id} · queue ${t.queue} · attempt ${t.attempt} of ${t.max_attempts}`, t.workflow_id ? ` · workflow ${t.workflow_id}` : ""),
       lineage.length ? h("p", {}, lineage) : null),
+    inputSlot,
     h("div", { class: "grid" },
       h("div", { class: "card scroll" }, h("h2", {}, "Timeline"), h("table", {}, timeline)),
       h("div", { class: "card" }, h("h2", {}, "Logs"), logs)),
@@ -267,6 +278,7 @@ async function task(id) {
       h("div", { class: "card" }, h("h2", {}, "Arguments"), h("pre", {}, JSON.stringify(t.arguments, null, 2))),
       h("div", { class: "card" }, h("h2", {}, "Result"), result)),
   );
+  if (t.status === "input_required") showInput();
   const controller = new AbortController();
   follow(`/v1/tasks/${id}/events`, (event, data) => {
     if (event === "log") {
@@ -278,6 +290,7 @@ async function task(id) {
     if (data.progress !== null && data.progress !== undefined) bar.style.width = `${(data.progress * 100).toFixed(0)}%`;
     if (data.message) message.textContent = data.message;
     if (data.status) setStatus(data.status);
+    if (data.status) showInput();
     if (final(data.status) && !data.message) message.textContent = "";
     if (data.result || data.error) showOutcome(data.result, data.error);
   }, controller.signal).catch((e) => {
@@ -444,8 +457,8 @@ async function queuesPage() {
   return () => clearTimeout(timer);
 }
 
-function field(name, schema, required) {
-  const id = `arg-${name}`;
+function field(name, schema, required, prefix = "arg") {
+  const id = `${prefix}-${name}`;
   const type = Array.isArray(schema.type) ? schema.type.find((x) => x !== "null") : schema.type;
   let input;
   if (type === "boolean") input = h("input", { id, name, type: "checkbox", "data-type": "boolean" });
@@ -453,7 +466,65 @@ function field(name, schema, required) {
   else if (type === "string" && Array.isArray(schema.enum)) input = h("select", { id, name, "data-type": "string", required }, schema.enum.map((v) => h("option", { value: v }, v)));
   else if (type === "string") input = h("input", { id, name, "data-type": "string", required });
   else input = h("textarea", { id, name, "data-type": "json", placeholder: "JSON", required });
-  return h("div", {}, h("label", { for: id }, name, required ? " *" : ""), schema.description ? h("div", { class: "muted" }, schema.description) : null, input);
+  if (schema.default !== undefined) {
+    if (type === "boolean") input.checked = schema.default === true;
+    else input.value = typeof schema.default === "string" ? schema.default : JSON.stringify(schema.default);
+  }
+  return h("div", {}, h("label", { for: id }, schema.title && schema.title !== name ? `${name} (${schema.title})` : name, required ? " *" : ""), schema.description ? h("div", { class: "muted" }, schema.description) : null, input);
+}
+
+// The values of a form made of field()s.
+function formValues(form) {
+  const args = {};
+  for (const el of form.querySelectorAll("[data-type]")) {
+    const kind = el.dataset.type;
+    if (kind === "boolean") { args[el.name] = el.checked; continue; }
+    if (el.value === "") continue;
+    args[el.name] = kind === "number" ? Number(el.value) : kind === "json" ? JSON.parse(el.value) : el.value;
+  }
+  return args;
+}
+
+// What the task's tool asks (while it is input_required), each with a way to answer:
+// a form made from an elicitation's schema (accept, decline, cancel), else JSON.
+function inputCard(id, requests, onDone) {
+  const err = h("p", { class: "error", role: "alert" });
+  const answer = async (key, response) => {
+    try {
+      await api(`/v1/tasks/${id}/input`, { method: "POST", body: { responses: { [key]: response } } });
+      onDone();
+    } catch (e) { err.textContent = e.message; }
+  };
+  return h("div", { class: "card", id: "input-card" },
+    h("h2", {}, "The tool asks for input"),
+    Object.entries(requests).map(([key, req]) => {
+      const params = req.params || {};
+      if (req.method === "elicitation/create" && params.requestedSchema) {
+        const schema = params.requestedSchema;
+        const required = new Set(schema.required || []);
+        const form = h("form", { id: `input-${key}`, onsubmit: (e) => {
+          e.preventDefault();
+          let content;
+          try { content = formValues(e.target); } catch (x) { err.textContent = x.message; return; }
+          answer(key, { action: "accept", content });
+        } },
+        params.message ? h("p", {}, params.message) : null,
+        Object.entries(schema.properties || {}).map(([n, sch]) => field(n, sch, required.has(n), `input-${key}`)),
+        h("div", { class: "actions" },
+          h("button", { type: "submit", id: `input-accept-${key}` }, "Accept"),
+          h("button", { type: "button", class: "secondary", onclick: () => answer(key, { action: "decline" }) }, "Decline"),
+          h("button", { type: "button", class: "secondary", onclick: () => answer(key, { action: "cancel" }) }, "Cancel")));
+        return form;
+      }
+      return h("form", { id: `input-${key}`, onsubmit: (e) => {
+        e.preventDefault();
+        try { answer(key, JSON.parse(e.target.elements.answer.value)); } catch (x) { err.textContent = x.message; }
+      } },
+      h("p", {}, `${req.method || "request"}:`), h("pre", {}, JSON.stringify(params, null, 2)),
+      h("label", { for: `answer-${key}` }, "Answer (JSON)"), h("textarea", { id: `answer-${key}`, name: "answer" }),
+      h("div", { class: "actions" }, h("button", { type: "submit" }, "Send")));
+    }),
+    err);
 }
 
 async function playground(params) {
