@@ -124,10 +124,11 @@ try:
     if os.environ.get("UI_ELICIT"):
         run("everything__trigger-elicitation-request", {})
         status_is("input_required")
-        name = wait.until(EC.presence_of_element_located((By.ID, "input-elicitation-1-name")))
+        # Questions are numbered per connection: elicitation-1, -2, …
+        name = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, '#input-card [id$="-name"]')))
         name.send_keys("By Browser")
         shot("task-input")
-        driver.find_element(By.ID, "input-accept-elicitation-1").click()
+        driver.find_element(By.CSS_SELECTOR, '#input-card [id^="input-accept-"]').click()
         status_is("completed")
         wait.until(EC.text_to_be_present_in_element((By.ID, "task-result"), "By Browser"))
         assert not driver.find_elements(By.ID, "input-card"), "the form goes once answered"
@@ -198,6 +199,23 @@ try:
         state = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, '[data-server="test"] [data-state]')))
         assert state.get_attribute("data-state") == "healthy", state.get_attribute("data-state")
         shot("servers")
+
+    # Peers and audit: operators' pages. A key without their scopes is told so.
+    driver.get(f"{url}/ui/#/peers")
+    if key:
+        wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "[role=alert]"), "admin"))
+    else:
+        heading("Peers")
+        wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, '#peer-table tr[data-self="true"]')))
+        shot("peers")
+    driver.get(f"{url}/ui/#/audit")
+    if key:
+        wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "[role=alert]"), "audit:read"))
+    else:
+        heading("Audit")
+        # The queue paused and resumed above are in the log.
+        wait.until(EC.text_to_be_present_in_element((By.ID, "audit-table"), "queues.pause"))
+        shot("audit")
 
     # By keyboard: Tab reaches the navigation, Enter follows a link.
     driver.get(f"{url}/ui/#/")

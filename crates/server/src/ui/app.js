@@ -457,6 +457,39 @@ async function queuesPage() {
   return () => clearTimeout(timer);
 }
 
+async function peers() {
+  const { peers: list } = await api("/v1/peers");
+  show(
+    h("h1", {}, "Peers"),
+    h("p", { class: "muted" }, "The nodes and workers sharing this store."),
+    h("div", { class: "card scroll" },
+      h("table", { id: "peer-table" },
+        h("thead", {}, h("tr", {}, ["Process", "Role", "Address", "Version", "Health", "Running", "Finished", "Tasks/s", "Last heartbeat"].map((c) => h("th", {}, c)))),
+        h("tbody", {}, list.map((p) => h("tr", { "data-self": p.self ? "true" : null },
+          h("td", {}, p.id, p.self ? h("span", { class: "muted" }, " (this node)") : null),
+          h("td", {}, p.role), h("td", {}, p.address || "–"), h("td", {}, p.version),
+          h("td", {}, h("span", { class: `status ${p.health === "healthy" ? "completed" : p.health === "late" ? "running" : "failed"}` }, p.health)),
+          h("td", {}, p.running), h("td", {}, p.finished), h("td", {}, p.throughput.toFixed(1)), h("td", {}, fmtTime(p.last_heartbeat))))))),
+  );
+  const timer = setTimeout(route, 5000);
+  return () => clearTimeout(timer);
+}
+
+async function audit() {
+  const { entries } = await api("/v1/audit?limit=100");
+  show(
+    h("h1", {}, "Audit"),
+    h("p", { class: "muted" }, "Every request that changed something or was refused, newest first."),
+    h("div", { class: "card scroll" },
+      h("table", { id: "audit-table" },
+        h("thead", {}, h("tr", {}, ["When", "Principal", "Action", "Target", "Outcome", "Status", "From"].map((c) => h("th", {}, c)))),
+        h("tbody", {}, entries.map((e) => h("tr", {},
+          h("td", {}, fmtTime(e.at)), h("td", {}, e.principal), h("td", {}, e.action), h("td", { class: "wrap" }, e.target || ""),
+          h("td", {}, e.outcome), h("td", {}, e.status ?? ""), h("td", {}, e.remote || "")))))),
+  );
+  return () => {};
+}
+
 function field(name, schema, required, prefix = "arg") {
   const id = `${prefix}-${name}`;
   const type = Array.isArray(schema.type) ? schema.type.find((x) => x !== "null") : schema.type;
@@ -599,6 +632,8 @@ async function route() {
     else if (page === "workflows") stopPage = await workflows();
     else if (page === "servers") stopPage = await servers();
     else if (page === "queues") stopPage = await queuesPage();
+    else if (page === "peers") stopPage = await peers();
+    else if (page === "audit") stopPage = await audit();
     else if (page === "tasks") stopPage = await tasks(params);
     else if (page === "playground") stopPage = await playground(params);
     else stopPage = await overview();
