@@ -98,8 +98,7 @@ pub async fn call(
         .map_err(engine_error)?;
     task.parent_id = parent_task(service, &params, ctx).await?;
     // A W3C trace context in `_meta` names the trace the task's runs join.
-    if let Some(tp) = params
-        .get("_meta")
+    if let Some(tp) = protocol::meta(&params)
         .and_then(|m| m.get("traceparent"))
         .and_then(Value::as_str)
         .filter(|t| baton_core::task::is_traceparent(t))

@@ -200,16 +200,8 @@ pub fn meta(params: &Value) -> Option<&serde_json::Map<String, Value>> {
     params.get("_meta")?.as_object()
 }
 
-pub const LEVELS: &[&str] = &[
-    "debug",
-    "info",
-    "notice",
-    "warning",
-    "error",
-    "critical",
-    "alert",
-    "emergency",
-];
+/// The MCP logging levels, least severe first (one list for the whole product).
+pub use baton_core::log::LEVELS;
 
 /// The version to answer `initialize` with: the client's if Baton speaks it with a
 /// handshake, else the newest handshake version.

@@ -11,8 +11,6 @@ use std::time::{Duration, Instant};
 use baton_core::policy::Transition;
 use baton_core::task::{NewTask, StepRef};
 use baton_core::{TaskError, TaskId, Timestamp};
-use baton_server::App;
-use baton_server::config::Config;
 use baton_store::{ClaimRequest, Finish, Store};
 use serde_json::json;
 
@@ -113,21 +111,7 @@ pub(crate) async fn analytics(
     tasks: usize,
     runs: usize,
 ) -> anyhow::Result<Report> {
-    let dir = tempfile::tempdir()?;
-    let mut config = Config {
-        listen: "127.0.0.1:0".parse()?,
-        data_dir: dir.path().join("data"),
-        ..Config::default()
-    };
-    let schema = args
-        .store
-        .as_ref()
-        .map(|url| (url.clone(), format!("baton_bench_{:08x}", rand_u32())));
-    if let Some((url, name)) = &schema {
-        config.store.url = Some(url.clone());
-        config.store.schema = Some(name.clone());
-        config.store.max_connections = 16;
-    }
+    let (config, schema, dir) = Node::config(args, Vec::new(), args.workers)?;
     std::fs::create_dir_all(&config.data_dir)?;
     let now = Timestamp::from_millis(
         std::time::SystemTime::now()
@@ -142,16 +126,8 @@ pub(crate) async fn analytics(
     store.close().await;
     drop(store);
 
-    let app = App::build(config).await?;
-    let url = format!("http://{}", app.local_addr());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(async move {
-        let _ = app
-            .run_until_stopped(async move {
-                let _ = rx.await;
-            })
-            .await;
-    });
+    let node = Node::serve(config, schema, dir).await?;
+    let url = node.url.clone();
     let http = http_client();
     let mut figures = vec![("tasks", tasks as f64, ""), ("fill", fill_s, "s")];
     let cases: [(&'static str, &str); 6] = [
@@ -184,13 +160,7 @@ pub(crate) async fn analytics(
         ms.sort_by(f64::total_cmp);
         figures.push((name, ms[ms.len() / 2], "ms"));
     }
-    let _ = tx.send(());
-    let _ = handle.await;
-    if let Some((url, schema)) = &schema
-        && let Err(e) = baton_store::postgres::drop_schema(url, schema).await
-    {
-        eprintln!("warning: could not drop the benchmark schema {schema}: {e}");
-    }
+    node.stop().await;
     Ok(Report {
         scenario: "analytics",
         figures,

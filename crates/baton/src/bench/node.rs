@@ -11,6 +11,9 @@ use crate::client::Client;
 
 use super::*;
 
+/// A fresh PostgreSQL schema a benchmark runs in: the database URL and the schema's name.
+pub(crate) type Schema = Option<(String, String)>;
+
 pub(crate) struct Node {
     pub(crate) url: String,
     /// The worker of a cross-node benchmark.
@@ -19,7 +22,7 @@ pub(crate) struct Node {
         tokio::task::JoinHandle<()>,
     )>,
     /// The fresh PostgreSQL schema the benchmark runs in (dropped by `stop`).
-    pub(crate) schema: Option<(String, String)>,
+    pub(crate) schema: Schema,
     /// Fresh and used by this benchmark alone, so its active-task count tells when
     /// everything has finished.
     pub(crate) embedded: bool,
@@ -52,6 +55,17 @@ impl Node {
                 _dir: None,
             });
         }
+        let (config, schema, dir) = Node::config(args, servers, workers)?;
+        Node::serve(config, schema, dir).await
+    }
+
+    /// The configuration of an embedded node for `args` (in a fresh temporary directory,
+    /// and a fresh PostgreSQL schema with `--store`).
+    pub(crate) fn config(
+        args: &BenchArgs,
+        servers: Vec<baton_upstream::ServerConfig>,
+        workers: usize,
+    ) -> anyhow::Result<(Config, Schema, tempfile::TempDir)> {
         let dir = tempfile::tempdir()?;
         let mut config = Config {
             listen: "127.0.0.1:0".parse()?,
@@ -80,6 +94,15 @@ impl Node {
             WalCheckpoint::Background => baton_store::sqlite::Checkpoint::Background,
             WalCheckpoint::Commit => baton_store::sqlite::Checkpoint::Commit,
         };
+        Ok((config, schema, dir))
+    }
+
+    /// Starts a node on `config` in this process; `stop` ends it and drops `schema`.
+    pub(crate) async fn serve(
+        config: Config,
+        schema: Schema,
+        dir: tempfile::TempDir,
+    ) -> anyhow::Result<Node> {
         let app = App::build(config).await?;
         let url = format!("http://{}", app.local_addr());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -21,21 +21,14 @@ fn start(dir: &Path, env: &[(&str, String)]) -> Baton {
 fn start_with(dir: &Path, toml: &str, env: &[(&str, String)]) -> Baton {
     let state = dir.join("state");
     std::fs::create_dir_all(&state).unwrap();
-    let config = dir.join("baton.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{toml}\n[[servers]]\nname = \"test\"\ncommand = \"{}\"\nargs = [\"--state-dir\", \"{}\"]\n",
-            testserver_bin().display(),
-            state.display()
-        ),
-    )
-    .unwrap();
-    let mut env: Vec<(&str, String)> = env.to_vec();
-    env.push(("BATON_CONFIG", config.to_string_lossy().to_string()));
-    env.push(("BATON_TASKS__RETRY_BASE_DELAY", "100ms".into()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    Baton::start(&dir.join("data"), &env)
+    let config = format!(
+        "{toml}\n[[servers]]\nname = \"test\"\ncommand = \"{}\"\nargs = [\"--state-dir\", \"{}\"]\n",
+        testserver_bin().display(),
+        state.display()
+    );
+    let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    env.push(("BATON_TASKS__RETRY_BASE_DELAY", "100ms"));
+    Baton::start_configured(dir, &config, &env)
 }
 
 /// The samples of a Prometheus text exposition, by series (`name{labels}`, labels as the
@@ -133,9 +126,10 @@ const DECLARED: [(&str, &str); 20] = [
     ("baton_running_tasks", "gauge"),
 ];
 
-async fn metrics_follow_the_work(baton: &Baton) {
-    let api = Api::new(&baton.url);
-    wait_healthy(&api, "test").await;
+/// The work the metrics and analytics tests look at: three echoes in queue `fast`, a call
+/// that fails, is retried and fails for good, and the test server's `rich` (which reports
+/// a cost). Their ids, in that order.
+async fn submit_mix(api: &Api) -> Vec<String> {
     let mut ids = Vec::new();
     for i in 0..3 {
         ids.push(
@@ -150,6 +144,35 @@ async fn metrics_follow_the_work(baton: &Baton) {
         .await,
     );
     ids.push(api.submit(json!({"tool": "test__rich"})).await);
+    ids
+}
+
+/// A workflow of two `baton__echo` steps, run to its end; its id.
+async fn run_echo_workflow(api: &Api) -> String {
+    let r = api
+        .post(
+            "/v1/workflows",
+            json!({"name": "pair", "steps": [
+                {"id": "a", "tool": "baton__echo"},
+                {"id": "b", "tool": "baton__echo", "depends_on": ["a"]}
+            ]}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let wf = r.body["workflow_id"].as_str().unwrap().to_string();
+    eventually(
+        "the workflow finishes",
+        Duration::from_secs(30),
+        async || api.get(&format!("/v1/workflows/{wf}")).await.body["status"] == "completed",
+    )
+    .await;
+    wf
+}
+
+async fn metrics_follow_the_work(baton: &Baton) {
+    let api = Api::new(&baton.url);
+    wait_healthy(&api, "test").await;
+    let mut ids = submit_mix(&api).await;
     ids.push(
         api.submit(
             json!({"tool": "test__fail_tool", "arguments": {"message": "no"}, "max_attempts": 1}),
@@ -186,23 +209,7 @@ async fn metrics_follow_the_work(baton: &Baton) {
         .submit(json!({"tool": "baton__echo", "queue": "later", "delay_ms": 3_600_000}))
         .await;
     // A workflow of two steps.
-    let r = api
-        .post(
-            "/v1/workflows",
-            json!({"name": "m", "steps": [
-                {"id": "a", "tool": "baton__echo"},
-                {"id": "b", "tool": "baton__echo", "depends_on": ["a"]}
-            ]}),
-        )
-        .await;
-    assert_eq!(r.status, 202, "{}", r.body);
-    let wf = r.body["workflow_id"].as_str().unwrap().to_string();
-    eventually(
-        "the workflow finishes",
-        Duration::from_secs(30),
-        async || api.get(&format!("/v1/workflows/{wf}")).await.body["status"] == "completed",
-    )
-    .await;
+    let wf = run_echo_workflow(&api).await;
 
     let text = scrape(&api).await;
     promtool_accepts(&text);
@@ -540,39 +547,11 @@ async fn task_logs_are_kept_and_followed_across_nodes_on_postgres() {
 async fn analytics_follow_the_work(baton: &Baton) {
     let api = Api::new(&baton.url);
     wait_healthy(&api, "test").await;
-    let mut ids = Vec::new();
-    for i in 0..3 {
-        ids.push(
-            api.submit(json!({"tool": "baton__echo", "arguments": {"i": i}, "queue": "fast"}))
-                .await,
-        );
-    }
-    ids.push(
-        api.submit(
-            json!({"tool": "baton__fail", "arguments": {"retryable": true}, "max_attempts": 2}),
-        )
-        .await,
-    );
-    ids.push(api.submit(json!({"tool": "test__rich"})).await);
+    let ids = submit_mix(&api).await;
     for id in &ids {
         api.wait_final(id).await;
     }
-    let r = api
-        .post(
-            "/v1/workflows",
-            json!({"name": "a", "steps": [
-                {"id": "a", "tool": "baton__echo"},
-                {"id": "b", "tool": "baton__echo", "depends_on": ["a"]}
-            ]}),
-        )
-        .await;
-    let wf = r.body["workflow_id"].as_str().unwrap().to_string();
-    eventually(
-        "the workflow finishes",
-        Duration::from_secs(30),
-        async || api.get(&format!("/v1/workflows/{wf}")).await.body["status"] == "completed",
-    )
-    .await;
+    let wf = run_echo_workflow(&api).await;
 
     let get = |q: &'static str| {
         let api = api.clone();

@@ -16,13 +16,9 @@ const LONG: Duration = Duration::from_secs(60);
 
 /// A Baton node with `servers` (TOML `[[servers]]` tables) in its config file.
 fn start_with(dir: &Path, servers: &str, env: &[(&str, &str)]) -> Baton {
-    let config = dir.join("baton.toml");
-    std::fs::write(&config, servers).unwrap();
     let mut env: Vec<(&str, &str)> = env.to_vec();
-    let config = config.to_string_lossy().to_string();
-    env.push(("BATON_CONFIG", &config));
     env.push(("BATON_TASKS__RETRY_BASE_DELAY", "200ms"));
-    Baton::start(&dir.join("data"), &env)
+    Baton::start_configured(dir, servers, &env)
 }
 
 fn everything_toml() -> String {

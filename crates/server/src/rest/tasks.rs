@@ -162,13 +162,10 @@ pub async fn logs(
 ) -> Result<Json<baton_engine::views::LogPage>, ApiError> {
     let id = parse_task_id(&id)?;
     let wait = check_wait(p.wait)?;
-    let limit = p.limit.unwrap_or(baton_engine::page::MAX_PAGE);
-    if !(1..=baton_engine::page::MAX_PAGE).contains(&limit) {
-        return Err(ApiError::invalid(format!(
-            "limit={limit} is out of range 1..={}",
-            baton_engine::page::MAX_PAGE
-        )));
-    }
+    // The rule every page follows, with a whole page by default.
+    let limit = Page::parse(Some(p.limit.unwrap_or(page::MAX_PAGE)), None)
+        .map_err(|e| ApiError::invalid(e.message))?
+        .limit;
     let after = p.after.unwrap_or(0);
     let page = tokio::select! {
         p = s.engine.logs(&principal, id, after, limit, wait) => p?,

@@ -29,6 +29,16 @@ impl Baton {
         Baton::spawn(cmd, &dir.with_extension("log"))
     }
 
+    /// `baton serve` on `dir/data` whose configuration file (`dir/baton.toml`) is `toml`.
+    pub fn start_configured(dir: &Path, toml: &str, env: &[(&str, &str)]) -> Baton {
+        let config = dir.join("baton.toml");
+        std::fs::write(&config, toml).unwrap();
+        let config = config.to_string_lossy().to_string();
+        let mut env = env.to_vec();
+        env.push(("BATON_CONFIG", &config));
+        Baton::start(&dir.join("data"), &env)
+    }
+
     /// `baton worker --data-dir DIR` with extra environment; waits until it is ready.
     /// Its `url` is empty (a worker has no API).
     pub fn start_worker(dir: &Path, env: &[(&str, &str)]) -> Baton {
