@@ -1,9 +1,10 @@
 //! Analytics: what tasks did over a window, per tool, server, queue, principal or
 //! workflow: counts by status, success rate, retries, wait and run percentiles, cost and
-//! tokens, and finishes over time for charts. The store aggregates (three scans of the
-//! window, see `baton_store::Store::analytics`); this module parses the request, merges
-//! the groups (a server is the sum of its tools), prices calls and reads percentiles off
-//! the histograms.
+//! tokens, and finishes over time for charts. The store aggregates (from its per-minute
+//! rollup and the tasks, see `baton_store::Store::analytics`; the maintenance holder
+//! keeps the rollup, see [`Engine::fold_analytics`]); this module parses the request, merges the groups (a
+//! server is the sum of its tools), prices calls and reads percentiles off the
+//! histograms.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -22,14 +23,18 @@ const MAX_WINDOW: Duration = Duration::from_secs(400 * 24 * 3600);
 const MAX_BUCKETS: u64 = 1000;
 /// Points in a series when the request names no bucket width.
 const DEFAULT_BUCKETS: u64 = 60;
+/// Groups in an answer by default, and at most.
+const DEFAULT_GROUPS: u32 = 100;
+const MAX_GROUPS: u32 = 10_000;
 
 /// What to aggregate: the query of `GET /v1/analytics`, the arguments of the MCP tool
 /// `analytics`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AnalyticsParams {
-    /// Start of the window (tasks created at or after it): RFC 3339, or a duration back
-    /// from now such as `1h` or `7d`. Default: 24 hours ago.
+    /// Start of the window (tasks that finished at or after it, and open tasks created
+    /// at or after it): RFC 3339, or a duration back from now such as `1h` or `7d`.
+    /// Default: 24 hours ago.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<String>,
     /// End of the window (exclusive), as `since`. Default: now.
@@ -41,6 +46,11 @@ pub struct AnalyticsParams {
     /// Width of the series' points in seconds. Default: a sixtieth of the window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bucket_seconds: Option<u64>,
+    /// Most groups in the answer, largest first (default 100, at most 10000); the
+    /// totals count every group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub limit: Option<u32>,
 }
 
 /// Percentiles of a duration, in milliseconds, read off a histogram (exact to its
@@ -67,17 +77,19 @@ pub struct SeriesPoint {
 pub struct GroupStats {
     /// The tool, server, queue, principal or workflow id; `*` for the totals.
     pub key: String,
-    /// Tasks created in the window.
+    /// Tasks that finished in the window (a task retried by hand and finished again
+    /// counts each time) and open tasks created in it.
     pub total: u64,
-    /// Of them, by status now.
+    /// Of them, by how they finished or, for open ones, by status now.
     pub counts: BTreeMap<String, u64>,
     /// Completed of those completed or failed; `null` when none finished so.
     pub success_rate: Option<f64>,
     /// Attempts beyond the first.
     pub retries: u64,
-    /// From due to start (the last attempt); `null` when none started.
+    /// From due to start (the last attempt) of the finished tasks; `null` when none had
+    /// started.
     pub wait_ms: Option<Percentiles>,
-    /// From start to end (the last attempt); `null` when none finished.
+    /// From start to end (the last attempt); `null` when none finished after starting.
     pub run_ms: Option<Percentiles>,
     /// As tools reported it (`_meta["baton/cost"].usd`), plus the configured price of
     /// finished calls that reported none.
@@ -97,8 +109,10 @@ pub struct AnalyticsView {
     pub bucket_seconds: f64,
     /// Every group together.
     pub totals: GroupStats,
-    /// Largest first.
+    /// Largest first, at most `limit`.
     pub groups: Vec<GroupStats>,
+    /// How many groups there were (more than `groups` holds when it was cut at `limit`).
+    pub groups_total: u64,
 }
 
 /// A point in time given as RFC 3339 or as a duration back from `now`.
@@ -256,11 +270,28 @@ impl Engine {
         p: &AnalyticsParams,
     ) -> Result<AnalyticsView, EngineError> {
         let (q, name) = parse(p, self.now(), owner.map(str::to_string))?;
+        let limit = match p.limit {
+            Some(n) if n == 0 || n > MAX_GROUPS => {
+                return Err(InvalidRequest::new(
+                    "limit",
+                    format!("must be between 1 and {MAX_GROUPS}"),
+                )
+                .into());
+            }
+            Some(n) => n,
+            None => DEFAULT_GROUPS,
+        };
         let rows = self.inner().store.analytics(&q).await?;
-        Ok(self.assemble(rows, &q, name))
+        Ok(self.assemble(rows, &q, name, limit as usize))
     }
 
-    fn assemble(&self, rows: AnalyticsRows, q: &AnalyticsQuery, name: &str) -> AnalyticsView {
+    fn assemble(
+        &self,
+        rows: AnalyticsRows,
+        q: &AnalyticsQuery,
+        name: &str,
+        limit: usize,
+    ) -> AnalyticsView {
         let config = &self.inner().config;
         let key = |group: Option<String>, tool: &str| -> String {
             match name {
@@ -287,7 +318,9 @@ impl Engine {
                 0.0
             };
             for acc in [
-                groups.entry(key(c.group, &c.tool)).or_insert_with(blank),
+                groups
+                    .entry(key(c.group.clone(), &c.tool))
+                    .or_insert_with(blank),
                 &mut all,
             ] {
                 *acc.counts.entry(c.status.clone()).or_default() += c.n;
@@ -295,16 +328,11 @@ impl Engine {
                 acc.cost_usd += c.cost_usd + priced;
                 acc.input_tokens += c.input_tokens;
                 acc.output_tokens += c.output_tokens;
-            }
-        }
-        for h in rows.histograms {
-            for acc in [
-                groups.entry(key(h.group, &h.tool)).or_insert_with(blank),
-                &mut all,
-            ] {
-                acc.wait[h.wait_bucket.min(buckets - 1)] += h.n;
-                if let Some(r) = h.run_bucket {
-                    acc.run[r.min(buckets - 1)] += h.n;
+                for (sum, n) in acc.wait.iter_mut().zip(&c.wait) {
+                    *sum += n;
+                }
+                for (sum, n) in acc.run.iter_mut().zip(&c.run) {
+                    *sum += n;
                 }
             }
         }
@@ -322,12 +350,18 @@ impl Engine {
                 acc.series.entry(s.bucket).or_default()[slot] += s.n;
             }
         }
-        let mut groups: Vec<GroupStats> = groups
+        // Largest first; only the groups answered are finished (series built).
+        let groups_total = groups.len() as u64;
+        let mut groups: Vec<(String, Acc)> = groups.into_iter().collect();
+        let size = |acc: &Acc| acc.counts.values().sum::<u64>();
+        groups.sort_by(|(ka, a), (kb, b)| size(b).cmp(&size(a)).then_with(|| ka.cmp(kb)));
+        groups.truncate(limit);
+        let groups = groups
             .into_iter()
             .map(|(k, acc)| acc.finish(k, q))
             .collect();
-        groups.sort_by(|a, b| b.total.cmp(&a.total).then_with(|| a.key.cmp(&b.key)));
         AnalyticsView {
+            groups_total,
             since: q.since,
             until: q.until,
             group_by: name.to_string(),

@@ -654,6 +654,12 @@ impl Engine {
         maintenance::rescue_expired(&self.inner).await;
     }
 
+    /// Folds finished minutes into the analytics rollup now (normally periodic); returns
+    /// the instant folded up to.
+    pub async fn fold_analytics(&self) -> Option<baton_core::Timestamp> {
+        maintenance::fold_analytics(&self.inner).await
+    }
+
     /// Runs retention now (normally periodic); returns how many tasks were deleted.
     pub async fn purge_expired(&self) -> u64 {
         maintenance::purge_expired(&self.inner).await

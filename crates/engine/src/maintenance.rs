@@ -1,5 +1,5 @@
-//! Background upkeep: rescuing expired leases, deleting expired finished tasks, and
-//! keeping the active-task count honest.
+//! Background upkeep: rescuing expired leases, deleting expired finished tasks, folding
+//! finishes into the analytics rollup, and keeping the active-task count honest.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -57,6 +57,38 @@ pub(crate) async fn purge_expired(inner: &Inner) -> u64 {
         tracing::info!(tasks = total, "deleted finished tasks past retention");
     }
     total
+}
+
+/// How far behind now the analytics rollup stays: finishes are stamped by the clock of
+/// the node that recorded them a moment before they commit, and a minute is folded once.
+const FOLD_DELAY: Duration = Duration::from_secs(120);
+/// Minutes folded per transaction (short transactions keep the writer free) and
+/// transactions per round (a store full of unfolded history catches up over rounds).
+const FOLD_MINUTES: u32 = 10;
+const FOLD_ROUNDS: u32 = 36;
+
+/// Folds the whole minutes that finished before [`FOLD_DELAY`] ago into the analytics
+/// rollup; returns the instant folded up to.
+pub(crate) async fn fold_analytics(inner: &Inner) -> Option<baton_core::Timestamp> {
+    let upto = inner.clock.now().saturating_sub(FOLD_DELAY);
+    let mut folded = None;
+    for _ in 0..FOLD_ROUNDS {
+        match inner.store.fold_analytics(upto, FOLD_MINUTES).await {
+            Ok(at) => {
+                let done = folded == Some(at) || upto.millis_since(at) < 60_000;
+                folded = Some(at);
+                if done || inner.stop_background.is_cancelled() {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "folding analytics failed");
+                break;
+            }
+        }
+    }
+    folded
 }
 
 /// The active count is kept in memory for the submit-time cap; this re-reads it from the

@@ -314,6 +314,14 @@ mod faulty {
             self.check("analytics", None)?;
             self.inner.analytics(q).await
         }
+        async fn fold_analytics(
+            &self,
+            upto: Timestamp,
+            max_minutes: u32,
+        ) -> StoreResult<Timestamp> {
+            self.check("fold_analytics", None)?;
+            self.inner.fold_analytics(upto, max_minutes).await
+        }
         async fn append_logs(
             &self,
             lines: Vec<baton_core::log::NewLogLine>,

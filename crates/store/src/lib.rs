@@ -526,26 +526,33 @@ pub enum AnalyticsKey {
     Workflow,
 }
 
-/// The tasks [`Store::analytics`] aggregates: created in `[since, until)` (found by id,
-/// which is time-ordered), of `owner` (every owner when `None`).
+/// What [`Store::analytics`] aggregates: the tasks that finished in `[since, until)`
+/// (each finish when it happened), and those created in it that are still open, of
+/// `owner` (every owner when `None`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AnalyticsQuery {
     pub since: Timestamp,
     pub until: Timestamp,
     pub key: AnalyticsKey,
     pub owner: Option<String>,
-    /// Width of the series' buckets, in milliseconds (from `since`).
+    /// Width of the series' buckets, in milliseconds (from `since`). From a minute up,
+    /// finishes in whole minutes count in the bucket their minute starts in.
     pub bucket_ms: i64,
 }
 
+/// How far back analytics keep their per-minute rollup.
+pub const ANALYTICS_KEEP: std::time::Duration = std::time::Duration::from_secs(400 * 24 * 3600);
+
 /// Upper bounds (exclusive, milliseconds) of the duration buckets of
-/// [`AnalyticsHistogram`]; a last bucket holds everything longer.
+/// [`AnalyticsCount::wait`] and [`AnalyticsCount::run`]; a last bucket holds everything
+/// longer.
 pub const DURATION_BOUNDS_MS: [i64; 22] = [
     1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000,
     200_000, 500_000, 1_000_000, 2_000_000, 5_000_000, 10_000_000,
 ];
 
-/// Tasks of one group and tool in one status.
+/// Tasks of one group and tool in one status: finished in the window with it, or still
+/// in it (open statuses, no durations).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AnalyticsCount {
     pub group: Option<String>,
@@ -560,17 +567,11 @@ pub struct AnalyticsCount {
     pub costed: u64,
     pub input_tokens: f64,
     pub output_tokens: f64,
-}
-
-/// Tasks of one group and tool that started, by wait bucket and run bucket (indexes into
-/// [`DURATION_BOUNDS_MS`], its length for longer; run `None` while unfinished).
-#[derive(Debug, Clone, PartialEq)]
-pub struct AnalyticsHistogram {
-    pub group: Option<String>,
-    pub tool: String,
-    pub wait_bucket: usize,
-    pub run_bucket: Option<usize>,
-    pub n: u64,
+    /// How many waited (due to start) and ran (start to end) how long, per bucket of
+    /// [`DURATION_BOUNDS_MS`] (one more for longer); tasks that never started count in
+    /// neither.
+    pub wait: Vec<u64>,
+    pub run: Vec<u64>,
 }
 
 /// Tasks of one group and tool that reached `status` in series bucket `bucket`.
@@ -587,7 +588,6 @@ pub struct AnalyticsPoint {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AnalyticsRows {
     pub counts: Vec<AnalyticsCount>,
-    pub histograms: Vec<AnalyticsHistogram>,
     pub series: Vec<AnalyticsPoint>,
 }
 
@@ -706,8 +706,15 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<TaskEvent>>;
 
     /// Counts, duration histograms and a time series of the tasks `q` selects, grouped by
-    /// `q.key` and tool: three aggregate scans of the tasks created in the window.
+    /// `q.key` and tool: whole minutes from the rollup [`Store::fold_analytics`] keeps, the
+    /// rest (and series finer than a minute) from the tasks.
     async fn analytics(&self, q: &AnalyticsQuery) -> StoreResult<AnalyticsRows>;
+
+    /// Folds what finished in whole minutes before `upto` into the analytics rollup, at
+    /// most `max_minutes` minutes in one transaction, each minute once (across processes
+    /// too); returns the instant folded up to. Called by the maintenance holder with
+    /// `upto` a little in the past, so finishes still being written are not missed.
+    async fn fold_analytics(&self, upto: Timestamp, max_minutes: u32) -> StoreResult<Timestamp>;
 
     /// Every queue of `owner` (of every owner when `None`) that holds tasks or has a
     /// setting, with its counts per status.

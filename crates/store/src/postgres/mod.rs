@@ -318,6 +318,10 @@ impl Store for PostgresStore {
         shared::analytics::analytics(&self.pool, q).await
     }
 
+    async fn fold_analytics(&self, upto: Timestamp, max_minutes: u32) -> StoreResult<Timestamp> {
+        transaction!(self.pool, |c| shared::analytics::fold(c, upto, max_minutes))
+    }
+
     async fn queue_stats(
         &self,
         now: Timestamp,

@@ -334,6 +334,12 @@ impl Store for SqliteStore {
         shared::analytics::analytics(&self.reader, q).await
     }
 
+    async fn fold_analytics(&self, upto: Timestamp, max_minutes: u32) -> StoreResult<Timestamp> {
+        self.writer
+            .write(move |w| Box::pin(shared::analytics::fold(w, upto, max_minutes)))
+            .await
+    }
+
     async fn queue_stats(
         &self,
         now: Timestamp,

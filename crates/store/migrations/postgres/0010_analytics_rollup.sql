@@ -1,0 +1,72 @@
+-- Analytics' per-minute rollup: what finished in each minute, per tool, queue, owner,
+-- workflow and final status, with duration histograms (wait `w*`, run `r*`: counts per
+-- bucket of the bounds in the store's `DURATION_BOUNDS_MS`). The maintenance holder folds
+-- whole minutes in, once each, and `analytics_folded` says up to where (milliseconds); the
+-- minutes after it are read from the tasks themselves.
+CREATE TABLE analytics_minutes (
+    minute        BIGINT  NOT NULL,
+    tool          TEXT    NOT NULL,
+    queue         TEXT    NOT NULL,
+    owner         TEXT    NOT NULL,
+    workflow_id   TEXT,
+    status        TEXT    NOT NULL,
+    n             BIGINT  NOT NULL,
+    retries       BIGINT  NOT NULL,
+    cost_usd      DOUBLE PRECISION,
+    costed        BIGINT  NOT NULL,
+    input_tokens  DOUBLE PRECISION,
+    output_tokens DOUBLE PRECISION,
+    w0  BIGINT NOT NULL DEFAULT 0,
+    w1  BIGINT NOT NULL DEFAULT 0,
+    w2  BIGINT NOT NULL DEFAULT 0,
+    w3  BIGINT NOT NULL DEFAULT 0,
+    w4  BIGINT NOT NULL DEFAULT 0,
+    w5  BIGINT NOT NULL DEFAULT 0,
+    w6  BIGINT NOT NULL DEFAULT 0,
+    w7  BIGINT NOT NULL DEFAULT 0,
+    w8  BIGINT NOT NULL DEFAULT 0,
+    w9  BIGINT NOT NULL DEFAULT 0,
+    w10 BIGINT NOT NULL DEFAULT 0,
+    w11 BIGINT NOT NULL DEFAULT 0,
+    w12 BIGINT NOT NULL DEFAULT 0,
+    w13 BIGINT NOT NULL DEFAULT 0,
+    w14 BIGINT NOT NULL DEFAULT 0,
+    w15 BIGINT NOT NULL DEFAULT 0,
+    w16 BIGINT NOT NULL DEFAULT 0,
+    w17 BIGINT NOT NULL DEFAULT 0,
+    w18 BIGINT NOT NULL DEFAULT 0,
+    w19 BIGINT NOT NULL DEFAULT 0,
+    w20 BIGINT NOT NULL DEFAULT 0,
+    w21 BIGINT NOT NULL DEFAULT 0,
+    w22 BIGINT NOT NULL DEFAULT 0,
+    r0  BIGINT NOT NULL DEFAULT 0,
+    r1  BIGINT NOT NULL DEFAULT 0,
+    r2  BIGINT NOT NULL DEFAULT 0,
+    r3  BIGINT NOT NULL DEFAULT 0,
+    r4  BIGINT NOT NULL DEFAULT 0,
+    r5  BIGINT NOT NULL DEFAULT 0,
+    r6  BIGINT NOT NULL DEFAULT 0,
+    r7  BIGINT NOT NULL DEFAULT 0,
+    r8  BIGINT NOT NULL DEFAULT 0,
+    r9  BIGINT NOT NULL DEFAULT 0,
+    r10 BIGINT NOT NULL DEFAULT 0,
+    r11 BIGINT NOT NULL DEFAULT 0,
+    r12 BIGINT NOT NULL DEFAULT 0,
+    r13 BIGINT NOT NULL DEFAULT 0,
+    r14 BIGINT NOT NULL DEFAULT 0,
+    r15 BIGINT NOT NULL DEFAULT 0,
+    r16 BIGINT NOT NULL DEFAULT 0,
+    r17 BIGINT NOT NULL DEFAULT 0,
+    r18 BIGINT NOT NULL DEFAULT 0,
+    r19 BIGINT NOT NULL DEFAULT 0,
+    r20 BIGINT NOT NULL DEFAULT 0,
+    r21 BIGINT NOT NULL DEFAULT 0,
+    r22 BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX analytics_minutes_at ON analytics_minutes (minute);
+
+CREATE TABLE analytics_folded (
+    id       INTEGER PRIMARY KEY,
+    until_ms BIGINT  NOT NULL
+);
+INSERT INTO analytics_folded (id, until_ms) VALUES (1, 0);

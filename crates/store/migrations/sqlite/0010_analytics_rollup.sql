@@ -1,0 +1,72 @@
+-- Analytics' per-minute rollup: what finished in each minute, per tool, queue, owner,
+-- workflow and final status, with duration histograms (wait `w*`, run `r*`: counts per
+-- bucket of the bounds in the store's `DURATION_BOUNDS_MS`). The maintenance holder folds
+-- whole minutes in, once each, and `analytics_folded` says up to where (milliseconds); the
+-- minutes after it are read from the tasks themselves.
+CREATE TABLE analytics_minutes (
+    minute        INTEGER  NOT NULL,
+    tool          TEXT    NOT NULL,
+    queue         TEXT    NOT NULL,
+    owner         TEXT    NOT NULL,
+    workflow_id   TEXT,
+    status        TEXT    NOT NULL,
+    n             INTEGER  NOT NULL,
+    retries       INTEGER  NOT NULL,
+    cost_usd      REAL,
+    costed        INTEGER  NOT NULL,
+    input_tokens  REAL,
+    output_tokens REAL,
+    w0  INTEGER NOT NULL DEFAULT 0,
+    w1  INTEGER NOT NULL DEFAULT 0,
+    w2  INTEGER NOT NULL DEFAULT 0,
+    w3  INTEGER NOT NULL DEFAULT 0,
+    w4  INTEGER NOT NULL DEFAULT 0,
+    w5  INTEGER NOT NULL DEFAULT 0,
+    w6  INTEGER NOT NULL DEFAULT 0,
+    w7  INTEGER NOT NULL DEFAULT 0,
+    w8  INTEGER NOT NULL DEFAULT 0,
+    w9  INTEGER NOT NULL DEFAULT 0,
+    w10 INTEGER NOT NULL DEFAULT 0,
+    w11 INTEGER NOT NULL DEFAULT 0,
+    w12 INTEGER NOT NULL DEFAULT 0,
+    w13 INTEGER NOT NULL DEFAULT 0,
+    w14 INTEGER NOT NULL DEFAULT 0,
+    w15 INTEGER NOT NULL DEFAULT 0,
+    w16 INTEGER NOT NULL DEFAULT 0,
+    w17 INTEGER NOT NULL DEFAULT 0,
+    w18 INTEGER NOT NULL DEFAULT 0,
+    w19 INTEGER NOT NULL DEFAULT 0,
+    w20 INTEGER NOT NULL DEFAULT 0,
+    w21 INTEGER NOT NULL DEFAULT 0,
+    w22 INTEGER NOT NULL DEFAULT 0,
+    r0  INTEGER NOT NULL DEFAULT 0,
+    r1  INTEGER NOT NULL DEFAULT 0,
+    r2  INTEGER NOT NULL DEFAULT 0,
+    r3  INTEGER NOT NULL DEFAULT 0,
+    r4  INTEGER NOT NULL DEFAULT 0,
+    r5  INTEGER NOT NULL DEFAULT 0,
+    r6  INTEGER NOT NULL DEFAULT 0,
+    r7  INTEGER NOT NULL DEFAULT 0,
+    r8  INTEGER NOT NULL DEFAULT 0,
+    r9  INTEGER NOT NULL DEFAULT 0,
+    r10 INTEGER NOT NULL DEFAULT 0,
+    r11 INTEGER NOT NULL DEFAULT 0,
+    r12 INTEGER NOT NULL DEFAULT 0,
+    r13 INTEGER NOT NULL DEFAULT 0,
+    r14 INTEGER NOT NULL DEFAULT 0,
+    r15 INTEGER NOT NULL DEFAULT 0,
+    r16 INTEGER NOT NULL DEFAULT 0,
+    r17 INTEGER NOT NULL DEFAULT 0,
+    r18 INTEGER NOT NULL DEFAULT 0,
+    r19 INTEGER NOT NULL DEFAULT 0,
+    r20 INTEGER NOT NULL DEFAULT 0,
+    r21 INTEGER NOT NULL DEFAULT 0,
+    r22 INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX analytics_minutes_at ON analytics_minutes (minute);
+
+CREATE TABLE analytics_folded (
+    id       INTEGER PRIMARY KEY,
+    until_ms INTEGER  NOT NULL
+);
+INSERT INTO analytics_folded (id, until_ms) VALUES (1, 0);
