@@ -43,7 +43,8 @@ struct Cli {
     #[arg(long, value_name = "ADDR")]
     http: Option<String>,
     /// Directory where tools record observable facts (started/cancelled
-    /// markers, flaky counters, the server pid).
+    /// markers, flaky counters, the server pid) and, over HTTP, where the
+    /// `traceparent` header of each request is appended (`traceparents`).
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
     /// serverInfo.name reported to clients.
@@ -66,6 +67,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
 
+    let record = cli.state_dir.as_ref().map(|d| d.join("traceparents"));
     let state = cli
         .state_dir
         .as_deref()
@@ -79,7 +81,7 @@ async fn main() -> anyhow::Result<()> {
 
     match cli.http {
         None => serve_stdio(shared).await,
-        Some(addr) => serve_http(shared, &addr).await,
+        Some(addr) => serve_http(shared, &addr, record).await,
     }
 }
 
@@ -94,7 +96,11 @@ async fn serve_stdio(shared: std::sync::Arc<Shared>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve_http(shared: std::sync::Arc<Shared>, addr: &str) -> anyhow::Result<()> {
+async fn serve_http(
+    shared: std::sync::Arc<Shared>,
+    addr: &str,
+    record: Option<PathBuf>,
+) -> anyhow::Result<()> {
     // Session mode stays on (the default): legacy clients (< 2026-07-28)
     // then keep an Mcp-Session-Id session whose initialize capabilities are
     // remembered. Stateless mode would synthesise empty capabilities for
@@ -106,7 +112,14 @@ async fn serve_http(shared: std::sync::Arc<Shared>, addr: &str) -> anyhow::Resul
         LocalSessionManager::default().into(),
         StreamableHttpServerConfig::default(),
     );
-    let app = axum::Router::new().nest_service("/mcp", service);
+    let app = axum::Router::new()
+        .nest_service("/mcp", service)
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                record_traceparent(record.as_deref(), &req);
+                next.run(req)
+            },
+        ));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot bind {addr}"))?;
@@ -120,4 +133,21 @@ async fn serve_http(shared: std::sync::Arc<Shared>, addr: &str) -> anyhow::Resul
     tracing::info!(pid = std::process::id(), %bound, "serving MCP over Streamable HTTP");
     axum::serve(listener, app).await?;
     Ok(())
+}
+
+/// Appends the request's `traceparent` header, if any, to `file` (one per line), so a
+/// test can see the trace context its client sent over HTTP.
+fn record_traceparent(file: Option<&std::path::Path>, req: &axum::extract::Request) {
+    let (Some(file), Some(tp)) = (file, req.headers().get("traceparent")) else {
+        return;
+    };
+    let line = format!("{}\n", String::from_utf8_lossy(tp.as_bytes()));
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)
+        .and_then(|mut f| f.write_all(line.as_bytes()));
+    if let Err(e) = written {
+        tracing::warn!(error = %e, "cannot record a traceparent");
+    }
 }

@@ -188,7 +188,10 @@ impl Connection {
                 }
                 let config =
                     StreamableHttpClientTransportConfig::with_uri(url.as_str()).custom_headers(map);
-                let t = StreamableHttpClientTransport::from_config(config);
+                let t = StreamableHttpClientTransport::with_client(
+                    crate::http_client::TracingClient::new(),
+                    config,
+                );
                 let s = rmcp::service::ClientServiceExt::serve_with_lifecycle(handler, t, mode)
                     .await
                     .map_err(|e| {

@@ -6,6 +6,8 @@
 //! - [`server`]: one server's supervisor (connect, reconnect with backoff, health checks,
 //!   circuit breaker, tool refresh) and its tool provider.
 //! - [`connection`]: one rmcp client session over stdio or Streamable HTTP.
+//! - `http_client`: the HTTP client of Streamable HTTP sessions (trace context as a
+//!   header).
 //! - [`call`]: running a tool call as a plain call, a 2026-07-28 extension task or a
 //!   2025-11-25 task, resumable from a checkpoint.
 //! - [`handler`]: the rmcp client handler (progress, sampling and elicitation relayed,
@@ -23,6 +25,7 @@ pub mod config;
 pub mod connection;
 pub mod group;
 pub mod handler;
+mod http_client;
 pub mod manager;
 pub mod process;
 pub mod raw;

@@ -782,14 +782,17 @@ fn decode_spans(body: &[u8], into: &std::sync::Mutex<Vec<ExportedSpan>>) {
 /// Traces: a `traceparent` sent with a REST submission or in MCP `_meta` is kept with
 /// the task, so the run (however much later) and its upstream call join the caller's
 /// trace; the spans reach a real OTLP/HTTP receiver as protobuf, with the task, tool and
-/// attempt as attributes.
+/// attempt as attributes. An HTTP upstream gets the trace context as a header too.
 #[tokio::test]
 async fn traces_follow_a_task_from_request_to_upstream_and_back() {
     let collector = Collector::start().await;
     let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("web-state");
+    let web = crate::common::HttpTestServer::start(crate::common::free_port(), &state);
     let toml = format!(
-        "[telemetry]\notlp_endpoint = \"{}\"\nservice_name = \"baton-test\"\n",
-        collector.url
+        "[telemetry]\notlp_endpoint = \"{}\"\nservice_name = \"baton-test\"\n\n\
+         [[servers]]\nname = \"web\"\nurl = \"{}\"\n",
+        collector.url, web.url
     );
     let baton = start_with(
         dir.path(),
@@ -816,6 +819,33 @@ async fn traces_follow_a_task_from_request_to_upstream_and_back() {
         .unwrap()
         .to_string();
     assert_eq!(api.wait_final(&id).await["status"], "completed");
+
+    // Over HTTP, the upstream sees the trace as a header (its own span's id as parent).
+    wait_healthy(&api, "web").await;
+    let web_trace = "a3ce929d0e0e47364bf92f3577b34da6";
+    let r = api
+        .http
+        .post(format!("{}/v1/tasks", api.base))
+        .header("traceparent", format!("00-{web_trace}-{caller_span}-01"))
+        .json(&json!({"tool": "web__echo", "arguments": {"text": "traced"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let web_task = r.json::<serde_json::Value>().await.unwrap()["task_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(api.wait_final(&web_task).await["status"], "completed");
+    let seen = std::fs::read_to_string(state.join("traceparents")).unwrap_or_default();
+    let header = seen
+        .lines()
+        .find(|l| l.contains(web_trace))
+        .unwrap_or_else(|| panic!("no traceparent of the trace among {seen:?}"));
+    assert!(
+        header.starts_with(&format!("00-{web_trace}-")) && !header.contains(caller_span),
+        "the header names the upstream call's span: {header}"
+    );
 
     // MCP: the trace context in `_meta`.
     let mcp_trace = "0af7651916cd43dd8448eb211c80319c";
