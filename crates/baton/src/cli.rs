@@ -284,6 +284,17 @@ enum QueueAction {
     Pause { name: String },
     /// Start tasks from a queue again.
     Resume { name: String },
+    /// Cancel a queue's open tasks (pending ones unless `--status` says otherwise) and the
+    /// tasks they created.
+    Clear {
+        name: String,
+        /// Which tasks: pending, running, input_required (repeat for several).
+        #[arg(long, default_value = "pending")]
+        status: Vec<String>,
+        /// Cancel them: without it, nothing is done.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 const DEFAULT_URL: &str = "http://127.0.0.1:7420";
@@ -688,6 +699,20 @@ async fn queues(client: &Client, action: Option<QueueAction>) -> Result<ExitCode
         Some(QueueAction::Resume { name }) => {
             client.queue_action(&name, "resume").await?;
             println!("queue {name} resumed");
+        }
+        Some(QueueAction::Clear { name, status, yes }) => {
+            if !yes {
+                eprintln!(
+                    "this cancels the {} tasks of queue {name}; run again with --yes to do it",
+                    status.join(", ")
+                );
+                return Ok(ExitCode::from(2));
+            }
+            let body = serde_json::json!({"status": status, "confirm": true});
+            let r = client
+                .post_json(&format!("/v1/queues/{name}/clear"), &body)
+                .await?;
+            println!("queue {name}: {} tasks cancelled", r["cancelled"]);
         }
         None => output::print_queues(&client.queues().await?),
     }

@@ -536,12 +536,9 @@ impl Engine {
     /// Pauses or resumes `owner`'s queue. The default queue always exists; another exists
     /// for a principal once it holds one of their tasks (or has a setting): pausing one
     /// that does not is a 404, not a new queue (names are not a resource anyone may mint).
-    pub async fn set_queue_paused(
-        &self,
-        owner: &str,
-        queue: &str,
-        paused: bool,
-    ) -> Result<(), EngineError> {
+    /// Checks that `queue` is a queue of `owner` (it holds tasks or has a setting, or is
+    /// the default queue).
+    async fn known_queue(&self, owner: &str, queue: &str) -> Result<(), EngineError> {
         baton_core::tool::validate_name("queue", queue, &['_', '.'])
             .map_err(|m| baton_core::submit::InvalidRequest::new("queue", m))?;
         let known = queue == self.config().submit_defaults.queue
@@ -550,9 +547,88 @@ impl Engine {
                 .await?
                 .iter()
                 .any(|q| q.name == queue);
-        if !known {
-            return Err(EngineError::QueueNotFound(queue.to_string()));
+        if known {
+            Ok(())
+        } else {
+            Err(EngineError::QueueNotFound(queue.to_string()))
         }
+    }
+
+    /// Cancels `owner`'s tasks in `queue` that are in one of `statuses` (open ones: a
+    /// finished task has nothing to cancel), and the tasks they created; returns how many
+    /// of the queue's tasks were cancelled (or told to stop, when running).
+    /// `statuses` are status names; none means pending.
+    pub async fn clear_queue(
+        &self,
+        owner: &str,
+        queue: &str,
+        statuses: &[String],
+    ) -> Result<crate::views::QueueCleared, EngineError> {
+        self.known_queue(owner, queue).await?;
+        let mut parsed = Vec::new();
+        for name in statuses {
+            let status: TaskStatus = name
+                .parse()
+                .map_err(|e| baton_core::submit::InvalidRequest::new("status", e))?;
+            if status.is_final() {
+                return Err(baton_core::submit::InvalidRequest::new(
+                    "status",
+                    format!(
+                        "a {status} task has nothing to cancel; one of pending, running, input_required"
+                    ),
+                )
+                .into());
+            }
+            if !parsed.contains(&status) {
+                parsed.push(status);
+            }
+        }
+        if parsed.is_empty() {
+            parsed.push(TaskStatus::Pending);
+        }
+        let statuses = parsed;
+        let mut cancelled = 0;
+        for status in &statuses {
+            let mut before_seq = None;
+            loop {
+                let page = self
+                    .inner
+                    .store
+                    .list_tasks(&TaskQuery {
+                        owner: Some(owner.to_string()),
+                        status: Some(*status),
+                        queue: Some(queue.to_string()),
+                        before_seq,
+                        limit: 500,
+                        ..TaskQuery::default()
+                    })
+                    .await?;
+                let Some(last) = page.last() else { break };
+                before_seq = Some(last.seq);
+                for task in page {
+                    match self.cancel_unchecked(task.id).await {
+                        Ok(_) => cancelled += 1,
+                        // Finished or gone meanwhile.
+                        Err(EngineError::Conflict(_) | EngineError::TaskNotFound(_)) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        Ok(crate::views::QueueCleared {
+            name: queue.to_string(),
+            statuses,
+            cancelled,
+        })
+    }
+
+    pub async fn set_queue_paused(
+        &self,
+        owner: &str,
+        queue: &str,
+        paused: bool,
+    ) -> Result<(), EngineError> {
+        self.known_queue(owner, queue).await?;
         self.inner
             .store
             .set_queue_paused(owner, queue, paused, self.now())

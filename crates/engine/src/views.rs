@@ -211,6 +211,24 @@ impl From<baton_store::QueueStats> for QueueView {
     }
 }
 
+/// A queue paused or resumed: `POST /v1/queues/{name}/pause` and `…/resume`, the MCP
+/// tools `queue_pause` and `queue_resume`.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct QueueState {
+    pub name: String,
+    pub paused: bool,
+}
+
+/// A queue cleared: `POST /v1/queues/{name}/clear`, the MCP tool `queue_clear`.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct QueueCleared {
+    pub name: String,
+    /// The statuses cleared.
+    pub statuses: Vec<TaskStatus>,
+    /// Tasks cancelled (running ones told to stop).
+    pub cancelled: u64,
+}
+
 /// Every queue, and the node's counters.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct QueuesView {

@@ -431,6 +431,18 @@ fn build() -> Value {
             .build(&error);
         d.op("post", path, op);
     }
+    let clear = d.schema::<ClearQueue>();
+    let cleared = d.schema::<QueueCleared>();
+    let op = Op::new(
+        "clearQueue",
+        "queues",
+        "Cancel the queue's open tasks (pending by default); needs confirm: true",
+    )
+    .param(queue.clone())
+    .body(body(clear))
+    .answer(200, answer("How many were cancelled.", cleared))
+    .build(&error);
+    d.op("post", "/v1/queues/{name}/clear", op);
     let stats = d.schema::<Stats>();
     let op = Op::new("getStats", "queues", "Cheap node counters")
         .answer(200, answer("The counters.", stats))

@@ -48,6 +48,7 @@ pub fn router(
         .route("/v1/peers", get(queues::peers))
         .route("/v1/queues/{name}/pause", post(queues::pause))
         .route("/v1/queues/{name}/resume", post(queues::resume))
+        .route("/v1/queues/{name}/clear", post(queues::clear))
         .route("/v1/tools", get(tasks::tools))
         .route("/v1/servers", get(servers::list).post(servers::add))
         .route(

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::common::{Api, Baton, cli};
+use crate::common::{Api, Baton, cli, eventually};
 use serde_json::json;
 
 async fn start(env: &[(&str, &str)]) -> (tempfile::TempDir, Baton, Api) {
@@ -236,6 +236,79 @@ async fn queues_pause_resume_and_stats() {
         .post("/v1/queues/Not%20A%20Queue/pause", json!(null))
         .await;
     assert_eq!(bad.status, 400);
+}
+
+/// Clearing a queue cancels its open tasks of the statuses asked for (pending by
+/// default), only after an explicit confirmation, and leaves other queues alone.
+#[tokio::test]
+async fn queues_clear_after_confirmation() {
+    let (_d, _b, api) = start(&[]).await;
+    let mut pending = Vec::new();
+    for i in 0..3 {
+        pending.push(
+            api.submit(json!({"tool": "baton__echo", "arguments": {"i": i}, "queue": "bulk", "delay_ms": 600000}))
+                .await,
+        );
+    }
+    let running = api
+        .submit(json!({"tool": "baton__sleep", "arguments": {"ms": 60000}, "queue": "bulk"}))
+        .await;
+    let elsewhere = api
+        .submit(json!({"tool": "baton__echo", "queue": "other", "delay_ms": 600000}))
+        .await;
+    eventually("the sleep runs", Duration::from_secs(20), async || {
+        api.task(&running).await["status"] == "running"
+    })
+    .await;
+
+    let r = api.post("/v1/queues/bulk/clear", json!({})).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.error_message().contains("confirm"), "{}", r.body);
+    let r = api
+        .post(
+            "/v1/queues/bulk/clear",
+            json!({"status": "completed", "confirm": true}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.error_message().contains("nothing to cancel"),
+        "{}",
+        r.body
+    );
+    let r = api
+        .post("/v1/queues/nowhere/clear", json!({"confirm": true}))
+        .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    for id in &pending {
+        assert_eq!(
+            api.task(id).await["status"],
+            "pending",
+            "nothing cleared yet"
+        );
+    }
+
+    let r = api
+        .post("/v1/queues/bulk/clear", json!({"confirm": true}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["cancelled"], 3);
+    assert_eq!(r.body["statuses"], json!(["pending"]));
+    for id in &pending {
+        assert_eq!(api.task(id).await["status"], "cancelled");
+    }
+    assert_eq!(api.task(&running).await["status"], "running");
+    assert_eq!(api.task(&elsewhere).await["status"], "pending");
+
+    let r = api
+        .post(
+            "/v1/queues/bulk/clear",
+            json!({"status": ["running", "input_required"], "confirm": true}),
+        )
+        .await;
+    assert_eq!(r.body["cancelled"], 1, "{}", r.body);
+    assert_eq!(api.wait_final(&running).await["status"], "cancelled");
+    assert_eq!(api.task(&elsewhere).await["status"], "pending");
 }
 
 #[tokio::test]

@@ -145,3 +145,25 @@ enum DagFormatArg {
     Dot,
     Mermaid,
 }
+
+/// A queue named by its name.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueueArgs {
+    /// The queue's name (`default` unless tasks named another).
+    pub name: String,
+}
+
+/// What `queue_clear` cancels.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueueClearArgs {
+    /// The queue's name.
+    pub name: String,
+    /// Which of its tasks: any of pending (the default), running, input_required.
+    #[serde(default)]
+    pub status: Vec<String>,
+    /// Must be true: clearing cancels tasks.
+    #[serde(default)]
+    pub confirm: bool,
+}

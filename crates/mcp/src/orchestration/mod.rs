@@ -33,8 +33,12 @@ pub const NAMES: &[&str] = &[
     "task_status",
     "task_result",
     "task_cancel",
+    "task_retry",
     "task_list",
     "queue_stats",
+    "queue_pause",
+    "queue_resume",
+    "queue_clear",
     "server_list",
     "peer_list",
     "analytics",
@@ -54,7 +58,8 @@ pub fn is_orchestration(name: &str) -> bool {
 pub fn scope_of(name: &str) -> Option<baton_core::auth::Scope> {
     use baton_core::auth::Scope;
     Some(match name {
-        "task_submit" | "task_cancel" => Scope::TasksWrite,
+        "task_submit" | "task_cancel" | "task_retry" => Scope::TasksWrite,
+        "queue_pause" | "queue_resume" | "queue_clear" => Scope::QueuesAdmin,
         "task_status" | "task_result" | "task_list" | "queue_stats" | "server_list"
         | "peer_list" | "analytics" => Scope::TasksRead,
         "workflow_submit" | "workflow_cancel" => Scope::WorkflowsWrite,
@@ -179,6 +184,12 @@ async fn run(
                 message: message.into(),
             }))
         }
+        "task_retry" => {
+            let a: TaskIdArgs = parse(args)?;
+            let id = task_id(&a.task_id)?;
+            engine.retry(p, id).await?;
+            Ok(ok(engine.describe(p, id).await?))
+        }
         "task_list" => {
             let a: TaskListArgs = parse(args)?;
             let filter = TaskFilter {
@@ -194,6 +205,25 @@ async fn run(
         "queue_stats" => {
             let _: NoArgs = parse(args)?;
             Ok(ok(engine.queues_view(Some(p)).await?))
+        }
+        "queue_pause" | "queue_resume" => {
+            let a: QueueArgs = parse(args)?;
+            let paused = name == "queue_pause";
+            engine.set_queue_paused(p, &a.name, paused).await?;
+            Ok(ok(baton_engine::views::QueueState {
+                name: a.name,
+                paused,
+            }))
+        }
+        "queue_clear" => {
+            let a: QueueClearArgs = parse(args)?;
+            if !a.confirm {
+                return Err(Failure::Tool(
+                    "clearing cancels the queue's tasks; call again with confirm: true to do it"
+                        .into(),
+                ));
+            }
+            Ok(ok(engine.clear_queue(p, &a.name, &a.status).await?))
         }
         "server_list" => {
             let a: ServerListArgs = parse(args)?;

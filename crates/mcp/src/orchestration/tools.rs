@@ -4,7 +4,7 @@
 
 use baton_core::submit::SubmitRequest;
 use baton_engine::reads::TaskPage;
-use baton_engine::views::{QueuesView, ResultView, TaskView};
+use baton_engine::views::{QueueCleared, QueueState, QueuesView, ResultView, TaskView};
 use baton_engine::workflow::{WorkflowPage, WorkflowResult, WorkflowView};
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -172,6 +172,12 @@ pub fn definitions() -> Vec<Value> {
             "Cancels a task: a pending one at once, a running one as soon as its tool stops.",
             false,
         ),
+        def::<TaskIdArgs, TaskView>(
+            "task_retry",
+            "Retry a task",
+            "Runs a failed or cancelled task again from its first attempt; answers its new status.",
+            false,
+        ),
         def::<TaskListArgs, TaskPage>(
             "task_list",
             "List tasks",
@@ -183,6 +189,24 @@ pub fn definitions() -> Vec<Value> {
             "Queue statistics",
             "Tasks per queue and status, throughput, active tasks.",
             true,
+        ),
+        def::<QueueArgs, QueueState>(
+            "queue_pause",
+            "Pause a queue",
+            "Stops starting the queue's tasks (running ones finish); they wait until queue_resume.",
+            false,
+        ),
+        def::<QueueArgs, QueueState>(
+            "queue_resume",
+            "Resume a queue",
+            "Starts the queue's tasks again after queue_pause.",
+            false,
+        ),
+        def::<QueueClearArgs, QueueCleared>(
+            "queue_clear",
+            "Clear a queue",
+            "Cancels the queue's open tasks of the statuses given (pending by default; running, input_required) and the tasks they created; needs confirm: true. Answers how many were cancelled.",
+            false,
         ),
         def::<ServerListArgs, ServersView>(
             "server_list",

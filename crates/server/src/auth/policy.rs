@@ -90,6 +90,7 @@ pub fn rule_for(method: &Method, path: &str) -> Option<Rule> {
         ("GET", ["v1", "queues"]) => rule("queues.list", TasksRead),
         ("POST", ["v1", "queues", _, "pause"]) => on(rule("queues.pause", QueuesAdmin), 2),
         ("POST", ["v1", "queues", _, "resume"]) => on(rule("queues.resume", QueuesAdmin), 2),
+        ("POST", ["v1", "queues", _, "clear"]) => on(rule("queues.clear", QueuesAdmin), 2),
         // Node-wide counters and the cluster's members: operators only.
         ("GET", ["v1", "stats"]) => rule("stats.get", Admin),
         ("GET", ["v1", "peers"]) => rule("peers.list", Admin),

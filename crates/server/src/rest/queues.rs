@@ -1,12 +1,12 @@
-//! `/v1/queues`: depth per status, throughput, pause and resume; `/v1/stats`; and
+//! `/v1/queues`: depth per status, throughput, pause, resume and clear; `/v1/stats`; and
 //! `/v1/peers`, the processes sharing the store.
 
 use axum::Json;
 use axum::extract::{Path, State};
 
 use super::AppState;
-use super::extract::Principal;
-use super::views::{Peers, QueueState, Stats};
+use super::extract::{ApiJson, Principal};
+use super::views::{ClearQueue, OneOrMany, Peers, QueueCleared, QueueState, Stats};
 use crate::error::ApiError;
 
 /// The caller's queues: each principal has its own, with its own counts and pauses.
@@ -36,6 +36,25 @@ pub async fn resume(
         name,
         paused: false,
     }))
+}
+
+/// `POST /v1/queues/{name}/clear`: cancels the queue's open tasks of the statuses asked
+/// for (pending by default). Needs `confirm: true`.
+pub async fn clear(
+    State(s): State<AppState>,
+    Principal(principal): Principal,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<ClearQueue>,
+) -> Result<Json<QueueCleared>, ApiError> {
+    if body.confirm != Some(true) {
+        return Err(ApiError::invalid(
+            "confirm: clearing cancels the queue's tasks; send `\"confirm\": true` to do it",
+        ));
+    }
+    let statuses = body.status.map(OneOrMany::into_vec).unwrap_or_default();
+    Ok(Json(
+        s.engine.clear_queue(&principal, &name, &statuses).await?,
+    ))
 }
 
 /// Cheap node counters (no store scan): for dashboards and benchmarks that poll.

@@ -158,11 +158,36 @@ pub struct Timeline {
     pub events: Vec<baton_engine::workflow::TimelineEntry>,
 }
 
-/// `POST /v1/queues/{name}/pause` and `…/resume`.
-#[derive(Debug, Serialize, schemars::JsonSchema)]
-pub struct QueueState {
-    pub name: String,
-    pub paused: bool,
+pub use baton_engine::views::{QueueCleared, QueueState};
+
+/// The body of `POST /v1/queues/{name}/clear`.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClearQueue {
+    /// Which tasks: `pending` (the default), `running`, `input_required`, or a list of
+    /// them.
+    #[serde(default)]
+    pub status: Option<OneOrMany>,
+    /// Must be `true`: clearing cancels tasks.
+    #[serde(default)]
+    pub confirm: Option<bool>,
+}
+
+/// A string, or a list of them.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
 }
 
 /// `GET /v1/stats`: cheap node counters (no store scan).

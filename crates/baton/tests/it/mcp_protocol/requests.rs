@@ -484,3 +484,96 @@ async fn a_requested_task_ttl_is_honoured_within_limits() {
     assert!(r.status < 300, "{}", r.body);
     assert!(r.body["expires_at"].is_string(), "{}", r.body);
 }
+
+/// Calls a tool over MCP (2026-07-28, no task) and returns its result.
+async fn call_tool(
+    mcp: &Mcp,
+    id: u64,
+    name: &str,
+    arguments: serde_json::Value,
+) -> serde_json::Value {
+    let a = mcp
+        .modern(
+            id,
+            "tools/call",
+            json!({"name": name, "arguments": arguments}),
+            false,
+        )
+        .await;
+    a.last()["result"].clone()
+}
+
+/// The queue controls and retry as MCP tools: the operations, names and answers of the
+/// REST API, with mistakes as readable tool errors.
+#[tokio::test]
+async fn queue_controls_and_retry_are_tools() {
+    let dir = tempfile::tempdir().unwrap();
+    let baton = start(dir.path(), false, &[]);
+    let api = Api::new(&baton.url);
+    let mcp = Mcp::new(&baton.url);
+    let held = api
+        .submit(json!({"tool": "baton__echo", "queue": "mq", "delay_ms": 600000}))
+        .await;
+    let paused_in_rest = async || {
+        api.get("/v1/queues").await.body["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|q| q["name"] == "mq")
+            .unwrap()["paused"]
+            .clone()
+    };
+
+    let r = call_tool(&mcp, 1, "queue_pause", json!({"name": "mq"})).await;
+    assert_eq!(
+        r["structuredContent"],
+        json!({"name": "mq", "paused": true}),
+        "{r}"
+    );
+    assert_eq!(paused_in_rest().await, true);
+    let r = call_tool(&mcp, 2, "queue_resume", json!({"name": "mq"})).await;
+    assert_eq!(r["structuredContent"]["paused"], false, "{r}");
+    assert_eq!(paused_in_rest().await, false);
+    let r = call_tool(&mcp, 3, "queue_pause", json!({"name": "nowhere"})).await;
+    assert_eq!(r["isError"], true, "{r}");
+    assert!(
+        r["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("nowhere"),
+        "{r}"
+    );
+
+    let r = call_tool(&mcp, 4, "queue_clear", json!({"name": "mq"})).await;
+    assert_eq!(r["isError"], true, "{r}");
+    assert!(
+        r["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("confirm"),
+        "{r}"
+    );
+    assert_eq!(api.task(&held).await["status"], "pending");
+    let r = call_tool(
+        &mcp,
+        5,
+        "queue_clear",
+        json!({"name": "mq", "confirm": true}),
+    )
+    .await;
+    assert_eq!(
+        r["structuredContent"],
+        json!({"name": "mq", "statuses": ["pending"], "cancelled": 1}),
+        "{r}"
+    );
+    assert_eq!(api.task(&held).await["status"], "cancelled");
+
+    let r = call_tool(&mcp, 6, "task_retry", json!({"task_id": held})).await;
+    assert_eq!(r["structuredContent"]["task_id"], held.as_str(), "{r}");
+    assert_ne!(r["structuredContent"]["status"], "cancelled", "{r}");
+    let r = call_tool(&mcp, 7, "task_retry", json!({"task_id": held})).await;
+    assert_eq!(
+        r["isError"], true,
+        "a task that is not failed or cancelled: {r}"
+    );
+}
