@@ -4,18 +4,23 @@
 
 Against a running node at URL: the overview loads; the playground runs a tool and lands
 on its task page, which follows the task live (progress, logs, completion) without a
-reload; a running task is cancelled from its page; the task list shows both; the pages
+reload; a running task is cancelled from its page; the task list shows both; a task an
+agent delegated over MCP shows in its parent's lineage tree; the overview says how many
+nodes are up; the pages
 fit a 390 px wide screen and the navigation is reachable by keyboard. With a screenshot
 directory, a PNG of each page is saved there. With `UI_RICH` set, the node has the test server as `test`, whose
 `rich` result is shown as text and an image. With `UI_ELICIT` set, it has
-server-everything as `everything`, and its elicitation is answered from the task page. With `UI_KEY` set, the node asks for
+server-everything as `everything`, and its elicitation is answered from the task page. With `UI_ADD_SERVER` set
+(a command serving MCP on stdio), that server is added from the servers page. With `UI_KEY` set, the node asks for
 credentials: the page must ask for a key, refuse a wrong one and work with this one.
 Exits non-zero, saying what failed.
 """
 
+import json
 import os
 import sys
 import time
+import urllib.request
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -73,6 +78,27 @@ def run(tool, fields):
 
 key = os.environ.get("UI_KEY")
 
+
+def post(path, body, extra=None):
+    """POSTs JSON to the node; returns the response."""
+    headers = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+    if key:
+        headers["authorization"] = f"Bearer {key}"
+    headers.update(extra or {})
+    req = urllib.request.Request(f"{url}{path}", data=json.dumps(body).encode(), headers=headers, method="POST")
+    return urllib.request.urlopen(req)
+
+
+def delegate(parent, tool, arguments):
+    """Calls `tool` over MCP as an agent running task `parent` would (its id in `_meta`)."""
+    init = post("/mcp", {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "ui-check", "version": "1"}}})
+    session = {"mcp-session-id": init.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+    init.read()
+    post("/mcp", {"jsonrpc": "2.0", "method": "notifications/initialized"}, session).read()
+    post("/mcp", {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": tool, "arguments": arguments, "_meta": {"baton/parentTask": parent}}}, session).read()
+
 try:
     driver.set_window_size(1280, 900)
     driver.get(f"{url}/ui/")
@@ -93,6 +119,8 @@ try:
         assert not driver.execute_script("return document.cookie"), "no cookies"
     heading("Overview")
     wait.until(EC.presence_of_element_located((By.ID, "total")))
+    peers_card = driver.find_element(By.ID, "peers-card").text
+    assert ("needs the admin scope" in peers_card) if key else ("1 / 1" in peers_card), peers_card
     fits()
     shot("overview")
 
@@ -150,21 +178,24 @@ try:
     wait.until(EC.text_to_be_present_in_element((By.ID, "task-table"), long[-12:]))
     assert slow[-12:] not in driver.find_element(By.ID, "task-table").text
 
+    # Lineage: an agent running the first task delegates over MCP; the child hangs under
+    # its parent in the tree, on either's page.
+    delegate(slow, "baton__echo", {"delegated": True})
+    driver.get(f"{url}/ui/#/tasks/{slow}")
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#lineage li[data-task]")) == 2)
+    child = driver.find_elements(By.CSS_SELECTOR, "#lineage li[data-task]")[1].get_attribute("data-task")
+    assert child != slow
+    driver.get(f"{url}/ui/#/tasks/{child}")
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, f'#lineage li[data-task="{slow}"] li[data-task="{child}"] a[aria-current]')))
+    shot("task-lineage")
+
     # A workflow (a diamond of sleeps), followed live on its page: the DAG fills in.
-    import json
-    import urllib.request
-    req = urllib.request.Request(
-        f"{url}/v1/workflows",
-        data=json.dumps({"name": "diamond", "steps": [
-            {"id": "start", "tool": "baton__sleep", "arguments": {"ms": 600}},
-            {"id": "left", "tool": "baton__sleep", "arguments": {"ms": 600}, "depends_on": ["start"]},
-            {"id": "right", "tool": "baton__sleep", "arguments": {"ms": 300}, "depends_on": ["start"]},
-            {"id": "join", "tool": "baton__echo", "depends_on": ["left", "right"]},
-        ]}).encode(),
-        headers={"content-type": "application/json", **({"authorization": f"Bearer {key}"} if key else {})},
-        method="POST",
-    )
-    wf = json.load(urllib.request.urlopen(req))["workflow_id"]
+    wf = json.load(post("/v1/workflows", {"name": "diamond", "steps": [
+        {"id": "start", "tool": "baton__sleep", "arguments": {"ms": 600}},
+        {"id": "left", "tool": "baton__sleep", "arguments": {"ms": 600}, "depends_on": ["start"]},
+        {"id": "right", "tool": "baton__sleep", "arguments": {"ms": 300}, "depends_on": ["start"]},
+        {"id": "join", "tool": "baton__echo", "depends_on": ["left", "right"]},
+    ]}))["workflow_id"]
     driver.get(f"{url}/ui/#/workflows")
     heading("Workflows")
     wait.until(EC.text_to_be_present_in_element((By.ID, "workflow-table"), wf[-12:]))
@@ -190,6 +221,14 @@ try:
     wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, f"{row} [data-paused]")))
     wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, f'{row} button[data-action="resume"]'))).click()
     wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, f'{row} button[data-action="pause"]')))
+    # Clear a queue's pending tasks, after saying yes to the question.
+    held = json.load(post("/v1/tasks", {"tool": "baton__echo", "queue": "held", "delay_ms": 600000}))["task_id"]
+    driver.get(f"{url}/ui/#/queues")
+    held_row = '#queue-table tr[data-queue="held"]'
+    wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, f'{held_row} button[data-action="clear"]'))).click()
+    wait.until(EC.alert_is_present()).accept()
+    wait.until(EC.text_to_be_present_in_element((By.ID, "queue-note"), "Cancelled 1 task of held"))
+    assert json.load(urllib.request.urlopen(urllib.request.Request(f"{url}/v1/tasks/{held}", headers={"authorization": f"Bearer {key}"} if key else {})))["status"] == "cancelled"
     shot("queues")
 
     # Servers: the test server, healthy, with its tools.
@@ -199,6 +238,23 @@ try:
         state = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, '[data-server="test"] [data-state]')))
         assert state.get_attribute("data-state") == "healthy", state.get_attribute("data-state")
         shot("servers")
+
+    # Add a server from the page (admins); it connects and lists its tools.
+    if os.environ.get("UI_ADD_SERVER"):
+        driver.get(f"{url}/ui/#/servers")
+        heading("MCP servers")
+        driver.find_element(By.CSS_SELECTOR, "#add-server summary").click()
+        driver.find_element(By.ID, "server-name").send_keys("added")
+        driver.find_element(By.ID, "server-target").send_keys(os.environ["UI_ADD_SERVER"])
+        driver.find_element(By.ID, "add-server-submit").click()
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '[data-server="added"] [data-state="healthy"]'))
+        # A bad one is refused with the reason, and nothing is added.
+        driver.find_element(By.CSS_SELECTOR, "#add-server summary").click()
+        driver.find_element(By.ID, "server-name").send_keys("baton")
+        driver.find_element(By.ID, "server-target").send_keys("true")
+        driver.find_element(By.ID, "add-server-submit").click()
+        wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "[role=alert]"), "reserved"))
+        assert not driver.find_elements(By.CSS_SELECTOR, '[data-server="baton"]')
 
     # Peers and audit: operators' pages. A key without their scopes is told so.
     driver.get(f"{url}/ui/#/peers")
@@ -217,9 +273,11 @@ try:
         wait.until(EC.text_to_be_present_in_element((By.ID, "audit-table"), "queues.pause"))
         shot("audit")
 
-    # By keyboard: Tab reaches the navigation, Enter follows a link.
+    # By keyboard: Tab reaches the navigation, Enter follows a link. The overview now
+    # charts the success rate of the minutes that had finishes.
     driver.get(f"{url}/ui/#/")
     heading("Overview")
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "svg.chart circle[data-rate]"))
     # From the first focusable element (the brand link), Tab walks the navigation.
     driver.execute_script("document.querySelector('.brand').focus()")
     for _ in range(2):

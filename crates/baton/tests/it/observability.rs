@@ -1018,7 +1018,8 @@ async fn a_worker_serves_its_own_metrics() {
 /// The dashboard in a real browser (Debian's chromium through chromium-driver, driven by
 /// `test-support/python/ui_check.py`): overview, a tool run from the playground and
 /// followed live to its end, a cancel from the task page, the task list and its filter,
-/// keyboard navigation, a 390 px screen.
+/// a delegated task in its parent's lineage, a server added from the page, keyboard
+/// navigation, a 390 px screen.
 async fn the_dashboard_works_in_a_real_browser(env: &[(&str, String)]) {
     let dir = tempfile::tempdir().unwrap();
     let everything = format!(
@@ -1043,7 +1044,9 @@ async fn run_ui_check(url: &str, key: Option<String>, rich: bool) {
             cmd.env("UI_KEY", k);
         }
         if rich {
-            cmd.env("UI_RICH", "1").env("UI_ELICIT", "1");
+            cmd.env("UI_RICH", "1")
+                .env("UI_ELICIT", "1")
+                .env("UI_ADD_SERVER", testserver_bin());
         }
         cmd.output()
             .expect("the test Python (scripts/test-env) runs ui_check.py")

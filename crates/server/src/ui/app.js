@@ -133,13 +133,39 @@ function chart(series) {
   return svg;
 }
 
+// Success rate over time: a line from 0 to 100%, gaps where nothing finished.
+function rateChart(rates) {
+  const w = 600, hgt = 120, pad = 4;
+  const x = (i) => pad + (i * (w - 2 * pad)) / Math.max(1, rates.length - 1);
+  const y = (v) => hgt - pad - v * (hgt - 2 * pad);
+  let d = "", pen = false;
+  rates.forEach((v, i) => {
+    if (v === null) { pen = false; return; }
+    d += `${pen ? "L" : "M"}${x(i).toFixed(1)},${y(v).toFixed(1)} `;
+    pen = true;
+  });
+  const svg = svgEl("svg", { viewBox: `0 0 ${w} ${hgt}`, class: "chart", preserveAspectRatio: "none", role: "img", "aria-label": "Share of finished tasks that completed, per minute" });
+  svg.append(svgEl("path", { d: d || "M0,0", fill: "none", stroke: "#2f5bea", "stroke-width": "2", "vector-effect": "non-scaling-stroke" }));
+  // A dot per minute that had finishes, so a lone minute shows too.
+  rates.forEach((v, i) => {
+    if (v !== null) svg.append(svgEl("circle", { cx: x(i).toFixed(1), cy: y(v).toFixed(1), r: "3", fill: "#2f5bea", "data-rate": v.toFixed(3) }));
+  });
+  return svg;
+}
+
 async function overview() {
-  const [a, queues, servers, failures] = await Promise.all([
+  const [a, byQueue, queues, servers, failures, peerList] = await Promise.all([
     api("/v1/analytics?since=1h&group_by=tool&bucket_seconds=60"),
+    api("/v1/analytics?since=1h&group_by=queue&bucket_seconds=3600"),
     api("/v1/queues"),
     api("/v1/servers"),
     api("/v1/tasks?status=failed&limit=10"),
+    // Peers need the admin scope: without it the card says so instead of failing.
+    api("/v1/peers").then((p) => p.peers).catch(() => null),
   ]);
+  const waits = new Map(byQueue.groups.map((g) => [g.key, g.wait_ms?.p95]));
+  const live = peerList ? peerList.filter((p) => p.health === "healthy") : [];
+  const rate = (p) => (p.completed + p.failed > 0 ? p.completed / (p.completed + p.failed) : null);
   const t = a.totals;
   const finished = (t.counts.completed || 0) + (t.counts.failed || 0) + (t.counts.cancelled || 0);
   show(
@@ -148,15 +174,20 @@ async function overview() {
       h("div", { class: "card" }, h("h2", {}, "Tasks, last hour"), h("div", { class: "stat", id: "total" }, t.total), h("div", { class: "muted" }, `${finished} finished, ${queues.active_tasks} active`)),
       h("div", { class: "card" }, h("h2", {}, "Success rate"), h("div", { class: "stat" }, pct(t.success_rate)), h("div", { class: "muted" }, `${t.retries} retries`)),
       h("div", { class: "card" }, h("h2", {}, "Wait p95 / run p95"), h("div", { class: "stat" }, `${fmtMs(t.wait_ms?.p95)} / ${fmtMs(t.run_ms?.p95)}`)),
-      h("div", { class: "card" }, h("h2", {}, "Cost, last hour"), h("div", { class: "stat" }, usd(t.cost_usd)))),
-    h("div", { class: "card" }, h("h2", {}, "Finished per minute (completed, failed)"), chart(t.series)),
+      h("div", { class: "card" }, h("h2", {}, "Cost, last hour"), h("div", { class: "stat" }, usd(t.cost_usd))),
+      h("div", { class: "card", id: "peers-card" }, h("h2", {}, "Nodes and workers"),
+        h("div", { class: "stat" }, peerList ? `${live.length} / ${peerList.length}` : "–"),
+        h("div", { class: "muted" }, peerList ? `healthy; ${live.reduce((n, p) => n + p.running, 0)} tasks running` : "needs the admin scope"))),
+    h("div", { class: "grid" },
+      h("div", { class: "card" }, h("h2", {}, "Finished per minute (completed, failed)"), chart(t.series)),
+      h("div", { class: "card" }, h("h2", {}, "Success rate per minute"), rateChart(t.series.map(rate)))),
     h("div", { class: "grid" },
       h("div", { class: "card scroll" }, h("h2", {}, "By tool"),
         h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Tool"), h("th", {}, "Tasks"), h("th", {}, "Success"), h("th", {}, "p95 run"), h("th", {}, "Cost"))),
           h("tbody", {}, a.groups.map((g) => h("tr", {}, h("td", {}, g.key), h("td", {}, g.total), h("td", {}, pct(g.success_rate)), h("td", {}, fmtMs(g.run_ms?.p95)), h("td", {}, usd(g.cost_usd))))))),
       h("div", { class: "card scroll" }, h("h2", {}, "Queues"),
-        h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Queue"), h("th", {}, "Pending"), h("th", {}, "Running"), h("th", {}, "Paused"))),
-          h("tbody", {}, queues.queues.map((q) => h("tr", {}, h("td", {}, q.name), h("td", {}, q.counts.pending), h("td", {}, q.counts.running), h("td", {}, q.paused ? "yes" : "no")))))),
+        h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Queue"), h("th", {}, "Pending"), h("th", {}, "Running"), h("th", {}, "Wait p95"))),
+          h("tbody", {}, queues.queues.map((q) => h("tr", {}, h("td", {}, q.name, q.paused ? h("span", { class: "muted" }, " (paused)") : null), h("td", {}, q.counts.pending), h("td", {}, q.counts.running), h("td", {}, fmtMs(waits.get(q.name)))))))),
       h("div", { class: "card scroll" }, h("h2", {}, "MCP servers"),
         h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Server"), h("th", {}, "State"), h("th", {}, "Tools"), h("th", {}, "Latency"))),
           h("tbody", {}, (servers.servers || []).map((s) => h("tr", {}, h("td", {}, s.name), h("td", {}, s.state), h("td", {}, s.tool_count), h("td", {}, fmtMs(s.latency_ms)))))))),
@@ -222,6 +253,37 @@ function content(result) {
   return out.length ? out : [h("pre", {}, JSON.stringify(result, null, 2))];
 }
 
+// The tree of tasks that delegated to each other around `t`: its ancestors up to the root,
+// and from there every descendant (bounded), each with its tool and status; `t` marked.
+async function lineageTree(t) {
+  const seen = new Map([[t.task_id, t]]);
+  let root = t;
+  for (let depth = 0; root.parent_id && depth < 10; depth++) {
+    const parent = await api(`/v1/tasks/${root.parent_id}`).catch(() => null);
+    if (!parent) break;
+    seen.set(parent.task_id, parent);
+    root = parent;
+  }
+  let budget = 100;
+  const node = async (task, depth) => {
+    const here = task.task_id === t.task_id;
+    const label = h("a", { href: `#/tasks/${task.task_id}`, "aria-current": here ? "true" : null, title: task.task_id }, task.tool);
+    const item = h("li", { "data-task": task.task_id }, label, " ", statusEl(task.status));
+    const kids = task.children || [];
+    if (kids.length && depth < 6) {
+      const list = h("ul", {});
+      for (const id of kids) {
+        if (budget-- <= 0) { list.append(h("li", { class: "muted" }, "…")); break; }
+        const child = seen.get(id) || (await api(`/v1/tasks/${id}`).catch(() => null));
+        if (child) list.append(await node(child, depth + 1));
+      }
+      item.append(list);
+    }
+    return item;
+  };
+  return h("ul", { class: "tree" }, await node(root, 0));
+}
+
 async function task(id) {
   const t = await api(`/v1/tasks/${id}`);
   const status = h("span", { id: "task-status" }, statusEl(t.status));
@@ -259,9 +321,8 @@ async function task(id) {
     retryBtn.disabled = !(s === "failed" || s === "cancelled");
   };
   setStatus(t.status);
-  const lineage = [];
-  if (t.parent_id) lineage.push(h("a", { href: `#/tasks/${t.parent_id}` }, `parent …${t.parent_id.slice(-12)}`));
-  for (const c of t.children || []) lineage.push(h("a", { href: `#/tasks/${c}` }, ` child …${c.slice(-12)}`));
+  const lineage = h("div", { id: "lineage" });
+  if (t.parent_id || (t.children || []).length) lineageTree(t).then((tree) => lineage.replaceChildren(h("h2", {}, "Lineage"), tree)).catch(() => {});
   show(
     h("h1", {}, t.tool, " ", status),
     h("div", { class: "card" },
@@ -269,7 +330,7 @@ async function task(id) {
       h("p", {}, message),
       h("div", { class: "actions" }, cancelBtn, retryBtn), err,
       h("p", { class: "muted" }, `Task ${t.task_id} · queue ${t.queue} · attempt ${t.attempt} of ${t.max_attempts}`, t.workflow_id ? ` · workflow ${t.workflow_id}` : ""),
-      lineage.length ? h("p", {}, lineage) : null),
+      lineage),
     inputSlot,
     h("div", { class: "grid" },
       h("div", { class: "card scroll" }, h("h2", {}, "Timeline"), h("table", {}, timeline)),
@@ -420,9 +481,23 @@ async function servers() {
     if (!confirm(`Remove the MCP server ${name}? Its tasks that have not started will fail.`)) return;
     try { await api(`/v1/servers/${encodeURIComponent(name)}`, { method: "DELETE" }); route(); } catch (e) { err.textContent = e.message; }
   };
+  const add = async (e) => {
+    e.preventDefault();
+    err.textContent = "";
+    const f = e.target.elements;
+    const body = { name: f.name.value.trim() };
+    const target = f.target.value.trim();
+    if (/^https?:\/\//.test(target)) body.url = target;
+    else {
+      const [command, ...args] = target.split(/\s+/).filter(Boolean);
+      body.command = command;
+      body.args = args;
+    }
+    try { await api("/v1/servers", { method: "POST", body }); route(); } catch (x) { err.textContent = x.message; }
+  };
   show(
     h("h1", {}, "MCP servers"), err,
-    list.length ? null : h("p", { class: "muted" }, "No MCP servers: add them under [[servers]] in the configuration or with POST /v1/servers."),
+    list.length ? null : h("p", { class: "muted" }, "No MCP servers yet: add one below, under [[servers]] in the configuration, or with POST /v1/servers."),
     list.map((s) => h("div", { class: "card", "data-server": s.name },
       h("h2", {}, s.name, " ", h("span", { class: `status ${s.state === "healthy" ? "completed" : s.state === "connecting" ? "running" : "failed"}`, "data-state": s.state }, s.state)),
       h("p", { class: "muted" }, `${s.transport} · ${s.protocol_version || "protocol unknown"} · ${s.tool_count} tools · ${s.in_flight} in flight · ${s.calls} calls · ${pct(s.error_rate)} errors · ${fmtMs(s.latency_ms)} latency`,
@@ -430,10 +505,19 @@ async function servers() {
       h("details", {}, h("summary", {}, "Tools and their input schemas"),
         tools.filter((t) => s.tools.includes(t.name)).map((t) => h("div", {}, h("h3", {}, t.name), t.description ? h("p", { class: "muted" }, t.description) : null, h("pre", {}, JSON.stringify(t.input_schema, null, 2))))),
       s.origin === "api" ? h("div", { class: "actions" }, h("button", { class: "danger", onclick: () => remove(s.name) }, "Remove")) : null)),
+    h("details", { class: "card", id: "add-server" }, h("summary", {}, "Add an MCP server (admins)"),
+      h("form", { onsubmit: add },
+        h("label", { for: "server-name" }, "Name"), h("input", { id: "server-name", name: "name", required: true, placeholder: "github" }),
+        h("label", { for: "server-target" }, "URL of a Streamable HTTP server, or a command that serves stdio"),
+        h("input", { id: "server-target", name: "target", required: true, placeholder: "https://mcp.example.com/mcp  or  npx -y @modelcontextprotocol/server-everything" }),
+        h("div", { class: "actions" }, h("button", { type: "submit", id: "add-server-submit" }, "Add")))),
   );
   const timer = setTimeout(route, 5000);
   return () => clearTimeout(timer);
 }
+
+// What the last action on the queues page did; kept across the page's refreshes.
+const note = h("p", { class: "muted", id: "queue-note", role: "status" });
 
 async function queuesPage() {
   const q = await api("/v1/queues");
@@ -441,9 +525,18 @@ async function queuesPage() {
   const toggle = async (name, paused) => {
     try { await api(`/v1/queues/${encodeURIComponent(name)}/${paused ? "resume" : "pause"}`, { method: "POST" }); route(); } catch (e) { err.textContent = e.message; }
   };
+  const clear = async (name, pending) => {
+    if (!confirm(`Cancel the ${pending} pending task${pending === 1 ? "" : "s"} of queue ${name}?`)) return;
+    try {
+      const r = await api(`/v1/queues/${encodeURIComponent(name)}/clear`, { method: "POST", body: { status: "pending", confirm: true } });
+      err.textContent = "";
+      note.textContent = `Cancelled ${r.cancelled} task${r.cancelled === 1 ? "" : "s"} of ${name}.`;
+      route();
+    } catch (e) { err.textContent = e.message; }
+  };
   const statuses = ["pending", "running", "input_required", "completed", "failed", "cancelled"];
   show(
-    h("h1", {}, "Queues"), err,
+    h("h1", {}, "Queues"), err, note,
     h("div", { class: "card scroll" },
       h("table", { id: "queue-table" },
         h("thead", {}, h("tr", {}, h("th", {}, "Queue"), statuses.map((s) => h("th", {}, s.replace("_", " "))), h("th", {}, "Done / min"), h("th", {}, ""))),
@@ -451,7 +544,9 @@ async function queuesPage() {
           h("td", {}, x.name, x.paused ? h("span", { class: "muted", "data-paused": "true" }, " (paused)") : null),
           statuses.map((s) => h("td", {}, x.counts[s] ?? 0)),
           h("td", {}, x.completed_last_minute),
-          h("td", {}, h("button", { class: "secondary", "data-action": x.paused ? "resume" : "pause", onclick: () => toggle(x.name, x.paused) }, x.paused ? "Resume" : "Pause"))))))),
+          h("td", {}, h("div", { class: "actions" },
+            h("button", { class: "secondary", "data-action": x.paused ? "resume" : "pause", onclick: () => toggle(x.name, x.paused) }, x.paused ? "Resume" : "Pause"),
+            h("button", { class: "danger", "data-action": "clear", disabled: !x.counts.pending, onclick: () => clear(x.name, x.counts.pending) }, "Clear pending")))))))),
   );
   const timer = setTimeout(route, 3000);
   return () => clearTimeout(timer);
