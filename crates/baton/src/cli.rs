@@ -70,8 +70,22 @@ enum Command {
     Cancel { task_id: String },
     /// Run a failed or cancelled task again.
     Retry { task_id: String },
+    /// Change a pending task's priority or when it is due.
+    Priority {
+        task_id: String,
+        /// low, normal, high, or 0 to 100 (higher runs first).
+        priority: Option<String>,
+        /// Due after this long from now, e.g. 5m (or 0 for now).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        delay: Option<Duration>,
+    },
     /// List tasks, newest first.
     List(ListArgs),
+    /// Show schedules, or add, inspect, pause, resume or delete one.
+    Schedules {
+        #[command(subcommand)]
+        action: Option<ScheduleAction>,
+    },
     /// Show queues, or pause or resume one.
     Queues {
         #[command(subcommand)]
@@ -279,6 +293,52 @@ struct ServerAddArgs {
 }
 
 #[derive(Subcommand)]
+enum ScheduleAction {
+    /// Submit a tool call on a cron.
+    Add {
+        name: String,
+        /// Five fields (minute hour day month weekday) or six with seconds first, quoted.
+        #[arg(long)]
+        cron: String,
+        /// Qualified tool name, e.g. baton__echo.
+        #[arg(long)]
+        tool: String,
+        /// One argument, KEY=VALUE (VALUE is JSON when it parses as JSON); repeatable.
+        #[arg(short = 'a', long = "arg", value_name = "KEY=VALUE")]
+        args: Vec<String>,
+        /// IANA time zone of the cron (default UTC).
+        #[arg(long)]
+        timezone: Option<String>,
+        #[arg(short, long)]
+        queue: Option<String>,
+        /// skip a tick while the last run is still open (default: allow).
+        #[arg(long)]
+        overlap: Option<String>,
+        /// latest: after downtime, fire the latest missed tick (default: none).
+        #[arg(long)]
+        catch_up: Option<String>,
+    },
+    /// A schedule and its next fire times.
+    Show {
+        name: String,
+    },
+    /// The ticks it fired and their tasks, newest first.
+    Runs {
+        name: String,
+    },
+    Pause {
+        name: String,
+    },
+    Resume {
+        name: String,
+    },
+    /// Delete it (its tasks stay).
+    Rm {
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum QueueAction {
     /// Stop starting tasks from a queue (running ones finish).
     Pause { name: String },
@@ -343,6 +403,33 @@ pub async fn run(cli: Cli) -> ExitCode {
             );
             ExitCode::SUCCESS
         }),
+        Command::Priority {
+            task_id,
+            priority,
+            delay,
+        } => {
+            let mut body = serde_json::Map::new();
+            if let Some(p) = priority {
+                body.insert(
+                    "priority".into(),
+                    p.parse::<u64>().map_or(Value::String(p), Value::from),
+                );
+            }
+            if let Some(d) = delay {
+                body.insert("delay_ms".into(), Value::from(d.as_millis() as u64));
+            }
+            client
+                .patch_json(&format!("/v1/tasks/{task_id}"), &Value::Object(body))
+                .await
+                .map(|v| {
+                    println!(
+                        "task {task_id}: priority {}, due {}",
+                        v["priority"],
+                        v["run_at"].as_str().unwrap_or("now")
+                    );
+                    ExitCode::SUCCESS
+                })
+        }
         Command::Retry { task_id } => client.retry(&task_id).await.map(|v| {
             println!(
                 "task {} queued again",
@@ -352,6 +439,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         }),
         Command::List(args) => list(&client, args).await,
         Command::Queues { action } => queues(&client, action).await,
+        Command::Schedules { action } => schedules(&client, action).await,
         Command::Servers { action } => servers(&client, action).await,
         Command::Tools { json } => tools(&client, json).await,
         Command::Workflow { action } => crate::workflow::run(&client, action).await,
@@ -686,6 +774,88 @@ async fn list(client: &Client, a: ListArgs) -> Result<ExitCode, ClientError> {
         );
     } else {
         output::print_task_table(&page);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn schedules(
+    client: &Client,
+    action: Option<ScheduleAction>,
+) -> Result<ExitCode, ClientError> {
+    let pretty = |v: &Value| println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    match action {
+        None => {
+            let list = client.get("/v1/schedules").await?;
+            for s in list["schedules"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<24} {:<20} {:<10} next {}",
+                    s["name"].as_str().unwrap_or_default(),
+                    s["cron"].as_str().unwrap_or_default(),
+                    if s["paused"] == true {
+                        "paused"
+                    } else {
+                        "active"
+                    },
+                    s["next_runs"][0].as_str().unwrap_or("-"),
+                );
+            }
+        }
+        Some(ScheduleAction::Add {
+            name,
+            cron,
+            tool,
+            args,
+            timezone,
+            queue,
+            overlap,
+            catch_up,
+        }) => {
+            let mut arguments = Map::new();
+            for kv in &args {
+                let (k, v) = parse_kv(kv)?;
+                arguments.insert(k, v);
+            }
+            let mut task = json!({"tool": tool, "arguments": arguments});
+            if let Some(q) = queue {
+                task["queue"] = json!(q);
+            }
+            let mut body = json!({"name": name, "cron": cron, "task": task});
+            for (key, value) in [
+                ("timezone", timezone),
+                ("overlap", overlap),
+                ("catch_up", catch_up),
+            ] {
+                if let Some(v) = value {
+                    body[key] = json!(v);
+                }
+            }
+            pretty(&client.post_json("/v1/schedules", &body).await?);
+        }
+        Some(ScheduleAction::Show { name }) => {
+            pretty(&client.get(&format!("/v1/schedules/{name}")).await?)
+        }
+        Some(ScheduleAction::Runs { name }) => {
+            let runs = client.get(&format!("/v1/schedules/{name}/runs")).await?;
+            for r in runs["runs"].as_array().into_iter().flatten() {
+                println!(
+                    "{}  {}",
+                    r["tick_at"].as_str().unwrap_or_default(),
+                    r["task_id"].as_str().unwrap_or_default()
+                );
+            }
+        }
+        Some(ScheduleAction::Pause { name }) => {
+            client.post(&format!("/v1/schedules/{name}/pause")).await?;
+            println!("schedule {name} paused");
+        }
+        Some(ScheduleAction::Resume { name }) => {
+            client.post(&format!("/v1/schedules/{name}/resume")).await?;
+            println!("schedule {name} resumed");
+        }
+        Some(ScheduleAction::Rm { name }) => {
+            client.delete(&format!("/v1/schedules/{name}")).await?;
+            println!("schedule {name} deleted");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

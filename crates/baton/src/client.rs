@@ -137,6 +137,9 @@ impl Client {
         let resp = req.send().await.map_err(|e| self.connect_error(e))?;
         let status = resp.status().as_u16();
         let bytes = resp.bytes().await.map_err(|e| self.connect_error(e))?;
+        if status == 204 {
+            return Ok((status, Value::Null));
+        }
         let body: Value = serde_json::from_slice(&bytes).map_err(|_| {
             ClientError::Protocol(format!(
                 "HTTP {status}: {}",
@@ -225,6 +228,14 @@ impl Client {
     pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
         Ok(self
             .send(self.http.post(self.url(path)).json(body))
+            .await?
+            .1)
+    }
+
+    /// Patches with a JSON body.
+    pub async fn patch_json(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
+        Ok(self
+            .send(self.http.patch(self.url(path)).json(body))
             .await?
             .1)
     }

@@ -24,6 +24,73 @@ pub const MAX_ATTEMPTS: u32 = 100;
 /// Shortest time to live a task may ask for.
 pub const MIN_TTL: Duration = Duration::from_secs(1);
 
+/// When a task is due, from `run_at` (RFC 3339; a past time means now) or `delay_ms`
+/// (from `now`); `None` when neither is given.
+pub fn due_time(
+    run_at: Option<&str>,
+    delay_ms: Option<u64>,
+    now: Timestamp,
+) -> Result<Option<Timestamp>, InvalidRequest> {
+    Ok(Some(match (run_at, delay_ms) {
+        (Some(_), Some(_)) => {
+            return Err(InvalidRequest::new(
+                "run_at",
+                "give either run_at or delay_ms, not both",
+            ));
+        }
+        (Some(s), None) => {
+            let at = Timestamp::parse_rfc3339(s).map_err(|m| InvalidRequest::new("run_at", m))?;
+            if at.millis_since(now) > MAX_DELAY.as_millis() as u64 {
+                return Err(InvalidRequest::new("run_at", "is more than 366 days ahead"));
+            }
+            at.max(now)
+        }
+        (None, Some(ms)) => {
+            if u128::from(ms) > MAX_DELAY.as_millis() {
+                return Err(InvalidRequest::new(
+                    "delay_ms",
+                    format!("{ms} is more than 366 days"),
+                ));
+            }
+            now.saturating_add(Duration::from_millis(ms))
+        }
+        (None, None) => return Ok(None),
+    }))
+}
+
+/// A change to a pending task: the body of `PATCH /v1/tasks/{id}`, the arguments of the
+/// MCP tool `task_priority` (with its `task_id`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskUpdate {
+    /// The new priority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Priority>,
+    /// When it is due: RFC 3339 (a past time means now).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<String>,
+    /// Or: due this many milliseconds from now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
+}
+
+impl TaskUpdate {
+    /// The new priority and due time; at least one must be given.
+    pub fn resolve(
+        &self,
+        now: Timestamp,
+    ) -> Result<(Option<i32>, Option<Timestamp>), InvalidRequest> {
+        let run_at = due_time(self.run_at.as_deref(), self.delay_ms, now)?;
+        if self.priority.is_none() && run_at.is_none() {
+            return Err(InvalidRequest::new(
+                "priority",
+                "nothing to change: give priority, run_at or delay_ms",
+            ));
+        }
+        Ok((self.priority.map(|p| p.0), run_at))
+    }
+}
+
 /// A tool call to run as a task: the body of `POST /v1/tasks`, the arguments of the MCP
 /// tool `task_submit`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
@@ -211,32 +278,7 @@ impl SubmitRequest {
             }
             None => defaults.queue.clone(),
         };
-        let run_at = match (self.run_at, self.delay_ms) {
-            (Some(_), Some(_)) => {
-                return Err(InvalidRequest::new(
-                    "run_at",
-                    "give either run_at or delay_ms, not both",
-                ));
-            }
-            (Some(s), None) => {
-                let at =
-                    Timestamp::parse_rfc3339(&s).map_err(|m| InvalidRequest::new("run_at", m))?;
-                if at.millis_since(now) > MAX_DELAY.as_millis() as u64 {
-                    return Err(InvalidRequest::new("run_at", "is more than 366 days ahead"));
-                }
-                at.max(now)
-            }
-            (None, Some(ms)) => {
-                if u128::from(ms) > MAX_DELAY.as_millis() {
-                    return Err(InvalidRequest::new(
-                        "delay_ms",
-                        format!("{ms} is more than 366 days"),
-                    ));
-                }
-                now.saturating_add(Duration::from_millis(ms))
-            }
-            (None, None) => now,
-        };
+        let run_at = due_time(self.run_at.as_deref(), self.delay_ms, now)?.unwrap_or(now);
         let timeout_ms = match self.timeout_ms {
             Some(0) => return Err(InvalidRequest::new("timeout_ms", "must be at least 1")),
             Some(ms) if u128::from(ms) > MAX_TIMEOUT.as_millis() => {

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use baton_core::submit::SubmitRequest;
 use baton_core::task::NewTask;
 use baton_core::{EventKind, Task, TaskEvent, TaskId, TaskStatus, Timestamp};
-use baton_store::{CancelOutcome, CreateOutcome, QueueStats, RetryOutcome, Store, TaskQuery};
+use baton_store::{
+    CancelOutcome, CreateOutcome, QueueStats, RescheduleOutcome, RetryOutcome, Store, TaskQuery,
+};
 
 use crate::hub::TaskSubscription;
 use crate::inner::Inner;
@@ -299,6 +301,35 @@ impl Engine {
     /// their next heartbeat.
     pub(crate) fn signal_cancel(&self, id: TaskId) {
         self.inner.running.cancel_task(id);
+    }
+
+    /// Changes a pending task's priority and/or when it is due.
+    pub async fn reschedule(
+        &self,
+        owner: &str,
+        id: TaskId,
+        update: &baton_core::submit::TaskUpdate,
+    ) -> Result<Task, EngineError> {
+        let now = self.now();
+        let (priority, run_at) = update.resolve(now)?;
+        self.get(owner, id).await?;
+        match self
+            .inner
+            .store
+            .reschedule(id, priority, run_at, now)
+            .await?
+        {
+            RescheduleOutcome::Rescheduled(task, ev) => {
+                self.inner.publisher.publish(&[ev]);
+                self.inner.wake.notify_one();
+                Ok(task)
+            }
+            RescheduleOutcome::NotPending(task) => Err(EngineError::Conflict(format!(
+                "task {id} is {}; only a pending task's priority and due time can change",
+                task.status
+            ))),
+            RescheduleOutcome::NotFound => Err(EngineError::TaskNotFound(id.to_string())),
+        }
     }
 
     /// Runs a failed or cancelled task again, with its attempts reset.

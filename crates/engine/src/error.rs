@@ -23,6 +23,8 @@ pub enum EngineError {
     QueueNotFound(String),
     #[error("key {0} not found")]
     KeyNotFound(String),
+    #[error("schedule `{0}` not found")]
+    ScheduleNotFound(String),
     #[error("invalid workflow: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     InvalidWorkflow(Vec<baton_workflow::Problem>),
     #[error("{0}")]
@@ -62,7 +64,8 @@ impl EngineError {
             EngineError::TaskNotFound(_)
             | EngineError::WorkflowNotFound(_)
             | EngineError::QueueNotFound(_)
-            | EngineError::KeyNotFound(_) => ErrorCode::NotFound,
+            | EngineError::KeyNotFound(_)
+            | EngineError::ScheduleNotFound(_) => ErrorCode::NotFound,
             EngineError::Conflict(_) => ErrorCode::Conflict,
             EngineError::TooManyActive { .. } => ErrorCode::ResourceExhausted,
             EngineError::ShuttingDown | EngineError::Starting(_) => ErrorCode::Unavailable,

@@ -53,4 +53,6 @@ pub(crate) struct Inner {
     pub(crate) keys: crate::keys::cache::KeyCache,
     /// Audit entries waiting to be written.
     pub(crate) audit: crate::audit::queue::AuditQueue,
+    /// Wakes the scheduler when this node changed a schedule.
+    pub(crate) schedules_changed: Notify,
 }

@@ -48,6 +48,7 @@ pub mod page;
 mod publisher;
 pub mod reads;
 mod runs;
+pub mod schedules;
 pub mod sessions;
 pub mod tools;
 pub mod trace;

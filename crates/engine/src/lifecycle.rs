@@ -124,6 +124,7 @@ impl Engine {
             workflows: Default::default(),
             keys: Default::default(),
             audit: crate::audit::queue::AuditQueue::with_capacity(audit_queue),
+            schedules_changed: Notify::new(),
         });
         let _ = engine_slot.set(Arc::downgrade(&inner));
         // Before the first timestamp is written: a cluster agrees on the database's clock.
@@ -140,6 +141,7 @@ impl Engine {
             tokio::spawn(crate::cluster::presence_loop(inner.clone())),
             tokio::spawn(maintenance::reconcile_loop(inner.clone())),
             tokio::spawn(crate::workflow::coordinator_loop(inner.clone())),
+            tokio::spawn(crate::schedules::scheduler_loop(inner.clone())),
         ];
         if let Some(feed) = inner.store.listen().await? {
             bg.push(tokio::spawn(crate::cluster::remote_loop(

@@ -111,6 +111,81 @@ impl Doc {
     }
 }
 
+/// `/v1/schedules`.
+fn schedule_ops(d: &mut Doc, error: &Value) {
+    use baton_engine::schedules::{
+        ScheduleList, ScheduleRequest, ScheduleRuns, ScheduleUpdate, ScheduleView,
+    };
+    let name = path_param("name", "A schedule's name.");
+    let view = d.schema::<ScheduleView>();
+    let create = d.schema::<ScheduleRequest>();
+    let op = Op::new("createSchedule", "schedules", "Submit a task on a cron")
+        .body(body(create))
+        .answer(201, answer("Created.", view.clone()))
+        .build(error);
+    d.op("post", "/v1/schedules", op);
+    let list = d.schema::<ScheduleList>();
+    let op = Op::new("listSchedules", "schedules", "The caller's schedules")
+        .answer(200, answer("The schedules, by name.", list))
+        .build(error);
+    d.op("get", "/v1/schedules", op);
+    let op = Op::new(
+        "getSchedule",
+        "schedules",
+        "A schedule and its next fire times",
+    )
+    .param(name.clone())
+    .answer(200, answer("The schedule.", view.clone()))
+    .build(error);
+    d.op("get", "/v1/schedules/{name}", op);
+    let update = d.schema::<ScheduleUpdate>();
+    let op = Op::new("updateSchedule", "schedules", "Change a schedule")
+        .param(name.clone())
+        .body(body(update))
+        .answer(200, answer("Changed.", view.clone()))
+        .build(error);
+    d.op("patch", "/v1/schedules/{name}", op);
+    let op = Op::new(
+        "deleteSchedule",
+        "schedules",
+        "Delete a schedule (its tasks stay)",
+    )
+    .param(name.clone())
+    .answer(204, json!({"description": "Deleted."}))
+    .build(error);
+    d.op("delete", "/v1/schedules/{name}", op);
+    for (path, id, summary) in [
+        (
+            "/v1/schedules/{name}/pause",
+            "pauseSchedule",
+            "Stop firing a schedule",
+        ),
+        (
+            "/v1/schedules/{name}/resume",
+            "resumeSchedule",
+            "Fire a schedule again, from its next tick",
+        ),
+    ] {
+        let op = Op::new(id, "schedules", summary)
+            .param(name.clone())
+            .answer(200, answer("The schedule.", view.clone()))
+            .build(error);
+        d.op("post", path, op);
+    }
+    let q = d.query::<super::rest::schedules::RunParams>();
+    let runs = d.schema::<ScheduleRuns>();
+    let op = Op::new(
+        "scheduleRuns",
+        "schedules",
+        "The ticks a schedule fired and the tasks they made",
+    )
+    .param(name)
+    .params(q)
+    .answer(200, answer("Newest first.", runs))
+    .build(error);
+    d.op("get", "/v1/schedules/{name}/runs", op);
+}
+
 fn path_param(name: &str, description: &str) -> Value {
     json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}, "description": description})
 }
@@ -272,6 +347,17 @@ fn build() -> Value {
     .answer(202, answer("It has not finished yet.", result))
     .build(&error);
     d.op("get", "/v1/tasks/{id}/result", op);
+    let update = d.schema::<baton_core::submit::TaskUpdate>();
+    let op = Op::new(
+        "updateTask",
+        "tasks",
+        "Change a pending task's priority or when it is due",
+    )
+    .param(task_id.clone())
+    .body(body(update))
+    .answer(200, answer("Changed.", task.clone()))
+    .build(&error);
+    d.op("patch", "/v1/tasks/{id}", op);
     let op = Op::new("retryTask", "tasks", "Run a failed or cancelled task again")
         .param(task_id.clone())
         .answer(202, answer("Queued again.", task.clone()))
@@ -477,6 +563,7 @@ fn build() -> Value {
     .answer(200, answer("The catalog.", tools))
     .build(&error);
     d.op("get", "/v1/tools", op);
+    schedule_ops(&mut d, &error);
     let q = d.query::<servers::ListParams>();
     let list = d.schema::<ServerList>();
     let op = Op::new(
@@ -668,7 +755,7 @@ fn build() -> Value {
         "tags": [
             {"name": "tasks"}, {"name": "workflows"}, {"name": "queues"}, {"name": "servers"},
             {"name": "cluster"}, {"name": "node"}, {"name": "mcp"}, {"name": "keys"},
-            {"name": "audit"}
+            {"name": "audit"}, {"name": "schedules"}
         ],
         "paths": d.paths,
         "components": {

@@ -8,7 +8,7 @@ use axum::routing::{get, post};
 
 use crate::error::ApiError;
 use crate::guard::BrowserGuard;
-use crate::rest::{AppState, health, keys, queues, servers, sse, tasks, workflows};
+use crate::rest::{AppState, health, keys, queues, schedules, servers, sse, tasks, workflows};
 
 /// The whole HTTP surface of a node: REST, `/mcp` and health, behind the browser guard
 /// (see [`crate::guard`]), which every route passes first, then authentication and
@@ -24,7 +24,12 @@ pub fn router(
     Router::new()
         .route("/v1/tasks", post(tasks::submit).get(tasks::list))
         .route("/v1/tasks/batch", post(tasks::submit_batch))
-        .route("/v1/tasks/{id}", get(tasks::get_task).delete(tasks::cancel))
+        .route(
+            "/v1/tasks/{id}",
+            get(tasks::get_task)
+                .delete(tasks::cancel)
+                .patch(tasks::update),
+        )
         .route("/v1/tasks/{id}/result", get(tasks::result))
         .route("/v1/tasks/{id}/retry", post(tasks::retry))
         .route("/v1/tasks/{id}/input", post(tasks::input))
@@ -49,6 +54,19 @@ pub fn router(
         .route("/v1/queues/{name}/pause", post(queues::pause))
         .route("/v1/queues/{name}/resume", post(queues::resume))
         .route("/v1/queues/{name}/clear", post(queues::clear))
+        .route(
+            "/v1/schedules",
+            post(schedules::create).get(schedules::list),
+        )
+        .route(
+            "/v1/schedules/{name}",
+            get(schedules::get_schedule)
+                .patch(schedules::update)
+                .delete(schedules::delete),
+        )
+        .route("/v1/schedules/{name}/pause", post(schedules::pause))
+        .route("/v1/schedules/{name}/resume", post(schedules::resume))
+        .route("/v1/schedules/{name}/runs", get(schedules::runs))
         .route("/v1/tools", get(tasks::tools))
         .route("/v1/servers", get(servers::list).post(servers::add))
         .route(

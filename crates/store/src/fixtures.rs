@@ -293,6 +293,16 @@ mod faulty {
             self.check("request_cancel", Some(id))?;
             self.inner.request_cancel(id, now).await
         }
+        async fn reschedule(
+            &self,
+            id: TaskId,
+            priority: Option<i32>,
+            run_at: Option<Timestamp>,
+            now: Timestamp,
+        ) -> StoreResult<crate::RescheduleOutcome> {
+            self.check("reschedule", Some(id))?;
+            self.inner.reschedule(id, priority, run_at, now).await
+        }
         async fn retry_task(&self, id: TaskId, now: Timestamp) -> StoreResult<RetryOutcome> {
             self.check("retry_task", Some(id))?;
             self.inner.retry_task(id, now).await
@@ -313,6 +323,68 @@ mod faulty {
         async fn analytics(&self, q: &crate::AnalyticsQuery) -> StoreResult<crate::AnalyticsRows> {
             self.check("analytics", None)?;
             self.inner.analytics(q).await
+        }
+        async fn insert_schedule(&self, s: &crate::StoredSchedule) -> StoreResult<bool> {
+            self.check("insert_schedule", None)?;
+            self.inner.insert_schedule(s).await
+        }
+        async fn update_schedule(&self, s: &crate::StoredSchedule) -> StoreResult<bool> {
+            self.check("update_schedule", None)?;
+            self.inner.update_schedule(s).await
+        }
+        async fn get_schedule(
+            &self,
+            owner: &str,
+            name: &str,
+        ) -> StoreResult<Option<crate::StoredSchedule>> {
+            self.check("get_schedule", None)?;
+            self.inner.get_schedule(owner, name).await
+        }
+        async fn list_schedules(
+            &self,
+            owner: Option<&str>,
+        ) -> StoreResult<Vec<crate::StoredSchedule>> {
+            self.check("list_schedules", None)?;
+            self.inner.list_schedules(owner).await
+        }
+        async fn delete_schedule(&self, owner: &str, name: &str) -> StoreResult<bool> {
+            self.check("delete_schedule", None)?;
+            self.inner.delete_schedule(owner, name).await
+        }
+        async fn due_schedules(
+            &self,
+            now: Timestamp,
+            limit: u32,
+        ) -> StoreResult<Vec<crate::StoredSchedule>> {
+            self.check("due_schedules", None)?;
+            self.inner.due_schedules(now, limit).await
+        }
+        async fn next_schedule_at(&self) -> StoreResult<Option<Timestamp>> {
+            self.check("next_schedule_at", None)?;
+            self.inner.next_schedule_at().await
+        }
+        async fn advance_schedule(
+            &self,
+            owner: &str,
+            name: &str,
+            from: Timestamp,
+            to: Timestamp,
+            fired: Option<crate::ScheduleRun>,
+            now: Timestamp,
+        ) -> StoreResult<bool> {
+            self.check("advance_schedule", None)?;
+            self.inner
+                .advance_schedule(owner, name, from, to, fired, now)
+                .await
+        }
+        async fn schedule_runs(
+            &self,
+            owner: &str,
+            name: &str,
+            limit: u32,
+        ) -> StoreResult<Vec<crate::ScheduleRun>> {
+            self.check("schedule_runs", None)?;
+            self.inner.schedule_runs(owner, name, limit).await
         }
         async fn fold_analytics(
             &self,

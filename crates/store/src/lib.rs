@@ -200,6 +200,15 @@ pub enum CancelOutcome {
 }
 
 #[derive(Debug, Clone, PartialEq)]
+pub enum RescheduleOutcome {
+    /// Changed, with its `reprioritized` event.
+    Rescheduled(Task, TaskEvent),
+    /// Only pending tasks can be changed.
+    NotPending(Task),
+    NotFound,
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub enum RetryOutcome {
     Retried(Task, TaskEvent),
     /// Only failed or cancelled tasks can be retried by hand.
@@ -516,6 +525,37 @@ pub struct QueueStats {
     pub oldest_pending_run_at: Option<Timestamp>,
 }
 
+/// A schedule as stored: a submission made on a cron, per principal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSchedule {
+    pub owner: String,
+    pub name: String,
+    pub cron: String,
+    /// An IANA time zone name.
+    pub timezone: String,
+    /// The submission (`POST /v1/tasks`'s body), as JSON text.
+    pub task: String,
+    /// `allow` or `skip`.
+    pub overlap: String,
+    /// `none` or `latest`.
+    pub catch_up: String,
+    pub paused: bool,
+    /// The next tick.
+    pub next_at: Timestamp,
+    /// The last tick that fired, and the task it made.
+    pub last_at: Option<Timestamp>,
+    pub last_task_id: Option<TaskId>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A tick a schedule fired, and the task it made.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScheduleRun {
+    pub tick_at: Timestamp,
+    pub task_id: TaskId,
+}
+
 /// What [`Store::analytics`] groups tasks by (a column of theirs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AnalyticsKey {
@@ -664,6 +704,16 @@ pub trait Store: Send + Sync + 'static {
     /// Moves a failed or cancelled task back to `pending` with its attempts reset.
     async fn retry_task(&self, id: TaskId, now: Timestamp) -> StoreResult<RetryOutcome>;
 
+    /// Gives a pending task a new priority and/or due time (`None` keeps it), with a
+    /// `reprioritized` event saying what changed.
+    async fn reschedule(
+        &self,
+        id: TaskId,
+        priority: Option<i32>,
+        run_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> StoreResult<RescheduleOutcome>;
+
     /// Gives leases back: their tasks become `pending` again (or `failed`, when the
     /// interrupted run was the last attempt and counts).
     async fn requeue_leases(&self, req: &Requeue<'_>) -> StoreResult<Vec<TaskEvent>>;
@@ -709,6 +759,50 @@ pub trait Store: Send + Sync + 'static {
     /// `q.key` and tool: whole minutes from the rollup [`Store::fold_analytics`] keeps, the
     /// rest (and series finer than a minute) from the tasks.
     async fn analytics(&self, q: &AnalyticsQuery) -> StoreResult<AnalyticsRows>;
+
+    /// Stores a new schedule; `false` (nothing written) when its owner has one of that
+    /// name.
+    async fn insert_schedule(&self, s: &StoredSchedule) -> StoreResult<bool>;
+
+    /// Replaces a schedule's definition, pause and next tick (its last fire and runs
+    /// stay); `false` when there is none of that name.
+    async fn update_schedule(&self, s: &StoredSchedule) -> StoreResult<bool>;
+
+    async fn get_schedule(&self, owner: &str, name: &str) -> StoreResult<Option<StoredSchedule>>;
+
+    /// The schedules of `owner` (of everyone when `None`), by name.
+    async fn list_schedules(&self, owner: Option<&str>) -> StoreResult<Vec<StoredSchedule>>;
+
+    /// Deletes a schedule and the record of its runs (not their tasks); `false` when there
+    /// was none.
+    async fn delete_schedule(&self, owner: &str, name: &str) -> StoreResult<bool>;
+
+    /// Unpaused schedules due at `now`, earliest first, at most `limit`.
+    async fn due_schedules(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<StoredSchedule>>;
+
+    /// The earliest next tick of any unpaused schedule.
+    async fn next_schedule_at(&self) -> StoreResult<Option<Timestamp>>;
+
+    /// Moves a schedule's next tick from `from` to `to`, recording the run when one fired;
+    /// `false`, with nothing written, when the next tick is no longer `from`.
+    #[allow(clippy::too_many_arguments)]
+    async fn advance_schedule(
+        &self,
+        owner: &str,
+        name: &str,
+        from: Timestamp,
+        to: Timestamp,
+        fired: Option<ScheduleRun>,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+
+    /// The runs a schedule made, newest first.
+    async fn schedule_runs(
+        &self,
+        owner: &str,
+        name: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<ScheduleRun>>;
 
     /// Folds what finished in whole minutes before `upto` into the analytics rollup, at
     /// most `max_minutes` minutes in one transaction, each minute once (across processes

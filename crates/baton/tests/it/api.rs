@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::common::{Api, Baton, cli, eventually};
-use serde_json::json;
+use serde_json::{Value, json};
 
 async fn start(env: &[(&str, &str)]) -> (tempfile::TempDir, Baton, Api) {
     let dir = tempfile::tempdir().unwrap();
@@ -236,6 +236,68 @@ async fn queues_pause_resume_and_stats() {
         .post("/v1/queues/Not%20A%20Queue/pause", json!(null))
         .await;
     assert_eq!(bad.status, 400);
+}
+
+/// A pending task's priority and due time change with `PATCH /v1/tasks/{id}` (and the
+/// MCP tool `task_priority`); a change that says nothing, a bad value or a task that
+/// already ran is refused with the reason.
+#[tokio::test]
+async fn pending_tasks_can_be_reprioritized() {
+    let (_d, _b, api) = start(&[]).await;
+    let later = api
+        .submit(json!({"tool": "baton__echo", "arguments": {"n": 1}, "delay_ms": 600000}))
+        .await;
+    let r = api
+        .patch(&format!("/v1/tasks/{later}"), json!({"priority": "high"}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["priority"], 75);
+    assert_eq!(r.body["status"], "pending", "still delayed");
+    for (body, field) in [
+        (json!({}), "nothing to change"),
+        (json!({"priority": 101}), "out of range"),
+        (json!({"run_at": "soon"}), "run_at"),
+        (
+            json!({"delay_ms": 5, "run_at": "2030-01-01T00:00:00Z"}),
+            "not both",
+        ),
+        (json!({"colour": "red"}), "colour"),
+    ] {
+        let r = api.patch(&format!("/v1/tasks/{later}"), body.clone()).await;
+        assert_eq!(r.status, 400, "{body}: {}", r.body);
+        assert!(r.error_message().contains(field), "{body}: {}", r.body);
+    }
+    // Brought forward, it runs at once.
+    let r = api
+        .patch(&format!("/v1/tasks/{later}"), json!({"delay_ms": 0}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(api.wait_final(&later).await["status"], "completed");
+    let events = api.sse_events(&later, None).await;
+    let changed: Vec<&Value> = events
+        .iter()
+        .filter(|(_, kind, _)| kind == "reprioritized")
+        .map(|(_, _, data)| data)
+        .collect();
+    assert_eq!(changed.len(), 2, "{events:?}");
+    assert_eq!(changed[0]["message"], "priority 50 to 75");
+    assert!(changed[1]["message"].as_str().unwrap().starts_with("due "));
+    let r = api
+        .patch(&format!("/v1/tasks/{later}"), json!({"priority": 10}))
+        .await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(
+        r.error_message().contains("only a pending task"),
+        "{}",
+        r.body
+    );
+    let r = api
+        .patch(
+            "/v1/tasks/01a228e1-97ef-7894-ba1a-f5e49051bcfb",
+            json!({"priority": 10}),
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.body);
 }
 
 /// Clearing a queue cancels its open tasks of the statuses asked for (pending by

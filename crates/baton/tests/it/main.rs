@@ -12,6 +12,7 @@ mod gateway;
 mod mcp_clients;
 mod mcp_protocol;
 mod observability;
+mod schedules;
 mod security;
 mod upstreams;
 mod workflows;

@@ -5,3 +5,4 @@ mod audit_log;
 mod common;
 mod engine;
 mod keys;
+mod schedules;

@@ -146,6 +146,66 @@ enum DagFormatArg {
     Mermaid,
 }
 
+/// A pending task's new priority and/or due time.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskPriorityArgs {
+    /// The task id.
+    pub task_id: String,
+    /// The new priority: low, normal, high, or 0 to 100 (higher runs first).
+    #[serde(default)]
+    pub priority: Option<baton_core::submit::Priority>,
+    /// When it is due: RFC 3339 (a past time means now).
+    #[serde(default)]
+    pub run_at: Option<String>,
+    /// Or: due this many milliseconds from now.
+    #[serde(default)]
+    pub delay_ms: Option<u64>,
+}
+
+/// A schedule named by its name.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleNameArgs {
+    /// The schedule's name.
+    pub name: String,
+}
+
+/// The runs of a schedule.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleRunsArgs {
+    /// The schedule's name.
+    pub name: String,
+    /// Runs to show, newest first (default 50, at most 1000).
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 1000))]
+    pub limit: Option<u32>,
+}
+
+/// A change to a schedule; what is absent stays.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleUpdateArgs {
+    /// The schedule's name.
+    pub name: String,
+    /// A new cron (five fields, or six with seconds first).
+    #[serde(default)]
+    pub cron: Option<String>,
+    /// A new IANA time zone.
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// A new task (the body of task_submit).
+    #[serde(default)]
+    pub task: Option<baton_core::submit::SubmitRequest>,
+    #[serde(default)]
+    pub overlap: Option<baton_engine::schedules::Overlap>,
+    #[serde(default)]
+    pub catch_up: Option<baton_engine::schedules::CatchUp>,
+    #[serde(default)]
+    pub paused: Option<bool>,
+}
+
 /// A queue named by its name.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -34,6 +34,7 @@ pub const NAMES: &[&str] = &[
     "task_result",
     "task_cancel",
     "task_retry",
+    "task_priority",
     "task_list",
     "queue_stats",
     "queue_pause",
@@ -42,6 +43,14 @@ pub const NAMES: &[&str] = &[
     "server_list",
     "peer_list",
     "analytics",
+    "schedule_create",
+    "schedule_list",
+    "schedule_get",
+    "schedule_update",
+    "schedule_delete",
+    "schedule_pause",
+    "schedule_resume",
+    "schedule_runs",
     "workflow_submit",
     "workflow_status",
     "workflow_result",
@@ -58,8 +67,11 @@ pub fn is_orchestration(name: &str) -> bool {
 pub fn scope_of(name: &str) -> Option<baton_core::auth::Scope> {
     use baton_core::auth::Scope;
     Some(match name {
-        "task_submit" | "task_cancel" | "task_retry" => Scope::TasksWrite,
+        "task_submit" | "task_cancel" | "task_retry" | "task_priority" => Scope::TasksWrite,
         "queue_pause" | "queue_resume" | "queue_clear" => Scope::QueuesAdmin,
+        "schedule_create" | "schedule_update" | "schedule_delete" | "schedule_pause"
+        | "schedule_resume" => Scope::TasksWrite,
+        "schedule_list" | "schedule_get" | "schedule_runs" => Scope::TasksRead,
         "task_status" | "task_result" | "task_list" | "queue_stats" | "server_list"
         | "peer_list" | "analytics" => Scope::TasksRead,
         "workflow_submit" | "workflow_cancel" => Scope::WorkflowsWrite,
@@ -190,6 +202,17 @@ async fn run(
             engine.retry(p, id).await?;
             Ok(ok(engine.describe(p, id).await?))
         }
+        "task_priority" => {
+            let a: TaskPriorityArgs = parse(args)?;
+            let id = task_id(&a.task_id)?;
+            let update = baton_core::submit::TaskUpdate {
+                priority: a.priority,
+                run_at: a.run_at,
+                delay_ms: a.delay_ms,
+            };
+            engine.reschedule(p, id, &update).await?;
+            Ok(ok(engine.describe(p, id).await?))
+        }
         "task_list" => {
             let a: TaskListArgs = parse(args)?;
             let filter = TaskFilter {
@@ -224,6 +247,52 @@ async fn run(
                 ));
             }
             Ok(ok(engine.clear_queue(p, &a.name, &a.status).await?))
+        }
+        "schedule_create" => {
+            let a: baton_engine::schedules::ScheduleRequest = parse(args)?;
+            Ok(ok(engine.create_schedule(p, a).await?))
+        }
+        "schedule_list" => {
+            let _: NoArgs = parse(args)?;
+            Ok(ok(engine.schedules(p).await?))
+        }
+        "schedule_get" => {
+            let a: ScheduleNameArgs = parse(args)?;
+            Ok(ok(engine.schedule(p, &a.name).await?))
+        }
+        "schedule_update" | "schedule_pause" | "schedule_resume" => {
+            let (schedule, upd) = if name == "schedule_update" {
+                let a: ScheduleUpdateArgs = parse(args)?;
+                let upd = baton_engine::schedules::ScheduleUpdate {
+                    cron: a.cron,
+                    timezone: a.timezone,
+                    task: a.task,
+                    overlap: a.overlap,
+                    catch_up: a.catch_up,
+                    paused: a.paused,
+                };
+                (a.name, upd)
+            } else {
+                let a: ScheduleNameArgs = parse(args)?;
+                let upd = baton_engine::schedules::ScheduleUpdate {
+                    paused: Some(name == "schedule_pause"),
+                    ..Default::default()
+                };
+                (a.name, upd)
+            };
+            Ok(ok(engine.update_schedule(p, &schedule, upd).await?))
+        }
+        "schedule_delete" => {
+            let a: ScheduleNameArgs = parse(args)?;
+            engine.delete_schedule(p, &a.name).await?;
+            Ok(ok(tools::Deleted {
+                name: a.name,
+                deleted: true,
+            }))
+        }
+        "schedule_runs" => {
+            let a: ScheduleRunsArgs = parse(args)?;
+            Ok(ok(engine.schedule_runs(p, &a.name, a.limit).await?))
         }
         "server_list" => {
             let a: ServerListArgs = parse(args)?;

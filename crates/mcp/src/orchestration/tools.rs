@@ -108,6 +108,13 @@ pub struct CancelView {
     pub message: String,
 }
 
+/// What `schedule_delete` answers.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Deleted {
+    pub name: String,
+    pub deleted: bool,
+}
+
 /// What `server_list` answers.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct ServersView {
@@ -178,6 +185,12 @@ pub fn definitions() -> Vec<Value> {
             "Runs a failed or cancelled task again from its first attempt; answers its new status.",
             false,
         ),
+        def::<TaskPriorityArgs, TaskView>(
+            "task_priority",
+            "Change a task's priority",
+            "Gives a pending task a new priority (low, normal, high or 0-100; higher runs first) and/or a new due time (run_at or delay_ms); answers the task.",
+            false,
+        ),
         def::<TaskListArgs, TaskPage>(
             "task_list",
             "List tasks",
@@ -224,6 +237,54 @@ pub fn definitions() -> Vec<Value> {
             "analytics",
             "Task analytics",
             "What tasks did over a window (default the last 24 h), per tool, server, queue, principal or workflow: counts by status, success rate, retries, wait and run time p50/p95/p99, cost and tokens, and finishes over time.",
+            true,
+        ),
+        def::<baton_engine::schedules::ScheduleRequest, baton_engine::schedules::ScheduleView>(
+            "schedule_create",
+            "Create a schedule",
+            "Submits a task on a cron (five fields, or six with seconds first) in a time zone: each tick fires once across the cluster. overlap: allow or skip while the last run is open; catch_up: none or latest after downtime. Answers the schedule with its next fire times.",
+            false,
+        ),
+        def::<NoArgs, baton_engine::schedules::ScheduleList>(
+            "schedule_list",
+            "List schedules",
+            "The caller's schedules with their next fire times.",
+            true,
+        ),
+        def::<ScheduleNameArgs, baton_engine::schedules::ScheduleView>(
+            "schedule_get",
+            "Schedule",
+            "A schedule, its next fire times and its last run.",
+            true,
+        ),
+        def::<ScheduleUpdateArgs, baton_engine::schedules::ScheduleView>(
+            "schedule_update",
+            "Change a schedule",
+            "Changes a schedule's cron, time zone, task, overlap, catch_up or pause; what is absent stays.",
+            false,
+        ),
+        def::<ScheduleNameArgs, Deleted>(
+            "schedule_delete",
+            "Delete a schedule",
+            "Deletes a schedule; the tasks it made stay.",
+            false,
+        ),
+        def::<ScheduleNameArgs, baton_engine::schedules::ScheduleView>(
+            "schedule_pause",
+            "Pause a schedule",
+            "Stops a schedule firing until schedule_resume.",
+            false,
+        ),
+        def::<ScheduleNameArgs, baton_engine::schedules::ScheduleView>(
+            "schedule_resume",
+            "Resume a schedule",
+            "Fires a paused schedule again from its next tick (missed ticks are not fired).",
+            false,
+        ),
+        def::<ScheduleRunsArgs, baton_engine::schedules::ScheduleRuns>(
+            "schedule_runs",
+            "Schedule runs",
+            "The ticks a schedule fired and the tasks they made, newest first.",
             true,
         ),
         def::<WorkflowSubmitArgs, WorkflowView>(

@@ -9,6 +9,7 @@ pub mod extract;
 pub mod health;
 pub mod keys;
 pub mod queues;
+pub mod schedules;
 pub mod servers;
 pub mod sse;
 pub mod tasks;

@@ -141,6 +141,19 @@ pub async fn get_task(
     Ok(Json(Linked::task(view)).into_response())
 }
 
+/// `PATCH /v1/tasks/{id}`: a pending task's new priority and/or due time.
+pub async fn update(
+    State(s): State<AppState>,
+    Principal(principal): Principal,
+    Path(id): Path<String>,
+    ApiJson(update): ApiJson<baton_core::submit::TaskUpdate>,
+) -> Result<Response, ApiError> {
+    let id = parse_task_id(&id)?;
+    s.engine.reschedule(&principal, id, &update).await?;
+    let view = s.engine.describe(&principal, id).await?;
+    Ok(Json(Linked::task(view)).into_response())
+}
+
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogParams {

@@ -51,8 +51,9 @@ use crate::shared;
 use crate::{
     AnalyticsQuery, AnalyticsRows, CancelOutcome, ClaimRequest, CreateOutcome, CreatedAndClaimed,
     Finish, FinishOutcome, HeartbeatReply, InputOutcome, NewWorkflow, Peer, PeerReport,
-    ProgressUpdate, QueueStats, RemoteChange, Requeue, RetryOutcome, SingletonGuard, Store,
-    StoreResult, StoredServer, TaskQuery, Workflow, WorkflowQuery, WorkflowUpdate, WorkflowUpdated,
+    ProgressUpdate, QueueStats, RemoteChange, Requeue, RescheduleOutcome, RetryOutcome,
+    ScheduleRun, SingletonGuard, Store, StoreResult, StoredSchedule, StoredServer, TaskQuery,
+    Workflow, WorkflowQuery, WorkflowUpdate, WorkflowUpdated,
 };
 
 mod analytics;
@@ -273,6 +274,18 @@ impl Store for PostgresStore {
         transaction!(self.pool, |c| shared::tasks::request_cancel(c, id, now))
     }
 
+    async fn reschedule(
+        &self,
+        id: TaskId,
+        priority: Option<i32>,
+        run_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> StoreResult<RescheduleOutcome> {
+        transaction!(self.pool, |c| shared::tasks::reschedule(
+            c, id, priority, run_at, now
+        ))
+    }
+
     async fn retry_task(&self, id: TaskId, now: Timestamp) -> StoreResult<RetryOutcome> {
         transaction!(self.pool, |c| shared::tasks::retry_task(c, id, now))
     }
@@ -316,6 +329,57 @@ impl Store for PostgresStore {
 
     async fn analytics(&self, q: &AnalyticsQuery) -> StoreResult<AnalyticsRows> {
         shared::analytics::analytics(&self.pool, q).await
+    }
+
+    async fn insert_schedule(&self, s: &StoredSchedule) -> StoreResult<bool> {
+        transaction!(self.pool, |c| shared::schedules::insert(c, s))
+    }
+
+    async fn update_schedule(&self, s: &StoredSchedule) -> StoreResult<bool> {
+        transaction!(self.pool, |c| shared::schedules::update(c, s))
+    }
+
+    async fn get_schedule(&self, owner: &str, name: &str) -> StoreResult<Option<StoredSchedule>> {
+        shared::schedules::get(&self.pool, owner, name).await
+    }
+
+    async fn list_schedules(&self, owner: Option<&str>) -> StoreResult<Vec<StoredSchedule>> {
+        shared::schedules::list(&self.pool, owner).await
+    }
+
+    async fn delete_schedule(&self, owner: &str, name: &str) -> StoreResult<bool> {
+        transaction!(self.pool, |c| shared::schedules::delete(c, owner, name))
+    }
+
+    async fn due_schedules(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<StoredSchedule>> {
+        shared::schedules::due(&self.pool, now, limit).await
+    }
+
+    async fn next_schedule_at(&self) -> StoreResult<Option<Timestamp>> {
+        shared::schedules::next_at(&self.pool).await
+    }
+
+    async fn advance_schedule(
+        &self,
+        owner: &str,
+        name: &str,
+        from: Timestamp,
+        to: Timestamp,
+        fired: Option<ScheduleRun>,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        transaction!(self.pool, |c| shared::schedules::advance(
+            c, owner, name, from, to, fired, now
+        ))
+    }
+
+    async fn schedule_runs(
+        &self,
+        owner: &str,
+        name: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<ScheduleRun>> {
+        shared::schedules::runs(&self.pool, owner, name, limit).await
     }
 
     async fn fold_analytics(&self, upto: Timestamp, max_minutes: u32) -> StoreResult<Timestamp> {

@@ -25,6 +25,8 @@ impl Dialect for Postgres {
     fn rows_affected(done: &PgQueryResult) -> u64 {
         done.rows_affected()
     }
+
+    const PARAM: char = '$';
 }
 
 /// A task id as PostgreSQL binds it.

@@ -44,6 +44,9 @@ impl TaskSql for Postgres {
          run_at = $1, updated_at = $1, completed_at = NULL, result = NULL, error = NULL, \
          cancel_requested = false, progress = NULL, progress_message = NULL, \
          input_requests = NULL, input_responses = NULL, checkpoint = NULL WHERE id = $2";
+
+    const RESCHEDULE: &'static str =
+        "UPDATE tasks SET priority = $2, run_at = $3, updated_at = $1 WHERE id = $4";
 }
 
 // The statements of storing tasks.

@@ -34,6 +34,14 @@ pub(crate) trait Dialect: Database<Row: Columns, Arguments: IntoArguments<Self>>
 
     /// The rows a statement changed.
     fn rows_affected(done: &Self::QueryResult) -> u64;
+
+    /// What precedes a parameter's number (`?` in SQLite, `$` in PostgreSQL).
+    const PARAM: char;
+}
+
+/// `sql`, written with PostgreSQL's `$n` parameters, in the dialect's own.
+pub(crate) fn numbered<D: Dialect>(sql: &str) -> String {
+    sql.replace('$', &D::PARAM.to_string())
 }
 
 /// A backend's write transaction: SQLite's writer connection, or a PostgreSQL

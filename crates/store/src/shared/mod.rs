@@ -3,7 +3,8 @@
 //! A statement both backends run alike is written once here, generic over the dialect
 //! ([`dialect::Dialect`], implemented for `Sqlite` and `Postgres`): its text comes from
 //! the topic's `…Sql` trait (`TaskSql`, `InputSql`, `LeaseSql`, `RunSql`, `QueueSql`,
-//! `ServerSql`, `PeerSql`, `WorkflowSql`, `SessionSql`, `LogSql`), which each backend implements in its own
+//! `ServerSql`, `PeerSql`, `WorkflowSql`, `SessionSql`, `LogSql`; `schedules` writes
+//! its statements once, with `$n` parameters turned into the dialect's), which each backend implements in its own
 //! topic module, and the Rust that binds its values and decodes its rows is here.
 //!
 //! Where the backends need different Rust, not only different SQL (storing tasks,
@@ -28,6 +29,7 @@ pub(crate) mod peers;
 pub(crate) mod queues;
 pub(crate) mod rows;
 pub(crate) mod runs;
+pub(crate) mod schedules;
 pub(crate) mod servers;
 pub(crate) mod sessions;
 pub(crate) mod tasks;

@@ -13,7 +13,10 @@ use super::dialect::{Bind, Dialect, Tx, execute, fetch_all, fetch_optional};
 use super::events::{created_event, step_data};
 use super::filters::push_task_filters;
 use super::rows::{event_from_row, task_from_row};
-use crate::{CancelOutcome, CreateOutcome, RetryOutcome, StoreError, StoreResult, TaskQuery};
+use crate::{
+    CancelOutcome, CreateOutcome, RescheduleOutcome, RetryOutcome, StoreError, StoreResult,
+    TaskQuery,
+};
 
 /// The task statements of a dialect. Parameters are numbered as PostgreSQL numbers them.
 pub(crate) trait TaskSql: Dialect {
@@ -32,6 +35,8 @@ pub(crate) trait TaskSql: Dialect {
     const FLAG_CANCEL: &'static str;
     /// Task `$2` becomes `pending` again at `$1`, its attempts and results reset.
     const RESET_FOR_RETRY: &'static str;
+    /// Task `$4` gets priority `$2` and is due at `$3`, changed at `$1`.
+    const RESCHEDULE: &'static str;
 }
 
 /// The task writes whose Rust differs between the backends.
@@ -262,6 +267,53 @@ where
         _ => CancelOutcome::AlreadyFinal(task),
     };
     Ok(outcome)
+}
+
+/// Gives a pending task a new priority and/or due time.
+pub(crate) async fn reschedule<T: Tx<Db: TaskSql>>(
+    tx: &mut T,
+    id: TaskId,
+    priority: Option<i32>,
+    run_at: Option<Timestamp>,
+    now: Timestamp,
+) -> StoreResult<RescheduleOutcome>
+where
+    i64: Bind<T::Db>,
+{
+    let Some(mut task) = lock_task(tx, id).await? else {
+        return Ok(RescheduleOutcome::NotFound);
+    };
+    if task.status != TaskStatus::Pending {
+        return Ok(RescheduleOutcome::NotPending(task));
+    }
+    let mut changes = Vec::new();
+    if let Some(p) = priority
+        && p != task.priority
+    {
+        changes.push(format!("priority {} to {p}", task.priority));
+        task.priority = p;
+    }
+    if let Some(at) = run_at
+        && at != task.run_at
+    {
+        changes.push(format!("due {} instead of {}", at, task.run_at));
+        task.run_at = at;
+    }
+    let query = sqlx::query(T::Db::RESCHEDULE)
+        .bind(now.as_millis())
+        .bind(i64::from(task.priority))
+        .bind(task.run_at.as_millis())
+        .bind(T::Db::id(id));
+    execute(tx.exec(), query).await?;
+    task.updated_at = now;
+    let mut ev = NewEvent::new(id, now, EventKind::Reprioritized, TaskStatus::Pending);
+    ev.message = Some(if changes.is_empty() {
+        "unchanged".into()
+    } else {
+        changes.join("; ")
+    });
+    let ev = tx.insert_events(vec![ev]).await?.remove(0);
+    Ok(RescheduleOutcome::Rescheduled(task, ev))
 }
 
 /// Moves a failed or cancelled task back to `pending` with its attempts reset.

@@ -37,8 +37,9 @@ use crate::shared::dialect::Tx;
 use crate::{
     AnalyticsQuery, AnalyticsRows, CancelOutcome, ClaimRequest, CreateOutcome, CreatedAndClaimed,
     Finish, FinishOutcome, HeartbeatReply, InputOutcome, NewWorkflow, Peer, PeerReport,
-    ProgressUpdate, QueueStats, Requeue, RetryOutcome, SingletonGuard, Store, StoreError,
-    StoreResult, StoredServer, TaskQuery, Workflow, WorkflowQuery, WorkflowUpdate, WorkflowUpdated,
+    ProgressUpdate, QueueStats, Requeue, RescheduleOutcome, RetryOutcome, ScheduleRun,
+    SingletonGuard, Store, StoreError, StoreResult, StoredSchedule, StoredServer, TaskQuery,
+    Workflow, WorkflowQuery, WorkflowUpdate, WorkflowUpdated,
 };
 
 mod analytics;
@@ -276,6 +277,18 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn reschedule(
+        &self,
+        id: TaskId,
+        priority: Option<i32>,
+        run_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> StoreResult<RescheduleOutcome> {
+        self.writer
+            .write(move |w| Box::pin(shared::tasks::reschedule(w, id, priority, run_at, now)))
+            .await
+    }
+
     async fn retry_task(&self, id: TaskId, now: Timestamp) -> StoreResult<RetryOutcome> {
         self.writer
             .write(move |w| Box::pin(shared::tasks::retry_task(w, id, now)))
@@ -332,6 +345,73 @@ impl Store for SqliteStore {
 
     async fn analytics(&self, q: &AnalyticsQuery) -> StoreResult<AnalyticsRows> {
         shared::analytics::analytics(&self.reader, q).await
+    }
+
+    async fn insert_schedule(&self, s: &StoredSchedule) -> StoreResult<bool> {
+        let s = s.clone();
+        self.writer
+            .write(move |w| Box::pin(async move { shared::schedules::insert(w, &s).await }))
+            .await
+    }
+
+    async fn update_schedule(&self, s: &StoredSchedule) -> StoreResult<bool> {
+        let s = s.clone();
+        self.writer
+            .write(move |w| Box::pin(async move { shared::schedules::update(w, &s).await }))
+            .await
+    }
+
+    async fn get_schedule(&self, owner: &str, name: &str) -> StoreResult<Option<StoredSchedule>> {
+        shared::schedules::get(&self.reader, owner, name).await
+    }
+
+    async fn list_schedules(&self, owner: Option<&str>) -> StoreResult<Vec<StoredSchedule>> {
+        shared::schedules::list(&self.reader, owner).await
+    }
+
+    async fn delete_schedule(&self, owner: &str, name: &str) -> StoreResult<bool> {
+        let (owner, name) = (owner.to_string(), name.to_string());
+        self.writer
+            .write(move |w| {
+                Box::pin(async move { shared::schedules::delete(w, &owner, &name).await })
+            })
+            .await
+    }
+
+    async fn due_schedules(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<StoredSchedule>> {
+        shared::schedules::due(&self.reader, now, limit).await
+    }
+
+    async fn next_schedule_at(&self) -> StoreResult<Option<Timestamp>> {
+        shared::schedules::next_at(&self.reader).await
+    }
+
+    async fn advance_schedule(
+        &self,
+        owner: &str,
+        name: &str,
+        from: Timestamp,
+        to: Timestamp,
+        fired: Option<ScheduleRun>,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let (owner, name) = (owner.to_string(), name.to_string());
+        self.writer
+            .write(move |w| {
+                Box::pin(async move {
+                    shared::schedules::advance(w, &owner, &name, from, to, fired, now).await
+                })
+            })
+            .await
+    }
+
+    async fn schedule_runs(
+        &self,
+        owner: &str,
+        name: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<ScheduleRun>> {
+        shared::schedules::runs(&self.reader, owner, name, limit).await
     }
 
     async fn fold_analytics(&self, upto: Timestamp, max_minutes: u32) -> StoreResult<Timestamp> {

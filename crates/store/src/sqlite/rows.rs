@@ -24,6 +24,8 @@ impl Dialect for Sqlite {
     fn rows_affected(done: &SqliteQueryResult) -> u64 {
         done.rows_affected()
     }
+
+    const PARAM: char = '?';
 }
 
 /// JSON stored as text.

@@ -17,7 +17,8 @@ macro_rules! store_test_suite {
             create_and_get, idempotency_keys, claim_order, claim_leases_once,
             delayed_tasks_wait, paused_queues_are_skipped, concurrency_limits,
             finish_is_fenced, retry_transition, final_failure, progress_is_fenced,
-            cancel_pending_and_running, manual_retry, expired_leases_are_rescued,
+            cancel_pending_and_running, manual_retry, reschedule_pending_only,
+            expired_leases_are_rescued,
             release_by_owner_does_not_count, stale_worker_cannot_finish,
             expired_lease_cannot_write_before_rescue, purge_oldest_first,
             finished_tasks_expire_after_their_own_ttl, logs_are_ordered_trimmed_and_purged,
@@ -32,7 +33,8 @@ macro_rules! store_test_suite {
             idempotency_conflicts_refuse_the_whole_write,
             retention_keeps_what_a_retry_or_a_parent_needs,
             queues_belong_to_their_principal, keys_lifecycle,
-            audit_log_appends_lists_and_purges, shared_secrets_and_ended_sessions);
+            audit_log_appends_lists_and_purges, shared_secrets_and_ended_sessions,
+            schedules_fire_each_tick_once);
     };
     (@tests $factory:path; $($name:ident),* $(,)?) => {
         $(
@@ -53,6 +55,7 @@ mod leases;
 mod peers;
 mod queues;
 mod runs;
+mod schedules;
 mod support;
 mod tasks;
 mod workflows;
@@ -76,11 +79,12 @@ pub use runs::{
     final_failure, finish_is_fenced, progress_is_fenced, retry_transition,
     runs_are_told_apart_by_lease_token, stale_worker_cannot_finish,
 };
+pub use schedules::schedules_fire_each_tick_once;
 pub use tasks::{
     cancel_pending_and_running, children_of_a_task, create_and_get, event_log_order,
     finished_tasks_expire_after_their_own_ttl, hostile_text_is_stored_escaped,
     idempotency_conflicts_refuse_the_whole_write, idempotency_keys, list_filters_and_cursor,
-    logs_are_ordered_trimmed_and_purged, manual_retry, purge_oldest_first,
+    logs_are_ordered_trimmed_and_purged, manual_retry, purge_oldest_first, reschedule_pending_only,
 };
 pub use workflows::{
     retention_keeps_what_a_retry_or_a_parent_needs, running_workflows_keep_their_steps,

@@ -9,8 +9,8 @@ use serde_json::json;
 
 use super::support::{SEC, claim, complete, create, get, new_task, t0};
 use crate::{
-    CancelOutcome, CreateOutcome, Finish, FinishOutcome, ProgressUpdate, RetryOutcome, Store,
-    TaskQuery,
+    CancelOutcome, CreateOutcome, Finish, FinishOutcome, ProgressUpdate, RescheduleOutcome,
+    RetryOutcome, Store, TaskQuery,
 };
 
 pub async fn create_and_get(store: &dyn Store) {
@@ -132,6 +132,75 @@ pub async fn cancel_pending_and_running(store: &dyn Store) {
             .unwrap(),
         CancelOutcome::NotFound
     ));
+}
+
+/// A pending task's priority and due time change (with an event saying how), and the
+/// claim order follows; a task that started cannot be changed.
+pub async fn reschedule_pending_only(store: &dyn Store) {
+    let ids = create(
+        store,
+        vec![
+            new_task("t", 50, t0()),
+            new_task("t", 50, t0()),
+            new_task("t", 50, t0()),
+        ],
+    )
+    .await;
+    let later = t0().saturating_add(3600 * SEC);
+    match store
+        .reschedule(ids[0], None, Some(later), t0())
+        .await
+        .unwrap()
+    {
+        RescheduleOutcome::Rescheduled(t, e) => {
+            assert_eq!((t.priority, t.run_at), (50, later));
+            assert_eq!(e.kind, EventKind::Reprioritized);
+            assert!(e.message.unwrap().contains("due"));
+        }
+        other => panic!("{other:?}"),
+    }
+    match store
+        .reschedule(ids[2], Some(90), None, t0())
+        .await
+        .unwrap()
+    {
+        RescheduleOutcome::Rescheduled(t, e) => {
+            assert_eq!(t.priority, 90);
+            assert_eq!(e.message.as_deref(), Some("priority 50 to 90"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(get(store, ids[2]).await.priority, 90);
+    // The raised one first, the delayed one not yet.
+    let claimed = claim(store, "w", 3, t0(), 1).await;
+    let order: Vec<TaskId> = claimed.iter().map(|t| t.id).collect();
+    assert_eq!(order, vec![ids[2], ids[1]]);
+    match store
+        .reschedule(ids[2], Some(10), None, t0())
+        .await
+        .unwrap()
+    {
+        RescheduleOutcome::NotPending(t) => assert_eq!(t.status, TaskStatus::Running),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        get(store, ids[2]).await.priority,
+        90,
+        "a running task is left alone"
+    );
+    assert!(matches!(
+        store
+            .reschedule(TaskId::generate(t0()), Some(1), None, t0())
+            .await
+            .unwrap(),
+        RescheduleOutcome::NotFound
+    ));
+    // Brought forward, it runs.
+    store
+        .reschedule(ids[0], None, Some(t0()), t0())
+        .await
+        .unwrap();
+    assert_eq!(claim(store, "w", 1, t0(), 2).await[0].id, ids[0]);
 }
 
 pub async fn manual_retry(store: &dyn Store) {

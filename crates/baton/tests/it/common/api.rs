@@ -80,6 +80,11 @@ impl Api {
             .await
     }
 
+    pub async fn patch(&self, path: &str, body: Value) -> Reply {
+        self.send(self.http.patch(format!("{}{path}", self.base)).json(&body))
+            .await
+    }
+
     pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> Reply {
         self.send(
             self.http

@@ -503,7 +503,7 @@ async fn call_tool(
     a.last()["result"].clone()
 }
 
-/// The queue controls and retry as MCP tools: the operations, names and answers of the
+/// The queue controls, retry and priority as MCP tools: the operations, names and answers of the
 /// REST API, with mistakes as readable tool errors.
 #[tokio::test]
 async fn queue_controls_and_retry_are_tools() {
@@ -575,5 +575,27 @@ async fn queue_controls_and_retry_are_tools() {
     assert_eq!(
         r["isError"], true,
         "a task that is not failed or cancelled: {r}"
+    );
+
+    let later = api
+        .submit(json!({"tool": "baton__echo", "queue": "mq", "delay_ms": 600000}))
+        .await;
+    let r = call_tool(
+        &mcp,
+        8,
+        "task_priority",
+        json!({"task_id": later, "priority": 90}),
+    )
+    .await;
+    assert_eq!(r["structuredContent"]["priority"], 90, "{r}");
+    assert_eq!(api.task(&later).await["priority"], 90);
+    let r = call_tool(&mcp, 9, "task_priority", json!({"task_id": later})).await;
+    assert_eq!(r["isError"], true, "{r}");
+    assert!(
+        r["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("nothing to change"),
+        "{r}"
     );
 }
