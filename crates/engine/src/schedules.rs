@@ -273,8 +273,16 @@ fn view(s: &StoredSchedule) -> ScheduleView {
 
 impl Engine {
     /// Checks a submission a schedule will make, as `POST /v1/tasks` would (the tool is
-    /// known, the arguments fit its schema), without storing it.
+    /// known, the arguments fit its schema), without storing it; it must leave the
+    /// idempotency key to the schedule.
     fn check_scheduled_task(&self, owner: &str, task: &SubmitRequest) -> Result<(), EngineError> {
+        if task.idempotency_key.is_some() {
+            return Err(InvalidRequest::new(
+                "task.idempotency_key",
+                "a schedule makes its own key per tick; leave it out",
+            )
+            .into());
+        }
         let mut probe = task.clone();
         probe.idempotency_key = None;
         self.prepare(owner, probe).map(|_| ()).map_err(|e| match e {
@@ -294,13 +302,6 @@ impl Engine {
             .map_err(|m| InvalidRequest::new("name", m))?;
         let timezone = req.timezone.unwrap_or_else(|| "UTC".into());
         let timing = Timing::parse(&req.cron, &timezone)?;
-        if req.task.idempotency_key.is_some() {
-            return Err(InvalidRequest::new(
-                "task.idempotency_key",
-                "a schedule makes its own key per tick; leave it out",
-            )
-            .into());
-        }
         self.check_scheduled_task(owner, &req.task)?;
         let now = self.now();
         let s = StoredSchedule {
@@ -369,13 +370,6 @@ impl Engine {
         }
         let timing = Timing::of(&s)?;
         if let Some(task) = upd.task {
-            if task.idempotency_key.is_some() {
-                return Err(InvalidRequest::new(
-                    "task.idempotency_key",
-                    "a schedule makes its own key per tick; leave it out",
-                )
-                .into());
-            }
             self.check_scheduled_task(owner, &task)?;
             s.task = serde_json::to_string(&task).unwrap_or_default();
         }

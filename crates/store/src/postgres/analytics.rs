@@ -30,4 +30,7 @@ impl AnalyticsSql for Postgres {
     fn int(expr: &str) -> String {
         format!("({expr})::bigint")
     }
+
+    const SNAPSHOT: Option<&'static str> =
+        Some("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY");
 }

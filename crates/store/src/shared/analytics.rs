@@ -34,6 +34,9 @@ pub(crate) trait AnalyticsSql: Dialect {
     fn real(expr: &str) -> String;
     /// An aggregate as a 64-bit integer.
     fn int(expr: &str) -> String;
+    /// What makes the statements of a transaction read one snapshot, when the dialect's
+    /// transactions do not already (SQLite's read transactions do).
+    const SNAPSHOT: Option<&'static str>;
 }
 
 /// The rollup's grain, in milliseconds.
@@ -209,9 +212,18 @@ where
     let filter = filter::<D>(q.key);
     let (since, until) = (q.since.as_millis(), q.until.as_millis());
 
+    // Every read in one snapshot: a task that finishes meanwhile is counted once, as
+    // open or as finished, never as neither.
+    let mut tx = pool.begin().await.map_err(D::db_err)?;
+    if let Some(sql) = D::SNAPSHOT {
+        sqlx::query(sql)
+            .execute(&mut *tx)
+            .await
+            .map_err(D::db_err)?;
+    }
     // Whole minutes folded already come from the rollup, the rest from the tasks.
     let folded = fetch_one(
-        pool,
+        &mut *tx,
         sqlx::query("SELECT until_ms FROM analytics_folded WHERE id = 1"),
         |r| r.int("until_ms"),
     )
@@ -275,7 +287,7 @@ where
             .bind(to)
             .bind(q.owner.clone());
         rows.counts
-            .extend(fetch_all(pool, query, |r| decode_count(r, true)).await?);
+            .extend(fetch_all(&mut *tx, query, |r| decode_count(r, true)).await?);
         let query = sqlx::query(sqlx::AssertSqlSafe(series_sql))
             .bind(from)
             .bind(to)
@@ -283,7 +295,7 @@ where
             .bind(since)
             .bind(q.bucket_ms.max(1));
         rows.series
-            .extend(fetch_all(pool, query, decode_point).await?);
+            .extend(fetch_all(&mut *tx, query, decode_point).await?);
     }
 
     // Tasks created in the window that have not finished: by status now.
@@ -299,7 +311,9 @@ where
         .bind(D::id(TaskId::first_at(q.until)))
         .bind(q.owner.clone());
     rows.counts
-        .extend(fetch_all(pool, query, |r| decode_count(r, false)).await?);
+        .extend(fetch_all(&mut *tx, query, |r| decode_count(r, false)).await?);
+    // Read only: nothing to keep.
+    tx.rollback().await.map_err(D::db_err)?;
     Ok(rows)
 }
 

@@ -31,4 +31,6 @@ impl AnalyticsSql for Sqlite {
     fn int(expr: &str) -> String {
         format!("CAST({expr} AS INTEGER)")
     }
+
+    const SNAPSHOT: Option<&'static str> = None;
 }
