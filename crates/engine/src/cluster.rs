@@ -111,6 +111,17 @@ pub(crate) async fn presence_loop(inner: Arc<Inner>) {
         if let Err(e) = inner.store.report_peer(&report).await {
             tracing::warn!(error = %e, "could not report this node's heartbeat");
         }
+        // Asked (by an operator, through any node) to drain: stop claiming, finish what
+        // runs here.
+        if !inner.stop_claiming.is_cancelled()
+            && let Ok(peers) = inner.store.list_peers().await
+            && peers
+                .iter()
+                .any(|p| p.id == inner.config.node_id && p.draining)
+        {
+            tracing::warn!(node = %inner.config.node_id, running, "drained: this process claims no more tasks");
+            inner.stop_claiming.cancel();
+        }
         tokio::select! {
             _ = tokio::time::sleep(inner.config.heartbeat) => {}
             _ = inner.stop_background.cancelled() => break,

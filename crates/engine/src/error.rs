@@ -25,6 +25,8 @@ pub enum EngineError {
     KeyNotFound(String),
     #[error("schedule `{0}` not found")]
     ScheduleNotFound(String),
+    #[error("no live peer `{0}`")]
+    PeerNotFound(String),
     #[error("invalid workflow: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     InvalidWorkflow(Vec<baton_workflow::Problem>),
     #[error("{0}")]
@@ -65,7 +67,8 @@ impl EngineError {
             | EngineError::WorkflowNotFound(_)
             | EngineError::QueueNotFound(_)
             | EngineError::KeyNotFound(_)
-            | EngineError::ScheduleNotFound(_) => ErrorCode::NotFound,
+            | EngineError::ScheduleNotFound(_)
+            | EngineError::PeerNotFound(_) => ErrorCode::NotFound,
             EngineError::Conflict(_) => ErrorCode::Conflict,
             EngineError::TooManyActive { .. } => ErrorCode::ResourceExhausted,
             EngineError::ShuttingDown | EngineError::Starting(_) => ErrorCode::Unavailable,

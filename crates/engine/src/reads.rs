@@ -99,8 +99,22 @@ impl Engine {
                 running: p.running,
                 finished: p.finished,
                 throughput: p.throughput,
+                draining: p.draining,
             })
             .collect())
+    }
+
+    /// Asks a live peer to stop claiming tasks; it finishes what it runs, and notices
+    /// within a heartbeat.
+    pub async fn drain_peer(&self, id: &str) -> Result<PeerView, EngineError> {
+        if !self.inner().store.drain_peer(id).await? {
+            return Err(EngineError::PeerNotFound(id.to_string()));
+        }
+        self.peer_views()
+            .await?
+            .into_iter()
+            .find(|p| p.id == id)
+            .ok_or_else(|| EngineError::PeerNotFound(id.to_string()))
     }
 
     /// Every queue of `owner` (of all principals when `None`) with its depth and

@@ -180,6 +180,8 @@ pub struct PeerView {
     pub finished: u64,
     /// Tasks it finished per second, recently.
     pub throughput: f64,
+    /// Asked to stop claiming tasks (it finishes what it runs).
+    pub draining: bool,
     /// Whether this is the process answering.
     #[serde(rename = "self")]
     pub is_self: bool,

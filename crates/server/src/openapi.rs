@@ -554,6 +554,16 @@ fn build() -> Value {
     .answer(200, answer("The peers.", peers))
     .build(&error);
     d.op("get", "/v1/peers", op);
+    let peer = d.schema::<baton_engine::views::PeerView>();
+    let op = Op::new(
+        "drainPeer",
+        "cluster",
+        "Stop a node or worker claiming tasks (it finishes what it runs)",
+    )
+    .param(path_param("id", "A peer's id, as listPeers shows it."))
+    .answer(200, answer("The peer, draining.", peer))
+    .build(&error);
+    d.op("post", "/v1/peers/{id}/drain", op);
     let tools = d.schema::<ToolList>();
     let op = Op::new(
         "listTools",

@@ -51,6 +51,7 @@ pub fn router(
         .route("/v1/stats", get(queues::stats))
         .route("/v1/analytics", get(queues::analytics))
         .route("/v1/peers", get(queues::peers))
+        .route("/v1/peers/{id}/drain", post(queues::drain_peer))
         .route("/v1/queues/{name}/pause", post(queues::pause))
         .route("/v1/queues/{name}/resume", post(queues::resume))
         .route("/v1/queues/{name}/clear", post(queues::clear))

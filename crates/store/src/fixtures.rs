@@ -566,6 +566,10 @@ mod faulty {
             self.check("list_peers", None)?;
             self.inner.list_peers().await
         }
+        async fn drain_peer(&self, id: &str) -> StoreResult<bool> {
+            self.check("drain_peer", None)?;
+            self.inner.drain_peer(id).await
+        }
         async fn peer_stopped(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
             self.check("peer_stopped", None)?;
             self.inner.peer_stopped(id, now).await

@@ -365,6 +365,8 @@ pub struct Peer {
     pub running: u64,
     pub finished: u64,
     pub throughput: f64,
+    /// Asked to stop claiming tasks (it finishes what it runs).
+    pub draining: bool,
 }
 
 /// Something other processes sharing the store committed, as it happens.
@@ -934,6 +936,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every known peer, by id.
     async fn list_peers(&self) -> StoreResult<Vec<Peer>>;
+
+    /// Asks live peer `id` to stop claiming tasks (it reads this with its next heartbeat);
+    /// `false` if no live peer has that id.
+    async fn drain_peer(&self, id: &str) -> StoreResult<bool>;
 
     /// A peer stopping cleanly says so; `false` if it was unknown.
     async fn peer_stopped(&self, id: &str, now: Timestamp) -> StoreResult<bool>;

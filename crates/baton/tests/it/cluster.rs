@@ -820,3 +820,92 @@ async fn an_mcp_session_ended_on_one_node_is_refused_by_every_node() {
     )
     .await;
 }
+/// An operator drains a worker from another node (REST, then seen over MCP): it finishes
+/// what it runs, claims nothing more, and says so in the peer list; the others go on.
+#[tokio::test]
+async fn a_worker_is_drained_from_another_node() {
+    let schema = PgSchema::create();
+    let dir = tempfile::tempdir().unwrap();
+    let base = schema.env();
+    let api_node = Baton::start(
+        &dir.path().join("api"),
+        &envs(
+            &base,
+            &[
+                ("BATON_NODE_ID", "api"),
+                ("BATON_WORKERS__CONCURRENCY", "0"),
+            ],
+        ),
+    );
+    let api = Api::new(&api_node.url);
+    // A short lease: heartbeats (which carry the drain) every 700 ms.
+    let worker = Baton::start_worker(
+        &dir.path().join("w"),
+        &envs(
+            &base,
+            &[
+                ("BATON_NODE_ID", "w"),
+                ("BATON_WORKERS__CONCURRENCY", "1"),
+                ("BATON_WORKERS__LEASE", "2s"),
+            ],
+        ),
+    );
+    let first = api
+        .submit(json!({"tool": "baton__sleep", "arguments": {"ms": 1500}}))
+        .await;
+    api.wait_status(&first, "running").await;
+    let r = api.post("/v1/peers/w/drain", json!(null)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["draining"], true, "{}", r.body);
+    assert_eq!(
+        api.post("/v1/peers/nobody/drain", json!(null)).await.status,
+        404
+    );
+    assert_eq!(
+        api.wait_final(&first).await["status"],
+        "completed",
+        "it finishes what it runs"
+    );
+    // Within a heartbeat it stops claiming: a new task waits.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let queued = api
+        .submit(json!({"tool": "baton__sleep", "arguments": {"ms": 10}}))
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        api.task(&queued).await["status"],
+        "pending",
+        "a drained worker claims nothing: {}",
+        worker.log_text()
+    );
+    assert!(worker.log_text().contains("drained"), "{}", worker.log_text());
+    // The MCP tool shows the same.
+    let mcp = crate::mcp_protocol::Mcp::new(&api_node.url);
+    let session = mcp.initialize("2025-11-25", json!({})).await;
+    let a = mcp
+        .legacy(
+            &session,
+            2,
+            "tools/call",
+            json!({"name": "worker_status", "arguments": {}}),
+        )
+        .await;
+    let peers = a.last()["result"]["structuredContent"]["peers"].clone();
+    let w = peers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "w")
+        .unwrap_or_else(|| panic!("{peers}"))
+        .clone();
+    assert_eq!(
+        (w["draining"].clone(), w["health"].clone()),
+        (json!(true), json!("healthy")),
+        "{w}"
+    );
+    let _other = Baton::start_worker(
+        &dir.path().join("w2"),
+        &envs(&base, &[("BATON_NODE_ID", "w2")]),
+    );
+    assert_eq!(api.wait_final(&queued).await["status"], "completed");
+}

@@ -206,6 +206,14 @@ pub struct ScheduleUpdateArgs {
     pub paused: Option<bool>,
 }
 
+/// A peer (node or worker) named by its id.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PeerIdArgs {
+    /// The peer's id, as worker_status lists it.
+    pub id: String,
+}
+
 /// A queue named by its name.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -42,6 +42,8 @@ pub const NAMES: &[&str] = &[
     "queue_clear",
     "server_list",
     "peer_list",
+    "worker_status",
+    "worker_drain",
     "analytics",
     "schedule_create",
     "schedule_list",
@@ -69,6 +71,7 @@ pub fn scope_of(name: &str) -> Option<baton_core::auth::Scope> {
     Some(match name {
         "task_submit" | "task_cancel" | "task_retry" | "task_priority" => Scope::TasksWrite,
         "queue_pause" | "queue_resume" | "queue_clear" => Scope::QueuesAdmin,
+        "worker_status" | "worker_drain" => Scope::Admin,
         "schedule_create" | "schedule_update" | "schedule_delete" | "schedule_pause"
         | "schedule_resume" => Scope::TasksWrite,
         "schedule_list" | "schedule_get" | "schedule_runs" => Scope::TasksRead,
@@ -316,7 +319,11 @@ async fn run(
             let owner = (!admin).then_some(p.as_str());
             Ok(ok(engine.analytics(owner, &a).await?))
         }
-        "peer_list" => {
+        "worker_drain" => {
+            let a: PeerIdArgs = parse(args)?;
+            Ok(ok(engine.drain_peer(&a.id).await?))
+        }
+        "peer_list" | "worker_status" => {
             let _: NoArgs = parse(args)?;
             Ok(ok(PeersView {
                 peers: engine.peer_views().await?,

@@ -233,6 +233,18 @@ pub fn definitions() -> Vec<Value> {
             "The processes sharing this Baton deployment's store (API nodes, workers), with role, address, load, throughput and health (healthy, late, lost, stopped).",
             true,
         ),
+        def::<NoArgs, PeersView>(
+            "worker_status",
+            "Worker status",
+            "Every node and worker sharing the store: role, running tasks, finished, throughput, health and whether it was drained. Needs the admin scope.",
+            true,
+        ),
+        def::<PeerIdArgs, baton_engine::views::PeerView>(
+            "worker_drain",
+            "Drain a worker",
+            "Asks a node or worker (by id) to stop claiming tasks; it finishes what it runs and notices within a heartbeat. Needs the admin scope.",
+            false,
+        ),
         def::<baton_engine::analytics::AnalyticsParams, baton_engine::analytics::AnalyticsView>(
             "analytics",
             "Task analytics",

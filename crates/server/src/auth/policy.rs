@@ -103,6 +103,7 @@ pub fn rule_for(method: &Method, path: &str) -> Option<Rule> {
         // Node-wide counters and the cluster's members: operators only.
         ("GET", ["v1", "stats"]) => rule("stats.get", Admin),
         ("GET", ["v1", "peers"]) => rule("peers.list", Admin),
+        ("POST", ["v1", "peers", _, "drain"]) => on(rule("peers.drain", Admin), 2),
         ("GET", ["v1", "tools"]) => rule("tools.list", TasksRead),
         ("GET", ["v1", "analytics"]) => rule("analytics.get", TasksRead),
         ("GET", ["v1", "servers"]) => rule("servers.list", TasksRead),

@@ -74,6 +74,14 @@ pub async fn peers(State(s): State<AppState>) -> Result<Json<Peers>, ApiError> {
     }))
 }
 
+/// `POST /v1/peers/{id}/drain`: the peer stops claiming tasks and finishes what it runs.
+pub async fn drain_peer(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<baton_engine::views::PeerView>, ApiError> {
+    Ok(Json(s.engine.drain_peer(&id).await?))
+}
+
 /// `GET /v1/analytics`: the caller's tasks over a window (every principal's for admins).
 pub async fn analytics(
     State(s): State<AppState>,

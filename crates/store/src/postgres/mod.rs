@@ -565,6 +565,10 @@ impl Store for PostgresStore {
         shared::peers::list_peers(&self.pool).await
     }
 
+    async fn drain_peer(&self, id: &str) -> StoreResult<bool> {
+        shared::peers::drain_peer(&self.pool, id).await
+    }
+
     async fn peer_stopped(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
         shared::peers::peer_stopped(&self.pool, id, now).await
     }

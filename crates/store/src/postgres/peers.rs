@@ -15,6 +15,8 @@ impl PeerSql for Postgres {
          VALUES ($1, $2, $3, $4, 'live', $5, $6, $7, $8, $9) \
          ON CONFLICT (id) DO UPDATE SET role = excluded.role, address = excluded.address, \
          version = excluded.version, state = 'live', started_at = excluded.started_at, \
+         draining = CASE WHEN peers.started_at = excluded.started_at THEN peers.draining \
+         ELSE 0 END, \
          last_heartbeat = excluded.last_heartbeat, running = excluded.running, \
          finished = excluded.finished, throughput = excluded.throughput";
 

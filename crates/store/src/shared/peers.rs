@@ -55,6 +55,21 @@ pub(crate) async fn list_peers<'c, D: PeerSql>(
     fetch_all(db, sqlx::query(D::LIST_PEERS), peer_from_row).await
 }
 
+/// See [`Store::drain_peer`](crate::Store::drain_peer).
+pub(crate) async fn drain_peer<'c, D: Dialect>(
+    db: impl Executor<'c, Database = D>,
+    id: &str,
+) -> StoreResult<bool>
+where
+    String: Bind<D>,
+{
+    let sql = super::dialect::numbered::<D>(
+        "UPDATE peers SET draining = 1 WHERE id = $1 AND state = 'live'",
+    );
+    let query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.to_string());
+    Ok(execute(db, query).await? > 0)
+}
+
 /// `false` if the peer was unknown.
 pub(crate) async fn peer_stopped<'c, D: PeerSql>(
     db: impl Executor<'c, Database = D>,

@@ -46,7 +46,7 @@ pub(crate) use workflow_columns;
 macro_rules! peer_columns {
     () => {
         "id, role, address, version, state, started_at, last_heartbeat, running, finished, \
-         throughput"
+         throughput, draining"
     };
 }
 pub(crate) use peer_columns;
@@ -257,6 +257,7 @@ pub(crate) fn peer_from_row<R: Columns>(r: &R) -> StoreResult<Peer> {
         running: r.int("running")?.max(0) as u64,
         finished: r.int("finished")?.max(0) as u64,
         throughput: r.real("throughput")?,
+        draining: r.int4("draining")? != 0,
     })
 }
 

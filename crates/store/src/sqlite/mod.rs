@@ -638,6 +638,13 @@ impl Store for SqliteStore {
         shared::peers::list_peers(&self.reader).await
     }
 
+    async fn drain_peer(&self, id: &str) -> StoreResult<bool> {
+        let id = id.to_string();
+        self.writer
+            .write(move |w| Box::pin(async move { shared::peers::drain_peer(w.exec(), &id).await }))
+            .await
+    }
+
     async fn peer_stopped(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
         let id = id.to_string();
         self.writer

@@ -72,6 +72,19 @@ pub async fn peers_lifecycle(store: &dyn Store) {
     assert_eq!(peers[0].state, PeerState::Live);
     assert_eq!((peers[1].finished, peers[1].throughput), (10, 2.5));
 
+    // Draining: a live peer keeps the flag across its heartbeats; a new start clears it.
+    assert!(!peers[0].draining);
+    assert!(store.drain_peer("a").await.unwrap());
+    assert!(!store.drain_peer("zz").await.unwrap(), "no such peer");
+    a.now = t0().saturating_add(5 * SEC);
+    store.report_peer(&a).await.unwrap();
+    assert!(store.list_peers().await.unwrap()[0].draining);
+    let mut restarted = a.clone();
+    restarted.started_at = t0().saturating_add(5 * SEC);
+    store.report_peer(&restarted).await.unwrap();
+    assert!(!store.list_peers().await.unwrap()[0].draining);
+    store.report_peer(&a).await.unwrap();
+
     // The caller is never lost, however stale its own last heartbeat: it is asking.
     assert!(
         store
