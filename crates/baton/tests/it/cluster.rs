@@ -878,7 +878,11 @@ async fn a_worker_is_drained_from_another_node() {
         "a drained worker claims nothing: {}",
         worker.log_text()
     );
-    assert!(worker.log_text().contains("drained"), "{}", worker.log_text());
+    assert!(
+        worker.log_text().contains("drained"),
+        "{}",
+        worker.log_text()
+    );
     // The MCP tool shows the same.
     let mcp = crate::mcp_protocol::Mcp::new(&api_node.url);
     let session = mcp.initialize("2025-11-25", json!({})).await;
