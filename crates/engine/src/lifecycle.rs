@@ -141,8 +141,15 @@ impl Engine {
             tokio::spawn(crate::cluster::presence_loop(inner.clone())),
             tokio::spawn(maintenance::reconcile_loop(inner.clone())),
             tokio::spawn(crate::workflow::coordinator_loop(inner.clone())),
-            tokio::spawn(crate::schedules::scheduler_loop(inner.clone())),
         ];
+        // Schedules fire where they are made: processes with an API share its catalog of
+        // tools, while a worker or a stdio front door may know fewer servers and would
+        // skip a tick whose tool it cannot resolve.
+        if matches!(inner.config.presence.role.as_str(), "node" | "api") {
+            bg.push(tokio::spawn(crate::schedules::scheduler_loop(
+                inner.clone(),
+            )));
+        }
         if let Some(feed) = inner.store.listen().await? {
             bg.push(tokio::spawn(crate::cluster::remote_loop(
                 inner.clone(),

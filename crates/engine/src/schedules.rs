@@ -1,6 +1,7 @@
 //! Schedules: a task submitted on a cron, per principal.
 //!
-//! Every process runs [`scheduler_loop`]: it sleeps until the earliest next tick (at
+//! Every process with an API (role `node` or `api`) runs [`scheduler_loop`]: it sleeps
+//! until the earliest next tick (at
 //! most a second, so changes made on other nodes are seen), then fires what is due. A tick
 //! is fired by submitting the schedule's task with an idempotency key made from the
 //! schedule and the tick, then moving the schedule's next tick on only from the value it
@@ -512,7 +513,7 @@ impl Engine {
     }
 }
 
-/// Fires schedules as they come due, on every process.
+/// Fires schedules as they come due, on every process with an API.
 pub(crate) async fn scheduler_loop(inner: Arc<Inner>) {
     let engine = Engine::from_inner(inner.clone());
     loop {
