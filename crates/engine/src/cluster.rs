@@ -108,19 +108,15 @@ pub(crate) async fn presence_loop(inner: Arc<Inner>) {
             finished,
             throughput,
         };
-        if let Err(e) = inner.store.report_peer(&report).await {
-            tracing::warn!(error = %e, "could not report this node's heartbeat");
-        }
-        // Asked (by an operator, through any node) to drain: stop claiming, finish what
-        // runs here.
-        if !inner.stop_claiming.is_cancelled()
-            && let Ok(peers) = inner.store.list_peers().await
-            && peers
-                .iter()
-                .any(|p| p.id == inner.config.node_id && p.draining)
-        {
-            tracing::warn!(node = %inner.config.node_id, running, "drained: this process claims no more tasks");
-            inner.stop_claiming.cancel();
+        match inner.store.report_peer(&report).await {
+            // Asked (by an operator, through any node) to drain: stop claiming, finish
+            // what runs here.
+            Ok(true) if !inner.stop_claiming.is_cancelled() => {
+                tracing::warn!(node = %inner.config.node_id, running, "drained: this process claims no more tasks");
+                inner.stop_claiming.cancel();
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not report this node's heartbeat"),
         }
         tokio::select! {
             _ = tokio::time::sleep(inner.config.heartbeat) => {}

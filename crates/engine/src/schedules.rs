@@ -37,9 +37,6 @@ const LATE: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_secs(1);
 /// Next fire times a view shows.
 const NEXT_RUNS: usize = 5;
-/// Runs a view of the history shows by default, and at most.
-const DEFAULT_RUNS: u32 = 50;
-const MAX_RUNS: u32 = 1000;
 
 /// What a tick does while the schedule's previous run is still open.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -409,17 +406,7 @@ impl Engine {
         name: &str,
         limit: Option<u32>,
     ) -> Result<ScheduleRuns, EngineError> {
-        let limit = match limit {
-            Some(n) if n == 0 || n > MAX_RUNS => {
-                return Err(InvalidRequest::new(
-                    "limit",
-                    format!("must be between 1 and {MAX_RUNS}"),
-                )
-                .into());
-            }
-            Some(n) => n,
-            None => DEFAULT_RUNS,
-        };
+        let limit = crate::page::Page::parse(limit, None)?.limit;
         self.stored_schedule(owner, name).await?;
         let runs = self.inner().store.schedule_runs(owner, name, limit).await?;
         Ok(ScheduleRuns {
@@ -454,12 +441,16 @@ impl Engine {
     /// Fires (or skips) a due schedule's tick, and moves it on.
     async fn fire(&self, s: &StoredSchedule, now: Timestamp) -> Result<bool, EngineError> {
         let store = &self.inner().store;
+        // Moves the schedule on to `to` without a run.
+        let skip = async |to: Timestamp| -> Result<bool, EngineError> {
+            store
+                .advance_schedule(&s.owner, &s.name, s.next_at, to, None, now)
+                .await?;
+            Ok(false)
+        };
         let Ok(timing) = Timing::of(s) else {
             // Stored before a rule changed: park it rather than retry forever.
-            store
-                .advance_schedule(&s.owner, &s.name, s.next_at, never(), None, now)
-                .await?;
-            return Ok(false);
+            return skip(never()).await;
         };
         let next = timing.next_after(now).unwrap_or_else(never);
         let late = now.millis_since(s.next_at) > LATE.as_millis() as u64;
@@ -470,10 +461,7 @@ impl Engine {
         };
         let Some(tick) = tick else {
             tracing::info!(schedule = %s.name, owner = %s.owner, missed_since = %s.next_at, "skipping ticks missed while no node ran");
-            store
-                .advance_schedule(&s.owner, &s.name, s.next_at, next, None, now)
-                .await?;
-            return Ok(false);
+            return skip(next).await;
         };
         if s.overlap == "skip"
             && let Some(last) = s.last_task_id
@@ -481,10 +469,7 @@ impl Engine {
             && !task.status.is_final()
         {
             tracing::debug!(schedule = %s.name, owner = %s.owner, "skipping a tick: the last run is still open");
-            store
-                .advance_schedule(&s.owner, &s.name, s.next_at, next, None, now)
-                .await?;
-            return Ok(false);
+            return skip(next).await;
         }
         let mut req: SubmitRequest = serde_json::from_str(&s.task).map_err(|e| {
             EngineError::Invalid(InvalidRequest::new("task", format!("stored task: {e}")))
@@ -496,10 +481,7 @@ impl Engine {
                 // A tick whose task cannot be made (its tool was removed, say) is skipped,
                 // not retried every second.
                 tracing::warn!(schedule = %s.name, owner = %s.owner, error = %e, "a schedule's task was refused; skipping the tick");
-                store
-                    .advance_schedule(&s.owner, &s.name, s.next_at, next, None, now)
-                    .await?;
-                return Ok(false);
+                return skip(next).await;
             }
         };
         let run = ScheduleRun {

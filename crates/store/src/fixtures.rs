@@ -558,7 +558,7 @@ mod faulty {
             self.check("forget_ended_sessions", None)?;
             self.inner.forget_ended_sessions(before).await
         }
-        async fn report_peer(&self, report: &PeerReport) -> StoreResult<()> {
+        async fn report_peer(&self, report: &PeerReport) -> StoreResult<bool> {
             self.check("report_peer", None)?;
             self.inner.report_peer(report).await
         }

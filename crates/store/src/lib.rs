@@ -932,7 +932,9 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets sessions ended before `before`; returns how many.
     async fn forget_ended_sessions(&self, before: Timestamp) -> StoreResult<u64>;
 
-    async fn report_peer(&self, report: &PeerReport) -> StoreResult<()>;
+    /// Records a peer's heartbeat; returns whether it was asked to drain
+    /// ([`Store::drain_peer`]), so the heartbeat is also how it learns.
+    async fn report_peer(&self, report: &PeerReport) -> StoreResult<bool>;
 
     /// Every known peer, by id.
     async fn list_peers(&self) -> StoreResult<Vec<Peer>>;

@@ -62,6 +62,12 @@ fn traceparent(message: &ClientJsonRpcMessage) -> Option<HeaderValue> {
     HeaderValue::from_str(tp).ok()
 }
 
+fn add_traceparent(message: &ClientJsonRpcMessage, headers: &mut HashMap<HeaderName, HeaderValue>) {
+    if let Some(tp) = traceparent(message) {
+        headers.insert(HeaderName::from_static("traceparent"), tp);
+    }
+}
+
 impl StreamableHttpClient for TracingClient {
     type Error = reqwest::Error;
 
@@ -73,9 +79,7 @@ impl StreamableHttpClient for TracingClient {
         auth_header: Option<String>,
         mut custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
-        if let Some(tp) = traceparent(&message) {
-            custom_headers.insert(HeaderName::from_static("traceparent"), tp);
-        }
+        add_traceparent(&message, &mut custom_headers);
         self.0
             .post_message(uri, message, session_id, auth_header, custom_headers)
             .await
@@ -90,9 +94,7 @@ impl StreamableHttpClient for TracingClient {
         mut custom_headers: HashMap<HeaderName, HeaderValue>,
         max_sse_event_size: usize,
     ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
-        if let Some(tp) = traceparent(&message) {
-            custom_headers.insert(HeaderName::from_static("traceparent"), tp);
-        }
+        add_traceparent(&message, &mut custom_headers);
         self.0
             .post_message_with_max_sse_event_size(
                 uri,

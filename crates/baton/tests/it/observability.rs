@@ -779,6 +779,23 @@ fn decode_spans(body: &[u8], into: &std::sync::Mutex<Vec<ExportedSpan>>) {
     }
 }
 
+/// Submits `tool` over REST with a `traceparent` header; returns the task id.
+async fn submit_traced(api: &Api, tool: &str, traceparent: &str) -> String {
+    let r = api
+        .http
+        .post(format!("{}/v1/tasks", api.base))
+        .header("traceparent", traceparent)
+        .json(&json!({"tool": tool, "arguments": {"text": "traced"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    r.json::<serde_json::Value>().await.unwrap()["task_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 /// Traces: a `traceparent` sent with a REST submission or in MCP `_meta` is kept with
 /// the task, so the run (however much later) and its upstream call join the caller's
 /// trace; the spans reach a real OTLP/HTTP receiver as protobuf, with the task, tool and
@@ -805,37 +822,23 @@ async fn traces_follow_a_task_from_request_to_upstream_and_back() {
     // REST: the caller's trace id and span id in a traceparent header.
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let caller_span = "00f067aa0ba902b7";
-    let r = api
-        .http
-        .post(format!("{}/v1/tasks", api.base))
-        .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
-        .json(&json!({"tool": "test__echo", "arguments": {"text": "traced"}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    let id = r.json::<serde_json::Value>().await.unwrap()["task_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = submit_traced(
+        &api,
+        "test__echo",
+        &format!("00-{trace_id}-{caller_span}-01"),
+    )
+    .await;
     assert_eq!(api.wait_final(&id).await["status"], "completed");
 
     // Over HTTP, the upstream sees the trace as a header (its own span's id as parent).
     wait_healthy(&api, "web").await;
     let web_trace = "a3ce929d0e0e47364bf92f3577b34da6";
-    let r = api
-        .http
-        .post(format!("{}/v1/tasks", api.base))
-        .header("traceparent", format!("00-{web_trace}-{caller_span}-01"))
-        .json(&json!({"tool": "web__echo", "arguments": {"text": "traced"}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    let web_task = r.json::<serde_json::Value>().await.unwrap()["task_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let web_task = submit_traced(
+        &api,
+        "web__echo",
+        &format!("00-{web_trace}-{caller_span}-01"),
+    )
+    .await;
     assert_eq!(api.wait_final(&web_task).await["status"], "completed");
     let seen = std::fs::read_to_string(state.join("traceparents")).unwrap_or_default();
     let header = seen

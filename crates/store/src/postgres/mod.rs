@@ -557,7 +557,7 @@ impl Store for PostgresStore {
         shared::sessions::forget_ended_sessions(&self.pool, before).await
     }
 
-    async fn report_peer(&self, r: &PeerReport) -> StoreResult<()> {
+    async fn report_peer(&self, r: &PeerReport) -> StoreResult<bool> {
         shared::peers::report_peer(&self.pool, r).await
     }
 

@@ -18,7 +18,8 @@ impl PeerSql for Postgres {
          draining = CASE WHEN peers.started_at = excluded.started_at THEN peers.draining \
          ELSE 0 END, \
          last_heartbeat = excluded.last_heartbeat, running = excluded.running, \
-         finished = excluded.finished, throughput = excluded.throughput";
+         finished = excluded.finished, throughput = excluded.throughput \
+         RETURNING draining";
 
     const LIST_PEERS: &'static str = concat!("SELECT ", peer_columns!(), " FROM peers ORDER BY id");
 

@@ -4,7 +4,8 @@
 use baton_core::Timestamp;
 use sqlx::Executor;
 
-use super::dialect::{Bind, Dialect, Tx, execute, fetch_all};
+use super::dialect::{Bind, Dialect, Tx, execute, fetch_all, fetch_one};
+use super::rows::Columns;
 use super::rows::peer_from_row;
 use crate::{Peer, PeerReport, StoreResult};
 
@@ -12,7 +13,7 @@ use crate::{Peer, PeerReport, StoreResult};
 pub(crate) trait PeerSql: Dialect {
     /// Inserts peer `$1` as live, or makes it live again: `$2` role, `$3` address, `$4`
     /// version, `$5` started, `$6` now (its last heartbeat), `$7` running, `$8`
-    /// finished, `$9` throughput.
+    /// finished, `$9` throughput; returns its `draining`.
     const REPORT_PEER: &'static str;
     /// The peer columns of every peer, by id.
     const LIST_PEERS: &'static str;
@@ -28,7 +29,7 @@ pub(crate) trait PeerSql: Dialect {
 pub(crate) async fn report_peer<'c, D: PeerSql>(
     db: impl Executor<'c, Database = D>,
     r: &PeerReport,
-) -> StoreResult<()>
+) -> StoreResult<bool>
 where
     String: Bind<D>,
     Option<String>: Bind<D>,
@@ -45,8 +46,7 @@ where
         .bind(r.running as i64)
         .bind(r.finished as i64)
         .bind(r.throughput);
-    execute(db, query).await?;
-    Ok(())
+    Ok(fetch_one(db, query, |row| row.int4("draining")).await? != 0)
 }
 
 pub(crate) async fn list_peers<'c, D: PeerSql>(

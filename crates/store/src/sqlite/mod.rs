@@ -627,7 +627,7 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn report_peer(&self, r: &PeerReport) -> StoreResult<()> {
+    async fn report_peer(&self, r: &PeerReport) -> StoreResult<bool> {
         let r = r.clone();
         self.writer
             .write(move |w| Box::pin(async move { shared::peers::report_peer(w.exec(), &r).await }))
