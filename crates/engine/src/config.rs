@@ -49,6 +49,8 @@ pub struct EngineConfig {
     /// After a cancel or timeout, how long a tool may take to stop before it is abandoned.
     pub cancel_grace: Duration,
     pub concurrency_limits: Vec<ConcurrencyLimit>,
+    /// Rates at which tasks of a tool or server may start, across the cluster.
+    pub rate_limits: Vec<baton_store::RateLimit>,
     /// Between server and tool in qualified names.
     pub separator: String,
     /// Audit entries are deleted this long after they were written.
@@ -84,6 +86,7 @@ impl Default for EngineConfig {
             shutdown_grace: Duration::from_secs(10),
             cancel_grace: Duration::from_secs(5),
             concurrency_limits: Vec::new(),
+            rate_limits: Vec::new(),
             separator: baton_core::tool::DEFAULT_SEPARATOR.into(),
             audit_retention: Duration::from_secs(90 * 24 * 3600),
             audit_queue: crate::audit::queue::CAPACITY,

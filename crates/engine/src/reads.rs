@@ -37,14 +37,53 @@ impl Engine {
     pub async fn describe(&self, owner: &str, id: TaskId) -> Result<TaskView, EngineError> {
         let task = self.get(owner, id).await?;
         let estimate = self.estimate_completion(&task).await;
-        let waiting = (task.status == TaskStatus::Pending)
-            .then(|| self.tools().waiting_reason(&task.tool))
-            .flatten();
+        let waiting = if task.status == TaskStatus::Pending {
+            match self.tools().waiting_reason(&task.tool) {
+                Some(why) => Some(why),
+                None => self.rate_limited(&task).await?,
+            }
+        } else {
+            None
+        };
         let children = self.children(id).await?;
         let mut view = TaskView::new(task, estimate, true);
         view.waiting_reason = waiting;
         view.children = Some(children.iter().map(ToString::to_string).collect());
         Ok(view)
+    }
+
+    /// Why a due pending task waits on a rate limit, if one that covers its tool has no
+    /// token left now.
+    async fn rate_limited(&self, task: &baton_core::Task) -> Result<Option<String>, EngineError> {
+        let now = self.inner().clock.now();
+        let (_, rates) = crate::worker::claim_limits(self.inner());
+        let rates: Vec<_> = rates
+            .into_iter()
+            .filter(|r| r.selector.matches(&task.tool))
+            .collect();
+        if rates.is_empty() || task.run_at > now {
+            return Ok(None);
+        }
+        let buckets = self.inner().store.rate_buckets().await?;
+        Ok(rates.iter().find_map(|r| {
+            let b = r.refill(buckets.iter().find(|b| b.key == r.key()), now);
+            (b.whole_tokens() == 0).then(|| {
+                let scope = match &r.selector {
+                    baton_store::ToolSelector::Tool(t) => format!("tool `{t}`"),
+                    baton_store::ToolSelector::Prefix(p) => {
+                        format!(
+                            "server `{}`",
+                            p.trim_end_matches(self.inner().config.separator.as_str())
+                        )
+                    }
+                };
+                format!(
+                    "rate limit of {scope} ({}) reached; the next start is allowed in {} ms",
+                    r.rate,
+                    r.next_token_in(&b).as_millis()
+                )
+            })
+        }))
     }
 
     /// A page of the caller's tasks, newest first.

@@ -26,11 +26,28 @@ fn new_token() -> i64 {
 }
 
 /// The limits every claim respects: configured ones and those of tool providers (server
-/// `max_concurrency`, unavailable servers).
-fn claim_limits(inner: &Inner) -> Vec<baton_store::ConcurrencyLimit> {
+/// `max_concurrency` and `rate_limit`, unavailable servers).
+pub(crate) fn claim_limits(
+    inner: &Inner,
+) -> (
+    Vec<baton_store::ConcurrencyLimit>,
+    Vec<baton_store::RateLimit>,
+) {
     let mut limits = inner.config.concurrency_limits.clone();
     limits.extend(inner.tools.claim_limits());
-    limits
+    let mut rates = inner.config.rate_limits.clone();
+    rates.extend(inner.tools.claim_rates());
+    (limits, rates)
+}
+
+/// How long a dispatcher that found too little waits before it looks again: the poll
+/// interval, or sooner under a rate limit, whose tasks become claimable as tokens flow
+/// in without anything waking the dispatcher (one token's time, at least 50 ms).
+fn poll_after(poll: Duration, rates: &[baton_store::RateLimit]) -> Duration {
+    rates
+        .iter()
+        .map(|r| (r.rate.per / r.rate.count).max(Duration::from_millis(50)))
+        .fold(poll, Duration::min)
 }
 
 /// Takes up to a claim batch of free slots; unused ones go back when dropped.
@@ -59,7 +76,7 @@ pub(crate) async fn store_submissions(
     let t = std::time::Instant::now();
     let n = tasks.len();
     let now = inner.clock.now();
-    let limits = claim_limits(inner);
+    let (limits, rates) = claim_limits(inner);
     let token = new_token();
     let claim = (!permits.is_empty()).then(|| ClaimRequest {
         owner: &inner.config.node_id,
@@ -68,6 +85,7 @@ pub(crate) async fn store_submissions(
         lease_until: now.saturating_add(inner.config.lease),
         token,
         limits: &limits,
+        rates: &rates,
     });
     let asked = permits.len();
     let r = inner.store.create_and_claim(tasks, claim).await?;
@@ -116,7 +134,7 @@ pub(crate) async fn dispatcher(inner: Arc<Inner>) {
         }
         let want = permits.len();
         let now = inner.clock.now();
-        let limits = claim_limits(&inner);
+        let (limits, rates) = claim_limits(&inner);
         inner.publisher.backlog.store(false, Ordering::Relaxed);
         let req = ClaimRequest {
             owner: &cfg.node_id,
@@ -125,6 +143,7 @@ pub(crate) async fn dispatcher(inner: Arc<Inner>) {
             lease_until: now.saturating_add(cfg.lease),
             token: new_token(),
             limits: &limits,
+            rates: &rates,
         };
         let t = std::time::Instant::now();
         match inner.store.claim(&req).await {
@@ -151,7 +170,7 @@ pub(crate) async fn dispatcher(inner: Arc<Inner>) {
                 }
                 tokio::select! {
                     _ = inner.wake.notified() => {}
-                    _ = tokio::time::sleep(cfg.poll_interval) => {}
+                    _ = tokio::time::sleep(poll_after(cfg.poll_interval, &rates)) => {}
                     _ = inner.stop_claiming.cancelled() => break,
                 }
             }
@@ -212,7 +231,11 @@ async fn run_task_traced(inner: Arc<Inner>, task: Task, token: i64, permit: Owne
     // one while this outcome is group-committed (the lease is held until then). Limits
     // can hold tasks back without a backlog showing, so they always wake it.
     drop(permit);
-    if inner.publisher.backlog.load(Ordering::Relaxed) || !claim_limits(&inner).is_empty() {
+    let limited = {
+        let (limits, rates) = claim_limits(&inner);
+        !limits.is_empty() || !rates.is_empty()
+    };
+    if inner.publisher.backlog.load(Ordering::Relaxed) || limited {
         inner.wake.notify_one();
     }
     if let Some(outcome) = outcome {

@@ -337,6 +337,9 @@ pub struct HttpConfig {
 pub struct LimitsConfig {
     /// Most running tasks per tool across the cluster, e.g. `{ "baton__sleep" = 4 }`.
     pub tools: BTreeMap<String, u32>,
+    /// How fast tasks of a tool may start across the cluster, e.g.
+    /// `{ "github__search" = "10/s" }` (`N/s`, `N/m` or `N/h`).
+    pub rates: BTreeMap<String, String>,
 }
 
 impl Default for Config {
@@ -622,6 +625,11 @@ impl Config {
                 return bad(format!("limits.tools.{tool} must be at least 1"));
             }
         }
+        for (tool, rate) in &self.limits.rates {
+            if let Err(m) = rate.parse::<baton_core::auth::Rate>() {
+                return bad(format!("limits.rates.{tool}: {m}"));
+            }
+        }
         Ok(())
     }
 
@@ -717,6 +725,17 @@ impl Config {
                 .map(|(tool, max)| ConcurrencyLimit {
                     selector: ToolSelector::Tool(tool.clone()),
                     max: *max,
+                })
+                .collect(),
+            rate_limits: self
+                .limits
+                .rates
+                .iter()
+                .filter_map(|(tool, rate)| {
+                    Some(baton_store::RateLimit {
+                        selector: ToolSelector::Tool(tool.clone()),
+                        rate: rate.parse().ok()?,
+                    })
                 })
                 .collect(),
             separator: self.tool_separator.clone(),

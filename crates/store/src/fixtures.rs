@@ -566,6 +566,10 @@ mod faulty {
             self.check("list_peers", None)?;
             self.inner.list_peers().await
         }
+        async fn rate_buckets(&self) -> StoreResult<Vec<crate::RateBucket>> {
+            self.check("rate_buckets", None)?;
+            self.inner.rate_buckets().await
+        }
         async fn drain_peer(&self, id: &str) -> StoreResult<bool> {
             self.check("drain_peer", None)?;
             self.inner.drain_peer(id).await

@@ -147,6 +147,72 @@ pub struct ConcurrencyLimit {
     pub max: u32,
 }
 
+/// At most `rate.count` tasks matching `selector` start per `rate.per`, across all
+/// workers: a token bucket kept in the store that holds up to `rate.count` tokens and
+/// refills continuously, so a burst of `count` may start at once after a quiet spell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimit {
+    pub selector: ToolSelector,
+    pub rate: baton_core::auth::Rate,
+}
+
+impl RateLimit {
+    /// The bucket's name in the store: limits with the same selector share one.
+    pub fn key(&self) -> String {
+        match &self.selector {
+            ToolSelector::Tool(t) => format!("tool:{t}"),
+            ToolSelector::Prefix(p) => format!("prefix:{p}"),
+        }
+    }
+
+    /// A rate limit's bucket as it stands at `now`: what it held, plus what flowed in since,
+    /// up to its capacity. A bucket never written starts full; a clock that went back adds
+    /// nothing.
+    pub fn refill(&self, stored: Option<&RateBucket>, now: Timestamp) -> RateBucket {
+        let capacity = i64::from(self.rate.count) * 1000;
+        let (milli_tokens, at) = match stored {
+            None => (capacity, now),
+            Some(b) => {
+                let elapsed = (now.as_millis() - b.at.as_millis()).max(0) as i128;
+                let per_ms = self.rate.per.as_millis().max(1) as i128;
+                // count tokens per `per`, in thousandths of a token per millisecond.
+                let inflow = elapsed * i128::from(self.rate.count) * 1000 / per_ms;
+                let tokens = (i128::from(b.milli_tokens) + inflow).min(i128::from(capacity)) as i64;
+                (tokens, now.max(b.at))
+            }
+        };
+        RateBucket {
+            key: self.key(),
+            milli_tokens,
+            at,
+        }
+    }
+
+    /// How long until `bucket` (as refilled at its `at`) holds a whole token.
+    pub fn next_token_in(&self, bucket: &RateBucket) -> std::time::Duration {
+        let missing = (1000 - bucket.milli_tokens).max(0) as u128;
+        let per_ms = self.rate.per.as_millis().max(1);
+        let ms = (missing * per_ms).div_ceil(u128::from(self.rate.count) * 1000);
+        std::time::Duration::from_millis(ms as u64)
+    }
+}
+
+/// A rate limit's token bucket as the store keeps it: `milli_tokens` thousandths of a
+/// token at `at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RateBucket {
+    pub key: String,
+    pub milli_tokens: i64,
+    pub at: Timestamp,
+}
+
+impl RateBucket {
+    /// How many tasks may start on this bucket now.
+    pub fn whole_tokens(&self) -> u32 {
+        u32::try_from(self.milli_tokens.max(0) / 1000).unwrap_or(u32::MAX)
+    }
+}
+
 /// A worker asking for up to `limit` tasks.
 #[derive(Debug, Clone)]
 pub struct ClaimRequest<'a> {
@@ -157,6 +223,7 @@ pub struct ClaimRequest<'a> {
     /// The fencing token written into every lease granted by this claim.
     pub token: i64,
     pub limits: &'a [ConcurrencyLimit],
+    pub rates: &'a [RateLimit],
 }
 
 /// A progress report from the worker holding `token`.
@@ -938,6 +1005,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every known peer, by id.
     async fn list_peers(&self) -> StoreResult<Vec<Peer>>;
+
+    /// Every rate limit bucket as last written (see [`RateLimit`]).
+    async fn rate_buckets(&self) -> StoreResult<Vec<RateBucket>>;
 
     /// Asks live peer `id` to stop claiming tasks (it reads this with its next heartbeat);
     /// `false` if no live peer has that id.

@@ -66,6 +66,7 @@ fn claim_req<'a>(
         lease_until: t0().saturating_add(Duration::from_secs(600)),
         token,
         limits,
+        rates: &[],
     }
 }
 
@@ -120,6 +121,60 @@ async fn concurrent_claimers_take_each_task_once() {
         .unwrap();
     assert_eq!(running.len(), 2000);
     assert_eq!(nodes[0].count_active().await.unwrap(), 2000);
+    for n in &nodes {
+        n.close().await;
+    }
+}
+
+/// Four claimers on two nodes race for 100 tasks of a server limited to 10 a second: at
+/// one instant exactly 10 start in all, a second later exactly 10 more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_claimers_share_one_rate_limit() {
+    let schema = Schema::create().await;
+    let nodes = [
+        Arc::new(schema.store(4).await),
+        Arc::new(schema.store(4).await),
+    ];
+    nodes[0]
+        .create_tasks((0..100).map(|_| new_task("api__call")).collect())
+        .await
+        .unwrap();
+    let rates = Arc::new(vec![baton_store::RateLimit {
+        selector: ToolSelector::Prefix("api__".into()),
+        rate: "10/s".parse().unwrap(),
+    }]);
+    for (second, expected_total) in [(0u64, 10usize), (1, 20)] {
+        let now = t0().saturating_add(Duration::from_secs(second));
+        let mut claimers = Vec::new();
+        for w in 0..4i64 {
+            let (store, rates) = (nodes[w as usize % 2].clone(), rates.clone());
+            claimers.push(tokio::spawn(async move {
+                let owner = format!("w{w}");
+                let mut got = 0;
+                for _ in 0..5 {
+                    let mut req = claim_req(&owner, 3, w, &[]);
+                    req.now = now;
+                    req.rates = &rates;
+                    got += store.claim(&req).await.unwrap().0.len();
+                }
+                got
+            }));
+        }
+        let mut started = 0;
+        for c in claimers {
+            started += c.await.unwrap();
+        }
+        assert_eq!(started, 10, "second {second}: one bucket for the cluster");
+        let running = nodes[1]
+            .list_tasks(&TaskQuery {
+                status: Some(TaskStatus::Running),
+                limit: 500,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(running.len(), expected_total);
+    }
     for n in &nodes {
         n.close().await;
     }

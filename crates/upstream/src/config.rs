@@ -46,6 +46,10 @@ pub struct ServerConfig {
     /// Most calls in flight on this server, across all of Baton's workers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<u32>,
+    /// How fast calls to this server may start, across the cluster (`20/s`, `600/m`,
+    /// `10000/h`); tasks over the rate wait, with a `waiting_reason`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<String>,
     /// Longest a call may take before it is cancelled and fails with a timeout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
@@ -101,6 +105,7 @@ impl fmt::Debug for ServerConfig {
             .field("tags", &self.tags)
             .field("group", &self.group)
             .field("max_concurrency", &self.max_concurrency)
+            .field("rate_limit", &self.rate_limit)
             .field("timeout_ms", &self.timeout_ms)
             .field("retry_tool_errors", &self.retry_tool_errors)
             .field("qualified", &self.qualified)
@@ -161,6 +166,10 @@ impl ServerConfig {
         }
         if self.max_concurrency == Some(0) {
             return Err("max_concurrency: must be at least 1".into());
+        }
+        if let Some(r) = &self.rate_limit {
+            r.parse::<baton_core::auth::Rate>()
+                .map_err(|m| format!("rate_limit: {m}"))?;
         }
         if self.timeout_ms == Some(0) {
             return Err("timeout_ms: must be at least 1".into());
@@ -252,6 +261,7 @@ mod tests {
             tags: vec!["demo".into()],
             group: None,
             max_concurrency: Some(8),
+            rate_limit: None,
             timeout_ms: None,
             retry_tool_errors: false,
             qualified: true,

@@ -707,6 +707,20 @@ impl ToolProvider for Server {
         }
     }
 
+    fn claim_rates(&self, server: &str, separator: &str) -> Vec<baton_store::RateLimit> {
+        let rate = self
+            .config
+            .rate_limit
+            .as_deref()
+            .and_then(|r| r.parse().ok());
+        rate.map(|rate| baton_store::RateLimit {
+            selector: ToolSelector::Prefix(format!("{server}{separator}")),
+            rate,
+        })
+        .into_iter()
+        .collect()
+    }
+
     fn availability(&self) -> Result<(), String> {
         self.is_available()
     }

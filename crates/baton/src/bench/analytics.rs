@@ -70,6 +70,7 @@ async fn fill(store: &dyn Store, n: usize, end: Timestamp) -> anyhow::Result<()>
                 lease_until: started.saturating_add(Duration::from_secs(60)),
                 token: 1,
                 limits: &[],
+                rates: &[],
             })
             .await?;
         let finishes = claimed

@@ -8,6 +8,7 @@ mod chaos;
 mod cluster;
 mod common;
 mod faults;
+mod flow_control;
 mod gateway;
 mod mcp_clients;
 mod mcp_protocol;

@@ -114,6 +114,13 @@ pub trait ToolProvider: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// Rates at which this provider's tasks may start (e.g. a server's `rate_limit`),
+    /// keyed by qualified names under `server`.
+    fn claim_rates(&self, server: &str, separator: &str) -> Vec<baton_store::RateLimit> {
+        let _ = (server, separator);
+        Vec::new()
+    }
+
     /// `Err(why)` while the provider cannot run calls (e.g. its server's circuit is open):
     /// its tasks stay queued, with `why` shown to clients, instead of burning attempts.
     fn availability(&self) -> Result<(), String> {
@@ -391,6 +398,15 @@ impl ToolRegistry {
             }
         }
         out
+    }
+
+    /// Rate limits of every provider.
+    pub fn claim_rates(&self) -> Vec<baton_store::RateLimit> {
+        let providers = self.providers.read().unwrap_or_else(|e| e.into_inner());
+        providers
+            .iter()
+            .flat_map(|(server, p)| p.claim_rates(server, &self.separator))
+            .collect()
     }
 
     /// Why tasks of this tool are not starting now, if they are held back.

@@ -477,6 +477,7 @@ async fn a_restarted_node_requeues_its_previous_leases_at_once() {
             lease_until: now.saturating_add(Duration::from_secs(3600)),
             token: 1,
             limits: &[],
+            rates: &[],
         })
         .await
         .unwrap()
@@ -519,6 +520,7 @@ async fn expired_leases_of_dead_workers_are_rescued() {
             lease_until: now.saturating_add(Duration::from_millis(200)),
             token: 9,
             limits: &[],
+            rates: &[],
         })
         .await
         .unwrap();

@@ -565,6 +565,10 @@ impl Store for PostgresStore {
         shared::peers::list_peers(&self.pool).await
     }
 
+    async fn rate_buckets(&self) -> StoreResult<Vec<crate::RateBucket>> {
+        shared::claims::rate_buckets(&self.pool).await
+    }
+
     async fn drain_peer(&self, id: &str) -> StoreResult<bool> {
         shared::peers::drain_peer(&self.pool, id).await
     }

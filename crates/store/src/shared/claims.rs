@@ -1,11 +1,13 @@
-//! Claims: leasing runnable tasks to a worker, within concurrency limits.
+//! Claims: leasing runnable tasks to a worker, within concurrency limits and rate limits.
 //!
 //! Without limits a claim is one statement of the backend ([`ClaimWrites::lease_next`]).
-//! With limits, the free capacity of each limit is counted from what runs now, then
-//! candidates are taken in greedy rounds: the best runnable candidates that no
-//! saturated limit covers; a candidate that would overfill a limit saturates it, and the
-//! next round excludes that limit's tools. Each round fills the batch, runs out of
-//! candidates, or saturates one more limit, so there are at most `limits + 1`.
+//! With limits, each limit's free room is counted first: a concurrency limit's from what
+//! runs now, a rate limit's from the tokens its bucket holds now. Then candidates are
+//! taken in greedy rounds: the best runnable candidates that no full limit covers; a
+//! candidate that would overfill a limit fills it, and the next round excludes that
+//! limit's tools. Each round fills the batch, runs out of candidates, or fills one more
+//! limit, so there are at most `limits + 1`. The buckets of the rate limits that let
+//! tasks through are then debited in the same transaction.
 
 use baton_core::event::NewEvent;
 use baton_core::task::NewTask;
@@ -13,13 +15,22 @@ use baton_core::{EventKind, Task, TaskEvent, TaskStatus, Timestamp};
 
 use super::dialect::Tx;
 use super::tasks::{TaskWrites, insert_tasks};
-use crate::{ClaimRequest, ConcurrencyLimit, CreatedAndClaimed, StoreResult, ToolSelector};
+use crate::{
+    ClaimRequest, ConcurrencyLimit, CreatedAndClaimed, RateBucket, StoreResult, ToolSelector,
+};
 
 /// The claim writes of a backend, inside one write transaction.
 pub(crate) trait ClaimWrites: Tx {
     /// How many tasks of each tool run now. A backend shared by several processes also
     /// makes sure here that no other limited claim counts at the same time.
     async fn running_per_tool(&mut self) -> StoreResult<Vec<(String, i64)>>;
+
+    /// Every rate limit bucket (called after [`running_per_tool`](Self::running_per_tool),
+    /// so under the same exclusion).
+    async fn rate_buckets(&mut self) -> StoreResult<Vec<RateBucket>>;
+
+    /// Writes a bucket's new state.
+    async fn save_rate_bucket(&mut self, bucket: &RateBucket) -> StoreResult<()>;
 
     /// The candidates of one round (`seq`, `tool`), in claim order.
     async fn candidates(&mut self, round: &Round<'_>) -> StoreResult<Vec<(i64, String)>>;
@@ -85,48 +96,63 @@ async fn claim_deferred<T: ClaimWrites>(
     if req.limit == 0 {
         return Ok((Vec::new(), Vec::new()));
     }
-    if req.limits.is_empty() {
+    if req.limits.is_empty() && req.rates.is_empty() {
         let claimed = tx.lease_next(req).await?;
         return Ok(started(req, claimed));
     }
     let running = tx.running_per_tool().await?;
-    let mut room = free_room(req.limits, &running);
+    let buckets = if req.rates.is_empty() {
+        Vec::new()
+    } else {
+        tx.rate_buckets().await?
+    };
+    // One gate per limit: its tools and how many more of them may start now.
+    let mut gates: Vec<(&ToolSelector, u32)> = req
+        .limits
+        .iter()
+        .map(|l| (&l.selector, concurrency_room(l, &running)))
+        .collect();
+    let rate_tokens: Vec<RateBucket> = req
+        .rates
+        .iter()
+        .map(|r| r.refill(buckets.iter().find(|b| b.key == r.key()), req.now))
+        .collect();
+    gates.extend(
+        req.rates
+            .iter()
+            .zip(&rate_tokens)
+            .map(|(r, b)| (&r.selector, b.whole_tokens())),
+    );
     let mut chosen: Vec<i64> = Vec::with_capacity(req.limit);
     loop {
         let want = req.limit - chosen.len();
         let round = Round {
             now: req.now,
-            excluded: req
-                .limits
+            excluded: gates
                 .iter()
-                .zip(&room)
-                .filter(|(_, r)| **r == 0)
-                .map(|(l, _)| &l.selector)
+                .filter(|(_, room)| *room == 0)
+                .map(|(sel, _)| *sel)
                 .collect(),
             chosen: &chosen,
             want,
         };
         let rows = tx.candidates(&round).await?;
         let fetched = rows.len();
-        let mut saturated_one = false;
+        let mut filled_one = false;
         for (seq, tool) in rows {
-            let matching: Vec<usize> = req
-                .limits
-                .iter()
-                .enumerate()
-                .filter(|(_, l)| l.selector.matches(&tool))
-                .map(|(i, _)| i)
+            let matching: Vec<usize> = (0..gates.len())
+                .filter(|&i| gates[i].0.matches(&tool))
                 .collect();
-            if matching.iter().any(|&i| room[i] == 0) {
-                saturated_one = true;
+            if matching.iter().any(|&i| gates[i].1 == 0) {
+                filled_one = true;
                 continue;
             }
             for i in matching {
-                room[i] -= 1;
+                gates[i].1 -= 1;
             }
             chosen.push(seq);
         }
-        if chosen.len() >= req.limit || fetched < want || !saturated_one {
+        if chosen.len() >= req.limit || fetched < want || !filled_one {
             break;
         }
     }
@@ -134,23 +160,41 @@ async fn claim_deferred<T: ClaimWrites>(
         return Ok((Vec::new(), Vec::new()));
     }
     let claimed = tx.lease_chosen(req, &chosen).await?;
+    for (rate, mut bucket) in req.rates.iter().zip(rate_tokens) {
+        let used = claimed
+            .iter()
+            .filter(|t| rate.selector.matches(&t.tool))
+            .count();
+        if used > 0 {
+            bucket.milli_tokens -= used as i64 * 1000;
+            tx.save_rate_bucket(&bucket).await?;
+        }
+    }
     Ok(started(req, claimed))
 }
 
-/// Free capacity of each concurrency limit, from the running tasks per tool.
-fn free_room(limits: &[ConcurrencyLimit], running: &[(String, i64)]) -> Vec<u32> {
-    limits
+/// See [`Store::rate_buckets`](crate::Store::rate_buckets).
+pub(crate) async fn rate_buckets<'c, D: super::dialect::Dialect>(
+    db: impl sqlx::Executor<'c, Database = D>,
+) -> StoreResult<Vec<RateBucket>> {
+    super::dialect::fetch_all(
+        db,
+        sqlx::query("SELECT key, milli_tokens, at FROM rate_buckets"),
+        super::rows::rate_bucket_from_row,
+    )
+    .await
+}
+
+/// Free room of a concurrency limit, from the running tasks per tool.
+fn concurrency_room(limit: &ConcurrencyLimit, running: &[(String, i64)]) -> u32 {
+    let used: i64 = running
         .iter()
-        .map(|l| {
-            let used: i64 = running
-                .iter()
-                .filter(|(t, _)| l.selector.matches(t))
-                .map(|(_, n)| n)
-                .sum();
-            l.max
-                .saturating_sub(u32::try_from(used).unwrap_or(u32::MAX))
-        })
-        .collect()
+        .filter(|(t, _)| limit.selector.matches(t))
+        .map(|(_, n)| n)
+        .sum();
+    limit
+        .max
+        .saturating_sub(u32::try_from(used).unwrap_or(u32::MAX))
 }
 
 /// The claimed tasks in claim order (`RETURNING` has none) and their `started` events.

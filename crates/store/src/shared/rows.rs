@@ -269,3 +269,11 @@ pub(crate) fn server_from_row<R: Columns>(r: &R) -> StoreResult<StoredServer> {
         updated_at: Timestamp::from_millis(r.int("updated_at")?),
     })
 }
+
+pub(crate) fn rate_bucket_from_row<R: Columns>(r: &R) -> StoreResult<crate::RateBucket> {
+    Ok(crate::RateBucket {
+        key: r.text("key")?,
+        milli_tokens: r.int("milli_tokens")?,
+        at: Timestamp::from_millis(r.int("at")?),
+    })
+}

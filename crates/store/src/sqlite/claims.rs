@@ -8,7 +8,7 @@ use super::error::db_err;
 use super::writer::{CHUNK, Writer};
 use crate::shared::claims::{ClaimWrites, Round};
 use crate::shared::rows::{Columns, task_columns, task_from_row};
-use crate::{ClaimRequest, ConcurrencyLimit, StoreResult, ToolSelector};
+use crate::{ClaimRequest, ConcurrencyLimit, RateBucket, RateLimit, StoreResult, ToolSelector};
 
 // The statements.
 
@@ -45,6 +45,11 @@ fn push_selector(qb: &mut QueryBuilder<Sqlite>, sel: &ToolSelector) {
     }
 }
 
+const RATE_BUCKETS: &str = "SELECT key, milli_tokens, at FROM rate_buckets";
+
+const SAVE_RATE_BUCKET: &str = "INSERT INTO rate_buckets (key, milli_tokens, at) VALUES (?1, ?2, ?3) \
+     ON CONFLICT (key) DO UPDATE SET milli_tokens = excluded.milli_tokens, at = excluded.at";
+
 const CLAIM_ORDER: &str = " ORDER BY priority DESC, run_at, seq LIMIT ";
 
 /// `UPDATE … WHERE seq IN (`, to be followed by the chosen rows and [`CLAIM_END`].
@@ -77,6 +82,27 @@ impl ClaimWrites for Writer {
         rows.iter()
             .map(|r| Ok((r.text("tool")?, r.int("n")?)))
             .collect()
+    }
+
+    async fn rate_buckets(&mut self) -> StoreResult<Vec<RateBucket>> {
+        let rows = sqlx::query(RATE_BUCKETS)
+            .fetch_all(&mut self.conn)
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(crate::shared::rows::rate_bucket_from_row)
+            .collect()
+    }
+
+    async fn save_rate_bucket(&mut self, b: &RateBucket) -> StoreResult<()> {
+        sqlx::query(SAVE_RATE_BUCKET)
+            .bind(&b.key)
+            .bind(b.milli_tokens)
+            .bind(b.at.as_millis())
+            .execute(&mut self.conn)
+            .await
+            .map_err(db_err)?;
+        Ok(())
     }
 
     async fn candidates(&mut self, round: &Round<'_>) -> StoreResult<Vec<(i64, String)>> {
@@ -138,6 +164,7 @@ impl ClaimWrites for Writer {
 pub(super) struct OwnedClaim {
     owner: String,
     limits: Vec<ConcurrencyLimit>,
+    rates: Vec<RateLimit>,
     limit: usize,
     now: Timestamp,
     lease_until: Timestamp,
@@ -149,6 +176,7 @@ impl OwnedClaim {
         OwnedClaim {
             owner: req.owner.to_string(),
             limits: req.limits.to_vec(),
+            rates: req.rates.to_vec(),
             limit: req.limit,
             now: req.now,
             lease_until: req.lease_until,
@@ -164,6 +192,7 @@ impl OwnedClaim {
             lease_until: self.lease_until,
             token: self.token,
             limits: &self.limits,
+            rates: &self.rates,
         }
     }
 }

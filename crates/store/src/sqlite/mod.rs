@@ -638,6 +638,10 @@ impl Store for SqliteStore {
         shared::peers::list_peers(&self.reader).await
     }
 
+    async fn rate_buckets(&self) -> StoreResult<Vec<crate::RateBucket>> {
+        shared::claims::rate_buckets(&self.reader).await
+    }
+
     async fn drain_peer(&self, id: &str) -> StoreResult<bool> {
         let id = id.to_string();
         self.writer

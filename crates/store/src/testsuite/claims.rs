@@ -3,7 +3,7 @@
 use baton_core::{EventKind, TaskId, TaskStatus};
 
 use super::support::{SEC, claim, claim_limited, complete, create, get, new_task, t0};
-use crate::{ClaimRequest, ConcurrencyLimit, CreateOutcome, Store, ToolSelector};
+use crate::{ClaimRequest, ConcurrencyLimit, CreateOutcome, RateLimit, Store, ToolSelector};
 
 pub async fn claim_order(store: &dyn Store) {
     let low = new_task("t", 10, t0());
@@ -183,6 +183,95 @@ pub async fn concurrency_limits(store: &dyn Store) {
     assert_eq!(more[0].tool, "slow__a");
 }
 
+/// A claim with rate limits: the buckets start full, each started task takes a token,
+/// they refill with time up to their size, and a clock that goes back refills nothing.
+pub async fn rate_limits_hold_across_claims(store: &dyn Store) {
+    let mut tasks = Vec::new();
+    for _ in 0..30 {
+        tasks.push(new_task("api__search", 50, t0()));
+    }
+    for _ in 0..3 {
+        tasks.push(new_task("other__x", 40, t0()));
+    }
+    create(store, tasks).await;
+    let rates = vec![RateLimit {
+        selector: ToolSelector::Prefix("api__".into()),
+        rate: "4/s".parse().unwrap(),
+    }];
+    let claim_at = |at: baton_core::Timestamp, token: i64| {
+        let rates = rates.clone();
+        async move {
+            store
+                .claim(&ClaimRequest {
+                    owner: "w",
+                    limit: 100,
+                    now: at,
+                    lease_until: at.saturating_add(30 * SEC),
+                    token,
+                    limits: &[],
+                    rates: &rates,
+                })
+                .await
+                .unwrap()
+                .0
+        }
+    };
+    let count =
+        |got: &[baton_core::Task], tool: &str| got.iter().filter(|t| t.tool == tool).count();
+    let first = claim_at(t0(), 1).await;
+    assert_eq!(
+        count(&first, "api__search"),
+        4,
+        "a full bucket: one burst of 4"
+    );
+    assert_eq!(
+        count(&first, "other__x"),
+        3,
+        "tools without a limit are not held back"
+    );
+    assert!(claim_at(t0(), 2).await.is_empty(), "the bucket is empty");
+    // 250 ms refill one token; 249 ms do not.
+    assert!(claim_at(t0().saturating_add(ms(249)), 3).await.is_empty());
+    assert_eq!(claim_at(t0().saturating_add(ms(250)), 4).await.len(), 1);
+    // A clock that went back (another node's) refills nothing and does not move the
+    // bucket back either.
+    assert!(claim_at(t0().saturating_add(ms(100)), 5).await.is_empty());
+    assert_eq!(claim_at(t0().saturating_add(ms(500)), 6).await.len(), 1);
+    // A long pause refills up to the size of the bucket, no more.
+    assert_eq!(claim_at(t0().saturating_add(60 * SEC), 7).await.len(), 4);
+    let buckets = store.rate_buckets().await.unwrap();
+    assert_eq!(buckets.len(), 1);
+    assert_eq!(buckets[0].key, "prefix:api__");
+    assert_eq!(buckets[0].milli_tokens, 0);
+    assert_eq!(buckets[0].at, t0().saturating_add(60 * SEC));
+    // Claims every 100 ms from an empty bucket: the other 20 start at 4 a second, so the
+    // last of them after 5 s, and at no point more than 4 per second have started.
+    let mut started = 0;
+    let mut done_at = None;
+    for i in 1..=100 {
+        started += claim_at(t0().saturating_add(60 * SEC + ms(i * 100)), 10 + i as i64)
+            .await
+            .len();
+        assert!(
+            started as u64 <= 4 * i / 10,
+            "{started} started after {i}00 ms"
+        );
+        if started == 20 && done_at.is_none() {
+            done_at = Some(i * 100);
+        }
+    }
+    assert_eq!(started, 20);
+    assert_eq!(
+        done_at,
+        Some(5000),
+        "the backlog starts at the rate, not slower"
+    );
+}
+
+fn ms(n: u64) -> std::time::Duration {
+    std::time::Duration::from_millis(n)
+}
+
 pub async fn create_and_claim_in_order(store: &dyn Store) {
     // A backlog with a high-priority task, then a submission with a claim for two slots.
     let old = create(
@@ -198,6 +287,7 @@ pub async fn create_and_claim_in_order(store: &dyn Store) {
         lease_until: t0().saturating_add(30 * SEC),
         token: 3,
         limits: &[],
+        rates: &[],
     };
     let r = store
         .create_and_claim(vec![fresh.clone()], Some(claim))

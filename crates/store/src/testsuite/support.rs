@@ -67,6 +67,7 @@ pub(super) async fn claim_limited(
             lease_until: now.saturating_add(30 * SEC),
             token,
             limits,
+            rates: &[],
         })
         .await
         .unwrap()
