@@ -132,6 +132,11 @@ pub struct SubmitRequest {
     /// deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_ms: Option<u64>,
+    /// Claims rotate between groups within a priority: a group is the principal and
+    /// this key (e.g. a tenant or user id; 1 to 200 characters), so one group's backlog
+    /// does not hold up another's tasks. Without it, the principal alone is the group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_key: Option<String>,
 }
 
 /// `"low" | "normal" | "high"` or an integer in `0..=100` (higher runs first).
@@ -328,6 +333,19 @@ impl SubmitRequest {
                 ));
             }
         };
+        let group_key = match self.group_key {
+            Some(k) if k.is_empty() || k.chars().count() > 200 => {
+                return Err(InvalidRequest::new(
+                    "group_key",
+                    "must be 1 to 200 characters",
+                ));
+            }
+            Some(k) => {
+                crate::value::check_text(&k).map_err(|m| InvalidRequest::new("group_key", m))?;
+                Some(k)
+            }
+            None => None,
+        };
         let expires_at = match self.ttl_ms {
             Some(ms) if u128::from(ms) < MIN_TTL.as_millis() => {
                 return Err(InvalidRequest::new(
@@ -355,6 +373,7 @@ impl SubmitRequest {
             created_at: now,
             expires_at,
             trace_parent: None,
+            group_key,
         })
     }
 }

@@ -173,6 +173,10 @@ pub struct NewTask {
     pub expires_at: Option<Timestamp>,
     /// The W3C `traceparent` of the request that made it: its runs join that trace.
     pub trace_parent: Option<String>,
+    /// Claims rotate between the groups of a priority level: a group is the task's owner
+    /// and this key (none: the owner alone), so one group's backlog does not starve the
+    /// others (see [`Task::fair_key`]).
+    pub group_key: Option<String>,
 }
 
 /// A stored task.
@@ -217,6 +221,13 @@ pub struct Task {
     pub expires_at: Option<Timestamp>,
     /// See [`NewTask::trace_parent`].
     pub trace_parent: Option<String>,
+    /// See [`NewTask::group_key`].
+    pub group_key: Option<String>,
+    /// The task's place in its priority level, given by the store when it is created:
+    /// its group's next place, but never behind the head of the line, so a group that
+    /// was idle joins at the head and then alternates with the others (round-robin),
+    /// while a group's own tasks keep their order.
+    pub fair_key: i64,
 }
 
 impl Task {

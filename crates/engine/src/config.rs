@@ -51,6 +51,8 @@ pub struct EngineConfig {
     pub concurrency_limits: Vec<ConcurrencyLimit>,
     /// Rates at which tasks of a tool or server may start, across the cluster.
     pub rate_limits: Vec<baton_store::RateLimit>,
+    /// Most running tasks of one group (principal and group key), across the cluster.
+    pub group_max: Option<u32>,
     /// Between server and tool in qualified names.
     pub separator: String,
     /// Audit entries are deleted this long after they were written.
@@ -87,6 +89,7 @@ impl Default for EngineConfig {
             cancel_grace: Duration::from_secs(5),
             concurrency_limits: Vec::new(),
             rate_limits: Vec::new(),
+            group_max: None,
             separator: baton_core::tool::DEFAULT_SEPARATOR.into(),
             audit_retention: Duration::from_secs(90 * 24 * 3600),
             audit_queue: crate::audit::queue::CAPACITY,

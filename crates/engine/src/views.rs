@@ -41,6 +41,10 @@ pub struct TaskView {
     pub idempotency_key: Option<String>,
     /// The principal it belongs to.
     pub owner: String,
+    /// With the owner, the group whose tasks take turns with other groups' (see
+    /// `group_key` in the submission).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_key: Option<String>,
     /// The task that created it (agent-to-agent delegation).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent_id: Option<String>,
@@ -95,6 +99,7 @@ impl TaskView {
             timeout_ms: task.timeout_ms,
             idempotency_key: task.idempotency_key,
             owner: task.owner,
+            group_key: task.group_key,
             parent_id: task.parent_id.map(|p| p.to_string()),
             children: None,
             workflow_id: task.step.as_ref().map(|s| s.workflow_id.clone()),

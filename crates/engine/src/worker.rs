@@ -86,6 +86,7 @@ pub(crate) async fn store_submissions(
         token,
         limits: &limits,
         rates: &rates,
+        group_max: inner.config.group_max,
     });
     let asked = permits.len();
     let r = inner.store.create_and_claim(tasks, claim).await?;
@@ -144,6 +145,7 @@ pub(crate) async fn dispatcher(inner: Arc<Inner>) {
             token: new_token(),
             limits: &limits,
             rates: &rates,
+            group_max: inner.config.group_max,
         };
         let t = std::time::Instant::now();
         match inner.store.claim(&req).await {
@@ -233,7 +235,7 @@ async fn run_task_traced(inner: Arc<Inner>, task: Task, token: i64, permit: Owne
     drop(permit);
     let limited = {
         let (limits, rates) = claim_limits(&inner);
-        !limits.is_empty() || !rates.is_empty()
+        !limits.is_empty() || !rates.is_empty() || inner.config.group_max.is_some()
     };
     if inner.publisher.backlog.load(Ordering::Relaxed) || limited {
         inner.wake.notify_one();

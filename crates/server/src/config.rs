@@ -340,6 +340,10 @@ pub struct LimitsConfig {
     /// How fast tasks of a tool may start across the cluster, e.g.
     /// `{ "github__search" = "10/s" }` (`N/s`, `N/m` or `N/h`).
     pub rates: BTreeMap<String, String>,
+    /// Most running tasks of one group (a principal, or a principal's `group_key`)
+    /// across the cluster; none by default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_running_per_group: Option<u32>,
 }
 
 impl Default for Config {
@@ -625,6 +629,9 @@ impl Config {
                 return bad(format!("limits.tools.{tool} must be at least 1"));
             }
         }
+        if self.limits.max_running_per_group == Some(0) {
+            return bad("limits.max_running_per_group must be at least 1".into());
+        }
         for (tool, rate) in &self.limits.rates {
             if let Err(m) = rate.parse::<baton_core::auth::Rate>() {
                 return bad(format!("limits.rates.{tool}: {m}"));
@@ -738,6 +745,7 @@ impl Config {
                     })
                 })
                 .collect(),
+            group_max: self.limits.max_running_per_group,
             separator: self.tool_separator.clone(),
             audit_retention: self.audit.retention,
             ..EngineConfig::default()

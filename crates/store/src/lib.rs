@@ -224,6 +224,8 @@ pub struct ClaimRequest<'a> {
     pub token: i64,
     pub limits: &'a [ConcurrencyLimit],
     pub rates: &'a [RateLimit],
+    /// At most this many tasks of one group (owner and group key) running at once.
+    pub group_max: Option<u32>,
 }
 
 /// A progress report from the worker holding `token`.

@@ -50,6 +50,7 @@ fn new_task(tool: &str) -> NewTask {
         created_at: t0(),
         expires_at: None,
         trace_parent: None,
+        group_key: None,
     }
 }
 
@@ -67,6 +68,7 @@ fn claim_req<'a>(
         token,
         limits,
         rates: &[],
+        group_max: None,
     }
 }
 
@@ -572,7 +574,7 @@ async fn planner_statistics_are_kept_fresh_for_claims() {
     .unwrap();
     let plan: Vec<(String,)> = sqlx::query_as(
         "EXPLAIN SELECT seq FROM tasks WHERE status = 'pending' AND run_at <= 1800000000000 \
-         ORDER BY priority DESC, run_at, seq LIMIT 64 FOR UPDATE SKIP LOCKED",
+         ORDER BY priority DESC, fair_key, run_at, seq LIMIT 64 FOR UPDATE SKIP LOCKED",
     )
     .fetch_all(&mut conn)
     .await

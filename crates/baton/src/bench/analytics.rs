@@ -57,6 +57,7 @@ async fn fill(store: &dyn Store, n: usize, end: Timestamp) -> anyhow::Result<()>
                     created_at: t,
                     expires_at: None,
                     trace_parent: None,
+                    group_key: None,
                 }
             })
             .collect();
@@ -71,6 +72,7 @@ async fn fill(store: &dyn Store, n: usize, end: Timestamp) -> anyhow::Result<()>
                 token: 1,
                 limits: &[],
                 rates: &[],
+                group_max: None,
             })
             .await?;
         let finishes = claimed

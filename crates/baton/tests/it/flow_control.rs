@@ -1,6 +1,7 @@
 //! Flow control on the real binary: rate limits per tool and per server pace the starts
 //! of tasks (one bucket for a whole PostgreSQL cluster), tasks over the rate say why they
-//! wait, and bad rates are refused with the reason.
+//! wait, and bad rates are refused with the reason; claims rotate between principals and
+//! group keys, and `max_running_per_group` caps each group.
 
 use serde_json::{Value, json};
 
@@ -140,4 +141,127 @@ async fn bad_rates_are_refused_with_the_reason() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("limits.rates.baton__echo"), "{stderr}");
+}
+
+fn ms_of(t: &Value, key: &str) -> i64 {
+    baton_core::Timestamp::parse_rfc3339(t[key].as_str().unwrap())
+        .unwrap()
+        .as_millis()
+}
+
+async fn sleeps(api: &Api, n: usize, ms: u64, group: Option<&str>) -> Vec<String> {
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        let mut body = json!({"tool": "baton__sleep", "arguments": {"ms": ms}});
+        if let Some(g) = group {
+            body["group_key"] = json!(g);
+        }
+        ids.push(api.submit(body).await);
+    }
+    ids
+}
+
+/// A principal with a backlog of 60 does not hold up one that comes after it with 4:
+/// claims take turns, so the late one's tasks run among the first of the backlog's.
+async fn late_tenant_is_not_starved(env: &[(&str, &str)]) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = env.to_vec();
+    env.push(("BATON_WORKERS__CONCURRENCY", "2"));
+    let baton = Baton::start(&dir.path().join("data"), &env);
+    let big = Api::as_principal(&baton.url, "tenant-big");
+    let small = Api::as_principal(&baton.url, "tenant-small");
+    let backlog = sleeps(&big, 60, 50, None).await;
+    let late = sleeps(&small, 4, 50, None).await;
+    let mut backlog_starts = Vec::new();
+    for id in &backlog {
+        let t = big.wait_final(id).await;
+        assert_eq!(t["status"], "completed");
+        backlog_starts.push(ms_of(&t, "started_at"));
+    }
+    for id in &late {
+        let t = small.wait_final(id).await;
+        assert_eq!(t["status"], "completed");
+        let (created, started) = (ms_of(&t, "created_at"), ms_of(&t, "started_at"));
+        // While it waited, the backlog's tasks started only in turn (one per turn, plus
+        // those already claimed); first come, first served would start all of the
+        // backlog left first.
+        let while_waiting = backlog_starts
+            .iter()
+            .filter(|s| created < **s && **s < started)
+            .count();
+        let after = backlog_starts.iter().filter(|s| **s > started).count();
+        assert!(
+            while_waiting <= 8,
+            "{while_waiting} of the backlog started while a late task waited"
+        );
+        assert!(after >= 10, "the backlog was not over yet ({after} left)");
+    }
+}
+
+#[tokio::test]
+async fn claims_take_turns_between_principals_on_sqlite() {
+    late_tenant_is_not_starved(&[]).await;
+}
+
+#[tokio::test]
+async fn claims_take_turns_between_principals_on_postgres() {
+    let pg = PgSchema::create();
+    let env = pg.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    late_tenant_is_not_starved(&env).await;
+}
+
+/// `max_running_per_group = 1`: each group (a principal, or a principal's group key)
+/// runs one task at a time, while different groups run side by side.
+#[tokio::test]
+async fn max_running_per_group_caps_each_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let baton = Baton::start_configured(
+        dir.path(),
+        "[limits]\nmax_running_per_group = 1\n",
+        &[("BATON_WORKERS__CONCURRENCY", "8")],
+    );
+    let a = Api::as_principal(&baton.url, "a");
+    let b = Api::as_principal(&baton.url, "b");
+    let mut runs: Vec<(String, i64, i64)> = Vec::new();
+    let jobs = [
+        ("a", &a, sleeps(&a, 4, 150, None).await),
+        ("a/x", &a, sleeps(&a, 4, 150, Some("x")).await),
+        ("b", &b, sleeps(&b, 4, 150, None).await),
+    ];
+    for (group, api, ids) in &jobs {
+        for id in ids {
+            let t = api.wait_final(id).await;
+            assert_eq!(t["status"], "completed");
+            if *group == "a/x" {
+                assert_eq!(t["group_key"], "x");
+            }
+            runs.push((
+                group.to_string(),
+                ms_of(&t, "started_at"),
+                ms_of(&t, "completed_at"),
+            ));
+        }
+    }
+    let overlap = |g1: &str, g2: &str| {
+        runs.iter()
+            .filter(|r| r.0 == g1)
+            .flat_map(|r1| {
+                runs.iter()
+                    .filter(move |r2| r2.0 == g2)
+                    .map(move |r2| (r1, r2))
+            })
+            .filter(|(r1, r2)| !std::ptr::eq(*r1, *r2) && r1.1 < r2.2 && r2.1 < r1.2)
+            .count()
+    };
+    for g in ["a", "a/x", "b"] {
+        assert_eq!(overlap(g, g), 0, "two tasks of {g} ran at once: {runs:?}");
+    }
+    assert!(overlap("a", "b") > 0, "groups run side by side: {runs:?}");
+    // A bad group key is refused with the reason.
+    let r = a
+        .post("/v1/tasks", json!({"tool": "baton__echo", "group_key": ""}))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.error_message().contains("group_key"), "{}", r.body);
 }

@@ -478,6 +478,7 @@ async fn a_restarted_node_requeues_its_previous_leases_at_once() {
             token: 1,
             limits: &[],
             rates: &[],
+            group_max: None,
         })
         .await
         .unwrap()
@@ -521,6 +522,7 @@ async fn expired_leases_of_dead_workers_are_rescued() {
             token: 9,
             limits: &[],
             rates: &[],
+            group_max: None,
         })
         .await
         .unwrap();

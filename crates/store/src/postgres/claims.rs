@@ -8,7 +8,7 @@ use baton_core::Task;
 use sqlx::postgres::PgConnection;
 
 use super::error::db_err;
-use crate::shared::claims::{ClaimWrites, Round};
+use crate::shared::claims::{Candidate, ClaimWrites, Round};
 use crate::shared::rows::{task_columns, task_from_row};
 use crate::{ClaimRequest, RateBucket, StoreResult, ToolSelector};
 
@@ -44,6 +44,9 @@ const LOCK_LIMITS: &str = "SELECT pg_advisory_xact_lock($1, hashtext(current_sch
 const RUNNING_PER_TOOL: &str =
     "SELECT tool, count(*) FROM tasks WHERE status = 'running' GROUP BY tool";
 
+const RUNNING_PER_GROUP: &str = "SELECT owner, group_key, count(*) FROM tasks \
+     WHERE status = 'running' GROUP BY owner, group_key";
+
 const RATE_BUCKETS: &str = "SELECT key, milli_tokens, at FROM rate_buckets";
 
 const SAVE_RATE_BUCKET: &str = "INSERT INTO rate_buckets (key, milli_tokens, at) VALUES ($1, $2, $3) \
@@ -53,12 +56,14 @@ const SAVE_RATE_BUCKET: &str = "INSERT INTO rate_buckets (key, milli_tokens, at)
 /// limited or not, can take them; the ones passed over stay locked until commit, which
 /// only makes other claimers skip them for that long.
 const CANDIDATES: &str = concat!(
-    "SELECT seq, tool ",
+    "SELECT seq, tool, owner, group_key ",
     runnable!(),
     " AND tool <> ALL($2::text[]) \
      AND NOT EXISTS (SELECT 1 FROM unnest($3::text[]) AS p(prefix) WHERE starts_with(tasks.tool, p.prefix)) \
      AND seq <> ALL($4::bigint[]) \
-     ORDER BY priority DESC, run_at, seq LIMIT $5 FOR UPDATE SKIP LOCKED"
+     AND NOT EXISTS (SELECT 1 FROM unnest($6::text[], $7::text[]) AS g(owner, group_key) \
+                     WHERE g.owner = tasks.owner AND g.group_key = tasks.group_key) \
+     ORDER BY priority DESC, fair_key, run_at, seq LIMIT $5 FOR UPDATE SKIP LOCKED"
 );
 
 const LEASE_CHOSEN: &str = concat!(
@@ -71,7 +76,7 @@ const LEASE_CHOSEN: &str = concat!(
 const LEASE_NEXT: &str = concat!(
     "WITH c AS (SELECT seq AS claim_seq ",
     runnable!(),
-    " ORDER BY priority DESC, run_at, seq LIMIT $5 FOR UPDATE SKIP LOCKED) ",
+    " ORDER BY priority DESC, fair_key, run_at, seq LIMIT $5 FOR UPDATE SKIP LOCKED) ",
     claim_set!(),
     " FROM c WHERE tasks.seq = c.claim_seq AND tasks.status = 'pending' RETURNING ",
     task_columns!()
@@ -87,6 +92,13 @@ impl ClaimWrites for PgConnection {
             .await
             .map_err(db_err)?;
         sqlx::query_as(RUNNING_PER_TOOL)
+            .fetch_all(&mut *self)
+            .await
+            .map_err(db_err)
+    }
+
+    async fn running_per_group(&mut self) -> StoreResult<Vec<(String, String, i64)>> {
+        sqlx::query_as(RUNNING_PER_GROUP)
             .fetch_all(&mut *self)
             .await
             .map_err(db_err)
@@ -113,7 +125,7 @@ impl ClaimWrites for PgConnection {
         Ok(())
     }
 
-    async fn candidates(&mut self, round: &Round<'_>) -> StoreResult<Vec<(i64, String)>> {
+    async fn candidates(&mut self, round: &Round<'_>) -> StoreResult<Vec<Candidate>> {
         let mut tools: Vec<&str> = Vec::new();
         let mut prefixes: Vec<&str> = Vec::new();
         for sel in &round.excluded {
@@ -122,15 +134,31 @@ impl ClaimWrites for PgConnection {
                 ToolSelector::Prefix(p) => prefixes.push(p),
             }
         }
-        sqlx::query_as(CANDIDATES)
+        let (owners, groups): (Vec<&str>, Vec<&str>) = round
+            .excluded_groups
+            .iter()
+            .map(|(o, g)| (o.as_str(), g.as_str()))
+            .unzip();
+        let rows: Vec<(i64, String, String, String)> = sqlx::query_as(CANDIDATES)
             .bind(round.now.as_millis())
             .bind(tools)
             .bind(prefixes)
             .bind(round.chosen)
             .bind(round.want as i64)
+            .bind(owners)
+            .bind(groups)
             .fetch_all(&mut *self)
             .await
-            .map_err(db_err)
+            .map_err(db_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(seq, tool, owner, group_key)| Candidate {
+                seq,
+                tool,
+                owner,
+                group_key,
+            })
+            .collect())
     }
 
     async fn lease_chosen(

@@ -56,23 +56,37 @@ impl TaskSql for Postgres {
 /// in different orders would otherwise deadlock on the unique index.
 const INSERT_TASKS: &str = "WITH s AS MATERIALIZED \
          (SELECT nextval('task_seq') AS seq FROM generate_series(1, $1)), \
-     r AS (SELECT seq, row_number() OVER (ORDER BY seq) AS ord FROM s) \
-     INSERT INTO tasks (seq, id, tool, arguments, queue, priority, status, attempt, max_attempts, \
-         run_at, timeout_ms, idempotency_key, owner, parent_id, metadata, created_at, updated_at, \
-         workflow_id, step_id, expires_at, trace_parent) \
-     SELECT r.seq, v.id, v.tool, v.arguments::json, v.queue, v.priority, 'pending', 0, \
-         v.max_attempts, v.run_at, v.timeout_ms, v.key, v.owner, v.parent_id, v.metadata::json, \
-         v.created_at, v.created_at, v.workflow_id, v.step_id, v.expires_at, v.trace_parent \
-     FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::int4[], $7::bigint[], \
-                 $8::bigint[], $9::bigint[], $10::text[], $11::text[], $12::uuid[], $13::text[], \
-                 $14::bigint[], $15::text[], $16::text[], $17::bigint[], $18::text[]) \
+     r AS (SELECT seq, row_number() OVER (ORDER BY seq) AS ord FROM s), \
+     v AS (SELECT * FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::int4[], \
+                 $7::bigint[], $8::bigint[], $9::bigint[], $10::text[], $11::text[], $12::uuid[], \
+                 $13::text[], $14::bigint[], $15::text[], $16::text[], $17::bigint[], $18::text[], \
+                 $19::text[]) \
           WITH ORDINALITY AS v(id, tool, arguments, queue, priority, max_attempts, run_at, \
                                timeout_ms, key, owner, parent_id, metadata, created_at, \
-                               workflow_id, step_id, expires_at, trace_parent, ord) \
-     JOIN r ON r.ord = v.ord \
-     ORDER BY v.owner, v.key \
+                               workflow_id, step_id, expires_at, trace_parent, group_key, ord)), \
+     head AS (SELECT coalesce( \
+                 (SELECT fair_key FROM tasks WHERE status = 'pending' \
+                  ORDER BY priority DESC, fair_key LIMIT 1), \
+                 (SELECT max(fair_key) FROM tasks WHERE status = 'running'), 0) AS key), \
+     g AS (SELECT d.owner, d.group_key, greatest( \
+                 (SELECT max(fair_key) + 1 FROM tasks t WHERE t.status = 'pending' \
+                  AND t.owner = d.owner AND t.group_key = d.group_key), \
+                 (SELECT key FROM head)) AS base \
+           FROM (SELECT DISTINCT owner, group_key FROM v) d), \
+     f AS (SELECT v.*, g.base + row_number() OVER (PARTITION BY v.owner, v.group_key \
+                                                   ORDER BY v.ord) - 1 AS fair_key \
+           FROM v JOIN g ON g.owner = v.owner AND g.group_key = v.group_key) \
+     INSERT INTO tasks (seq, id, tool, arguments, queue, priority, status, attempt, max_attempts, \
+         run_at, timeout_ms, idempotency_key, owner, parent_id, metadata, created_at, updated_at, \
+         workflow_id, step_id, expires_at, trace_parent, group_key, fair_key) \
+     SELECT r.seq, f.id, f.tool, f.arguments::json, f.queue, f.priority, 'pending', 0, \
+         f.max_attempts, f.run_at, f.timeout_ms, f.key, f.owner, f.parent_id, f.metadata::json, \
+         f.created_at, f.created_at, f.workflow_id, f.step_id, f.expires_at, f.trace_parent, \
+         f.group_key, f.fair_key \
+     FROM f JOIN r ON r.ord = f.ord \
+     ORDER BY f.owner, f.key \
      ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
-     RETURNING seq, id";
+     RETURNING seq, id, fair_key";
 
 const KEYED_TASKS: &str = concat!(
     "SELECT ",
@@ -161,8 +175,8 @@ impl TaskWrites for PgConnection {
             .collect();
         let existing = keyed_tasks(self, &taken).await?;
         create_outcomes(tasks, &repeated, |t| {
-            if let Some(&seq) = seq_of.get(&t.id) {
-                return Ok(CreateOutcome::Created(task_from_new(t, seq)));
+            if let Some(&(seq, fair_key)) = seq_of.get(&t.id) {
+                return Ok(CreateOutcome::Created(task_from_new(t, seq, fair_key)));
             }
             let key = (
                 t.owner.clone(),
@@ -181,8 +195,12 @@ impl TaskWrites for PgConnection {
     }
 }
 
-/// Inserts the tasks whose key is free; returns the number each inserted task got.
-async fn insert(c: &mut PgConnection, tasks: &[&NewTask]) -> StoreResult<HashMap<TaskId, i64>> {
+/// Inserts the tasks whose key is free; returns the number and fair key each inserted
+/// task got.
+async fn insert(
+    c: &mut PgConnection,
+    tasks: &[&NewTask],
+) -> StoreResult<HashMap<TaskId, (i64, i64)>> {
     let n = tasks.len();
     let mut ids = Vec::with_capacity(n);
     let mut tools = Vec::with_capacity(n);
@@ -201,6 +219,7 @@ async fn insert(c: &mut PgConnection, tasks: &[&NewTask]) -> StoreResult<HashMap
     let mut steps = Vec::with_capacity(n);
     let mut expires = Vec::with_capacity(n);
     let mut traces = Vec::with_capacity(n);
+    let mut groups = Vec::with_capacity(n);
     for t in tasks {
         workflows.push(t.step.as_ref().map(|s| s.workflow_id.as_str()));
         steps.push(t.step.as_ref().map(|s| s.step_id.as_str()));
@@ -219,6 +238,7 @@ async fn insert(c: &mut PgConnection, tasks: &[&NewTask]) -> StoreResult<HashMap
         created.push(t.created_at.as_millis());
         expires.push(t.expires_at.map(|e| e.as_millis()));
         traces.push(t.trace_parent.as_deref());
+        groups.push(t.group_key.as_deref().unwrap_or(""));
     }
     let rows = sqlx::query(INSERT_TASKS)
         .bind(n as i32)
@@ -239,12 +259,13 @@ async fn insert(c: &mut PgConnection, tasks: &[&NewTask]) -> StoreResult<HashMap
         .bind(steps)
         .bind(expires)
         .bind(traces)
+        .bind(groups)
         .fetch_all(&mut *c)
         .await
         .map_err(db_err)?;
-    let mut seq_of: HashMap<TaskId, i64> = HashMap::with_capacity(rows.len());
+    let mut seq_of: HashMap<TaskId, (i64, i64)> = HashMap::with_capacity(rows.len());
     for row in &rows {
-        seq_of.insert(row.task_id("id")?, row.int("seq")?);
+        seq_of.insert(row.task_id("id")?, (row.int("seq")?, row.int("fair_key")?));
     }
     Ok(seq_of)
 }

@@ -5,9 +5,12 @@
 //! runs now, a rate limit's from the tokens its bucket holds now. Then candidates are
 //! taken in greedy rounds: the best runnable candidates that no full limit covers; a
 //! candidate that would overfill a limit fills it, and the next round excludes that
-//! limit's tools. Each round fills the batch, runs out of candidates, or fills one more
-//! limit, so there are at most `limits + 1`. The buckets of the rate limits that let
+//! limit's tools. A group (owner and group key) with `group_max` tasks running or chosen
+//! is full the same way. Each round fills the batch, runs out of candidates, or fills
+//! one more limit or group. The buckets of the rate limits that let
 //! tasks through are then debited in the same transaction.
+
+use std::collections::HashMap;
 
 use baton_core::event::NewEvent;
 use baton_core::task::NewTask;
@@ -25,6 +28,10 @@ pub(crate) trait ClaimWrites: Tx {
     /// makes sure here that no other limited claim counts at the same time.
     async fn running_per_tool(&mut self) -> StoreResult<Vec<(String, i64)>>;
 
+    /// How many tasks of each group (owner, group key) run now (called after
+    /// [`running_per_tool`](Self::running_per_tool)).
+    async fn running_per_group(&mut self) -> StoreResult<Vec<(String, String, i64)>>;
+
     /// Every rate limit bucket (called after [`running_per_tool`](Self::running_per_tool),
     /// so under the same exclusion).
     async fn rate_buckets(&mut self) -> StoreResult<Vec<RateBucket>>;
@@ -32,8 +39,8 @@ pub(crate) trait ClaimWrites: Tx {
     /// Writes a bucket's new state.
     async fn save_rate_bucket(&mut self, bucket: &RateBucket) -> StoreResult<()>;
 
-    /// The candidates of one round (`seq`, `tool`), in claim order.
-    async fn candidates(&mut self, round: &Round<'_>) -> StoreResult<Vec<(i64, String)>>;
+    /// The candidates of one round, in claim order.
+    async fn candidates(&mut self, round: &Round<'_>) -> StoreResult<Vec<Candidate>>;
 
     /// Leases the `chosen` tasks (by `seq`) that are still pending.
     async fn lease_chosen(
@@ -47,14 +54,29 @@ pub(crate) trait ClaimWrites: Tx {
 }
 
 /// One greedy round of a limited claim: up to `want` tasks runnable at `now`, in claim
-/// order (highest priority, then earliest `run_at`, then oldest), none of a tool
+/// order (highest priority, then fair key (see `Task::fair_key`), then earliest
+/// `run_at`, then oldest), none of a tool
 /// `excluded` covers, none of `chosen`.
 pub(crate) struct Round<'a> {
     pub(crate) now: Timestamp,
     pub(crate) excluded: Vec<&'a ToolSelector>,
+    /// Groups (owner, group key) with no room left.
+    pub(crate) excluded_groups: &'a [(String, String)],
     pub(crate) chosen: &'a [i64],
     pub(crate) want: usize,
 }
+
+/// A task a limited claim may take.
+pub(crate) struct Candidate {
+    pub(crate) seq: i64,
+    pub(crate) tool: String,
+    pub(crate) owner: String,
+    pub(crate) group_key: String,
+}
+
+/// Most rounds of one claim: with many full groups a claim may take fewer tasks than it
+/// could, never more than it may; the next claim goes on.
+const MAX_ROUNDS: usize = 32;
 
 /// Claims and appends the `started` events.
 pub(crate) async fn claim<T: ClaimWrites>(
@@ -96,7 +118,7 @@ async fn claim_deferred<T: ClaimWrites>(
     if req.limit == 0 {
         return Ok((Vec::new(), Vec::new()));
     }
-    if req.limits.is_empty() && req.rates.is_empty() {
+    if req.limits.is_empty() && req.rates.is_empty() && req.group_max.is_none() {
         let claimed = tx.lease_next(req).await?;
         return Ok(started(req, claimed));
     }
@@ -123,8 +145,17 @@ async fn claim_deferred<T: ClaimWrites>(
             .zip(&rate_tokens)
             .map(|(r, b)| (&r.selector, b.whole_tokens())),
     );
+    // Per group, how many run (then: run or are chosen).
+    let mut in_group: HashMap<(String, String), u32> = HashMap::new();
+    if req.group_max.is_some() {
+        for (owner, group, n) in tx.running_per_group().await? {
+            in_group.insert((owner, group), u32::try_from(n).unwrap_or(u32::MAX));
+        }
+    }
+    let group_max = req.group_max.unwrap_or(u32::MAX);
+    let mut full_groups: Vec<(String, String)> = Vec::new();
     let mut chosen: Vec<i64> = Vec::with_capacity(req.limit);
-    loop {
+    for _ in 0..MAX_ROUNDS {
         let want = req.limit - chosen.len();
         let round = Round {
             now: req.now,
@@ -133,25 +164,36 @@ async fn claim_deferred<T: ClaimWrites>(
                 .filter(|(_, room)| *room == 0)
                 .map(|(sel, _)| *sel)
                 .collect(),
+            excluded_groups: &full_groups,
             chosen: &chosen,
             want,
         };
         let rows = tx.candidates(&round).await?;
         let fetched = rows.len();
         let mut filled_one = false;
-        for (seq, tool) in rows {
+        let mut newly_full = Vec::new();
+        for c in rows {
             let matching: Vec<usize> = (0..gates.len())
-                .filter(|&i| gates[i].0.matches(&tool))
+                .filter(|&i| gates[i].0.matches(&c.tool))
                 .collect();
-            if matching.iter().any(|&i| gates[i].1 == 0) {
+            let group = (c.owner, c.group_key);
+            let group_used = in_group.get(&group).copied().unwrap_or(0);
+            if matching.iter().any(|&i| gates[i].1 == 0) || group_used >= group_max {
+                if group_used >= group_max && !newly_full.contains(&group) {
+                    newly_full.push(group);
+                }
                 filled_one = true;
                 continue;
             }
             for i in matching {
                 gates[i].1 -= 1;
             }
-            chosen.push(seq);
+            if req.group_max.is_some() {
+                in_group.insert(group, group_used + 1);
+            }
+            chosen.push(c.seq);
         }
+        full_groups.extend(newly_full);
         if chosen.len() >= req.limit || fetched < want || !filled_one {
             break;
         }
@@ -202,6 +244,7 @@ fn started(req: &ClaimRequest<'_>, mut claimed: Vec<Task>) -> (Vec<Task>, Vec<Ne
     claimed.sort_by(|a, b| {
         b.priority
             .cmp(&a.priority)
+            .then(a.fair_key.cmp(&b.fair_key))
             .then(a.run_at.cmp(&b.run_at))
             .then(a.seq.cmp(&b.seq))
     });

@@ -21,7 +21,7 @@ macro_rules! task_columns {
          attempt, max_attempts, run_at, timeout_ms, idempotency_key, owner, parent_id, \
          metadata, created_at, started_at, updated_at, completed_at, result, error, \
          cancel_requested, lease_owner, lease_token, lease_expires_at, input_requests, \
-         checkpoint, workflow_id, step_id, expires_at, trace_parent"
+         checkpoint, workflow_id, step_id, expires_at, trace_parent, group_key, fair_key"
     };
 }
 pub(crate) use task_columns;
@@ -203,6 +203,8 @@ pub(crate) fn task_from_row<R: Columns>(r: &R) -> StoreResult<Task> {
         checkpoint: r.json("checkpoint")?,
         expires_at: r.opt_ts("expires_at")?,
         trace_parent: r.opt_text("trace_parent")?,
+        group_key: Some(r.text("group_key")?).filter(|k| !k.is_empty()),
+        fair_key: r.int("fair_key")?,
     })
 }
 

@@ -134,7 +134,7 @@ pub(crate) async fn create_tasks<T: TaskWrites>(
 }
 
 /// A task just stored.
-pub(crate) fn task_from_new(t: &NewTask, seq: i64) -> Task {
+pub(crate) fn task_from_new(t: &NewTask, seq: i64, fair_key: i64) -> Task {
     Task {
         id: t.id,
         seq,
@@ -166,6 +166,8 @@ pub(crate) fn task_from_new(t: &NewTask, seq: i64) -> Task {
         checkpoint: None,
         expires_at: t.expires_at,
         trace_parent: t.trace_parent.clone(),
+        group_key: t.group_key.clone(),
+        fair_key,
     }
 }
 

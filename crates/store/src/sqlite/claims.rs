@@ -6,7 +6,7 @@ use sqlx::{QueryBuilder, Sqlite};
 
 use super::error::db_err;
 use super::writer::{CHUNK, Writer};
-use crate::shared::claims::{ClaimWrites, Round};
+use crate::shared::claims::{Candidate, ClaimWrites, Round};
 use crate::shared::rows::{Columns, task_columns, task_from_row};
 use crate::{ClaimRequest, ConcurrencyLimit, RateBucket, RateLimit, StoreResult, ToolSelector};
 
@@ -45,12 +45,15 @@ fn push_selector(qb: &mut QueryBuilder<Sqlite>, sel: &ToolSelector) {
     }
 }
 
+const RUNNING_PER_GROUP: &str = "SELECT owner, group_key, count(*) AS n FROM tasks \
+     WHERE status = 'running' GROUP BY owner, group_key";
+
 const RATE_BUCKETS: &str = "SELECT key, milli_tokens, at FROM rate_buckets";
 
 const SAVE_RATE_BUCKET: &str = "INSERT INTO rate_buckets (key, milli_tokens, at) VALUES (?1, ?2, ?3) \
      ON CONFLICT (key) DO UPDATE SET milli_tokens = excluded.milli_tokens, at = excluded.at";
 
-const CLAIM_ORDER: &str = " ORDER BY priority DESC, run_at, seq LIMIT ";
+const CLAIM_ORDER: &str = " ORDER BY priority DESC, fair_key, run_at, seq LIMIT ";
 
 /// `UPDATE … WHERE seq IN (`, to be followed by the chosen rows and [`CLAIM_END`].
 fn claim_update(req: &ClaimRequest<'_>) -> QueryBuilder<Sqlite> {
@@ -84,6 +87,16 @@ impl ClaimWrites for Writer {
             .collect()
     }
 
+    async fn running_per_group(&mut self) -> StoreResult<Vec<(String, String, i64)>> {
+        let rows = sqlx::query(RUNNING_PER_GROUP)
+            .fetch_all(&mut self.conn)
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|r| Ok((r.text("owner")?, r.text("group_key")?, r.int("n")?)))
+            .collect()
+    }
+
     async fn rate_buckets(&mut self) -> StoreResult<Vec<RateBucket>> {
         let rows = sqlx::query(RATE_BUCKETS)
             .fetch_all(&mut self.conn)
@@ -105,9 +118,21 @@ impl ClaimWrites for Writer {
         Ok(())
     }
 
-    async fn candidates(&mut self, round: &Round<'_>) -> StoreResult<Vec<(i64, String)>> {
+    async fn candidates(&mut self, round: &Round<'_>) -> StoreResult<Vec<Candidate>> {
         let mut qb = QueryBuilder::<Sqlite>::new("");
-        push_runnable(&mut qb, "seq, tool", round.now);
+        push_runnable(&mut qb, "seq, tool, owner, group_key", round.now);
+        if !round.excluded_groups.is_empty() {
+            qb.push(" AND (owner, group_key) NOT IN (VALUES ");
+            let mut sep = qb.separated(", ");
+            for (owner, group) in round.excluded_groups {
+                sep.push("(")
+                    .push_bind_unseparated(owner.clone())
+                    .push_unseparated(", ")
+                    .push_bind_unseparated(group.clone())
+                    .push_unseparated(")");
+            }
+            qb.push(")");
+        }
         for sel in &round.excluded {
             qb.push(" AND NOT (");
             push_selector(&mut qb, sel);
@@ -124,7 +149,14 @@ impl ClaimWrites for Writer {
         qb.push(CLAIM_ORDER).push_bind(round.want as i64);
         let rows = qb.build().fetch_all(&mut self.conn).await.map_err(db_err)?;
         rows.iter()
-            .map(|r| Ok((r.int("seq")?, r.text("tool")?)))
+            .map(|r| {
+                Ok(Candidate {
+                    seq: r.int("seq")?,
+                    tool: r.text("tool")?,
+                    owner: r.text("owner")?,
+                    group_key: r.text("group_key")?,
+                })
+            })
             .collect()
     }
 
@@ -165,6 +197,7 @@ pub(super) struct OwnedClaim {
     owner: String,
     limits: Vec<ConcurrencyLimit>,
     rates: Vec<RateLimit>,
+    group_max: Option<u32>,
     limit: usize,
     now: Timestamp,
     lease_until: Timestamp,
@@ -177,6 +210,7 @@ impl OwnedClaim {
             owner: req.owner.to_string(),
             limits: req.limits.to_vec(),
             rates: req.rates.to_vec(),
+            group_max: req.group_max,
             limit: req.limit,
             now: req.now,
             lease_until: req.lease_until,
@@ -193,6 +227,7 @@ impl OwnedClaim {
             token: self.token,
             limits: &self.limits,
             rates: &self.rates,
+            group_max: self.group_max,
         }
     }
 }

@@ -56,7 +56,17 @@ const KEYED_TASKS_JOIN: &str = ") AS k JOIN tasks ON tasks.owner = k.column1 \
 /// Followed by the tasks as `VALUES`, then [`INSERT_TASKS_END`].
 const INSERT_TASKS: &str = "INSERT INTO tasks (id, tool, arguments, queue, priority, status, \
      attempt, max_attempts, run_at, timeout_ms, idempotency_key, owner, parent_id, metadata, \
-     created_at, updated_at, workflow_id, step_id, expires_at, trace_parent) ";
+     created_at, updated_at, workflow_id, step_id, expires_at, trace_parent, group_key, fair_key) ";
+
+/// Where a group's next task goes in the claim order (see [`Task::fair_key`]): after the
+/// group's last pending task, but not behind the head of the line (the first pending
+/// task in claim order; when none waits, the latest running one).
+const FAIR_BASE: &str = "SELECT max(\
+     coalesce((SELECT max(fair_key) + 1 FROM tasks \
+               WHERE status = 'pending' AND owner = ?1 AND group_key = ?2), 0), \
+     coalesce((SELECT fair_key FROM tasks INDEXED BY tasks_pending WHERE status = 'pending' \
+               ORDER BY priority DESC, fair_key LIMIT 1), \
+              (SELECT max(fair_key) FROM tasks WHERE status = 'running'), 0)) AS base";
 
 const INSERT_TASKS_END: &str = " RETURNING seq, id";
 
@@ -129,10 +139,10 @@ impl TaskWrites for Writer {
             if let Some(found) = key(t).and_then(|k| existing.get(&k)) {
                 return Ok(CreateOutcome::Existing(found.clone()));
             }
-            let seq = *seq_of
+            let (seq, fair_key) = *seq_of
                 .get(&t.id)
                 .ok_or_else(|| StoreError::Database(format!("task {} was not inserted", t.id)))?;
-            Ok(CreateOutcome::Created(task_from_new(t, seq)))
+            Ok(CreateOutcome::Created(task_from_new(t, seq, fair_key)))
         })
     }
 }
@@ -171,9 +181,36 @@ async fn keyed_tasks(
     Ok(existing)
 }
 
-/// Inserts the tasks; returns the number each got.
-async fn insert(w: &mut Writer, tasks: &[&NewTask]) -> StoreResult<HashMap<TaskId, i64>> {
-    let mut seq_of: HashMap<TaskId, i64> = HashMap::with_capacity(tasks.len());
+/// The fair key of each task (see [`Task::fair_key`]), in order: a group's tasks take
+/// consecutive places from its base.
+async fn fair_keys(w: &mut Writer, tasks: &[&NewTask]) -> StoreResult<Vec<i64>> {
+    let mut next: HashMap<(&str, &str), i64> = HashMap::new();
+    let mut keys = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        let group = (t.owner.as_str(), t.group_key.as_deref().unwrap_or(""));
+        let key = match next.get(&group) {
+            Some(k) => *k,
+            None => {
+                let row = sqlx::query(FAIR_BASE)
+                    .bind(group.0)
+                    .bind(group.1)
+                    .fetch_one(&mut w.conn)
+                    .await
+                    .map_err(db_err)?;
+                row.int("base")?
+            }
+        };
+        next.insert(group, key + 1);
+        keys.push(key);
+    }
+    Ok(keys)
+}
+
+/// Inserts the tasks; returns the number and fair key each got.
+async fn insert(w: &mut Writer, tasks: &[&NewTask]) -> StoreResult<HashMap<TaskId, (i64, i64)>> {
+    let mut seq_of: HashMap<TaskId, (i64, i64)> = HashMap::with_capacity(tasks.len());
+    let keys = fair_keys(w, tasks).await?;
+    let fair_of: HashMap<TaskId, i64> = tasks.iter().map(|t| t.id).zip(keys).collect();
     for chunk in tasks.chunks(CHUNK) {
         let mut qb = QueryBuilder::<Sqlite>::new(INSERT_TASKS);
         qb.push_values(chunk, |mut b, t| {
@@ -196,11 +233,14 @@ async fn insert(w: &mut Writer, tasks: &[&NewTask]) -> StoreResult<HashMap<TaskI
                 .push_bind(t.step.as_ref().map(|s| s.workflow_id.clone()))
                 .push_bind(t.step.as_ref().map(|s| s.step_id.clone()))
                 .push_bind(t.expires_at.map(|e| e.as_millis()))
-                .push_bind(t.trace_parent.clone());
+                .push_bind(t.trace_parent.clone())
+                .push_bind(t.group_key.clone().unwrap_or_default())
+                .push_bind(fair_of[&t.id]);
         });
         qb.push(INSERT_TASKS_END);
         for row in qb.build().fetch_all(&mut w.conn).await.map_err(db_err)? {
-            seq_of.insert(row.task_id("id")?, row.int("seq")?);
+            let id = row.task_id("id")?;
+            seq_of.insert(id, (row.int("seq")?, fair_of[&id]));
         }
     }
     Ok(seq_of)

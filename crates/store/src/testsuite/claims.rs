@@ -11,12 +11,14 @@ pub async fn claim_order(store: &dyn Store) {
     let high_early = new_task("t", 90, t0());
     let normal_a = new_task("t", 50, t0());
     let normal_b = new_task("t", 50, t0());
+    // One owner: within a priority its tasks go in the order they were submitted, and
+    // the due time breaks ties (see `fair_shares_rotate_between_groups`).
     create(
         store,
         vec![
             low.clone(),
-            high_late.clone(),
             high_early.clone(),
+            high_late.clone(),
             normal_a.clone(),
             normal_b.clone(),
         ],
@@ -37,6 +39,106 @@ pub async fn claim_order(store: &dyn Store) {
             normal_b.id,
             low.id
         ]
+    );
+}
+
+/// Within a priority, claims rotate between groups (owner and group key): a backlog of
+/// 50 does not hold up a group of 3 that came after it, a group's own tasks keep their
+/// order, an idle group rejoins at the head of the line, and priority still comes first.
+pub async fn fair_shares_rotate_between_groups(store: &dyn Store) {
+    let task = |owner: &str, group: Option<&str>| {
+        let mut t = new_task("t", 50, t0());
+        t.owner = owner.into();
+        t.group_key = group.map(Into::into);
+        t
+    };
+    let backlog = create(store, (0..50).map(|_| task("a", None)).collect()).await;
+    let b = create(store, (0..3).map(|_| task("b", None)).collect()).await;
+    let ax = create(store, (0..2).map(|_| task("a", Some("x"))).collect()).await;
+    let got: Vec<TaskId> = claim(store, "w", 9, t0(), 1)
+        .await
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            backlog[0], b[0], ax[0], backlog[1], b[1], ax[1], backlog[2], b[2], backlog[3]
+        ],
+        "groups take turns, each in its own order"
+    );
+    // b was idle: its next task joins at the head of the line, not behind a's backlog.
+    let b_again = create(store, vec![task("b", None)]).await;
+    let got: Vec<TaskId> = claim(store, "w", 2, t0(), 2)
+        .await
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(got, vec![backlog[4], b_again[0]]);
+    let stored = get(store, b_again[0]).await;
+    assert_eq!(stored.fair_key, get(store, backlog[4]).await.fair_key);
+    assert_eq!(get(store, ax[0]).await.group_key.as_deref(), Some("x"));
+    // Priority first: a's urgent task goes before every normal one.
+    let mut urgent = task("a", None);
+    urgent.priority = 90;
+    let urgent = create(store, vec![urgent]).await;
+    assert_eq!(claim(store, "w", 1, t0(), 3).await[0].id, urgent[0]);
+}
+
+/// `group_max`: at most that many tasks of one group run at once, across claims.
+pub async fn group_max_limits_running_per_group(store: &dyn Store) {
+    let task = |owner: &str, group: Option<&str>| {
+        let mut t = new_task("t", 50, t0());
+        t.owner = owner.into();
+        t.group_key = group.map(Into::into);
+        t
+    };
+    let mut tasks: Vec<_> = (0..10).map(|_| task("a", None)).collect();
+    tasks.extend((0..10).map(|_| task("b", None)));
+    tasks.extend((0..10).map(|_| task("a", Some("x"))));
+    create(store, tasks).await;
+    let claim_max = |token: i64| async move {
+        store
+            .claim(&ClaimRequest {
+                owner: "w",
+                limit: 100,
+                now: t0(),
+                lease_until: t0().saturating_add(30 * SEC),
+                token,
+                limits: &[],
+                rates: &[],
+                group_max: Some(2),
+            })
+            .await
+            .unwrap()
+            .0
+    };
+    let got = claim_max(1).await;
+    let of = |got: &[baton_core::Task], owner: &str, group: Option<&str>| {
+        got.iter()
+            .filter(|t| t.owner == owner && t.group_key.as_deref() == group)
+            .count()
+    };
+    assert_eq!(got.len(), 6, "two of each group");
+    assert_eq!(
+        (
+            of(&got, "a", None),
+            of(&got, "b", None),
+            of(&got, "a", Some("x"))
+        ),
+        (2, 2, 2)
+    );
+    assert!(claim_max(2).await.is_empty(), "every group is full");
+    let a = got
+        .iter()
+        .find(|t| t.owner == "a" && t.group_key.is_none())
+        .unwrap();
+    store.finish(vec![complete(a.id, 1, t0())]).await.unwrap();
+    let more = claim_max(3).await;
+    assert_eq!(more.len(), 1);
+    assert_eq!(
+        (more[0].owner.as_str(), more[0].group_key.as_deref()),
+        ("a", None)
     );
 }
 
@@ -210,6 +312,7 @@ pub async fn rate_limits_hold_across_claims(store: &dyn Store) {
                     token,
                     limits: &[],
                     rates: &rates,
+                    group_max: None,
                 })
                 .await
                 .unwrap()
@@ -288,6 +391,7 @@ pub async fn create_and_claim_in_order(store: &dyn Store) {
         token: 3,
         limits: &[],
         rates: &[],
+        group_max: None,
     };
     let r = store
         .create_and_claim(vec![fresh.clone()], Some(claim))

@@ -34,7 +34,8 @@ macro_rules! store_test_suite {
             retention_keeps_what_a_retry_or_a_parent_needs,
             queues_belong_to_their_principal, keys_lifecycle,
             audit_log_appends_lists_and_purges, shared_secrets_and_ended_sessions,
-            schedules_fire_each_tick_once, rate_limits_hold_across_claims);
+            schedules_fire_each_tick_once, rate_limits_hold_across_claims,
+            fair_shares_rotate_between_groups, group_max_limits_running_per_group);
     };
     (@tests $factory:path; $($name:ident),* $(,)?) => {
         $(
@@ -63,8 +64,8 @@ mod workflows;
 pub use analytics::analytics_aggregate_a_window_of_tasks;
 pub use claims::{
     claim_leases_once, claim_order, concurrency_limits, create_and_claim_in_order,
-    delayed_tasks_wait, paused_queues_are_skipped, queues_belong_to_their_principal,
-    rate_limits_hold_across_claims,
+    delayed_tasks_wait, fair_shares_rotate_between_groups, group_max_limits_running_per_group,
+    paused_queues_are_skipped, queues_belong_to_their_principal, rate_limits_hold_across_claims,
 };
 pub use input::{checkpoints_are_fenced, input_round_trip};
 pub use keys::{audit_log_appends_lists_and_purges, keys_lifecycle};

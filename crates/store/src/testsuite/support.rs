@@ -33,6 +33,7 @@ pub(super) fn new_task(tool: &str, priority: i32, at: Timestamp) -> NewTask {
         created_at: at,
         expires_at: None,
         trace_parent: None,
+        group_key: None,
     }
 }
 
@@ -68,6 +69,7 @@ pub(super) async fn claim_limited(
             token,
             limits,
             rates: &[],
+            group_max: None,
         })
         .await
         .unwrap()

@@ -48,6 +48,21 @@ impl Api {
         }
     }
 
+    /// Every request acts as `principal` (the `Baton-Principal` header a node without
+    /// credentials accepts from loopback).
+    pub fn as_principal(base: &str, principal: &str) -> Api {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("baton-principal", principal.parse().unwrap());
+        Api {
+            base: base.to_string(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(120))
+                .default_headers(headers)
+                .build()
+                .unwrap(),
+        }
+    }
+
     pub async fn send(&self, req: reqwest::RequestBuilder) -> Reply {
         let resp = req.send().await.expect("request");
         let status = resp.status().as_u16();
