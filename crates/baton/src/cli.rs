@@ -294,15 +294,22 @@ struct ServerAddArgs {
 
 #[derive(Subcommand)]
 enum ScheduleAction {
-    /// Submit a tool call on a cron.
+    /// Submit a tool call (or start a workflow) on a cron.
     Add {
         name: String,
         /// Five fields (minute hour day month weekday) or six with seconds first, quoted.
         #[arg(long)]
         cron: String,
         /// Qualified tool name, e.g. baton__echo.
-        #[arg(long)]
-        tool: String,
+        #[arg(
+            long,
+            required_unless_present = "workflow",
+            conflicts_with = "workflow"
+        )]
+        tool: Option<String>,
+        /// Start this workflow (a YAML or JSON definition file) on each tick instead.
+        #[arg(long, value_name = "FILE")]
+        workflow: Option<std::path::PathBuf>,
         /// One argument, KEY=VALUE (VALUE is JSON when it parses as JSON); repeatable.
         #[arg(short = 'a', long = "arg", value_name = "KEY=VALUE")]
         args: Vec<String>,
@@ -804,6 +811,7 @@ async fn schedules(
             name,
             cron,
             tool,
+            workflow,
             args,
             timezone,
             queue,
@@ -815,11 +823,19 @@ async fn schedules(
                 let (k, v) = parse_kv(kv)?;
                 arguments.insert(k, v);
             }
-            let mut task = json!({"tool": tool, "arguments": arguments});
-            if let Some(q) = queue {
-                task["queue"] = json!(q);
+            let mut body = json!({"name": name, "cron": cron});
+            if let Some(file) = workflow {
+                let text = std::fs::read_to_string(&file).map_err(|e| {
+                    ClientError::Usage(format!("cannot read {}: {e}", file.display()))
+                })?;
+                body["workflow"] = json!(text);
+            } else {
+                let mut task = json!({"tool": tool, "arguments": arguments});
+                if let Some(q) = queue {
+                    task["queue"] = json!(q);
+                }
+                body["task"] = task;
             }
-            let mut body = json!({"name": name, "cron": cron, "task": task});
             for (key, value) in [
                 ("timezone", timezone),
                 ("overlap", overlap),
@@ -840,7 +856,10 @@ async fn schedules(
                 println!(
                     "{}  {}",
                     r["tick_at"].as_str().unwrap_or_default(),
-                    r["task_id"].as_str().unwrap_or_default()
+                    r["task_id"]
+                        .as_str()
+                        .or(r["workflow_id"].as_str())
+                        .unwrap_or_default()
                 );
             }
         }

@@ -34,6 +34,18 @@ impl TaskId {
         TaskId(uuid::Builder::from_unix_timestamp_millis(ms, &[0; 10]).into_uuid())
     }
 
+    /// The same id every time for the same `at` and `name`: what a process makes once
+    /// (a schedule's tick), whichever process makes it, has one id. Ordered by `at` like
+    /// generated ids; the rest is a hash of `name`.
+    pub fn derived(at: Timestamp, name: &str) -> Self {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(format!("{}\0{name}", at.as_millis()).as_bytes());
+        let mut bits = [0u8; 10];
+        bits.copy_from_slice(&digest[..10]);
+        let ms = u64::try_from(at.as_millis()).unwrap_or(0);
+        TaskId(uuid::Builder::from_unix_timestamp_millis(ms, &bits).into_uuid())
+    }
+
     pub fn from_uuid(u: Uuid) -> Self {
         TaskId(u)
     }

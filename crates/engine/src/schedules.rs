@@ -1,4 +1,4 @@
-//! Schedules: a task submitted on a cron, per principal.
+//! Schedules: a task or a workflow submitted on a cron, per principal.
 //!
 //! Every process with an API (role `node` or `api`) runs [`scheduler_loop`]: it sleeps
 //! until the earliest next tick (at
@@ -6,8 +6,10 @@
 //! is fired by submitting the schedule's task with an idempotency key made from the
 //! schedule and the tick, then moving the schedule's next tick on only from the value it
 //! read: processes that race on a tick store one task, and a process that dies between
-//! the two steps finds the tick still due and its task already there. So each tick fires
-//! once across a cluster and across restarts.
+//! the two steps finds the tick still due and its task already there. A workflow has no
+//! idempotency key: its id is derived from the schedule and the tick instead, so a second
+//! submission of the tick is refused by the store's key. So each tick fires once across
+//! a cluster and across restarts.
 //!
 //! After downtime (a tick more than [`LATE`] behind), `catch_up` decides: `none` skips
 //! the missed ticks, `latest` fires the latest of them once. With `overlap: skip`, a tick
@@ -91,8 +93,13 @@ pub struct ScheduleRequest {
     /// IANA time zone the cron is read in, e.g. `Europe/Paris`. Default `UTC`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
-    /// The task each tick submits: the body of `POST /v1/tasks`.
-    pub task: SubmitRequest,
+    /// The task each tick submits: the body of `POST /v1/tasks`. Give this or `workflow`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<SubmitRequest>,
+    /// The workflow each tick starts: a definition as `POST /v1/workflows` takes it (a
+    /// JSON object, or YAML text in a string).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<Value>,
     /// `allow` (default) or `skip` a tick while the previous run is still open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overlap: Option<Overlap>,
@@ -115,6 +122,8 @@ pub struct ScheduleUpdate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task: Option<SubmitRequest>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overlap: Option<Overlap>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catch_up: Option<CatchUp>,
@@ -130,18 +139,24 @@ pub struct ScheduleView {
     /// The cron in words.
     pub description: String,
     pub timezone: String,
-    /// The task each tick submits.
-    pub task: Value,
+    /// The task each tick submits (for a task schedule).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<Value>,
+    /// The workflow definition each tick starts (for a workflow schedule).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<Value>,
     pub overlap: Overlap,
     pub catch_up: CatchUp,
     pub paused: bool,
     /// The next times it fires (none while paused).
     pub next_runs: Vec<Timestamp>,
-    /// The last tick that fired, and the task it made.
+    /// The last tick that fired, and the task or workflow it made.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_fired_at: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_task_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_workflow_id: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -152,11 +167,93 @@ pub struct ScheduleList {
     pub schedules: Vec<ScheduleView>,
 }
 
-/// A tick that fired and the task it made.
+/// A tick that fired and the task or workflow it made.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct ScheduleRunView {
     pub tick_at: Timestamp,
-    pub task_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workflow_id: Option<String>,
+}
+
+/// What a schedule submits. Stored as the JSON of the task's submission, or as
+/// `{"workflow": definition}` (a submission always has a `tool` and never a `workflow`).
+enum Target {
+    Task(Box<SubmitRequest>),
+    Workflow(Box<baton_workflow::Definition>),
+}
+
+impl Target {
+    /// From a request's `task` and `workflow` (exactly one of them).
+    fn from_request(
+        task: Option<SubmitRequest>,
+        workflow: Option<Value>,
+    ) -> Result<Target, InvalidRequest> {
+        match (task, workflow) {
+            (Some(t), None) => Ok(Target::Task(Box::new(t))),
+            (None, Some(w)) => {
+                let text = match &w {
+                    Value::String(yaml) => yaml.clone(),
+                    Value::Object(_) => w.to_string(),
+                    other => {
+                        return Err(InvalidRequest::new(
+                            "workflow",
+                            format!(
+                                "must be a definition (an object, or YAML text), got {}",
+                                baton_core::submit::json_type(other)
+                            ),
+                        ));
+                    }
+                };
+                let def = baton_workflow::Definition::parse(&text)
+                    .map_err(|e| InvalidRequest::new("workflow", e.to_string()))?;
+                Ok(Target::Workflow(Box::new(def)))
+            }
+            (Some(_), Some(_)) => Err(InvalidRequest::new(
+                "workflow",
+                "give either `task` or `workflow`, not both",
+            )),
+            (None, None) => Err(InvalidRequest::new(
+                "task",
+                "give the `task` (or the `workflow`) each tick submits",
+            )),
+        }
+    }
+
+    fn stored(text: &str) -> Result<Target, EngineError> {
+        let bad =
+            |e: String| EngineError::Invalid(InvalidRequest::new("task", format!("stored: {e}")));
+        let v: Value = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        match v.get("workflow") {
+            Some(w) => serde_json::from_value(w.clone())
+                .map(|d| Target::Workflow(Box::new(d)))
+                .map_err(|e| bad(e.to_string())),
+            None => serde_json::from_value(v)
+                .map(|t| Target::Task(Box::new(t)))
+                .map_err(|e| bad(e.to_string())),
+        }
+    }
+
+    fn to_stored(&self) -> String {
+        match self {
+            Target::Task(t) => serde_json::to_string(t).unwrap_or_default(),
+            Target::Workflow(d) => serde_json::json!({ "workflow": d }).to_string(),
+        }
+    }
+
+    fn is_workflow(&self) -> bool {
+        matches!(self, Target::Workflow(_))
+    }
+}
+
+/// A run's id as the API shows it: a task id, or `wf-<id>` for a workflow schedule.
+fn run_ids(workflow: bool, id: TaskId) -> (Option<String>, Option<String>) {
+    if workflow {
+        (None, Some(format!("wf-{id}")))
+    } else {
+        (Some(id.to_string()), None)
+    }
 }
 
 /// The runs of a schedule, newest first.
@@ -235,6 +332,17 @@ fn never() -> Timestamp {
 
 fn view(s: &StoredSchedule) -> ScheduleView {
     let timing = Timing::of(s).ok();
+    let target = Target::stored(&s.task).ok();
+    let is_workflow = target.as_ref().is_some_and(Target::is_workflow);
+    let (task, workflow) = match target {
+        Some(Target::Task(t)) => (serde_json::to_value(t).ok(), None),
+        Some(Target::Workflow(d)) => (None, serde_json::to_value(d).ok()),
+        None => (None, None),
+    };
+    let (last_task_id, last_workflow_id) = match s.last_task_id {
+        Some(id) => run_ids(is_workflow, id),
+        None => (None, None),
+    };
     let next_runs = match (&timing, s.paused) {
         (Some(t), false) => {
             let mut runs = vec![s.next_at];
@@ -249,7 +357,8 @@ fn view(s: &StoredSchedule) -> ScheduleView {
         cron: s.cron.clone(),
         description: timing.map(|t| t.cron.describe()).unwrap_or_default(),
         timezone: s.timezone.clone(),
-        task: serde_json::from_str(&s.task).unwrap_or(Value::Null),
+        task,
+        workflow,
         overlap: if s.overlap == "skip" {
             Overlap::Skip
         } else {
@@ -263,7 +372,8 @@ fn view(s: &StoredSchedule) -> ScheduleView {
         paused: s.paused,
         next_runs,
         last_fired_at: s.last_at,
-        last_task_id: s.last_task_id.map(|id| id.to_string()),
+        last_task_id,
+        last_workflow_id,
         created_at: s.created_at,
         updated_at: s.updated_at,
     }
@@ -273,6 +383,13 @@ impl Engine {
     /// Checks a submission a schedule will make, as `POST /v1/tasks` would (the tool is
     /// known, the arguments fit its schema), without storing it; it must leave the
     /// idempotency key to the schedule.
+    fn check_target(&self, owner: &str, target: &Target) -> Result<(), EngineError> {
+        match target {
+            Target::Task(t) => self.check_scheduled_task(owner, t),
+            Target::Workflow(d) => self.check_workflow(d),
+        }
+    }
+
     fn check_scheduled_task(&self, owner: &str, task: &SubmitRequest) -> Result<(), EngineError> {
         if task.idempotency_key.is_some() {
             return Err(InvalidRequest::new(
@@ -300,14 +417,15 @@ impl Engine {
             .map_err(|m| InvalidRequest::new("name", m))?;
         let timezone = req.timezone.unwrap_or_else(|| "UTC".into());
         let timing = Timing::parse(&req.cron, &timezone)?;
-        self.check_scheduled_task(owner, &req.task)?;
+        let target = Target::from_request(req.task, req.workflow)?;
+        self.check_target(owner, &target)?;
         let now = self.now();
         let s = StoredSchedule {
             owner: owner.to_string(),
             name: req.name.clone(),
             cron: req.cron,
             timezone,
-            task: serde_json::to_string(&req.task).unwrap_or_default(),
+            task: target.to_stored(),
             overlap: req.overlap.unwrap_or_default().as_str().into(),
             catch_up: req.catch_up.unwrap_or_default().as_str().into(),
             paused: req.paused.unwrap_or(false),
@@ -367,9 +485,10 @@ impl Engine {
             s.timezone = tz;
         }
         let timing = Timing::of(&s)?;
-        if let Some(task) = upd.task {
-            self.check_scheduled_task(owner, &task)?;
-            s.task = serde_json::to_string(&task).unwrap_or_default();
+        if upd.task.is_some() || upd.workflow.is_some() {
+            let target = Target::from_request(upd.task, upd.workflow)?;
+            self.check_target(owner, &target)?;
+            s.task = target.to_stored();
         }
         if let Some(o) = upd.overlap {
             s.overlap = o.as_str().into();
@@ -407,15 +526,20 @@ impl Engine {
         limit: Option<u32>,
     ) -> Result<ScheduleRuns, EngineError> {
         let limit = crate::page::Page::parse(limit, None)?.limit;
-        self.stored_schedule(owner, name).await?;
+        let s = self.stored_schedule(owner, name).await?;
+        let is_workflow = Target::stored(&s.task).is_ok_and(|t| t.is_workflow());
         let runs = self.inner().store.schedule_runs(owner, name, limit).await?;
         Ok(ScheduleRuns {
             name: name.to_string(),
             runs: runs
                 .into_iter()
-                .map(|r| ScheduleRunView {
-                    tick_at: r.tick_at,
-                    task_id: r.task_id.to_string(),
+                .map(|r| {
+                    let (task_id, workflow_id) = run_ids(is_workflow, r.task_id);
+                    ScheduleRunView {
+                        tick_at: r.tick_at,
+                        task_id,
+                        workflow_id,
+                    }
                 })
                 .collect(),
         })
@@ -463,20 +587,34 @@ impl Engine {
             tracing::info!(schedule = %s.name, owner = %s.owner, missed_since = %s.next_at, "skipping ticks missed while no node ran");
             return skip(next).await;
         };
+        let target = Target::stored(&s.task)?;
         if s.overlap == "skip"
             && let Some(last) = s.last_task_id
-            && let Some(task) = store.get_task(last).await?
-            && !task.status.is_final()
+            && self.run_is_open(&target, last).await?
         {
             tracing::debug!(schedule = %s.name, owner = %s.owner, "skipping a tick: the last run is still open");
             return skip(next).await;
         }
-        let mut req: SubmitRequest = serde_json::from_str(&s.task).map_err(|e| {
-            EngineError::Invalid(InvalidRequest::new("task", format!("stored task: {e}")))
-        })?;
-        req.idempotency_key = Some(format!("schedule:{}:{}", s.name, tick.as_millis()));
-        let task_id: TaskId = match self.submit(&s.owner, req).await {
-            Ok(sub) => sub.task.id,
+        let made = match target {
+            Target::Task(mut req) => {
+                req.idempotency_key = Some(format!("schedule:{}:{}", s.name, tick.as_millis()));
+                self.submit(&s.owner, *req).await.map(|sub| sub.task.id)
+            }
+            Target::Workflow(def) => {
+                let id = TaskId::derived(tick, &format!("schedule\0{}\0{}", s.owner, s.name));
+                match store.get_workflow(&format!("wf-{id}")).await? {
+                    // Fired before (by a process that stopped before moving the
+                    // schedule on, or by another node just now).
+                    Some(_) => Ok(id),
+                    None => self
+                        .submit_workflow_as(&s.owner, *def, id)
+                        .await
+                        .map(|_| id),
+                }
+            }
+        };
+        let task_id: TaskId = match made {
+            Ok(id) => id,
             Err(e) => {
                 // A tick whose task cannot be made (its tool was removed, say) is skipped,
                 // not retried every second.
@@ -492,6 +630,23 @@ impl Engine {
             .advance_schedule(&s.owner, &s.name, s.next_at, next, Some(run), now)
             .await?;
         Ok(true)
+    }
+}
+
+impl Engine {
+    /// Whether a schedule's last run (a task, or the workflow `wf-<id>`) is still open.
+    async fn run_is_open(&self, target: &Target, id: TaskId) -> Result<bool, EngineError> {
+        let store = &self.inner().store;
+        Ok(match target {
+            Target::Task(_) => store
+                .get_task(id)
+                .await?
+                .is_some_and(|t| !t.status.is_final()),
+            Target::Workflow(_) => store
+                .get_workflow(&format!("wf-{id}"))
+                .await?
+                .is_some_and(|w| w.status == baton_store::WorkflowStatus::Running),
+        })
     }
 }
 

@@ -248,6 +248,118 @@ async fn a_cluster_fires_each_tick_once() {
     drop(b);
 }
 
+/// A schedule may start a workflow instead of a task: on two nodes sharing PostgreSQL,
+/// each tick starts one workflow (its id derived from the tick), which runs to the end;
+/// a definition that does not validate, or a task and a workflow at once, is refused.
+#[tokio::test]
+async fn a_workflow_schedule_starts_one_workflow_per_tick_across_a_cluster() {
+    let pg = PgSchema::create();
+    let env = pg.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Baton::start(&a_dir.path().join("data"), &env);
+    let b = Baton::start(&b_dir.path().join("data"), &env);
+    let api = Api::new(&a.url);
+    let workflow = json!({
+        "name": "nightly",
+        "steps": [
+            {"id": "fetch", "tool": "baton__echo", "arguments": {"n": 1}},
+            {"id": "report", "tool": "baton__echo", "arguments": {"got": "${steps.fetch.result}"},
+             "depends_on": ["fetch"]}
+        ]
+    });
+    // Refused, with the reason, before anything is stored.
+    let mut bad = workflow.clone();
+    bad["steps"][1]["tool"] = json!("nowhere__tool");
+    for (body, needle) in [
+        (
+            json!({"name": "w", "cron": "* * * * * *", "workflow": bad}),
+            "report",
+        ),
+        (
+            json!({"name": "w", "cron": "* * * * * *", "workflow": workflow,
+                   "task": {"tool": "baton__echo"}}),
+            "not both",
+        ),
+        (json!({"name": "w", "cron": "* * * * * *"}), "task"),
+        (
+            json!({"name": "w", "cron": "* * * * * *", "workflow": 7}),
+            "workflow",
+        ),
+    ] {
+        let r = api.post("/v1/schedules", body).await;
+        assert_eq!(r.status, 400, "{}", r.body);
+        assert!(r.error_message().contains(needle), "{}", r.body);
+    }
+    assert_eq!(api.get("/v1/schedules/w").await.status, 404);
+    let r = api
+        .post(
+            "/v1/schedules",
+            json!({"name": "w", "cron": "* * * * * *", "workflow": workflow}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body["workflow"]["name"], "nightly");
+    assert!(r.body.get("task").is_none(), "{}", r.body);
+    let other = Api::new(&b.url);
+    eventually("four ticks fired", LONG, async || {
+        runs(&other, "w").await.len() >= 4
+    })
+    .await;
+    api.post("/v1/schedules/w/pause", json!(null)).await;
+    let runs = runs(&api, "w").await;
+    let t = ticks(&runs);
+    let mut distinct = t.clone();
+    distinct.dedup();
+    assert_eq!(distinct, t, "a tick fired twice");
+    let ids: Vec<String> = runs
+        .iter()
+        .map(|r| {
+            assert!(r.get("task_id").is_none(), "{r}");
+            r["workflow_id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    for id in &ids {
+        eventually("the workflow completes", LONG, async || {
+            api.get(&format!("/v1/workflows/{id}")).await.body["status"] == "completed"
+        })
+        .await;
+    }
+    // The schedule's workflows are exactly its runs: none made twice for one tick.
+    let stored = pg.query("SELECT count(*) FROM workflows WHERE name = 'nightly'");
+    assert_eq!(stored, vec![runs.len().to_string()]);
+    // The CLI takes a definition file.
+    let file = a_dir.path().join("yearly.yaml");
+    std::fs::write(
+        &file,
+        "name: yearly\nsteps:\n  - id: one\n    tool: baton__echo\n",
+    )
+    .unwrap();
+    let out = crate::common::cli(
+        &a.url,
+        &[
+            "schedules",
+            "add",
+            "yearly",
+            "--cron",
+            "0 0 1 1 *",
+            "--workflow",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown = api.get("/v1/schedules/yearly").await.body;
+    assert_eq!(
+        shown["workflow"]["steps"][0]["tool"], "baton__echo",
+        "{shown}"
+    );
+    drop(b);
+}
+
 /// The CLI and the MCP tools manage the same schedules as the REST API.
 #[tokio::test]
 async fn schedules_from_the_cli_and_mcp() {

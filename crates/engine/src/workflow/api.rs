@@ -48,13 +48,34 @@ impl Engine {
         owner: &str,
         definition: Definition,
     ) -> Result<WorkflowView, EngineError> {
+        let id = TaskId::generate(self.now());
+        self.submit_workflow_as(owner, definition, id).await
+    }
+
+    /// Checks a definition as [`submit_workflow`](Self::submit_workflow) would, without
+    /// storing anything.
+    pub fn check_workflow(&self, definition: &Definition) -> Result<(), EngineError> {
+        baton_workflow::validate(definition, &Registry(self.tools()))
+            .map(|_| ())
+            .map_err(EngineError::InvalidWorkflow)
+    }
+
+    /// [`submit_workflow`](Self::submit_workflow) with the workflow's id given
+    /// (`wf-<id>`): a second submission with the same id stores nothing (the store's key
+    /// refuses it).
+    pub(crate) async fn submit_workflow_as(
+        &self,
+        owner: &str,
+        definition: Definition,
+        id: TaskId,
+    ) -> Result<WorkflowView, EngineError> {
         let plan = baton_workflow::validate(&definition, &Registry(self.tools()))
             .map_err(EngineError::InvalidWorkflow)?;
         if self.is_shutting_down() {
             return Err(EngineError::ShuttingDown);
         }
         let now = self.now();
-        let id = format!("wf-{}", TaskId::generate(now));
+        let id = format!("wf-{id}");
         let workflow = NewWorkflow {
             id: id.clone(),
             name: definition.name.clone(),

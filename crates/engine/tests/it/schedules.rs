@@ -17,7 +17,8 @@ fn every_five(name: &str, catch_up: CatchUp) -> ScheduleRequest {
         name: name.into(),
         cron: "*/5 * * * * *".into(),
         timezone: None,
-        task: req("baton__echo", json!({"from": name})),
+        task: Some(req("baton__echo", json!({"from": name}))),
+        workflow: None,
         overlap: None,
         catch_up: Some(catch_up),
         paused: None,
@@ -84,7 +85,10 @@ async fn missed_ticks_follow_catch_up() {
         // Nothing fires early.
         for name in ["latest", "none"] {
             for r in engine.schedule_runs(OWNER, name, None).await.unwrap().runs {
-                let task = engine.get(OWNER, r.task_id.parse().unwrap()).await.unwrap();
+                let task = engine
+                    .get(OWNER, r.task_id.as_deref().unwrap().parse().unwrap())
+                    .await
+                    .unwrap();
                 assert!(
                     task.created_at >= r.tick_at,
                     "{backend:?}: {name} fired early"

@@ -198,6 +198,10 @@ pub struct ScheduleUpdateArgs {
     /// A new task (the body of task_submit).
     #[serde(default)]
     pub task: Option<baton_core::submit::SubmitRequest>,
+    /// A new workflow definition (instead of a task).
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
+    pub workflow: Option<serde_json::Value>,
     #[serde(default)]
     pub overlap: Option<baton_engine::schedules::Overlap>,
     #[serde(default)]

@@ -270,6 +270,7 @@ async fn run(
                     cron: a.cron,
                     timezone: a.timezone,
                     task: a.task,
+                    workflow: a.workflow,
                     overlap: a.overlap,
                     catch_up: a.catch_up,
                     paused: a.paused,
