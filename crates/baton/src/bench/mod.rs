@@ -55,6 +55,13 @@ pub struct BenchArgs {
     /// Print results as JSON.
     #[arg(long, global = true)]
     json: bool,
+    /// Give the embedded node a rate limit on the no-op tool (`[limits.rates]
+    /// "baton__echo"`, e.g. `1000000/s` to pay for the bucket without being held back).
+    #[arg(long, global = true, value_name = "N/s")]
+    rate_limit: Option<String>,
+    /// Give the embedded node `[limits] max_running_per_group`.
+    #[arg(long, global = true, value_name = "N")]
+    group_max: Option<u32>,
     /// Run the embedded node(s) on this PostgreSQL database (in a fresh schema, dropped
     /// afterwards) instead of SQLite.
     #[arg(long, global = true, value_name = "postgres://…")]
@@ -90,6 +97,10 @@ enum Scenario {
         /// Concurrent batch requests.
         #[arg(long, default_value_t = 4)]
         clients: usize,
+        /// Spread the tasks over this many group keys (round-robin), so that claims
+        /// take turns between groups; 0: no group key.
+        #[arg(long, default_value_t = 0)]
+        groups: usize,
     },
     /// Submit→complete throughput with one HTTP request per task.
     Http {
@@ -216,7 +227,16 @@ async fn run_inner(args: &BenchArgs) -> anyhow::Result<Report> {
             tasks,
             batch_size,
             clients,
-        } => batch(&node, &client, &queue, *tasks, *batch_size, *clients).await?,
+            groups,
+        } => {
+            let shape = throughput::BatchShape {
+                tasks: *tasks,
+                batch_size: *batch_size,
+                clients: *clients,
+                groups: *groups,
+            };
+            batch(&node, &client, &queue, shape).await?
+        }
         Scenario::Http { tasks, clients } => {
             per_request(&node, &client, &queue, *tasks, *clients).await?
         }

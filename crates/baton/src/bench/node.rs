@@ -82,6 +82,15 @@ impl Node {
             config.store.max_connections = 16;
         }
         config.workers.concurrency = workers;
+        if let Some(rate) = &args.rate_limit {
+            rate.parse::<baton_core::auth::Rate>()
+                .map_err(|m| anyhow::anyhow!("--rate-limit: {m}"))?;
+            config
+                .limits
+                .rates
+                .insert("baton__echo".into(), rate.clone());
+        }
+        config.limits.max_running_per_group = args.group_max;
         config.workers.claim_batch = 512;
         config.tasks.max_active = 10_000_000;
         config.http.max_body_bytes = 64 * 1024 * 1024;

@@ -10,14 +10,27 @@ use crate::client::Client;
 
 use super::*;
 
+/// What `bench batch` submits.
+pub(crate) struct BatchShape {
+    pub(crate) tasks: usize,
+    pub(crate) batch_size: usize,
+    pub(crate) clients: usize,
+    /// Group keys the tasks are spread over (0: none).
+    pub(crate) groups: usize,
+}
+
 pub(crate) async fn batch(
     node: &Node,
     client: &Client,
     queue: &str,
-    tasks: usize,
-    batch_size: usize,
-    clients: usize,
+    shape: BatchShape,
 ) -> anyhow::Result<Report> {
+    let BatchShape {
+        tasks,
+        batch_size,
+        clients,
+        groups,
+    } = shape;
     let url = node.url.as_str();
     let http = http_client();
     let next = Arc::new(AtomicU64::new(0));
@@ -39,8 +52,13 @@ pub(crate) async fn batch(
                 }
                 let from = b as usize * batch_size;
                 let to = (from + batch_size).min(tasks);
-                let body =
-                    json!({"tasks": (from..to).map(|i| task_body(&queue, i)).collect::<Vec<_>>()});
+                let body = json!({"tasks": (from..to).map(|i| {
+                    let mut t = task_body(&queue, i);
+                    if groups > 0 {
+                        t["group_key"] = json!(format!("g{}", i % groups));
+                    }
+                    t
+                }).collect::<Vec<_>>()});
                 let r = http
                     .post(format!("{url}/v1/tasks/batch"))
                     .json(&body)
