@@ -10,7 +10,7 @@ use sqlx::postgres::PgConnection;
 use super::error::db_err;
 use crate::shared::claims::{Candidate, ClaimWrites, Round};
 use crate::shared::rows::{task_columns, task_from_row};
-use crate::{ClaimRequest, RateBucket, StoreResult, ToolSelector};
+use crate::{ClaimRequest, StoreResult, ToolSelector};
 
 /// First key of the advisory lock that serialises claims with concurrency limits (the
 /// second is the hash of the schema, so Baton instances in different schemas of one
@@ -46,11 +46,6 @@ const RUNNING_PER_TOOL: &str =
 
 const RUNNING_PER_GROUP: &str = "SELECT owner, group_key, count(*) FROM tasks \
      WHERE status = 'running' GROUP BY owner, group_key";
-
-const RATE_BUCKETS: &str = "SELECT key, milli_tokens, at FROM rate_buckets";
-
-const SAVE_RATE_BUCKET: &str = "INSERT INTO rate_buckets (key, milli_tokens, at) VALUES ($1, $2, $3) \
-     ON CONFLICT (key) DO UPDATE SET milli_tokens = excluded.milli_tokens, at = excluded.at";
 
 /// Candidates are locked (`SKIP LOCKED`) as they are read, so no concurrent claimer,
 /// limited or not, can take them; the ones passed over stay locked until commit, which
@@ -102,27 +97,6 @@ impl ClaimWrites for PgConnection {
             .fetch_all(&mut *self)
             .await
             .map_err(db_err)
-    }
-
-    async fn rate_buckets(&mut self) -> StoreResult<Vec<RateBucket>> {
-        let rows = sqlx::query(RATE_BUCKETS)
-            .fetch_all(&mut *self)
-            .await
-            .map_err(db_err)?;
-        rows.iter()
-            .map(crate::shared::rows::rate_bucket_from_row)
-            .collect()
-    }
-
-    async fn save_rate_bucket(&mut self, b: &RateBucket) -> StoreResult<()> {
-        sqlx::query(SAVE_RATE_BUCKET)
-            .bind(&b.key)
-            .bind(b.milli_tokens)
-            .bind(b.at.as_millis())
-            .execute(&mut *self)
-            .await
-            .map_err(db_err)?;
-        Ok(())
     }
 
     async fn candidates(&mut self, round: &Round<'_>) -> StoreResult<Vec<Candidate>> {

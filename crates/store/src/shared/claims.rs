@@ -16,7 +16,7 @@ use baton_core::event::NewEvent;
 use baton_core::task::NewTask;
 use baton_core::{EventKind, Task, TaskEvent, TaskStatus, Timestamp};
 
-use super::dialect::Tx;
+use super::dialect::{Bind, Tx, execute, numbered};
 use super::tasks::{TaskWrites, insert_tasks};
 use crate::{
     ClaimRequest, ConcurrencyLimit, CreatedAndClaimed, RateBucket, StoreResult, ToolSelector,
@@ -31,13 +31,6 @@ pub(crate) trait ClaimWrites: Tx {
     /// How many tasks of each group (owner, group key) run now (called after
     /// [`running_per_tool`](Self::running_per_tool)).
     async fn running_per_group(&mut self) -> StoreResult<Vec<(String, String, i64)>>;
-
-    /// Every rate limit bucket (called after [`running_per_tool`](Self::running_per_tool),
-    /// so under the same exclusion).
-    async fn rate_buckets(&mut self) -> StoreResult<Vec<RateBucket>>;
-
-    /// Writes a bucket's new state.
-    async fn save_rate_bucket(&mut self, bucket: &RateBucket) -> StoreResult<()>;
 
     /// The candidates of one round, in claim order.
     async fn candidates(&mut self, round: &Round<'_>) -> StoreResult<Vec<Candidate>>;
@@ -82,7 +75,11 @@ const MAX_ROUNDS: usize = 32;
 pub(crate) async fn claim<T: ClaimWrites>(
     tx: &mut T,
     req: &ClaimRequest<'_>,
-) -> StoreResult<(Vec<Task>, Vec<TaskEvent>)> {
+) -> StoreResult<(Vec<Task>, Vec<TaskEvent>)>
+where
+    String: Bind<T::Db>,
+    i64: Bind<T::Db>,
+{
     let (claimed, events) = claim_deferred(tx, req).await?;
     Ok((claimed, tx.insert_events(events).await?))
 }
@@ -93,7 +90,11 @@ pub(crate) async fn create_and_claim<T: TaskWrites + ClaimWrites>(
     tx: &mut T,
     tasks: &[NewTask],
     claim: Option<&ClaimRequest<'_>>,
-) -> StoreResult<CreatedAndClaimed> {
+) -> StoreResult<CreatedAndClaimed>
+where
+    String: Bind<T::Db>,
+    i64: Bind<T::Db>,
+{
     let (outcomes, mut events) = insert_tasks(tx, tasks).await?;
     let mut claimed = Vec::new();
     if let Some(req) = claim {
@@ -114,7 +115,11 @@ pub(crate) async fn create_and_claim<T: TaskWrites + ClaimWrites>(
 async fn claim_deferred<T: ClaimWrites>(
     tx: &mut T,
     req: &ClaimRequest<'_>,
-) -> StoreResult<(Vec<Task>, Vec<NewEvent>)> {
+) -> StoreResult<(Vec<Task>, Vec<NewEvent>)>
+where
+    String: Bind<T::Db>,
+    i64: Bind<T::Db>,
+{
     if req.limit == 0 {
         return Ok((Vec::new(), Vec::new()));
     }
@@ -123,10 +128,11 @@ async fn claim_deferred<T: ClaimWrites>(
         return Ok(started(req, claimed));
     }
     let running = tx.running_per_tool().await?;
+    // Read after `running_per_tool`, so under the same exclusion.
     let buckets = if req.rates.is_empty() {
         Vec::new()
     } else {
-        tx.rate_buckets().await?
+        rate_buckets(tx.exec()).await?
     };
     // One gate per limit: its tools and how many more of them may start now.
     let mut gates: Vec<(&ToolSelector, u32)> = req
@@ -209,10 +215,29 @@ async fn claim_deferred<T: ClaimWrites>(
             .count();
         if used > 0 {
             bucket.milli_tokens -= used as i64 * 1000;
-            tx.save_rate_bucket(&bucket).await?;
+            save_rate_bucket(tx, &bucket).await?;
         }
     }
     Ok(started(req, claimed))
+}
+
+/// Writes a bucket's new state.
+async fn save_rate_bucket<T: Tx>(tx: &mut T, b: &RateBucket) -> StoreResult<()>
+where
+    String: Bind<T::Db>,
+    i64: Bind<T::Db>,
+    <T::Db as sqlx::Database>::Arguments: Default,
+{
+    let sql = numbered::<T::Db>(
+        "INSERT INTO rate_buckets (key, milli_tokens, at) VALUES ($1, $2, $3) \
+         ON CONFLICT (key) DO UPDATE SET milli_tokens = excluded.milli_tokens, at = excluded.at",
+    );
+    let q = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(b.key.clone())
+        .bind(b.milli_tokens)
+        .bind(b.at.as_millis());
+    execute(tx.exec(), q).await?;
+    Ok(())
 }
 
 /// See [`Store::rate_buckets`](crate::Store::rate_buckets).

@@ -8,7 +8,7 @@ use super::error::db_err;
 use super::writer::{CHUNK, Writer};
 use crate::shared::claims::{Candidate, ClaimWrites, Round};
 use crate::shared::rows::{Columns, task_columns, task_from_row};
-use crate::{ClaimRequest, ConcurrencyLimit, RateBucket, RateLimit, StoreResult, ToolSelector};
+use crate::{ClaimRequest, ConcurrencyLimit, RateLimit, StoreResult, ToolSelector};
 
 // The statements.
 
@@ -47,11 +47,6 @@ fn push_selector(qb: &mut QueryBuilder<Sqlite>, sel: &ToolSelector) {
 
 const RUNNING_PER_GROUP: &str = "SELECT owner, group_key, count(*) AS n FROM tasks \
      WHERE status = 'running' GROUP BY owner, group_key";
-
-const RATE_BUCKETS: &str = "SELECT key, milli_tokens, at FROM rate_buckets";
-
-const SAVE_RATE_BUCKET: &str = "INSERT INTO rate_buckets (key, milli_tokens, at) VALUES (?1, ?2, ?3) \
-     ON CONFLICT (key) DO UPDATE SET milli_tokens = excluded.milli_tokens, at = excluded.at";
 
 const CLAIM_ORDER: &str = " ORDER BY priority DESC, fair_key, run_at, seq LIMIT ";
 
@@ -95,27 +90,6 @@ impl ClaimWrites for Writer {
         rows.iter()
             .map(|r| Ok((r.text("owner")?, r.text("group_key")?, r.int("n")?)))
             .collect()
-    }
-
-    async fn rate_buckets(&mut self) -> StoreResult<Vec<RateBucket>> {
-        let rows = sqlx::query(RATE_BUCKETS)
-            .fetch_all(&mut self.conn)
-            .await
-            .map_err(db_err)?;
-        rows.iter()
-            .map(crate::shared::rows::rate_bucket_from_row)
-            .collect()
-    }
-
-    async fn save_rate_bucket(&mut self, b: &RateBucket) -> StoreResult<()> {
-        sqlx::query(SAVE_RATE_BUCKET)
-            .bind(&b.key)
-            .bind(b.milli_tokens)
-            .bind(b.at.as_millis())
-            .execute(&mut self.conn)
-            .await
-            .map_err(db_err)?;
-        Ok(())
     }
 
     async fn candidates(&mut self, round: &Round<'_>) -> StoreResult<Vec<Candidate>> {

@@ -2,7 +2,7 @@
 
 use baton_core::{EventKind, TaskId, TaskStatus};
 
-use super::support::{SEC, claim, claim_limited, complete, create, get, new_task, t0};
+use super::support::{SEC, claim, claim_limited, claim_with, complete, create, get, new_task, t0};
 use crate::{ClaimRequest, ConcurrencyLimit, CreateOutcome, RateLimit, Store, ToolSelector};
 
 pub async fn claim_order(store: &dyn Store) {
@@ -97,22 +97,7 @@ pub async fn group_max_limits_running_per_group(store: &dyn Store) {
     tasks.extend((0..10).map(|_| task("b", None)));
     tasks.extend((0..10).map(|_| task("a", Some("x"))));
     create(store, tasks).await;
-    let claim_max = |token: i64| async move {
-        store
-            .claim(&ClaimRequest {
-                owner: "w",
-                limit: 100,
-                now: t0(),
-                lease_until: t0().saturating_add(30 * SEC),
-                token,
-                limits: &[],
-                rates: &[],
-                group_max: Some(2),
-            })
-            .await
-            .unwrap()
-            .0
-    };
+    let claim_max = |token| claim_with(store, t0(), token, &[], Some(2));
     let got = claim_max(1).await;
     let of = |got: &[baton_core::Task], owner: &str, group: Option<&str>| {
         got.iter()
@@ -300,25 +285,7 @@ pub async fn rate_limits_hold_across_claims(store: &dyn Store) {
         selector: ToolSelector::Prefix("api__".into()),
         rate: "4/s".parse().unwrap(),
     }];
-    let claim_at = |at: baton_core::Timestamp, token: i64| {
-        let rates = rates.clone();
-        async move {
-            store
-                .claim(&ClaimRequest {
-                    owner: "w",
-                    limit: 100,
-                    now: at,
-                    lease_until: at.saturating_add(30 * SEC),
-                    token,
-                    limits: &[],
-                    rates: &rates,
-                    group_max: None,
-                })
-                .await
-                .unwrap()
-                .0
-        }
-    };
+    let claim_at = |at, token| claim_with(store, at, token, &rates, None);
     let count =
         |got: &[baton_core::Task], tool: &str| got.iter().filter(|t| t.tool == tool).count();
     let first = claim_at(t0(), 1).await;

@@ -7,7 +7,7 @@ use baton_core::task::NewTask;
 use baton_core::{TaskId, Timestamp};
 use serde_json::json;
 
-use crate::{ClaimRequest, ConcurrencyLimit, Finish, Store};
+use crate::{ClaimRequest, ConcurrencyLimit, Finish, RateLimit, Store};
 
 pub(super) const SEC: Duration = Duration::from_secs(1);
 
@@ -89,4 +89,28 @@ pub(super) fn complete(id: TaskId, token: i64, at: Timestamp) -> Finish {
 
 pub(super) async fn get(store: &dyn Store, id: TaskId) -> baton_core::Task {
     store.get_task(id).await.unwrap().expect("task exists")
+}
+
+/// Claims up to 100 tasks for `w` at `now`, within `rates` and `group_max`.
+pub(super) async fn claim_with(
+    store: &dyn Store,
+    now: Timestamp,
+    token: i64,
+    rates: &[RateLimit],
+    group_max: Option<u32>,
+) -> Vec<baton_core::Task> {
+    store
+        .claim(&ClaimRequest {
+            owner: "w",
+            limit: 100,
+            now,
+            lease_until: now.saturating_add(30 * SEC),
+            token,
+            limits: &[],
+            rates,
+            group_max,
+        })
+        .await
+        .unwrap()
+        .0
 }
