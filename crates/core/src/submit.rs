@@ -355,6 +355,7 @@ impl SubmitRequest {
             created_at: now,
             expires_at,
             trace_parent: None,
+            callback_url: None,
         })
     }
 }

@@ -173,6 +173,9 @@ pub struct NewTask {
     pub expires_at: Option<Timestamp>,
     /// The W3C `traceparent` of the request that made it: its runs join that trace.
     pub trace_parent: Option<String>,
+    /// Where to send one webhook-style callback when the task ends (completed, failed or
+    /// cancelled).
+    pub callback_url: Option<String>,
 }
 
 /// A stored task.

@@ -50,6 +50,7 @@ fn new_task(tool: &str) -> NewTask {
         created_at: t0(),
         expires_at: None,
         trace_parent: None,
+        callback_url: None,
     }
 }
 

@@ -57,6 +57,7 @@ async fn fill(store: &dyn Store, n: usize, end: Timestamp) -> anyhow::Result<()>
                     created_at: t,
                     expires_at: None,
                     trace_parent: None,
+                    callback_url: None,
                 }
             })
             .collect();

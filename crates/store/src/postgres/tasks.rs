@@ -160,7 +160,7 @@ impl TaskWrites for PgConnection {
             .filter(|t| !seq_of.contains_key(&t.id))
             .collect();
         let existing = keyed_tasks(self, &taken).await?;
-        create_outcomes(tasks, &repeated, |t| {
+        let created = create_outcomes(tasks, &repeated, |t| {
             if let Some(&seq) = seq_of.get(&t.id) {
                 return Ok(CreateOutcome::Created(task_from_new(t, seq)));
             }
@@ -177,7 +177,11 @@ impl TaskWrites for PgConnection {
                     t.id
                 ))),
             }
-        })
+        })?;
+        if tasks.iter().any(|t| t.callback_url.is_some()) {
+            crate::shared::webhooks::insert_callbacks(self, tasks, &created.0).await?;
+        }
+        Ok(created)
     }
 }
 

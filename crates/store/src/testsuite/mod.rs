@@ -34,7 +34,9 @@ macro_rules! store_test_suite {
             retention_keeps_what_a_retry_or_a_parent_needs,
             queues_belong_to_their_principal, keys_lifecycle,
             audit_log_appends_lists_and_purges, shared_secrets_and_ended_sessions,
-            schedules_fire_each_tick_once);
+            schedules_fire_each_tick_once, webhook_deliveries_are_written_with_their_events,
+            delivery_claims_are_leased_once, delivery_backoff_and_dead_letter,
+            deliveries_page_newest_first);
     };
     (@tests $factory:path; $($name:ident),* $(,)?) => {
         $(
@@ -58,6 +60,7 @@ mod runs;
 mod schedules;
 mod support;
 mod tasks;
+mod webhooks;
 mod workflows;
 
 pub use analytics::analytics_aggregate_a_window_of_tasks;
@@ -85,6 +88,10 @@ pub use tasks::{
     finished_tasks_expire_after_their_own_ttl, hostile_text_is_stored_escaped,
     idempotency_conflicts_refuse_the_whole_write, idempotency_keys, list_filters_and_cursor,
     logs_are_ordered_trimmed_and_purged, manual_retry, purge_oldest_first, reschedule_pending_only,
+};
+pub use webhooks::{
+    deliveries_page_newest_first, delivery_backoff_and_dead_letter,
+    delivery_claims_are_leased_once, webhook_deliveries_are_written_with_their_events,
 };
 pub use workflows::{
     retention_keeps_what_a_retry_or_a_parent_needs, running_workflows_keep_their_steps,

@@ -33,6 +33,7 @@ pub(super) fn new_task(tool: &str, priority: i32, at: Timestamp) -> NewTask {
         created_at: at,
         expires_at: None,
         trace_parent: None,
+        callback_url: None,
     }
 }
 
