@@ -132,6 +132,11 @@ pub struct SubmitRequest {
     /// deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_ms: Option<u64>,
+    /// Where to POST one webhook-style callback (`webhook-id` and `webhook-timestamp`
+    /// headers, unsigned) when the task ends: completed, failed or cancelled. An `http`
+    /// or `https` URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
 }
 
 /// `"low" | "normal" | "high"` or an integer in `0..=100` (higher runs first).
@@ -355,7 +360,7 @@ impl SubmitRequest {
             created_at: now,
             expires_at,
             trace_parent: None,
-            callback_url: None,
+            callback_url: self.callback_url,
         })
     }
 }
