@@ -15,4 +15,5 @@ mod observability;
 mod schedules;
 mod security;
 mod upstreams;
+mod webhooks;
 mod workflows;
