@@ -677,3 +677,132 @@ async fn two_postgres_nodes_deliver_each_event_once() {
     assert_eq!(wf_events[0]["data"]["workflow_id"], wf_id.as_str());
     drop((a, b));
 }
+
+/// The CLI and the MCP tools manage the same webhooks as the REST API.
+#[tokio::test]
+async fn webhooks_from_the_cli_and_mcp() {
+    let rx = Receiver::start(vec![]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let baton = Baton::start_configured(dir.path(), LOCAL, &[]);
+    let api = Api::new(&baton.url);
+    let url = baton.url.clone();
+    let run = |args: &[&str]| {
+        let out = crate::common::cli(&url, args);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{args:?}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let added: Value = serde_json::from_str(&run(&[
+        "webhooks",
+        "add",
+        &rx.url,
+        "-e",
+        "task.completed",
+        "-e",
+        "workflow.*",
+        "--description",
+        "from the cli",
+    ]))
+    .unwrap();
+    let id = added["id"].as_str().unwrap().to_string();
+    let secret = added["secret"].as_str().unwrap().to_string();
+    assert_eq!(added["events"].as_array().unwrap().len(), 4, "{added}");
+    assert!(run(&["webhooks"]).contains(&id));
+    assert!(run(&["webhooks", "show", &id]).contains("from the cli"));
+    let task = echo(&api, "cli").await;
+    let got = rx.wait_for(1).await;
+    assert!(signed_with(&got[0], &secret));
+    assert_eq!(got[0].json()["data"]["task_id"], task.as_str());
+    eventually("listed as delivered", LONG, async || {
+        run(&["webhooks", "deliveries", &id]).contains("delivered")
+    })
+    .await;
+    let delivery = got[0].header("webhook-id").to_string();
+    run(&["webhooks", "redeliver", &id, &delivery]);
+    assert_eq!(rx.wait_for(2).await[1].header("webhook-id"), delivery);
+    let rotated: Value =
+        serde_json::from_str(&run(&["webhooks", "rotate", &id, "--overlap", "1h"])).unwrap();
+    assert_ne!(rotated["secret"], secret.as_str());
+    let bad = crate::common::cli(&url, &["webhooks", "add", &rx.url, "-e", "task.nope"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("task.nope"));
+
+    let mcp = crate::mcp_protocol::Mcp::new(&baton.url);
+    let session = mcp.initialize("2025-11-25", json!({})).await;
+    let call = |rid: u64, name: &'static str, args: Value| {
+        let mcp = &mcp;
+        let session = &session;
+        async move {
+            mcp.legacy(
+                session,
+                rid,
+                "tools/call",
+                json!({"name": name, "arguments": args}),
+            )
+            .await
+            .last()["result"]
+                .clone()
+        }
+    };
+    let r = call(2, "webhook_list", json!({})).await;
+    assert_eq!(
+        r["structuredContent"]["webhooks"][0]["id"],
+        id.as_str(),
+        "{r}"
+    );
+    let r = call(3, "webhook_get", json!({"id": id})).await;
+    assert_eq!(r["structuredContent"]["url"], rx.url.as_str(), "{r}");
+    let r = call(4, "webhook_deliveries", json!({"id": id})).await;
+    assert_eq!(
+        r["structuredContent"]["deliveries"][0]["id"],
+        delivery.as_str(),
+        "{r}"
+    );
+    let r = call(
+        5,
+        "webhook_redeliver",
+        json!({"id": id, "delivery_id": delivery}),
+    )
+    .await;
+    assert_eq!(r["structuredContent"]["id"], delivery.as_str(), "{r}");
+    assert_eq!(rx.wait_for(3).await[2].header("webhook-id"), delivery);
+    let r = call(6, "webhook_rotate", json!({"id": id})).await;
+    assert!(
+        r["structuredContent"]["secret"]
+            .as_str()
+            .unwrap()
+            .starts_with("whsec_"),
+        "{r}"
+    );
+    let r = call(
+        7,
+        "webhook_create",
+        json!({"url": "http://10.0.0.1/x", "events": ["task.completed"]}),
+    )
+    .await;
+    assert_eq!(r["isError"], true, "{r}");
+    assert!(r.to_string().contains("10.0.0.1"), "{r}");
+    let r = call(
+        8,
+        "webhook_create",
+        json!({"url": rx.url, "events": ["server.*"]}),
+    )
+    .await;
+    assert!(
+        r["structuredContent"]["secret"]
+            .as_str()
+            .unwrap()
+            .starts_with("whsec_"),
+        "{r}"
+    );
+    let r = call(9, "webhook_delete", json!({"id": id})).await;
+    assert_eq!(r["structuredContent"]["deleted"], true, "{r}");
+    run(&["webhooks"]);
+    assert_eq!(api.get(&format!("/v1/webhooks/{id}")).await.status, 404);
+    let gone = crate::common::cli(&url, &["webhooks", "rm", &id]);
+    assert!(!gone.status.success());
+}
