@@ -754,14 +754,14 @@ impl Engine {
         Ok(delivery_view(d, attempts))
     }
 
-    /// Records a server's health change for `server.down` / `server.up` webhooks.
-    /// `key` names the occurrence the same way on every process that notices it, so it is
-    /// enqueued once.
+    /// Records that this process saw MCP server `server` come up or go down, for
+    /// `server.down` / `server.up` webhooks: only the process whose report changes the
+    /// health the store keeps enqueues the event, so a change every node notices is
+    /// delivered once. Returns how many deliveries were made.
     pub async fn server_health_changed(
         &self,
         server: &str,
         up: bool,
-        key: &str,
         detail: Option<&str>,
     ) -> Result<u64, EngineError> {
         let now = self.now();
@@ -774,13 +774,17 @@ impl Engine {
         let n = self
             .inner()
             .store
-            .enqueue_ownerless_event(&baton_store::NewOwnerlessEvent {
-                key: key.to_string(),
-                event_type: event_type.into(),
-                subject: Some(server.to_string()),
-                payload: body.to_string(),
-                at: now,
-            })
+            .record_server_health(
+                server,
+                up,
+                &baton_store::NewOwnerlessEvent {
+                    key: format!("srv_{server}_{}", if up { "up" } else { "down" }),
+                    event_type: event_type.into(),
+                    subject: Some(server.to_string()),
+                    payload: body.to_string(),
+                    at: now,
+                },
+            )
             .await?;
         if n > 0 {
             self.inner().publisher.deliveries.notify_one();

@@ -402,6 +402,15 @@ mod faulty {
             self.check("enqueue_ownerless_event", None)?;
             self.inner.enqueue_ownerless_event(e).await
         }
+        async fn record_server_health(
+            &self,
+            name: &str,
+            up: bool,
+            event: &crate::NewOwnerlessEvent,
+        ) -> StoreResult<u64> {
+            self.check("record_server_health", None)?;
+            self.inner.record_server_health(name, up, event).await
+        }
         async fn purge_deliveries(&self, before: Timestamp, limit: u32) -> StoreResult<u64> {
             self.check("purge_deliveries", None)?;
             self.inner.purge_deliveries(before, limit).await

@@ -973,6 +973,17 @@ pub trait Store: Send + Sync + 'static {
     /// deliveries were made.
     async fn enqueue_ownerless_event(&self, e: &NewOwnerlessEvent) -> StoreResult<u64>;
 
+    /// Records that MCP server `name` is up or down as of `at`. Only the call that changes
+    /// the recorded health (or first records it down) enqueues `event` (whose key it
+    /// completes with the change's time), so a change noticed by several processes is
+    /// delivered once. Returns how many deliveries were made.
+    async fn record_server_health(
+        &self,
+        name: &str,
+        up: bool,
+        event: &NewOwnerlessEvent,
+    ) -> StoreResult<u64>;
+
     /// Deletes up to `limit` finished deliveries (and their attempts) last changed before
     /// `before`; returns how many.
     async fn purge_deliveries(&self, before: Timestamp, limit: u32) -> StoreResult<u64>;

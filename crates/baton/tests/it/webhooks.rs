@@ -806,3 +806,59 @@ async fn webhooks_from_the_cli_and_mcp() {
     let gone = crate::common::cli(&url, &["webhooks", "rm", &id]);
     assert!(!gone.status.success());
 }
+
+/// Two PostgreSQL nodes share an MCP server that dies and comes back: each change is
+/// delivered once (`server.down`, then `server.up`), though both nodes notice it.
+#[tokio::test]
+async fn server_health_changes_are_delivered_once_across_nodes() {
+    use crate::common::{HttpTestServer, free_port, wait_healthy};
+    let rx = Receiver::start(vec![]).await;
+    let state_dir = tempfile::tempdir().unwrap();
+    let state = state_dir.path().join("state");
+    let port = free_port();
+    let mut upstream = HttpTestServer::start(port, &state);
+    let toml = format!(
+        "{LOCAL}\n[[servers]]\nname = \"flaky\"\nurl = \"{}\"\n",
+        upstream.url
+    );
+    let pg = PgSchema::create();
+    let mut env: Vec<(&str, String)> = pg.env();
+    env.push(("BATON_UPSTREAM__HEALTH_INTERVAL", "300ms".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let a_dir = tempfile::tempdir().unwrap();
+    let b_dir = tempfile::tempdir().unwrap();
+    let a = Baton::start_configured(a_dir.path(), &toml, &env);
+    let b = Baton::start_configured(b_dir.path(), &toml, &env);
+    let (api_a, api_b) = (Api::new(&a.url), Api::new(&b.url));
+    wait_healthy(&api_a, "flaky").await;
+    wait_healthy(&api_b, "flaky").await;
+    let hook = create_webhook(&api_a, json!({"url": rx.url, "events": ["server.*"]})).await;
+    let secret = hook["secret"].as_str().unwrap().to_string();
+
+    upstream.kill();
+    let got = rx.wait_for(1).await;
+    let body = got[0].json();
+    assert_eq!(body["type"], "server.down", "{body}");
+    assert_eq!(body["data"]["server"], "flaky", "{body}");
+    assert!(signed_with(&got[0], &secret));
+    // Both nodes see it down before it comes back.
+    for api in [&api_a, &api_b] {
+        eventually("the server seen down", LONG, async || {
+            api.get("/v1/servers/flaky").await.body["state"] != "healthy"
+        })
+        .await;
+    }
+    let _upstream = HttpTestServer::start(port, &state);
+    let got = rx.wait_for(2).await;
+    assert_eq!(got[1].json()["type"], "server.up", "{:?}", got[1]);
+    wait_healthy(&api_a, "flaky").await;
+    wait_healthy(&api_b, "flaky").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let types: Vec<String> = rx
+        .received()
+        .iter()
+        .map(|r| r.json()["type"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(types, ["server.down", "server.up"], "each change once");
+    drop((a, b));
+}

@@ -67,3 +67,12 @@ CREATE TABLE webhook_attempts (
     error       TEXT,
     PRIMARY KEY (delivery_id, attempt)
 );
+
+-- The last health of each MCP server as some process saw it change: the process whose
+-- write changes it enqueues `server.down` / `server.up`, so a change several processes
+-- notice is delivered once.
+CREATE TABLE server_health (
+    name       TEXT    NOT NULL PRIMARY KEY,
+    up         BIGINT NOT NULL,
+    changed_at BIGINT NOT NULL
+);

@@ -470,6 +470,17 @@ impl Store for PostgresStore {
         transaction!(self.pool, |c| shared::webhooks::enqueue_ownerless(c, e))
     }
 
+    async fn record_server_health(
+        &self,
+        name: &str,
+        up: bool,
+        event: &NewOwnerlessEvent,
+    ) -> StoreResult<u64> {
+        transaction!(self.pool, |c| shared::webhooks::record_server_health(
+            c, name, up, event
+        ))
+    }
+
     async fn purge_deliveries(&self, before: Timestamp, limit: u32) -> StoreResult<u64> {
         transaction!(self.pool, |c| shared::webhooks::purge(c, before, limit))
     }

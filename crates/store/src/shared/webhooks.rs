@@ -318,6 +318,45 @@ where
     execute(tx.exec(), q).await
 }
 
+pub(crate) async fn record_server_health<T: Tx>(
+    tx: &mut T,
+    name: &str,
+    up: bool,
+    e: &NewOwnerlessEvent,
+) -> StoreResult<u64>
+where
+    String: Bind<T::Db>,
+    Option<String>: Bind<T::Db>,
+    i64: Bind<T::Db>,
+    <T::Db as sqlx::Database>::Arguments: Default,
+{
+    let q = query::<T::Db>(
+        "UPDATE server_health SET up = $2, changed_at = $3 WHERE name = $1 AND up <> $2",
+    )
+    .bind(name.to_string())
+    .bind(i64::from(up))
+    .bind(e.at.as_millis());
+    let changed = if execute(tx.exec(), q).await? == 1 {
+        true
+    } else {
+        let q = query::<T::Db>(
+            "INSERT INTO server_health (name, up, changed_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name.to_string())
+        .bind(i64::from(up))
+        .bind(e.at.as_millis());
+        // First seen: a server first seen up is no news; first seen down is.
+        execute(tx.exec(), q).await? == 1 && !up
+    };
+    if !changed {
+        return Ok(0);
+    }
+    let mut e = e.clone();
+    e.key = format!("{}_{}", e.key, e.at.as_millis());
+    enqueue_ownerless(tx, &e).await
+}
+
 pub(crate) async fn claim<T: Tx>(
     tx: &mut T,
     now: Timestamp,

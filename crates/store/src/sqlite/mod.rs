@@ -515,6 +515,22 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn record_server_health(
+        &self,
+        name: &str,
+        up: bool,
+        event: &NewOwnerlessEvent,
+    ) -> StoreResult<u64> {
+        let (name, e) = (name.to_string(), event.clone());
+        self.writer
+            .write(move |w| {
+                Box::pin(
+                    async move { shared::webhooks::record_server_health(w, &name, up, &e).await },
+                )
+            })
+            .await
+    }
+
     async fn purge_deliveries(&self, before: Timestamp, limit: u32) -> StoreResult<u64> {
         self.writer
             .write(move |w| Box::pin(shared::webhooks::purge(w, before, limit)))

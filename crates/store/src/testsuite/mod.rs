@@ -36,7 +36,7 @@ macro_rules! store_test_suite {
             audit_log_appends_lists_and_purges, shared_secrets_and_ended_sessions,
             schedules_fire_each_tick_once, webhook_deliveries_are_written_with_their_events,
             delivery_claims_are_leased_once, delivery_backoff_and_dead_letter,
-            deliveries_page_newest_first);
+            deliveries_page_newest_first, server_health_changes_are_enqueued_once);
     };
     (@tests $factory:path; $($name:ident),* $(,)?) => {
         $(
@@ -91,7 +91,8 @@ pub use tasks::{
 };
 pub use webhooks::{
     deliveries_page_newest_first, delivery_backoff_and_dead_letter,
-    delivery_claims_are_leased_once, webhook_deliveries_are_written_with_their_events,
+    delivery_claims_are_leased_once, server_health_changes_are_enqueued_once,
+    webhook_deliveries_are_written_with_their_events,
 };
 pub use workflows::{
     retention_keeps_what_a_retry_or_a_parent_needs, running_workflows_keep_their_steps,

@@ -429,3 +429,75 @@ pub async fn deliveries_page_newest_first(store: &dyn Store) {
     assert_eq!(all, sorted, "newest first, no repeats");
     assert_eq!(all.iter().collect::<HashSet<_>>().len(), 5);
 }
+
+/// A server's health change is enqueued once, however many processes report it at once;
+/// reporting the same health again is no news; a server first seen up is no news, first
+/// seen down is.
+pub async fn server_health_changes_are_enqueued_once(store: &dyn Store) {
+    let w = webhook("wh_srv", "alice", &["server.down", "server.up"]);
+    store.insert_webhook(&w).await.unwrap();
+    let server_event = |name: &str, up: bool, at: Timestamp| NewOwnerlessEvent {
+        key: format!("srv_{name}_{}", if up { "up" } else { "down" }),
+        event_type: if up { "server.up" } else { "server.down" }.into(),
+        subject: Some(name.into()),
+        payload: "{}".into(),
+        at,
+    };
+    let event = |up: bool, at: Timestamp| server_event("github", up, at);
+    let at = t0();
+    assert_eq!(
+        store
+            .record_server_health("github", true, &event(true, at))
+            .await
+            .unwrap(),
+        0,
+        "first seen up"
+    );
+    // Three processes notice it go down at once.
+    let down = at.saturating_add(SEC);
+    let (e1, e2) = (event(false, down), event(false, down.saturating_add(SEC)));
+    let (a, b, c) = tokio::join!(
+        store.record_server_health("github", false, &e1),
+        store.record_server_health("github", false, &e2),
+        store.record_server_health("github", false, &e1)
+    );
+    assert_eq!(a.unwrap() + b.unwrap() + c.unwrap(), 1, "one delivery");
+    let up = down.saturating_add(10 * SEC);
+    assert_eq!(
+        store
+            .record_server_health("github", true, &event(true, up))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .record_server_health("github", true, &event(true, up.saturating_add(SEC)))
+            .await
+            .unwrap(),
+        0,
+        "still up"
+    );
+    assert_eq!(
+        store
+            .record_server_health("gitlab", false, &server_event("gitlab", false, up))
+            .await
+            .unwrap(),
+        1,
+        "first seen down"
+    );
+    let got = deliveries_of(store, "wh_srv").await;
+    let mut types: Vec<(&str, Option<&str>)> = got
+        .iter()
+        .map(|d| (d.event_type.as_str(), d.subject.as_deref()))
+        .collect();
+    types.sort();
+    assert_eq!(
+        types,
+        [
+            ("server.down", Some("github")),
+            ("server.down", Some("gitlab")),
+            ("server.up", Some("github"))
+        ]
+    );
+}
