@@ -45,6 +45,7 @@ impl Engine {
             backlog: Arc::new(AtomicBool::new(true)),
             active_changes: Arc::default(),
             deliveries: Arc::default(),
+            deliveries_active: Arc::default(),
         };
         // Submissions need the engine itself (to start what they claim), which does not
         // exist yet: the batcher reaches it through a slot filled below.

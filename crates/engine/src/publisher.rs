@@ -23,6 +23,9 @@ pub(crate) struct Publisher {
     pub active_changes: Arc<std::sync::atomic::AtomicU64>,
     /// Wakes the webhook delivery loop: an event that may have enqueued a delivery.
     pub deliveries: Arc<Notify>,
+    /// Set while the delivery loop finds work: only then do ended tasks wake it (without
+    /// webhooks, the hot path does not wake it at all; it polls).
+    pub deliveries_active: Arc<AtomicBool>,
 }
 
 impl Publisher {
@@ -69,7 +72,7 @@ impl Publisher {
             self.backlog.store(true, Ordering::Relaxed);
             self.wake.notify_one();
         }
-        if ended {
+        if ended && self.deliveries_active.load(Ordering::Relaxed) {
             self.deliveries.notify_one();
         }
         self.hub.publish(events);

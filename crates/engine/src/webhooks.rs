@@ -983,6 +983,10 @@ pub(crate) async fn delivery_loop(inner: Arc<Inner>) {
                 0
             }
         };
+        inner
+            .publisher
+            .deliveries_active
+            .store(claimed > 0, std::sync::atomic::Ordering::Relaxed);
         if last_purge.elapsed() >= PURGE_EVERY {
             last_purge = Instant::now();
             let before = engine.now().saturating_sub(inner.config.webhooks.history);

@@ -538,6 +538,23 @@ where
     execute(tx.exec(), q).await
 }
 
+/// Whether a delivery is due at `now` (a read before a claim takes the writer).
+pub(crate) async fn any_due<'c, D: Dialect>(
+    db: impl Executor<'c, Database = D>,
+    now: Timestamp,
+) -> StoreResult<bool>
+where
+    i64: Bind<D>,
+    D::Arguments: Default,
+{
+    let q = query::<D>(
+        "SELECT 1 AS due FROM webhook_deliveries WHERE status = 'pending' \
+         AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until < $1) LIMIT 1",
+    )
+    .bind(now.as_millis());
+    Ok(fetch_optional(db, q, |r| r.int("due")).await?.is_some())
+}
+
 /// Whether any webhook or task callback exists (SQLite's writer asks once).
 pub(crate) async fn armed<'c, D: Dialect>(db: impl Executor<'c, Database = D>) -> StoreResult<bool>
 where
