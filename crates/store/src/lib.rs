@@ -985,7 +985,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<u64>;
 
     /// Deletes up to `limit` finished deliveries (and their attempts) last changed before
-    /// `before`; returns how many.
+    /// `before`, and the callback URLs of tasks that are gone; returns how many deliveries.
     async fn purge_deliveries(&self, before: Timestamp, limit: u32) -> StoreResult<u64>;
 
     /// Folds what finished in whole minutes before `upto` into the analytics rollup, at

@@ -535,7 +535,14 @@ where
     ))
     .bind(before.as_millis())
     .bind(i64::from(limit));
-    execute(tx.exec(), q).await
+    let purged = execute(tx.exec(), q).await?;
+    // The callback URLs of tasks retention deleted.
+    let q = query::<T::Db>(
+        "DELETE FROM task_callbacks WHERE NOT EXISTS \
+         (SELECT 1 FROM tasks t WHERE t.id = task_callbacks.task_id)",
+    );
+    execute(tx.exec(), q).await?;
+    Ok(purged)
 }
 
 /// Whether a delivery is due at `now` (a read before a claim takes the writer).
