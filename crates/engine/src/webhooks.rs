@@ -358,7 +358,7 @@ fn url_refusal(url: &reqwest::Url, policy: &NetPolicy) -> Option<String> {
 }
 
 /// The HTTP client deliveries go through: guarded resolver and redirects, no proxy.
-pub fn client(config: &WebhookConfig) -> reqwest::Client {
+pub fn client(config: &WebhookConfig) -> Result<reqwest::Client, reqwest::Error> {
     let policy = Arc::new(NetPolicy::new(config.allow_networks.clone()));
     let redirect_policy = policy.clone();
     reqwest::Client::builder()
@@ -380,7 +380,6 @@ pub fn client(config: &WebhookConfig) -> reqwest::Client {
         .no_proxy()
         .user_agent(concat!("Baton-Webhooks/", env!("CARGO_PKG_VERSION")))
         .build()
-        .unwrap_or_else(|_| reqwest::Client::new())
 }
 
 /// `v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">` keyed with the decoded secret;
@@ -501,7 +500,7 @@ fn optional_name(field: &str, v: Option<String>) -> Result<Option<String>, Inval
     match v {
         Some(s) if s.trim().is_empty() => Err(InvalidRequest::new(
             field,
-            format!("{field} is empty; leave it out to match any"),
+            format!("{field} is empty; leave it out instead"),
         )),
         Some(s) if s.len() > 512 || s.contains('\0') => Err(InvalidRequest::new(
             field,
@@ -973,7 +972,14 @@ fn backoff(base: Duration, attempt: u32) -> Duration {
 /// Sends due deliveries, on every process with an API.
 pub(crate) async fn delivery_loop(inner: Arc<Inner>) {
     let engine = Engine::from_inner(inner.clone());
-    let client = client(&inner.config.webhooks);
+    // Never a client without the guards: no deliveries rather than unguarded ones.
+    let client = match client(&inner.config.webhooks) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "the webhook HTTP client cannot be built; no webhook will be delivered");
+            return;
+        }
+    };
     let mut last_purge = Instant::now();
     loop {
         let claimed = match engine.deliver_due(&client).await {
