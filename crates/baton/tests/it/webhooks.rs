@@ -862,3 +862,43 @@ async fn server_health_changes_are_delivered_once_across_nodes() {
     assert_eq!(types, ["server.down", "server.up"], "each change once");
     drop((a, b));
 }
+
+/// A cancelled task is delivered as `task.cancelled`, to a webhook filtered on its tool;
+/// a webhook filtered on another tool, or subscribed to other events, hears nothing.
+#[tokio::test]
+async fn a_cancelled_task_is_delivered_to_matching_webhooks_only() {
+    let rx = Receiver::start(vec![]).await;
+    let other = Receiver::start(vec![]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let baton = Baton::start_configured(dir.path(), LOCAL, &[]);
+    let api = Api::new(&baton.url);
+    create_webhook(
+        &api,
+        json!({"url": rx.url, "events": ["task.cancelled"], "tool": "baton__sleep"}),
+    )
+    .await;
+    create_webhook(
+        &api,
+        json!({"url": other.url, "events": ["task.cancelled"], "tool": "baton__echo"}),
+    )
+    .await;
+    create_webhook(
+        &api,
+        json!({"url": other.url, "events": ["task.completed", "workflow.*"]}),
+    )
+    .await;
+    let task = api
+        .submit(json!({"tool": "baton__sleep", "arguments": {"ms": 60000}}))
+        .await;
+    api.wait_status(&task, "running").await;
+    let r = api.delete(&format!("/v1/tasks/{task}")).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(api.wait_final(&task).await["status"], "cancelled");
+    let got = rx.wait_for(1).await;
+    let body = got[0].json();
+    assert_eq!(body["type"], "task.cancelled", "{body}");
+    assert_eq!(body["data"]["task_id"], task.as_str(), "{body}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(rx.received().len(), 1);
+    assert!(other.received().is_empty(), "{:?}", other.received());
+}
