@@ -86,6 +86,11 @@ enum Command {
         #[command(subcommand)]
         action: Option<ScheduleAction>,
     },
+    /// Show webhooks, or add, inspect, rotate or delete one, or look at its deliveries.
+    Webhooks {
+        #[command(subcommand)]
+        action: Option<WebhookAction>,
+    },
     /// Show queues, or pause or resume one.
     Queues {
         #[command(subcommand)]
@@ -293,6 +298,56 @@ struct ServerAddArgs {
 }
 
 #[derive(Subcommand)]
+enum WebhookAction {
+    /// POST events to a URL, signed (the secret is printed once).
+    Add {
+        url: String,
+        /// An event type or wildcard (task.*, workflow.*, server.*); repeatable.
+        #[arg(short, long = "event", required = true)]
+        events: Vec<String>,
+        /// Only tasks of this tool.
+        #[arg(long)]
+        tool: Option<String>,
+        /// Only tasks of this queue.
+        #[arg(short, long)]
+        queue: Option<String>,
+        /// Only this workflow.
+        #[arg(long)]
+        workflow: Option<String>,
+        /// Your own secret (whsec_ and base64); generated when absent.
+        #[arg(long)]
+        secret: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    Show {
+        id: String,
+    },
+    /// A new secret (printed once); the old one keeps signing for the overlap.
+    Rotate {
+        id: String,
+        /// How long the old secret keeps signing, e.g. 1h (default a day).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        overlap: Option<Duration>,
+    },
+    /// Its deliveries, newest first.
+    Deliveries {
+        id: String,
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    /// Send a delivery again now.
+    Redeliver {
+        id: String,
+        delivery_id: String,
+    },
+    /// Delete it and its delivery history.
+    Rm {
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum ScheduleAction {
     /// Submit a tool call (or start a workflow) on a cron.
     Add {
@@ -447,6 +502,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::List(args) => list(&client, args).await,
         Command::Queues { action } => queues(&client, action).await,
         Command::Schedules { action } => schedules(&client, action).await,
+        Command::Webhooks { action } => webhooks(&client, action).await,
         Command::Servers { action } => servers(&client, action).await,
         Command::Tools { json } => tools(&client, json).await,
         Command::Workflow { action } => crate::workflow::run(&client, action).await,
@@ -781,6 +837,99 @@ async fn list(client: &Client, a: ListArgs) -> Result<ExitCode, ClientError> {
         );
     } else {
         output::print_task_table(&page);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn webhooks(client: &Client, action: Option<WebhookAction>) -> Result<ExitCode, ClientError> {
+    let pretty = |v: &Value| println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    match action {
+        None => {
+            let list = client.get("/v1/webhooks").await?;
+            for w in list["webhooks"].as_array().into_iter().flatten() {
+                let events: Vec<&str> = w["events"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                println!(
+                    "{:<36} {:<40} {}",
+                    w["id"].as_str().unwrap_or_default(),
+                    w["url"].as_str().unwrap_or_default(),
+                    events.join(","),
+                );
+            }
+        }
+        Some(WebhookAction::Add {
+            url,
+            events,
+            tool,
+            queue,
+            workflow,
+            secret,
+            description,
+        }) => {
+            let mut body = json!({"url": url, "events": events});
+            for (key, value) in [
+                ("tool", tool),
+                ("queue", queue),
+                ("workflow", workflow),
+                ("secret", secret),
+                ("description", description),
+            ] {
+                if let Some(v) = value {
+                    body[key] = json!(v);
+                }
+            }
+            pretty(&client.post_json("/v1/webhooks", &body).await?);
+        }
+        Some(WebhookAction::Show { id }) => {
+            pretty(&client.get(&format!("/v1/webhooks/{id}")).await?)
+        }
+        Some(WebhookAction::Rotate { id, overlap }) => {
+            let mut body = json!({});
+            if let Some(o) = overlap {
+                body["overlap_seconds"] = json!(o.as_secs());
+            }
+            pretty(
+                &client
+                    .post_json(&format!("/v1/webhooks/{id}/rotate"), &body)
+                    .await?,
+            );
+        }
+        Some(WebhookAction::Deliveries { id, limit }) => {
+            let path = match limit {
+                Some(n) => format!("/v1/webhooks/{id}/deliveries?limit={n}"),
+                None => format!("/v1/webhooks/{id}/deliveries"),
+            };
+            let page = client.get(&path).await?;
+            for d in page["deliveries"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<48} {:<20} {:<9} attempts {:<3} last {} {}",
+                    d["id"].as_str().unwrap_or_default(),
+                    d["event_type"].as_str().unwrap_or_default(),
+                    d["status"].as_str().unwrap_or_default(),
+                    d["attempts"],
+                    d["last_status_code"]
+                        .as_u64()
+                        .map_or("-".to_string(), |c| c.to_string()),
+                    d["last_error"].as_str().unwrap_or_default(),
+                );
+            }
+        }
+        Some(WebhookAction::Redeliver { id, delivery_id }) => {
+            client
+                .post(&format!(
+                    "/v1/webhooks/{id}/deliveries/{delivery_id}/redeliver"
+                ))
+                .await?;
+            println!("delivery {delivery_id} is due again");
+        }
+        Some(WebhookAction::Rm { id }) => {
+            client.delete(&format!("/v1/webhooks/{id}")).await?;
+            println!("webhook {id} deleted");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -137,6 +137,11 @@ pub struct SubmitRequest {
     /// does not hold up another's tasks. Without it, the principal alone is the group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_key: Option<String>,
+    /// Where to POST one webhook-style callback (`webhook-id` and `webhook-timestamp`
+    /// headers, unsigned) when the task ends: completed, failed or cancelled. An `http`
+    /// or `https` URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
 }
 
 /// `"low" | "normal" | "high"` or an integer in `0..=100` (higher runs first).
@@ -374,6 +379,7 @@ impl SubmitRequest {
             expires_at,
             trace_parent: None,
             group_key,
+            callback_url: self.callback_url,
         })
     }
 }

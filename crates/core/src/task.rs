@@ -177,6 +177,9 @@ pub struct NewTask {
     /// and this key (none: the owner alone), so one group's backlog does not starve the
     /// others (see [`Task::fair_key`]).
     pub group_key: Option<String>,
+    /// Where to send one webhook-style callback when the task ends (completed, failed or
+    /// cancelled).
+    pub callback_url: Option<String>,
 }
 
 /// A stored task.

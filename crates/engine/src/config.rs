@@ -62,6 +62,8 @@ pub struct EngineConfig {
     pub audit_queue: usize,
     /// How this process shows in the list of peers.
     pub presence: Presence,
+    /// Webhook deliveries: reachable networks, timeouts, retries.
+    pub webhooks: crate::webhooks::WebhookConfig,
 }
 
 impl Default for EngineConfig {
@@ -98,6 +100,7 @@ impl Default for EngineConfig {
                 address: None,
                 version: env!("CARGO_PKG_VERSION").into(),
             },
+            webhooks: crate::webhooks::WebhookConfig::default(),
         }
     }
 }

@@ -123,6 +123,9 @@ impl Engine {
     pub fn prepare(&self, owner: &str, req: SubmitRequest) -> Result<NewTask, EngineError> {
         let now = self.now();
         let mut task = req.validate(owner, &self.inner.config.submit_defaults, now)?;
+        if let Some(url) = &task.callback_url {
+            crate::webhooks::check_url("callback_url", url, &self.inner.config.webhooks)?;
+        }
         task.trace_parent = crate::trace::current_traceparent();
         // A time to live longer than the retention changes nothing: retention (counted
         // from the finish) keeps the task at least that long anyway.

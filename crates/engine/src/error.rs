@@ -25,6 +25,10 @@ pub enum EngineError {
     KeyNotFound(String),
     #[error("schedule `{0}` not found")]
     ScheduleNotFound(String),
+    #[error("webhook {0} not found")]
+    WebhookNotFound(String),
+    #[error("delivery {0} not found")]
+    DeliveryNotFound(String),
     #[error("no live peer `{0}`")]
     PeerNotFound(String),
     #[error("invalid workflow: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
@@ -68,6 +72,8 @@ impl EngineError {
             | EngineError::QueueNotFound(_)
             | EngineError::KeyNotFound(_)
             | EngineError::ScheduleNotFound(_)
+            | EngineError::WebhookNotFound(_)
+            | EngineError::DeliveryNotFound(_)
             | EngineError::PeerNotFound(_) => ErrorCode::NotFound,
             EngineError::Conflict(_) => ErrorCode::Conflict,
             EngineError::TooManyActive { .. } => ErrorCode::ResourceExhausted,

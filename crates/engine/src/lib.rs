@@ -53,6 +53,7 @@ pub mod sessions;
 pub mod tools;
 pub mod trace;
 pub mod views;
+pub mod webhooks;
 pub mod worker;
 pub mod workflow;
 

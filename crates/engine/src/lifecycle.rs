@@ -44,6 +44,8 @@ impl Engine {
             wake: wake.clone(),
             backlog: Arc::new(AtomicBool::new(true)),
             active_changes: Arc::default(),
+            deliveries: Arc::default(),
+            deliveries_active: Arc::default(),
         };
         // Submissions need the engine itself (to start what they claim), which does not
         // exist yet: the batcher reaches it through a slot filled below.
@@ -149,6 +151,7 @@ impl Engine {
             bg.push(tokio::spawn(crate::schedules::scheduler_loop(
                 inner.clone(),
             )));
+            bg.push(tokio::spawn(crate::webhooks::delivery_loop(inner.clone())));
         }
         if let Some(feed) = inner.store.listen().await? {
             bg.push(tokio::spawn(crate::cluster::remote_loop(

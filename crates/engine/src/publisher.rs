@@ -21,6 +21,11 @@ pub(crate) struct Publisher {
     /// Bumped at every change of `active`, so that a recount from the store can tell
     /// whether changes landed while it read (and is then stale).
     pub active_changes: Arc<std::sync::atomic::AtomicU64>,
+    /// Wakes the webhook delivery loop: an event that may have enqueued a delivery.
+    pub deliveries: Arc<Notify>,
+    /// Set while the delivery loop finds work: only then do ended tasks wake it (without
+    /// webhooks, the hot path does not wake it at all; it polls).
+    pub deliveries_active: Arc<AtomicBool>,
 }
 
 impl Publisher {
@@ -33,7 +38,16 @@ impl Publisher {
     pub(crate) fn publish_with(&self, events: &[TaskEvent], wake_for_new: bool) {
         let mut delta = 0i64;
         let mut runnable = false;
+        let mut ended = false;
         for e in events {
+            ended |= matches!(
+                e.kind,
+                EventKind::Completed
+                    | EventKind::Failed
+                    | EventKind::Cancelled
+                    | EventKind::InputRequired
+                    | EventKind::LeaseExpired
+            );
             match e.kind {
                 EventKind::Created => {
                     delta += 1;
@@ -57,6 +71,9 @@ impl Publisher {
         if runnable {
             self.backlog.store(true, Ordering::Relaxed);
             self.wake.notify_one();
+        }
+        if ended && self.deliveries_active.load(Ordering::Relaxed) {
+            self.deliveries.notify_one();
         }
         self.hub.publish(events);
     }

@@ -282,6 +282,8 @@ impl App {
             config.upstream.settings(),
             Arc::new(secrets),
         );
+        // Subscribed before any server starts, so no health change is missed.
+        let health = upstreams.health_changes();
         for server in &config.servers {
             upstreams
                 .add(server.clone(), Origin::Config)
@@ -336,6 +338,7 @@ impl App {
             .and_then(|l| l.local_addr().ok())
             .map(|a| format!("http://{a}"));
         let engine = Engine::start(engine_config, store, tools, Clock::system()).await?;
+        tokio::spawn(forward_health(engine.clone(), health));
         let shutdown = CancellationToken::new();
         let jwt = match &config.auth.jwt {
             Some(j) => {
@@ -502,5 +505,30 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
+    }
+}
+
+/// Hands the servers' health changes this process sees to the engine, for `server.down`
+/// and `server.up` webhooks.
+async fn forward_health(
+    engine: Engine,
+    mut changes: tokio::sync::broadcast::Receiver<baton_upstream::HealthChange>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match changes.recv().await {
+            Ok(c) => {
+                if let Err(e) = engine
+                    .server_health_changed(&c.server, c.up, c.error.as_deref())
+                    .await
+                {
+                    tracing::warn!(server = %c.server, error = %e, "a server's health change could not be recorded");
+                }
+            }
+            Err(RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "server health changes were missed");
+            }
+            Err(RecvError::Closed) => return,
+        }
     }
 }

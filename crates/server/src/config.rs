@@ -71,6 +71,46 @@ pub struct Config {
     pub costs: std::collections::BTreeMap<String, f64>,
     /// MCP servers whose tools Baton runs (`[[servers]]`).
     pub servers: Vec<ServerConfig>,
+    /// Webhook deliveries (`[webhooks]`).
+    pub webhooks: WebhooksConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// Networks (CIDR) deliveries may reach although they are loopback, private,
+    /// link-local, CGNAT and the like, e.g. `["10.1.0.0/16"]`. Empty by default: only
+    /// public addresses.
+    pub allow_networks: Vec<ipnet::IpNet>,
+    /// How long one attempt may take.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// How long a delivery is retried before it is given up.
+    #[serde(with = "humantime_serde")]
+    pub retry_for: Duration,
+    /// The first retry's delay (doubling, with jitter, up to an hour).
+    #[serde(with = "humantime_serde")]
+    pub retry_base: Duration,
+    /// How long a rotated secret keeps signing besides the new one.
+    #[serde(with = "humantime_serde")]
+    pub rotation_overlap: Duration,
+    /// How long finished deliveries and their attempts are kept.
+    #[serde(with = "humantime_serde")]
+    pub history: Duration,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        let d = baton_engine::webhooks::WebhookConfig::default();
+        WebhooksConfig {
+            allow_networks: d.allow_networks,
+            timeout: d.timeout,
+            retry_for: d.retry_for,
+            retry_base: d.retry_base,
+            rotation_overlap: d.rotation_overlap,
+            history: d.history,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -367,6 +407,7 @@ impl Default for Config {
             costs: Default::default(),
             telemetry: TelemetryConfig::default(),
             servers: Vec::new(),
+            webhooks: WebhooksConfig::default(),
         }
     }
 }
@@ -748,6 +789,14 @@ impl Config {
             group_max: self.limits.max_running_per_group,
             separator: self.tool_separator.clone(),
             audit_retention: self.audit.retention,
+            webhooks: baton_engine::webhooks::WebhookConfig {
+                allow_networks: self.webhooks.allow_networks.clone(),
+                timeout: self.webhooks.timeout,
+                retry_for: self.webhooks.retry_for,
+                retry_base: self.webhooks.retry_base,
+                rotation_overlap: self.webhooks.rotation_overlap,
+                history: self.webhooks.history,
+            },
             ..EngineConfig::default()
         }
     }

@@ -186,6 +186,93 @@ fn schedule_ops(d: &mut Doc, error: &Value) {
     d.op("get", "/v1/schedules/{name}/runs", op);
 }
 
+/// `/v1/webhooks`.
+fn webhook_ops(d: &mut Doc, error: &Value) {
+    use baton_engine::webhooks::{
+        DeliveryPage, DeliveryView, RotateRequest, WebhookCreated, WebhookList, WebhookRequest,
+        WebhookRotated, WebhookView,
+    };
+    let id = path_param("id", "A webhook's id (`wh_…`).");
+    let create = d.schema::<WebhookRequest>();
+    let created = d.schema::<WebhookCreated>();
+    let op = Op::new(
+        "createWebhook",
+        "webhooks",
+        "Send the caller's task, workflow or server events to a URL",
+    )
+    .body(body(create))
+    .answer(
+        201,
+        answer(
+            "Created; the answer holds the secret, shown this once.",
+            created,
+        ),
+    )
+    .build(error);
+    d.op("post", "/v1/webhooks", op);
+    let list = d.schema::<WebhookList>();
+    let op = Op::new("listWebhooks", "webhooks", "The caller's webhooks")
+        .answer(200, answer("The webhooks, oldest first.", list))
+        .build(error);
+    d.op("get", "/v1/webhooks", op);
+    let view = d.schema::<WebhookView>();
+    let op = Op::new("getWebhook", "webhooks", "A webhook (never its secret)")
+        .param(id.clone())
+        .answer(200, answer("The webhook.", view))
+        .build(error);
+    d.op("get", "/v1/webhooks/{id}", op);
+    let op = Op::new(
+        "deleteWebhook",
+        "webhooks",
+        "Delete a webhook and its deliveries",
+    )
+    .param(id.clone())
+    .answer(204, json!({"description": "Deleted."}))
+    .build(error);
+    d.op("delete", "/v1/webhooks/{id}", op);
+    let rotate = d.schema::<RotateRequest>();
+    let rotated = d.schema::<WebhookRotated>();
+    let mut optional = body(rotate);
+    optional["required"] = json!(false);
+    let op = Op::new(
+        "rotateWebhookSecret",
+        "webhooks",
+        "A new signing secret; the old one keeps signing for the overlap",
+    )
+    .param(id.clone())
+    .body(optional)
+    .answer(200, answer("The new secret, shown this once.", rotated))
+    .build(error);
+    d.op("post", "/v1/webhooks/{id}/rotate", op);
+    let q = d.query::<super::rest::webhooks::DeliveryParams>();
+    let page = d.schema::<DeliveryPage>();
+    let op = Op::new(
+        "webhookDeliveries",
+        "webhooks",
+        "A webhook's deliveries and their attempts",
+    )
+    .param(id.clone())
+    .params(q)
+    .answer(200, answer("Newest first.", page))
+    .build(error);
+    d.op("get", "/v1/webhooks/{id}/deliveries", op);
+    let delivery = d.schema::<DeliveryView>();
+    let op = Op::new(
+        "redeliverWebhook",
+        "webhooks",
+        "Send a delivery again now, with the same webhook-id",
+    )
+    .param(id)
+    .param(path_param("delivery_id", "A delivery's id (`msg_…`)."))
+    .answer(202, answer("Due now.", delivery))
+    .build(error);
+    d.op(
+        "post",
+        "/v1/webhooks/{id}/deliveries/{delivery_id}/redeliver",
+        op,
+    );
+}
+
 fn path_param(name: &str, description: &str) -> Value {
     json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}, "description": description})
 }
@@ -574,6 +661,7 @@ fn build() -> Value {
     .build(&error);
     d.op("get", "/v1/tools", op);
     schedule_ops(&mut d, &error);
+    webhook_ops(&mut d, &error);
     let q = d.query::<servers::ListParams>();
     let list = d.schema::<ServerList>();
     let op = Op::new(
@@ -765,7 +853,7 @@ fn build() -> Value {
         "tags": [
             {"name": "tasks"}, {"name": "workflows"}, {"name": "queues"}, {"name": "servers"},
             {"name": "cluster"}, {"name": "node"}, {"name": "mcp"}, {"name": "keys"},
-            {"name": "audit"}, {"name": "schedules"}
+            {"name": "audit"}, {"name": "schedules"}, {"name": "webhooks"}
         ],
         "paths": d.paths,
         "components": {

@@ -8,7 +8,9 @@ use axum::routing::{get, post};
 
 use crate::error::ApiError;
 use crate::guard::BrowserGuard;
-use crate::rest::{AppState, health, keys, queues, schedules, servers, sse, tasks, workflows};
+use crate::rest::{
+    AppState, health, keys, queues, schedules, servers, sse, tasks, webhooks, workflows,
+};
 
 /// The whole HTTP surface of a node: REST, `/mcp` and health, behind the browser guard
 /// (see [`crate::guard`]), which every route passes first, then authentication and
@@ -68,6 +70,17 @@ pub fn router(
         .route("/v1/schedules/{name}/pause", post(schedules::pause))
         .route("/v1/schedules/{name}/resume", post(schedules::resume))
         .route("/v1/schedules/{name}/runs", get(schedules::runs))
+        .route("/v1/webhooks", post(webhooks::create).get(webhooks::list))
+        .route(
+            "/v1/webhooks/{id}",
+            get(webhooks::get_webhook).delete(webhooks::delete),
+        )
+        .route("/v1/webhooks/{id}/rotate", post(webhooks::rotate))
+        .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))
+        .route(
+            "/v1/webhooks/{id}/deliveries/{delivery_id}/redeliver",
+            post(webhooks::redeliver),
+        )
         .route("/v1/tools", get(tasks::tools))
         .route("/v1/servers", get(servers::list).post(servers::add))
         .route(

@@ -324,6 +324,97 @@ mod faulty {
             self.check("analytics", None)?;
             self.inner.analytics(q).await
         }
+        async fn insert_webhook(&self, w: &crate::StoredWebhook) -> StoreResult<()> {
+            self.check("insert_webhook", None)?;
+            self.inner.insert_webhook(w).await
+        }
+        async fn get_webhook(&self, id: &str) -> StoreResult<Option<crate::StoredWebhook>> {
+            self.check("get_webhook", None)?;
+            self.inner.get_webhook(id).await
+        }
+        async fn list_webhooks(
+            &self,
+            owner: Option<&str>,
+        ) -> StoreResult<Vec<crate::StoredWebhook>> {
+            self.check("list_webhooks", None)?;
+            self.inner.list_webhooks(owner).await
+        }
+        async fn delete_webhook(&self, owner: &str, id: &str) -> StoreResult<bool> {
+            self.check("delete_webhook", None)?;
+            self.inner.delete_webhook(owner, id).await
+        }
+        async fn rotate_webhook_secret(
+            &self,
+            owner: &str,
+            id: &str,
+            secret: &str,
+            previous_until: Timestamp,
+            now: Timestamp,
+        ) -> StoreResult<bool> {
+            self.check("rotate_webhook_secret", None)?;
+            self.inner
+                .rotate_webhook_secret(owner, id, secret, previous_until, now)
+                .await
+        }
+        async fn claim_deliveries(
+            &self,
+            now: Timestamp,
+            lease_until: Timestamp,
+            limit: u32,
+        ) -> StoreResult<Vec<crate::Delivery>> {
+            self.check("claim_deliveries", None)?;
+            self.inner.claim_deliveries(now, lease_until, limit).await
+        }
+        async fn record_delivery_attempt(&self, r: &crate::AttemptRecord) -> StoreResult<bool> {
+            self.check("record_delivery_attempt", None)?;
+            self.inner.record_delivery_attempt(r).await
+        }
+        async fn get_delivery(&self, id: &str) -> StoreResult<Option<crate::Delivery>> {
+            self.check("get_delivery", None)?;
+            self.inner.get_delivery(id).await
+        }
+        async fn list_deliveries(
+            &self,
+            webhook_id: &str,
+            before: Option<(Timestamp, String)>,
+            limit: u32,
+        ) -> StoreResult<Vec<crate::Delivery>> {
+            self.check("list_deliveries", None)?;
+            self.inner.list_deliveries(webhook_id, before, limit).await
+        }
+        async fn delivery_attempts(
+            &self,
+            delivery_id: &str,
+        ) -> StoreResult<Vec<crate::DeliveryAttempt>> {
+            self.check("delivery_attempts", None)?;
+            self.inner.delivery_attempts(delivery_id).await
+        }
+        async fn redeliver(
+            &self,
+            webhook_id: &str,
+            delivery_id: &str,
+            now: Timestamp,
+        ) -> StoreResult<bool> {
+            self.check("redeliver", None)?;
+            self.inner.redeliver(webhook_id, delivery_id, now).await
+        }
+        async fn enqueue_ownerless_event(&self, e: &crate::NewOwnerlessEvent) -> StoreResult<u64> {
+            self.check("enqueue_ownerless_event", None)?;
+            self.inner.enqueue_ownerless_event(e).await
+        }
+        async fn record_server_health(
+            &self,
+            name: &str,
+            up: bool,
+            event: &crate::NewOwnerlessEvent,
+        ) -> StoreResult<u64> {
+            self.check("record_server_health", None)?;
+            self.inner.record_server_health(name, up, event).await
+        }
+        async fn purge_deliveries(&self, before: Timestamp, limit: u32) -> StoreResult<u64> {
+            self.check("purge_deliveries", None)?;
+            self.inner.purge_deliveries(before, limit).await
+        }
         async fn insert_schedule(&self, s: &crate::StoredSchedule) -> StoreResult<bool> {
             self.check("insert_schedule", None)?;
             self.inner.insert_schedule(s).await

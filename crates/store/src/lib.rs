@@ -627,6 +627,109 @@ pub struct ScheduleRun {
     pub task_id: TaskId,
 }
 
+/// A webhook as stored: where a principal's events are sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredWebhook {
+    pub id: String,
+    pub owner: String,
+    pub url: String,
+    /// Concrete event types (`task.completed`, …), wildcards expanded.
+    pub events: Vec<String>,
+    pub tool: Option<String>,
+    pub queue: Option<String>,
+    pub workflow: Option<String>,
+    /// Events of every principal's tasks and workflows (made with an `admin` credential).
+    pub all_owners: bool,
+    /// `whsec_<base64>`.
+    pub secret: String,
+    /// The secret before the last rotation, still signing until `previous_until`.
+    pub previous_secret: Option<String>,
+    pub previous_until: Option<Timestamp>,
+    pub description: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A delivery in the outbox: one event for one webhook (or a task's callback URL).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    /// The `webhook-id` header, the same for every attempt.
+    pub id: String,
+    /// `None` for a task's own callback.
+    pub webhook_id: Option<String>,
+    /// The owner of the task or workflow (or webhook) the event is about.
+    pub owner: String,
+    /// A task's callback URL (`None` for a webhook's delivery: the webhook's URL).
+    pub url: Option<String>,
+    pub event_type: String,
+    pub task_id: Option<String>,
+    pub workflow_id: Option<String>,
+    /// What else the event is about (a server's name).
+    pub subject: Option<String>,
+    pub event_at: Timestamp,
+    /// The body, fixed by the first attempt that recorded its outcome.
+    pub payload: Option<String>,
+    /// `pending`, `delivered` or `failed` (dead-lettered).
+    pub status: String,
+    /// Attempts claimed so far (the current one included, while leased).
+    pub attempts: u32,
+    pub next_attempt_at: Timestamp,
+    pub lease_until: Option<Timestamp>,
+    pub last_status_code: Option<u16>,
+    pub last_error: Option<String>,
+    pub last_latency_ms: Option<u64>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// One attempt to deliver.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryAttempt {
+    pub attempt: u32,
+    pub at: Timestamp,
+    /// The HTTP status, when an answer came.
+    pub status_code: Option<u16>,
+    pub latency_ms: u64,
+    pub error: Option<String>,
+}
+
+/// What becomes of a delivery after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum DeliveryNext {
+    Delivered,
+    RetryAt(Timestamp),
+    /// Given up (dead letter).
+    Failed,
+}
+
+/// The outcome of a claimed attempt ([`Store::record_delivery_attempt`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptRecord {
+    pub delivery_id: String,
+    /// The attempt number the claim handed out: the write applies only while it is the
+    /// delivery's latest claim.
+    pub attempt: u32,
+    pub at: Timestamp,
+    pub status_code: Option<u16>,
+    pub latency_ms: u64,
+    pub error: Option<String>,
+    /// The body sent, kept for later attempts if none is kept yet.
+    pub payload: Option<String>,
+    pub next: DeliveryNext,
+}
+
+/// A webhook-wide event that is about no task (`server.down`, `server.up`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewOwnerlessEvent {
+    /// Names the occurrence: processes noticing the same occurrence use the same key, and
+    /// it is enqueued once per webhook.
+    pub key: String,
+    pub event_type: String,
+    pub subject: Option<String>,
+    pub payload: String,
+    pub at: Timestamp,
+}
+
 /// What [`Store::analytics`] groups tasks by (a column of theirs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AnalyticsKey {
@@ -874,6 +977,85 @@ pub trait Store: Send + Sync + 'static {
         name: &str,
         limit: u32,
     ) -> StoreResult<Vec<ScheduleRun>>;
+
+    /// Stores a new webhook (its id must be new).
+    async fn insert_webhook(&self, w: &StoredWebhook) -> StoreResult<()>;
+
+    async fn get_webhook(&self, id: &str) -> StoreResult<Option<StoredWebhook>>;
+
+    /// The webhooks of `owner` (of everyone when `None`), oldest first.
+    async fn list_webhooks(&self, owner: Option<&str>) -> StoreResult<Vec<StoredWebhook>>;
+
+    /// Deletes a webhook of `owner` with its deliveries; `false` when there was none.
+    async fn delete_webhook(&self, owner: &str, id: &str) -> StoreResult<bool>;
+
+    /// Gives a webhook a new secret; the current one keeps signing until
+    /// `previous_until`. `false` when `owner` has no such webhook.
+    async fn rotate_webhook_secret(
+        &self,
+        owner: &str,
+        id: &str,
+        secret: &str,
+        previous_until: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+
+    /// Leases up to `limit` pending deliveries due at `now` until `lease_until`, counting
+    /// an attempt on each; a leased delivery is claimable again once its lease expired.
+    /// Concurrent claimers never get the same delivery.
+    async fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<Delivery>>;
+
+    /// Records a claimed attempt and what becomes of the delivery, only while the attempt
+    /// is the delivery's latest claim and it is pending; `false` (nothing written)
+    /// otherwise. Keeps the newest attempts of a delivery only.
+    async fn record_delivery_attempt(&self, r: &AttemptRecord) -> StoreResult<bool>;
+
+    async fn get_delivery(&self, id: &str) -> StoreResult<Option<Delivery>>;
+
+    /// A webhook's deliveries, newest first, those before `before` (event time, id).
+    async fn list_deliveries(
+        &self,
+        webhook_id: &str,
+        before: Option<(Timestamp, String)>,
+        limit: u32,
+    ) -> StoreResult<Vec<Delivery>>;
+
+    /// A delivery's attempts (the newest kept), oldest first.
+    async fn delivery_attempts(&self, delivery_id: &str) -> StoreResult<Vec<DeliveryAttempt>>;
+
+    /// Makes a delivery of webhook `webhook_id` pending and due at `now` again; `false`
+    /// when there is no such delivery.
+    async fn redeliver(
+        &self,
+        webhook_id: &str,
+        delivery_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+
+    /// Enqueues an event about no task for every webhook (of any owner) subscribed to it;
+    /// an event whose key was enqueued before is not enqueued again. Returns how many
+    /// deliveries were made.
+    async fn enqueue_ownerless_event(&self, e: &NewOwnerlessEvent) -> StoreResult<u64>;
+
+    /// Records that MCP server `name` is up or down as of `at`. Only the call that changes
+    /// the recorded health (or first records it down) enqueues `event` (whose key it
+    /// completes with the change's time), so a change noticed by several processes is
+    /// delivered once. Returns how many deliveries were made.
+    async fn record_server_health(
+        &self,
+        name: &str,
+        up: bool,
+        event: &NewOwnerlessEvent,
+    ) -> StoreResult<u64>;
+
+    /// Deletes up to `limit` finished deliveries (and their attempts) last changed before
+    /// `before`, and the callback URLs of tasks that are gone; returns how many deliveries.
+    async fn purge_deliveries(&self, before: Timestamp, limit: u32) -> StoreResult<u64>;
 
     /// Folds what finished in whole minutes before `upto` into the analytics rollup, at
     /// most `max_minutes` minutes in one transaction, each minute once (across processes

@@ -51,6 +51,7 @@ fn new_task(tool: &str) -> NewTask {
         expires_at: None,
         trace_parent: None,
         group_key: None,
+        callback_url: None,
     }
 }
 

@@ -38,4 +38,4 @@ pub mod server;
 pub use config::ServerConfig;
 pub use manager::{UpstreamError, Upstreams};
 pub use secrets::{Secrets, SecretsConfig, StoreScope};
-pub use server::{Origin, Server, ServerStatus, Settings};
+pub use server::{HealthChange, Origin, Server, ServerStatus, Settings};

@@ -58,6 +58,8 @@ pub struct Upstreams {
     groups: Mutex<BTreeMap<String, Arc<Group>>>,
     /// Every server's resource and prompt change notices.
     notices: crate::connection::Notices,
+    /// Every server's health changes, as this process sees them.
+    health: tokio::sync::broadcast::Sender<crate::HealthChange>,
 }
 
 impl Upstreams {
@@ -93,18 +95,26 @@ impl Upstreams {
             );
         }
         let notices = tokio::sync::broadcast::channel(256).0;
+        let health = tokio::sync::broadcast::channel(256).0;
         let mut settings = settings;
         settings.notices = Some(notices.clone());
+        settings.health = Some(health.clone());
         Arc::new(Upstreams {
             registry,
             store,
             node_id: node_id.to_string(),
             settings,
             notices,
+            health,
             secrets,
             servers: Mutex::new(BTreeMap::new()),
             groups: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    /// Servers coming up or going down, as this process sees them, from now on.
+    pub fn health_changes(&self) -> tokio::sync::broadcast::Receiver<crate::HealthChange> {
+        self.health.subscribe()
     }
 
     /// Resource and prompt changes of every server, from now on.

@@ -45,6 +45,17 @@ pub struct Settings {
     pub input_timeout: Duration,
     /// Where servers' resource and prompt changes go (set by [`crate::Upstreams`]).
     pub notices: Option<crate::connection::Notices>,
+    /// Where a server's health changes go (set by [`crate::Upstreams`]).
+    pub health: Option<tokio::sync::broadcast::Sender<HealthChange>>,
+}
+
+/// A server this process saw come up (connected, tools listed) or go down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthChange {
+    pub server: String,
+    pub up: bool,
+    /// Why it is down.
+    pub error: Option<String>,
 }
 
 impl Default for Settings {
@@ -56,6 +67,7 @@ impl Default for Settings {
             max_backoff: Duration::from_secs(60),
             input_timeout: crate::connection::INPUT_TIMEOUT,
             notices: None,
+            health: None,
         }
     }
 }
@@ -78,6 +90,8 @@ struct Health {
     open_until: Option<Instant>,
     /// First connection attempt finished (successfully or not).
     attempted: bool,
+    /// Up or down as last announced (`Connecting` and `Stopped` announce nothing).
+    announced: Option<bool>,
 }
 
 #[derive(Default)]
@@ -176,6 +190,7 @@ impl Server {
                 consecutive_failures: 0,
                 open_until: None,
                 attempted: false,
+                announced: None,
             }),
             stats: Stats::default(),
             stop: CancellationToken::new(),
@@ -234,6 +249,23 @@ impl Server {
             h.since = Timestamp::now();
         }
         h.phase = phase;
+        let up = match phase {
+            Phase::Ready => Some(true),
+            Phase::Down => Some(false),
+            Phase::Connecting | Phase::Stopped => None,
+        };
+        if let Some(up) = up
+            && h.announced != Some(up)
+        {
+            h.announced = Some(up);
+            if let Some(tx) = &self.settings.health {
+                let _ = tx.send(HealthChange {
+                    server: self.config.name.clone(),
+                    up,
+                    error: error.clone(),
+                });
+            }
+        }
         if error.is_some() {
             h.last_error = error;
         }

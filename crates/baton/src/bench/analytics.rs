@@ -58,6 +58,7 @@ async fn fill(store: &dyn Store, n: usize, end: Timestamp) -> anyhow::Result<()>
                     expires_at: None,
                     trace_parent: None,
                     group_key: None,
+                    callback_url: None,
                 }
             })
             .collect();

@@ -16,4 +16,5 @@ mod observability;
 mod schedules;
 mod security;
 mod upstreams;
+mod webhooks;
 mod workflows;

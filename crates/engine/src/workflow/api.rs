@@ -172,6 +172,11 @@ impl Engine {
             .await?)
     }
 
+    /// A workflow as whoever owns it sees it (for webhook payloads).
+    pub(crate) async fn workflow_view_of_any(&self, id: &str) -> Result<WorkflowView, EngineError> {
+        Ok(self.load_workflow(None, id).await?.view())
+    }
+
     pub(super) async fn load_workflow(
         &self,
         owner: Option<&str>,

@@ -210,6 +210,53 @@ pub struct ScheduleUpdateArgs {
     pub paused: Option<bool>,
 }
 
+/// A webhook named by its id.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookIdArgs {
+    /// The webhook's id (`wh_…`).
+    pub id: String,
+}
+
+/// A new secret for a webhook.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookRotateArgs {
+    /// The webhook's id (`wh_…`).
+    pub id: String,
+    /// The new secret (`whsec_` and base64 of 24 to 64 bytes); generated when absent.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// How long the current secret keeps signing too, in seconds (default a day).
+    #[serde(default)]
+    pub overlap_seconds: Option<u64>,
+}
+
+/// A page of a webhook's deliveries.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookDeliveriesArgs {
+    /// The webhook's id (`wh_…`).
+    pub id: String,
+    /// Deliveries per page, newest first (default 50, at most 1000).
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 1000))]
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    #[serde(default)]
+    pub cursor: Option<String>,
+}
+
+/// A delivery to send again.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookRedeliverArgs {
+    /// The webhook's id (`wh_…`).
+    pub id: String,
+    /// The delivery's id (`msg_…`), as webhook_deliveries lists it.
+    pub delivery_id: String,
+}
+
 /// A peer (node or worker) named by its id.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -53,6 +53,13 @@ pub const NAMES: &[&str] = &[
     "schedule_pause",
     "schedule_resume",
     "schedule_runs",
+    "webhook_create",
+    "webhook_list",
+    "webhook_get",
+    "webhook_delete",
+    "webhook_rotate",
+    "webhook_deliveries",
+    "webhook_redeliver",
     "workflow_submit",
     "workflow_status",
     "workflow_result",
@@ -75,6 +82,10 @@ pub fn scope_of(name: &str) -> Option<baton_core::auth::Scope> {
         "schedule_create" | "schedule_update" | "schedule_delete" | "schedule_pause"
         | "schedule_resume" => Scope::TasksWrite,
         "schedule_list" | "schedule_get" | "schedule_runs" => Scope::TasksRead,
+        "webhook_create" | "webhook_delete" | "webhook_rotate" | "webhook_redeliver" => {
+            Scope::TasksWrite
+        }
+        "webhook_list" | "webhook_get" | "webhook_deliveries" => Scope::TasksRead,
         "task_status" | "task_result" | "task_list" | "queue_stats" | "server_list"
         | "peer_list" | "analytics" => Scope::TasksRead,
         "workflow_submit" | "workflow_cancel" => Scope::WorkflowsWrite,
@@ -297,6 +308,46 @@ async fn run(
         "schedule_runs" => {
             let a: ScheduleRunsArgs = parse(args)?;
             Ok(ok(engine.schedule_runs(p, &a.name, a.limit).await?))
+        }
+        "webhook_create" => {
+            let a: baton_engine::webhooks::WebhookRequest = parse(args)?;
+            Ok(ok(engine
+                .create_webhook(p, ctx.identity.is_admin(), a)
+                .await?))
+        }
+        "webhook_list" => {
+            let _: NoArgs = parse(args)?;
+            Ok(ok(engine.webhooks(p).await?))
+        }
+        "webhook_get" => {
+            let a: WebhookIdArgs = parse(args)?;
+            Ok(ok(engine.webhook(p, &a.id).await?))
+        }
+        "webhook_delete" => {
+            let a: WebhookIdArgs = parse(args)?;
+            engine.delete_webhook(p, &a.id).await?;
+            Ok(ok(tools::WebhookDeleted {
+                id: a.id,
+                deleted: true,
+            }))
+        }
+        "webhook_rotate" => {
+            let a: WebhookRotateArgs = parse(args)?;
+            let req = baton_engine::webhooks::RotateRequest {
+                secret: a.secret,
+                overlap_seconds: a.overlap_seconds,
+            };
+            Ok(ok(engine.rotate_webhook(p, &a.id, req).await?))
+        }
+        "webhook_deliveries" => {
+            let a: WebhookDeliveriesArgs = parse(args)?;
+            Ok(ok(engine
+                .webhook_deliveries(p, &a.id, a.limit, a.cursor.as_deref())
+                .await?))
+        }
+        "webhook_redeliver" => {
+            let a: WebhookRedeliverArgs = parse(args)?;
+            Ok(ok(engine.redeliver(p, &a.id, &a.delivery_id).await?))
         }
         "server_list" => {
             let a: ServerListArgs = parse(args)?;

@@ -115,6 +115,13 @@ pub struct Deleted {
     pub deleted: bool,
 }
 
+/// What `webhook_delete` answers.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct WebhookDeleted {
+    pub id: String,
+    pub deleted: bool,
+}
+
 /// What `server_list` answers.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct ServersView {
@@ -298,6 +305,48 @@ pub fn definitions() -> Vec<Value> {
             "Schedule runs",
             "The ticks a schedule fired and the tasks they made, newest first.",
             true,
+        ),
+        def::<baton_engine::webhooks::WebhookRequest, baton_engine::webhooks::WebhookCreated>(
+            "webhook_create",
+            "Create a webhook",
+            "POSTs the caller's task.completed/failed/cancelled/input_required, workflow.completed/failed/cancelled and server.down/up events (wildcards task.*, workflow.*, server.*) to a URL, optionally only for a tool, queue or workflow, signed per Standard Webhooks (webhook-id, webhook-timestamp, webhook-signature). Retried with backoff for up to a day. Answers the webhook with its secret, shown only this once.",
+            false,
+        ),
+        def::<NoArgs, baton_engine::webhooks::WebhookList>(
+            "webhook_list",
+            "List webhooks",
+            "The caller's webhooks (never their secrets).",
+            true,
+        ),
+        def::<WebhookIdArgs, baton_engine::webhooks::WebhookView>(
+            "webhook_get",
+            "Webhook",
+            "A webhook: URL, events, filters, and until when a rotated secret still signs.",
+            true,
+        ),
+        def::<WebhookIdArgs, WebhookDeleted>(
+            "webhook_delete",
+            "Delete a webhook",
+            "Deletes a webhook and its delivery history.",
+            false,
+        ),
+        def::<WebhookRotateArgs, baton_engine::webhooks::WebhookRotated>(
+            "webhook_rotate",
+            "Rotate a webhook's secret",
+            "Gives a webhook a new signing secret (shown only this once); the old one keeps signing besides it for the overlap (default a day).",
+            false,
+        ),
+        def::<WebhookDeliveriesArgs, baton_engine::webhooks::DeliveryPage>(
+            "webhook_deliveries",
+            "Webhook deliveries",
+            "A webhook's deliveries, newest first: status (pending, delivered, failed), attempts with HTTP status, latency and error, and when the next attempt is due.",
+            true,
+        ),
+        def::<WebhookRedeliverArgs, baton_engine::webhooks::DeliveryView>(
+            "webhook_redeliver",
+            "Redeliver a webhook event",
+            "Sends a delivery again now, with the same webhook-id, whatever became of it.",
+            false,
         ),
         def::<WorkflowSubmitArgs, WorkflowView>(
             "workflow_submit",

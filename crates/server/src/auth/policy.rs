@@ -100,6 +100,17 @@ pub fn rule_for(method: &Method, path: &str) -> Option<Rule> {
         ("DELETE", ["v1", "schedules", _]) => on(rule("schedules.delete", TasksWrite), 2),
         ("POST", ["v1", "schedules", _, "pause"]) => on(rule("schedules.pause", TasksWrite), 2),
         ("POST", ["v1", "schedules", _, "resume"]) => on(rule("schedules.resume", TasksWrite), 2),
+        ("POST", ["v1", "webhooks"]) => rule("webhooks.create", TasksWrite),
+        ("GET", ["v1", "webhooks"]) => rule("webhooks.list", TasksRead),
+        ("GET", ["v1", "webhooks", _]) => on(rule("webhooks.get", TasksRead), 2),
+        ("DELETE", ["v1", "webhooks", _]) => on(rule("webhooks.delete", TasksWrite), 2),
+        ("POST", ["v1", "webhooks", _, "rotate"]) => on(rule("webhooks.rotate", TasksWrite), 2),
+        ("GET", ["v1", "webhooks", _, "deliveries"]) => {
+            on(rule("webhooks.deliveries", TasksRead), 2)
+        }
+        ("POST", ["v1", "webhooks", _, "deliveries", _, "redeliver"]) => {
+            on(rule("webhooks.redeliver", TasksWrite), 2)
+        }
         // Node-wide counters and the cluster's members: operators only.
         ("GET", ["v1", "stats"]) => rule("stats.get", Admin),
         ("GET", ["v1", "peers"]) => rule("peers.list", Admin),

@@ -14,6 +14,7 @@ pub mod servers;
 pub mod sse;
 pub mod tasks;
 pub mod views;
+pub mod webhooks;
 pub mod workflows;
 
 use baton_engine::Engine;

@@ -11,20 +11,36 @@ use super::listen::notify_events;
 use super::rows::uuid;
 use crate::shared::dialect::Tx;
 use crate::shared::events::{json_or_null, storable_events};
+use crate::shared::webhooks;
 use crate::{StoreError, StoreResult};
 
 // The statements.
 
-const INSERT_EVENTS: &str = "WITH s AS MATERIALIZED \
-         (SELECT nextval('task_event_seq') AS seq FROM generate_series(1, $1)), \
-     r AS (SELECT seq, row_number() OVER (ORDER BY seq) AS ord FROM s) \
-     INSERT INTO task_events (seq, task_id, at, kind, status, attempt, progress, message, data) \
-     SELECT r.seq, v.task_id, v.at, v.kind, v.status, v.attempt, v.progress, v.message, v.data::json \
-     FROM unnest($2::uuid[], $3::bigint[], $4::text[], $5::text[], $6::bigint[], $7::float8[], \
-                 $8::text[], $9::text[]) \
-          WITH ORDINALITY AS v(task_id, at, kind, status, attempt, progress, message, data, ord) \
-     JOIN r ON r.ord = v.ord \
-     RETURNING seq";
+/// Appends the events and, in the same statement, the webhook deliveries they make (see
+/// `shared::webhooks`: nothing to do while no webhook and no callback exists).
+static INSERT_EVENTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH s AS MATERIALIZED \
+             (SELECT nextval('task_event_seq') AS seq FROM generate_series(1, $1)), \
+         r AS (SELECT seq, row_number() OVER (ORDER BY seq) AS ord FROM s), \
+         ins AS (INSERT INTO task_events \
+                     (seq, task_id, at, kind, status, attempt, progress, message, data) \
+         SELECT r.seq, v.task_id, v.at, v.kind, v.status, v.attempt, v.progress, v.message, \
+                v.data::json \
+         FROM unnest($2::uuid[], $3::bigint[], $4::text[], $5::text[], $6::bigint[], \
+                     $7::float8[], $8::text[], $9::text[]) \
+              WITH ORDINALITY AS v(task_id, at, kind, status, attempt, progress, message, \
+                                   data, ord) \
+         JOIN r ON r.ord = v.ord \
+         RETURNING seq, task_id, kind, status, at), \
+         hooks AS ({}{} ON CONFLICT (id) DO NOTHING) \
+         SELECT seq FROM ins",
+        webhooks::INSERT_DELIVERY_COLUMNS,
+        webhooks::TASK_DELIVERIES
+            .replace("{events}", "ins e")
+            .replace("{task_id_text}", "e.task_id::text")
+    )
+});
 
 impl Tx for PgConnection {
     type Db = Postgres;
@@ -64,7 +80,7 @@ impl Tx for PgConnection {
             message.push(e.message.as_deref());
             data.push(json_or_null(&e.data));
         }
-        let mut seqs: Vec<i64> = sqlx::query_scalar(INSERT_EVENTS)
+        let mut seqs: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(INSERT_EVENTS.as_str()))
             .bind(n as i32)
             .bind(task_ids)
             .bind(at)

@@ -55,6 +55,7 @@ use crate::{
     ScheduleRun, SingletonGuard, Store, StoreResult, StoredSchedule, StoredServer, TaskQuery,
     Workflow, WorkflowQuery, WorkflowUpdate, WorkflowUpdated,
 };
+use crate::{AttemptRecord, Delivery, DeliveryAttempt, NewOwnerlessEvent, StoredWebhook};
 
 mod analytics;
 mod claims;
@@ -380,6 +381,108 @@ impl Store for PostgresStore {
         limit: u32,
     ) -> StoreResult<Vec<ScheduleRun>> {
         shared::schedules::runs(&self.pool, owner, name, limit).await
+    }
+
+    async fn insert_webhook(&self, w: &StoredWebhook) -> StoreResult<()> {
+        transaction!(self.pool, |c| shared::webhooks::insert(c, w))
+    }
+
+    async fn get_webhook(&self, id: &str) -> StoreResult<Option<StoredWebhook>> {
+        shared::webhooks::get(&self.pool, id).await
+    }
+
+    async fn list_webhooks(&self, owner: Option<&str>) -> StoreResult<Vec<StoredWebhook>> {
+        shared::webhooks::list(&self.pool, owner).await
+    }
+
+    async fn delete_webhook(&self, owner: &str, id: &str) -> StoreResult<bool> {
+        transaction!(self.pool, |c| shared::webhooks::delete(c, owner, id))
+    }
+
+    async fn rotate_webhook_secret(
+        &self,
+        owner: &str,
+        id: &str,
+        secret: &str,
+        previous_until: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        transaction!(self.pool, |c| shared::webhooks::rotate(
+            c,
+            owner,
+            id,
+            secret,
+            previous_until,
+            now
+        ))
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<Delivery>> {
+        transaction!(self.pool, |c| shared::webhooks::claim(
+            c,
+            now,
+            lease_until,
+            limit
+        ))
+    }
+
+    async fn record_delivery_attempt(&self, r: &AttemptRecord) -> StoreResult<bool> {
+        transaction!(self.pool, |c| shared::webhooks::record(c, r))
+    }
+
+    async fn get_delivery(&self, id: &str) -> StoreResult<Option<Delivery>> {
+        shared::webhooks::get_delivery(&self.pool, id).await
+    }
+
+    async fn list_deliveries(
+        &self,
+        webhook_id: &str,
+        before: Option<(Timestamp, String)>,
+        limit: u32,
+    ) -> StoreResult<Vec<Delivery>> {
+        shared::webhooks::list_deliveries(&self.pool, webhook_id, before, limit).await
+    }
+
+    async fn delivery_attempts(&self, delivery_id: &str) -> StoreResult<Vec<DeliveryAttempt>> {
+        shared::webhooks::attempts(&self.pool, delivery_id).await
+    }
+
+    async fn redeliver(
+        &self,
+        webhook_id: &str,
+        delivery_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        transaction!(self.pool, |c| shared::webhooks::redeliver(
+            c,
+            webhook_id,
+            delivery_id,
+            now
+        ))
+    }
+
+    async fn enqueue_ownerless_event(&self, e: &NewOwnerlessEvent) -> StoreResult<u64> {
+        transaction!(self.pool, |c| shared::webhooks::enqueue_ownerless(c, e))
+    }
+
+    async fn record_server_health(
+        &self,
+        name: &str,
+        up: bool,
+        event: &NewOwnerlessEvent,
+    ) -> StoreResult<u64> {
+        transaction!(self.pool, |c| shared::webhooks::record_server_health(
+            c, name, up, event
+        ))
+    }
+
+    async fn purge_deliveries(&self, before: Timestamp, limit: u32) -> StoreResult<u64> {
+        transaction!(self.pool, |c| shared::webhooks::purge(c, before, limit))
     }
 
     async fn fold_analytics(&self, upto: Timestamp, max_minutes: u32) -> StoreResult<Timestamp> {

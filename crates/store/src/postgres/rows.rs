@@ -27,6 +27,8 @@ impl Dialect for Postgres {
     }
 
     const PARAM: char = '$';
+
+    const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
 }
 
 /// A task id as PostgreSQL binds it.

@@ -174,7 +174,7 @@ impl TaskWrites for PgConnection {
             .filter(|t| !seq_of.contains_key(&t.id))
             .collect();
         let existing = keyed_tasks(self, &taken).await?;
-        create_outcomes(tasks, &repeated, |t| {
+        let created = create_outcomes(tasks, &repeated, |t| {
             if let Some(&(seq, fair_key)) = seq_of.get(&t.id) {
                 return Ok(CreateOutcome::Created(task_from_new(t, seq, fair_key)));
             }
@@ -191,7 +191,11 @@ impl TaskWrites for PgConnection {
                     t.id
                 ))),
             }
-        })
+        })?;
+        if tasks.iter().any(|t| t.callback_url.is_some()) {
+            crate::shared::webhooks::insert_callbacks(self, tasks, &created.0).await?;
+        }
+        Ok(created)
     }
 }
 

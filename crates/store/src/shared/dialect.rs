@@ -37,6 +37,10 @@ pub(crate) trait Dialect: Database<Row: Columns, Arguments: IntoArguments<Self>>
 
     /// What precedes a parameter's number (`?` in SQLite, `$` in PostgreSQL).
     const PARAM: char;
+
+    /// What ends a claim's subquery so concurrent claimers skip each other's rows
+    /// (PostgreSQL; SQLite has one writer).
+    const SKIP_LOCKED: &'static str;
 }
 
 /// `sql`, written with PostgreSQL's `$n` parameters, in the dialect's own.
@@ -55,6 +59,10 @@ pub(crate) trait Tx: Send {
     /// Appends `events` in one go and returns them numbered, in order: a task's events
     /// are numbered in the order they are written.
     async fn insert_events(&mut self, events: Vec<NewEvent>) -> StoreResult<Vec<TaskEvent>>;
+
+    /// A webhook or a task callback was stored in this transaction: the events appended
+    /// from now on may make deliveries (see `shared::webhooks`).
+    fn arm_outbox(&mut self) {}
 }
 
 /// The row `query` returns, if any, decoded.

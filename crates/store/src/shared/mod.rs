@@ -33,4 +33,5 @@ pub(crate) mod schedules;
 pub(crate) mod servers;
 pub(crate) mod sessions;
 pub(crate) mod tasks;
+pub(crate) mod webhooks;
 pub(crate) mod workflows;

@@ -103,6 +103,7 @@ where
     &'static str: Bind<T::Db>,
     Option<i64>: Bind<T::Db>,
     i64: Bind<T::Db>,
+    <T::Db as sqlx::Database>::Arguments: Default,
 {
     let query = sqlx::query(T::Db::LOCK_WORKFLOW).bind(u.id.clone());
     let Some(current) = fetch_optional(tx.exec(), query, workflow_from_row).await? else {
@@ -111,6 +112,7 @@ where
     if !u.expect.contains(&current.status) {
         return Ok(WorkflowUpdated::Refused(current));
     }
+    let was_final = current.status.is_final();
     let workflow = workflow_after(current, u);
     let query = sqlx::query(T::Db::SAVE_WORKFLOW)
         .bind(workflow.status.as_str())
@@ -119,6 +121,16 @@ where
         .bind(workflow.completed_at.map(|t| t.as_millis()))
         .bind(u.id.clone());
     execute(tx.exec(), query).await?;
+    if workflow.status.is_final() && !was_final {
+        super::webhooks::enqueue_workflow(
+            tx,
+            &workflow.id,
+            &workflow.owner,
+            workflow.status.as_str(),
+            workflow.updated_at,
+        )
+        .await?;
+    }
     let (outcomes, mut events) = create_tasks(tx, &u.tasks).await?;
     for &id in &u.retry {
         if let RetryOutcome::Retried(_, ev) = retry_task(tx, id, u.now).await? {

@@ -10,9 +10,25 @@ use super::writer::{CHUNK, Writer};
 use crate::StoreResult;
 use crate::shared::dialect::Tx;
 use crate::shared::events::{json_or_null, storable_events};
+use crate::shared::webhooks;
 
 const LAST_EVENT_SEQ: &str =
     "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'task_events'), 0)";
+
+/// The deliveries of the events numbered `?1` to `?2` (see `shared::webhooks`).
+static TASK_DELIVERIES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{}{}",
+        webhooks::INSERT_DELIVERY_COLUMNS,
+        webhooks::TASK_DELIVERIES
+            .replace(
+                "{events}",
+                "(SELECT seq, task_id, kind, status, at FROM task_events \
+                 WHERE seq BETWEEN ?1 AND ?2) e",
+            )
+            .replace("{task_id_text}", "e.task_id")
+    )
+});
 
 const INSERT_EVENTS: &str =
     "INSERT INTO task_events (seq, task_id, at, kind, status, attempt, progress, message, data) ";
@@ -58,9 +74,29 @@ impl Tx for Writer {
             });
             qb.build().execute(&mut self.conn).await.map_err(db_err)?;
         }
-        if let Some(e) = stored.last() {
-            self.last_event_seq = Some(e.seq);
+        if let (Some(first), Some(last)) = (stored.first(), stored.last()) {
+            self.last_event_seq = Some(last.seq);
+            let armed = match self.outbox_armed {
+                Some(a) => a,
+                None => {
+                    let a = webhooks::armed(&mut self.conn).await?;
+                    self.outbox_armed = Some(a);
+                    a
+                }
+            };
+            if armed {
+                sqlx::query(sqlx::AssertSqlSafe(TASK_DELIVERIES.as_str()))
+                    .bind(first.seq)
+                    .bind(last.seq)
+                    .execute(&mut self.conn)
+                    .await
+                    .map_err(db_err)?;
+            }
         }
         Ok(stored)
+    }
+
+    fn arm_outbox(&mut self) {
+        self.outbox_armed = Some(true);
     }
 }

@@ -41,6 +41,7 @@ use crate::{
     SingletonGuard, Store, StoreError, StoreResult, StoredSchedule, StoredServer, TaskQuery,
     Workflow, WorkflowQuery, WorkflowUpdate, WorkflowUpdated,
 };
+use crate::{AttemptRecord, Delivery, DeliveryAttempt, NewOwnerlessEvent, StoredWebhook};
 
 mod analytics;
 mod claims;
@@ -412,6 +413,133 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> StoreResult<Vec<ScheduleRun>> {
         shared::schedules::runs(&self.reader, owner, name, limit).await
+    }
+
+    async fn insert_webhook(&self, wh: &StoredWebhook) -> StoreResult<()> {
+        let wh = wh.clone();
+        self.writer
+            .write(move |w| Box::pin(async move { shared::webhooks::insert(w, &wh).await }))
+            .await
+    }
+
+    async fn get_webhook(&self, id: &str) -> StoreResult<Option<StoredWebhook>> {
+        shared::webhooks::get(&self.reader, id).await
+    }
+
+    async fn list_webhooks(&self, owner: Option<&str>) -> StoreResult<Vec<StoredWebhook>> {
+        shared::webhooks::list(&self.reader, owner).await
+    }
+
+    async fn delete_webhook(&self, owner: &str, id: &str) -> StoreResult<bool> {
+        let (owner, id) = (owner.to_string(), id.to_string());
+        self.writer
+            .write(move |w| Box::pin(async move { shared::webhooks::delete(w, &owner, &id).await }))
+            .await
+    }
+
+    async fn rotate_webhook_secret(
+        &self,
+        owner: &str,
+        id: &str,
+        secret: &str,
+        previous_until: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let (owner, id, secret) = (owner.to_string(), id.to_string(), secret.to_string());
+        self.writer
+            .write(move |w| {
+                Box::pin(async move {
+                    shared::webhooks::rotate(w, &owner, &id, &secret, previous_until, now).await
+                })
+            })
+            .await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<Delivery>> {
+        // Asked every half second by every delivery loop: the writer is taken only when
+        // something is due.
+        if !shared::webhooks::any_due(&self.reader, now).await? {
+            return Ok(Vec::new());
+        }
+        self.writer
+            .write(move |w| Box::pin(shared::webhooks::claim(w, now, lease_until, limit)))
+            .await
+    }
+
+    async fn record_delivery_attempt(&self, r: &AttemptRecord) -> StoreResult<bool> {
+        let r = r.clone();
+        self.writer
+            .write(move |w| Box::pin(async move { shared::webhooks::record(w, &r).await }))
+            .await
+    }
+
+    async fn get_delivery(&self, id: &str) -> StoreResult<Option<Delivery>> {
+        shared::webhooks::get_delivery(&self.reader, id).await
+    }
+
+    async fn list_deliveries(
+        &self,
+        webhook_id: &str,
+        before: Option<(Timestamp, String)>,
+        limit: u32,
+    ) -> StoreResult<Vec<Delivery>> {
+        shared::webhooks::list_deliveries(&self.reader, webhook_id, before, limit).await
+    }
+
+    async fn delivery_attempts(&self, delivery_id: &str) -> StoreResult<Vec<DeliveryAttempt>> {
+        shared::webhooks::attempts(&self.reader, delivery_id).await
+    }
+
+    async fn redeliver(
+        &self,
+        webhook_id: &str,
+        delivery_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let (webhook_id, delivery_id) = (webhook_id.to_string(), delivery_id.to_string());
+        self.writer
+            .write(move |w| {
+                Box::pin(async move {
+                    shared::webhooks::redeliver(w, &webhook_id, &delivery_id, now).await
+                })
+            })
+            .await
+    }
+
+    async fn enqueue_ownerless_event(&self, e: &NewOwnerlessEvent) -> StoreResult<u64> {
+        let e = e.clone();
+        self.writer
+            .write(move |w| {
+                Box::pin(async move { shared::webhooks::enqueue_ownerless(w, &e).await })
+            })
+            .await
+    }
+
+    async fn record_server_health(
+        &self,
+        name: &str,
+        up: bool,
+        event: &NewOwnerlessEvent,
+    ) -> StoreResult<u64> {
+        let (name, e) = (name.to_string(), event.clone());
+        self.writer
+            .write(move |w| {
+                Box::pin(
+                    async move { shared::webhooks::record_server_health(w, &name, up, &e).await },
+                )
+            })
+            .await
+    }
+
+    async fn purge_deliveries(&self, before: Timestamp, limit: u32) -> StoreResult<u64> {
+        self.writer
+            .write(move |w| Box::pin(shared::webhooks::purge(w, before, limit)))
+            .await
     }
 
     async fn fold_analytics(&self, upto: Timestamp, max_minutes: u32) -> StoreResult<Timestamp> {

@@ -26,6 +26,8 @@ impl Dialect for Sqlite {
     }
 
     const PARAM: char = '?';
+
+    const SKIP_LOCKED: &'static str = "";
 }
 
 /// JSON stored as text.

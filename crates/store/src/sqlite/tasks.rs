@@ -135,7 +135,7 @@ impl TaskWrites for Writer {
             .map(|(t, _)| t)
             .collect();
         let seq_of = insert(self, &to_insert).await?;
-        create_outcomes(tasks, &repeated, |t| {
+        let created = create_outcomes(tasks, &repeated, |t| {
             if let Some(found) = key(t).and_then(|k| existing.get(&k)) {
                 return Ok(CreateOutcome::Existing(found.clone()));
             }
@@ -143,7 +143,11 @@ impl TaskWrites for Writer {
                 .get(&t.id)
                 .ok_or_else(|| StoreError::Database(format!("task {} was not inserted", t.id)))?;
             Ok(CreateOutcome::Created(task_from_new(t, seq, fair_key)))
-        })
+        })?;
+        if tasks.iter().any(|t| t.callback_url.is_some()) {
+            crate::shared::webhooks::insert_callbacks(self, tasks, &created.0).await?;
+        }
+        Ok(created)
     }
 }
 

@@ -32,6 +32,10 @@ pub(super) struct Writer {
     /// events, so it can count them itself instead of asking `sqlite_sequence` every
     /// time; it forgets the number whenever a write or a commit is rolled back.
     pub(super) last_event_seq: Option<i64>,
+    /// Whether a webhook or a task callback exists, once known: until one does, appended
+    /// events cannot make deliveries and the outbox statement is skipped. Only this
+    /// connection writes either, so it learns of them as it writes them.
+    pub(super) outbox_armed: Option<bool>,
 }
 
 /// A write and where its result goes once it is committed.
@@ -92,6 +96,7 @@ async fn writer_loop(conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver<Msg
     let mut w = Writer {
         conn,
         last_event_seq: None,
+        outbox_armed: None,
     };
     let mut closing = None;
     while closing.is_none() {

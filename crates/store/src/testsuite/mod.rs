@@ -35,7 +35,10 @@ macro_rules! store_test_suite {
             queues_belong_to_their_principal, keys_lifecycle,
             audit_log_appends_lists_and_purges, shared_secrets_and_ended_sessions,
             schedules_fire_each_tick_once, rate_limits_hold_across_claims,
-            fair_shares_rotate_between_groups, group_max_limits_running_per_group);
+            fair_shares_rotate_between_groups, group_max_limits_running_per_group,
+webhook_deliveries_are_written_with_their_events,
+            delivery_claims_are_leased_once, delivery_backoff_and_dead_letter,
+            deliveries_page_newest_first, server_health_changes_are_enqueued_once);
     };
     (@tests $factory:path; $($name:ident),* $(,)?) => {
         $(
@@ -59,6 +62,7 @@ mod runs;
 mod schedules;
 mod support;
 mod tasks;
+mod webhooks;
 mod workflows;
 
 pub use analytics::analytics_aggregate_a_window_of_tasks;
@@ -87,6 +91,11 @@ pub use tasks::{
     finished_tasks_expire_after_their_own_ttl, hostile_text_is_stored_escaped,
     idempotency_conflicts_refuse_the_whole_write, idempotency_keys, list_filters_and_cursor,
     logs_are_ordered_trimmed_and_purged, manual_retry, purge_oldest_first, reschedule_pending_only,
+};
+pub use webhooks::{
+    deliveries_page_newest_first, delivery_backoff_and_dead_letter,
+    delivery_claims_are_leased_once, server_health_changes_are_enqueued_once,
+    webhook_deliveries_are_written_with_their_events,
 };
 pub use workflows::{
     retention_keeps_what_a_retry_or_a_parent_needs, running_workflows_keep_their_steps,

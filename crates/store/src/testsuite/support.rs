@@ -34,6 +34,7 @@ pub(super) fn new_task(tool: &str, priority: i32, at: Timestamp) -> NewTask {
         expires_at: None,
         trace_parent: None,
         group_key: None,
+        callback_url: None,
     }
 }
 
