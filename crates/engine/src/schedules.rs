@@ -602,14 +602,20 @@ impl Engine {
             }
             Target::Workflow(def) => {
                 let id = TaskId::derived(tick, &format!("schedule\0{}\0{}", s.owner, s.name));
-                match store.get_workflow(&format!("wf-{id}")).await? {
+                let wf = format!("wf-{id}");
+                match store.get_workflow(&wf).await? {
                     // Fired before (by a process that stopped before moving the
                     // schedule on, or by another node just now).
                     Some(_) => Ok(id),
-                    None => self
-                        .submit_workflow_as(&s.owner, *def, id)
-                        .await
-                        .map(|_| id),
+                    None => match self.submit_workflow_as(&s.owner, *def, id).await {
+                        Ok(_) => Ok(id),
+                        // Another process stored this tick's workflow at the same
+                        // moment (the store's key refused ours): the tick has fired.
+                        Err(e) => match store.get_workflow(&wf).await? {
+                            Some(_) => Ok(id),
+                            None => Err(e),
+                        },
+                    },
                 }
             }
         };
