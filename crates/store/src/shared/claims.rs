@@ -16,7 +16,7 @@ use baton_core::event::NewEvent;
 use baton_core::task::NewTask;
 use baton_core::{EventKind, Task, TaskEvent, TaskStatus, Timestamp};
 
-use super::dialect::{Bind, Tx, execute, numbered};
+use super::dialect::{Bind, Tx, execute, query};
 use super::tasks::{TaskWrites, insert_tasks};
 use crate::{
     ClaimRequest, ConcurrencyLimit, CreatedAndClaimed, RateBucket, StoreResult, ToolSelector,
@@ -228,14 +228,13 @@ where
     i64: Bind<T::Db>,
     <T::Db as sqlx::Database>::Arguments: Default,
 {
-    let sql = numbered::<T::Db>(
+    let q = query::<T::Db>(
         "INSERT INTO rate_buckets (key, milli_tokens, at) VALUES ($1, $2, $3) \
          ON CONFLICT (key) DO UPDATE SET milli_tokens = excluded.milli_tokens, at = excluded.at",
-    );
-    let q = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(b.key.clone())
-        .bind(b.milli_tokens)
-        .bind(b.at.as_millis());
+    )
+    .bind(b.key.clone())
+    .bind(b.milli_tokens)
+    .bind(b.at.as_millis());
     execute(tx.exec(), q).await?;
     Ok(())
 }

@@ -48,6 +48,14 @@ pub(crate) fn numbered<D: Dialect>(sql: &str) -> String {
     sql.replace('$', &D::PARAM.to_string())
 }
 
+/// A statement written with `$n` parameters, in the dialect's own.
+pub(crate) fn query<D: Dialect>(sql: &str) -> sqlx::query::Query<'static, D, D::Arguments>
+where
+    D::Arguments: Default,
+{
+    sqlx::query(sqlx::AssertSqlSafe(numbered::<D>(sql)))
+}
+
 /// A backend's write transaction: SQLite's writer connection, or a PostgreSQL
 /// transaction's connection.
 pub(crate) trait Tx: Send {

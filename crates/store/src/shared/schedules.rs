@@ -1,22 +1,15 @@
 //! Schedules and the runs they made, written once for both dialects (the statements
-//! use `$n` parameters, turned into the dialect's by [`numbered`]).
+//! use `$n` parameters, turned into the dialect's by [`query`](super::dialect::query)).
 
 use baton_core::{TaskId, Timestamp};
 use sqlx::Executor;
 
-use super::dialect::{Bind, Dialect, Tx, execute, fetch_all, fetch_optional, numbered};
+use super::dialect::{Bind, Dialect, Tx, execute, fetch_all, fetch_optional, query};
 use super::rows::Columns;
 use crate::{ScheduleRun, StoreError, StoreResult, StoredSchedule};
 
 const COLUMNS: &str = "owner, name, cron, timezone, task, overlap, catch_up, paused, next_at, \
      last_at, last_task_id, created_at, updated_at";
-
-fn query<D: Dialect>(sql: &str) -> sqlx::query::Query<'static, D, D::Arguments>
-where
-    D::Arguments: Default,
-{
-    sqlx::query(sqlx::AssertSqlSafe(numbered::<D>(sql)))
-}
 
 fn decode<R: Columns>(r: &R) -> StoreResult<StoredSchedule> {
     let last_task_id = r

@@ -1,5 +1,5 @@
 //! Webhooks and their outbox of deliveries, written once for both dialects (the
-//! statements use `$n` parameters, turned into the dialect's by [`numbered`]).
+//! statements use `$n` parameters, turned into the dialect's by [`query`](super::dialect::query)).
 //!
 //! The outbox rows of task events are written by the statement (PostgreSQL) or right
 //! after the statement (SQLite) that appends the events, in the same transaction, from
@@ -12,7 +12,7 @@ use baton_core::Timestamp;
 use baton_core::task::NewTask;
 use sqlx::Executor;
 
-use super::dialect::{Bind, Dialect, Tx, execute, fetch_all, fetch_optional, numbered};
+use super::dialect::{Bind, Dialect, Tx, execute, fetch_all, fetch_optional, query};
 use super::rows::Columns;
 use crate::{
     AttemptRecord, CreateOutcome, Delivery, DeliveryAttempt, DeliveryNext, NewOwnerlessEvent,
@@ -64,13 +64,6 @@ const WEBHOOK_COLUMNS: &str = "id, owner, url, events, tool, queue, workflow, al
 const DELIVERY_COLUMNS: &str = "id, webhook_id, owner, url, event_type, task_id, workflow_id, \
      subject, event_at, payload, status, attempts, next_attempt_at, lease_until, \
      last_status_code, last_error, last_latency_ms, created_at, updated_at";
-
-fn query<D: Dialect>(sql: &str) -> sqlx::query::Query<'static, D, D::Arguments>
-where
-    D::Arguments: Default,
-{
-    sqlx::query(sqlx::AssertSqlSafe(numbered::<D>(sql)))
-}
 
 /// `a,b` as stored: `,a,b,`, so that `LIKE '%,a,%'` finds a type.
 fn join_events(events: &[String]) -> String {
