@@ -40,7 +40,10 @@ impl Engine {
         let waiting = if task.status == TaskStatus::Pending {
             match self.tools().waiting_reason(&task.tool) {
                 Some(why) => Some(why),
-                None => self.rate_limited(&task).await?,
+                None => match self.rate_limited(&task).await? {
+                    Some(why) => Some(why),
+                    None => self.group_full(&task).await?,
+                },
             }
         } else {
             None
@@ -83,6 +86,38 @@ impl Engine {
                     r.next_token_in(&b).as_millis()
                 )
             })
+        }))
+    }
+
+    /// Why a due pending task waits on `max_running_per_group`, if its group has that
+    /// many running now.
+    async fn group_full(&self, task: &baton_core::Task) -> Result<Option<String>, EngineError> {
+        let Some(max) = self.inner().config.group_max else {
+            return Ok(None);
+        };
+        if task.run_at > self.inner().clock.now() {
+            return Ok(None);
+        }
+        let running = self
+            .inner()
+            .store
+            .list_tasks(&TaskQuery {
+                owner: Some(task.owner.clone()),
+                status: Some(TaskStatus::Running),
+                limit: 10_000,
+                ..Default::default()
+            })
+            .await?;
+        let in_group = running
+            .iter()
+            .filter(|t| t.group_key == task.group_key)
+            .count();
+        Ok((in_group as u64 >= u64::from(max)).then(|| {
+            let group = match &task.group_key {
+                Some(k) => format!("group `{k}` of `{}`", task.owner),
+                None => format!("`{}`", task.owner),
+            };
+            format!("{group} has {in_group} tasks running, the most max_running_per_group allows")
         }))
     }
 

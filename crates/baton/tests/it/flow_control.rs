@@ -7,6 +7,8 @@ use serde_json::{Value, json};
 
 use crate::common::{Api, Baton, PgSchema, testserver_bin, wait_healthy};
 
+const LONG: std::time::Duration = std::time::Duration::from_secs(30);
+
 fn started_ms(t: &Value) -> i64 {
     baton_core::Timestamp::parse_rfc3339(t["started_at"].as_str().unwrap())
         .unwrap()
@@ -224,8 +226,22 @@ async fn max_running_per_group_caps_each_group() {
     let a = Api::as_principal(&baton.url, "a");
     let b = Api::as_principal(&baton.url, "b");
     let mut runs: Vec<(String, i64, i64)> = Vec::new();
+    let a_ids = sleeps(&a, 4, 300, None).await;
+    // The last of a's waits for its group, and says so.
+    let why = async || {
+        a.task(a_ids.last().unwrap()).await["waiting_reason"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    crate::common::eventually("a's last task says why it waits", LONG, async || {
+        why()
+            .await
+            .contains("`a` has 1 tasks running, the most max_running_per_group allows")
+    })
+    .await;
     let jobs = [
-        ("a", &a, sleeps(&a, 4, 150, None).await),
+        ("a", &a, a_ids),
         ("a/x", &a, sleeps(&a, 4, 150, Some("x")).await),
         ("b", &b, sleeps(&b, 4, 150, None).await),
     ];
