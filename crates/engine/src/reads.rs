@@ -104,14 +104,12 @@ impl Engine {
             .list_tasks(&TaskQuery {
                 owner: Some(task.owner.clone()),
                 status: Some(TaskStatus::Running),
-                limit: 10_000,
+                group_key: Some(task.group_key.clone().unwrap_or_default()),
+                limit: max,
                 ..Default::default()
             })
             .await?;
-        let in_group = running
-            .iter()
-            .filter(|t| t.group_key == task.group_key)
-            .count();
+        let in_group = running.len();
         Ok((in_group as u64 >= u64::from(max)).then(|| {
             let group = match &task.group_key {
                 Some(k) => format!("group `{k}` of `{}`", task.owner),
@@ -138,6 +136,7 @@ impl Engine {
                     queue: filter.queue,
                     workflow_id: filter.workflow_id,
                     parent_id: filter.parent_id,
+                    group_key: None,
                     before_seq: page.before_seq,
                     limit: page.limit,
                 },

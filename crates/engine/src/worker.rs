@@ -50,6 +50,17 @@ fn poll_after(poll: Duration, rates: &[baton_store::RateLimit]) -> Duration {
         .fold(poll, Duration::min)
 }
 
+/// Whether any limit may hold tasks back (see [`claim_limits`]), without collecting them:
+/// asked after every run.
+fn has_claim_limits(inner: &Inner) -> bool {
+    let c = &inner.config;
+    !c.concurrency_limits.is_empty()
+        || !c.rate_limits.is_empty()
+        || c.group_max.is_some()
+        || !inner.tools.claim_limits().is_empty()
+        || !inner.tools.claim_rates().is_empty()
+}
+
 /// Takes up to a claim batch of free slots; unused ones go back when dropped.
 fn reserve_slots(inner: &Arc<Inner>) -> Vec<OwnedSemaphorePermit> {
     let mut permits = Vec::new();
@@ -233,11 +244,7 @@ async fn run_task_traced(inner: Arc<Inner>, task: Task, token: i64, permit: Owne
     // one while this outcome is group-committed (the lease is held until then). Limits
     // can hold tasks back without a backlog showing, so they always wake it.
     drop(permit);
-    let limited = {
-        let (limits, rates) = claim_limits(&inner);
-        !limits.is_empty() || !rates.is_empty() || inner.config.group_max.is_some()
-    };
-    if inner.publisher.backlog.load(Ordering::Relaxed) || limited {
+    if inner.publisher.backlog.load(Ordering::Relaxed) || has_claim_limits(&inner) {
         inner.wake.notify_one();
     }
     if let Some(outcome) = outcome {

@@ -505,6 +505,8 @@ pub struct TaskQuery {
     pub workflow_id: Option<String>,
     /// The children of one task.
     pub parent_id: Option<TaskId>,
+    /// One group key (`""`: tasks without one).
+    pub group_key: Option<String>,
     pub before_seq: Option<i64>,
     pub limit: u32,
 }

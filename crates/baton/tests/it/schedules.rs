@@ -418,21 +418,7 @@ async fn schedules_from_the_cli_and_mcp() {
 
     let mcp = crate::mcp_protocol::Mcp::new(&baton.url);
     let session = mcp.initialize("2025-11-25", json!({})).await;
-    let call = |id: u64, name: &'static str, args: Value| {
-        let mcp = &mcp;
-        let session = &session;
-        async move {
-            mcp.legacy(
-                session,
-                id,
-                "tools/call",
-                json!({"name": name, "arguments": args}),
-            )
-            .await
-            .last()["result"]
-                .clone()
-        }
-    };
+    let call = |id: u64, name: &'static str, args: Value| mcp.call_tool(&session, id, name, args);
     let r = call(2, "schedule_list", json!({})).await;
     assert_eq!(
         r["structuredContent"]["schedules"][0]["name"], "nightly",

@@ -733,21 +733,7 @@ async fn webhooks_from_the_cli_and_mcp() {
 
     let mcp = crate::mcp_protocol::Mcp::new(&baton.url);
     let session = mcp.initialize("2025-11-25", json!({})).await;
-    let call = |rid: u64, name: &'static str, args: Value| {
-        let mcp = &mcp;
-        let session = &session;
-        async move {
-            mcp.legacy(
-                session,
-                rid,
-                "tools/call",
-                json!({"name": name, "arguments": args}),
-            )
-            .await
-            .last()["result"]
-                .clone()
-        }
-    };
+    let call = |rid: u64, name: &'static str, args: Value| mcp.call_tool(&session, rid, name, args);
     let r = call(2, "webhook_list", json!({})).await;
     assert_eq!(
         r["structuredContent"]["webhooks"][0]["id"],

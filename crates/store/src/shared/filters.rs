@@ -34,6 +34,9 @@ pub(crate) fn push_task_filters<DB, Id>(
     if let Some(parent) = q.parent_id {
         qb.push(" AND parent_id = ").push_bind(task_id(parent));
     }
+    if let Some(group) = &q.group_key {
+        qb.push(" AND group_key = ").push_bind(group.clone());
+    }
     push_page(qb, q.before_seq, q.limit);
 }
 

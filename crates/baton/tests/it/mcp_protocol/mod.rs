@@ -148,6 +148,19 @@ impl Mcp {
         .await
     }
 
+    /// `tools/call` of `name` in `session`: the call's `result`.
+    pub(crate) async fn call_tool(&self, session: &str, id: u64, name: &str, args: Value) -> Value {
+        self.legacy(
+            session,
+            id,
+            "tools/call",
+            json!({"name": name, "arguments": args}),
+        )
+        .await
+        .last()["result"]
+            .clone()
+    }
+
     /// A 2026-07-28 request with matching headers; `tasks`: declare the extension.
     fn modern_request(
         &self,
