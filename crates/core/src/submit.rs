@@ -142,6 +142,24 @@ pub struct SubmitRequest {
     /// or `https` URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_url: Option<String>,
+    /// For a tool the node caches: `use` (the default) takes a fresh stored result of the
+    /// same call, or waits for an identical call in flight; `refresh` calls the tool and
+    /// stores its result as the newest; `bypass` calls the tool and leaves the cache
+    /// alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheMode>,
+}
+
+/// What a submission does with the result cache (see [`SubmitRequest::cache`]).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheMode {
+    #[default]
+    Use,
+    Refresh,
+    Bypass,
 }
 
 /// `"low" | "normal" | "high"` or an integer in `0..=100` (higher runs first).
@@ -380,6 +398,7 @@ impl SubmitRequest {
             trace_parent: None,
             group_key,
             callback_url: self.callback_url,
+            cache: None,
         })
     }
 }

@@ -180,6 +180,21 @@ pub struct NewTask {
     /// Where to send one webhook-style callback when the task ends (completed, failed or
     /// cancelled).
     pub callback_url: Option<String>,
+    /// Set when the tool's result may come from the result cache (see [`CacheLookup`]).
+    pub cache: Option<CacheLookup>,
+}
+
+/// How a new task may use the result cache: a completed call with the same key since
+/// `fresh_since` answers it at once, and while an identical call is in flight it waits
+/// for that call's result instead of calling the tool again (single-flight).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheLookup {
+    /// The call's identity: a digest of the principal, the tool and the canonical
+    /// arguments.
+    pub key: String,
+    /// The oldest completion that may answer; `None` (a refresh): no stored result may,
+    /// the tool runs and its result becomes the newest entry.
+    pub fresh_since: Option<Timestamp>,
 }
 
 /// A stored task.
@@ -231,6 +246,15 @@ pub struct Task {
     /// was idle joins at the head and then alternates with the others (round-robin),
     /// while a group's own tasks keep their order.
     pub fair_key: i64,
+    /// Set while the task is an entry of the result cache, or may become one (it is the
+    /// call the others with its key wait for).
+    pub cache_key: Option<String>,
+    /// The completed task whose result this one took from the cache, without calling
+    /// the tool.
+    pub cached_from: Option<TaskId>,
+    /// The identical call this pending task waits for (single-flight): it is not
+    /// claimed, and ends with that call's result (or runs itself, if that call fails).
+    pub follows: Option<TaskId>,
 }
 
 impl Task {

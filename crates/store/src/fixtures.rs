@@ -612,6 +612,26 @@ mod faulty {
             self.check("purge_audit", None)?;
             self.inner.purge_audit(before, limit).await
         }
+        async fn settle_followers(
+            &self,
+            leader: TaskId,
+            now: Timestamp,
+        ) -> StoreResult<Vec<TaskEvent>> {
+            self.check("settle_followers", None)?;
+            self.inner.settle_followers(leader, now).await
+        }
+        async fn settle_ended_followed(
+            &self,
+            now: Timestamp,
+            limit: u32,
+        ) -> StoreResult<Vec<TaskEvent>> {
+            self.check("settle_ended_followed", None)?;
+            self.inner.settle_ended_followed(now, limit).await
+        }
+        async fn invalidate_cache(&self, tool: Option<&str>) -> StoreResult<u64> {
+            self.check("invalidate_cache", None)?;
+            self.inner.invalidate_cache(tool).await
+        }
         async fn list_servers(&self) -> StoreResult<Vec<StoredServer>> {
             self.check("list_servers", None)?;
             self.inner.list_servers().await

@@ -1151,6 +1151,26 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes up to `limit` audit entries older than `before`, oldest first.
     async fn purge_audit(&self, before: Timestamp, limit: u32) -> StoreResult<u64>;
 
+    /// Settles the tasks waiting for task `leader`, an identical call (the result
+    /// cache's single-flight): once it has completed they complete with its result; once
+    /// it has failed or been cancelled (or is gone) the oldest runs itself and the others
+    /// wait for that one. Nothing happens while it is in flight. Returns the events
+    /// written.
+    async fn settle_followers(&self, leader: TaskId, now: Timestamp)
+    -> StoreResult<Vec<TaskEvent>>;
+
+    /// Settles (as [`Store::settle_followers`]) up to `limit` calls that ended while
+    /// tasks still wait for them: the ones a crash or another path left.
+    async fn settle_ended_followed(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<TaskEvent>>;
+
+    /// Completed calls of `tool` (of every tool for `None`) stop answering from the
+    /// result cache. Returns how many entries were dropped.
+    async fn invalidate_cache(&self, tool: Option<&str>) -> StoreResult<u64>;
+
     async fn list_servers(&self) -> StoreResult<Vec<StoredServer>>;
 
     /// Inserts or replaces a server definition.

@@ -52,6 +52,7 @@ fn new_task(tool: &str) -> NewTask {
         trace_parent: None,
         group_key: None,
         callback_url: None,
+        cache: None,
     }
 }
 
@@ -392,6 +393,52 @@ async fn concurrent_submissions_share_idempotency_keys() {
         "one task per key"
     );
     assert_eq!(nodes[0].count_active().await.unwrap(), 50);
+    for n in &nodes {
+        n.close().await;
+    }
+}
+
+/// 50 identical cacheable calls stored at once through two nodes, one per transaction:
+/// exactly one of them is a call to make, the others follow it, so one tool call is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_identical_calls_make_one_call() {
+    let schema = Schema::create().await;
+    let nodes = [
+        Arc::new(schema.store(8).await),
+        Arc::new(schema.store(8).await),
+    ];
+    let now = t0();
+    let mut callers = Vec::new();
+    for c in 0..50usize {
+        let store = nodes[c % 2].clone();
+        callers.push(tokio::spawn(async move {
+            let mut t = new_task("srv__read");
+            t.cache = Some(baton_core::task::CacheLookup {
+                key: "same call".into(),
+                fresh_since: Some(now),
+            });
+            let (outcomes, _) = store.create_tasks(vec![t]).await.unwrap();
+            outcomes[0].task().clone()
+        }));
+    }
+    let mut tasks = Vec::new();
+    for c in callers {
+        tasks.push(c.await.unwrap());
+    }
+    let leaders: Vec<TaskId> = tasks
+        .iter()
+        .filter(|t| t.follows.is_none())
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(leaders.len(), 1, "one call to make: {leaders:?}");
+    assert!(
+        tasks
+            .iter()
+            .all(|t| t.id == leaders[0] || t.follows == Some(leaders[0]))
+    );
+    let (claimed, _) = nodes[0].claim(&claim_req("w", 100, 1, &[])).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].id, leaders[0]);
     for n in &nodes {
         n.close().await;
     }

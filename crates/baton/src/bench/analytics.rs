@@ -59,6 +59,7 @@ async fn fill(store: &dyn Store, n: usize, end: Timestamp) -> anyhow::Result<()>
                     trace_parent: None,
                     group_key: None,
                     callback_url: None,
+                    cache: None,
                 }
             })
             .collect();

@@ -23,7 +23,7 @@ const CLAIM_LIMITS_LOCK: i32 = 0x6261_746e; // "batn"
 /// `ORDER BY … LIMIT` that follows it walks the partial index `tasks_pending`.
 macro_rules! runnable {
     () => {
-        "FROM tasks WHERE status = 'pending' AND run_at <= $1 \
+        "FROM tasks WHERE status = 'pending' AND follows IS NULL AND run_at <= $1 \
          AND NOT EXISTS (SELECT 1 FROM queue_settings q WHERE q.paused \
                          AND q.owner = tasks.owner AND q.name = tasks.queue)"
     };

@@ -590,6 +590,26 @@ impl Store for PostgresStore {
         shared::keys::purge_audit(&self.pool, before, limit).await
     }
 
+    async fn settle_followers(
+        &self,
+        leader: TaskId,
+        now: Timestamp,
+    ) -> StoreResult<Vec<TaskEvent>> {
+        transaction!(self.pool, |c| shared::cache::settle(c, leader, now))
+    }
+
+    async fn settle_ended_followed(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<TaskEvent>> {
+        transaction!(self.pool, |c| shared::cache::settle_ended(c, now, limit))
+    }
+
+    async fn invalidate_cache(&self, tool: Option<&str>) -> StoreResult<u64> {
+        transaction!(self.pool, |c| shared::cache::invalidate(c, tool))
+    }
+
     async fn list_servers(&self) -> StoreResult<Vec<StoredServer>> {
         shared::servers::list_servers(&self.pool).await
     }

@@ -49,6 +49,14 @@ impl TaskSql for Postgres {
         "UPDATE tasks SET priority = $2, run_at = $3, updated_at = $1 WHERE id = $4";
 }
 
+impl crate::shared::cache::CacheSql for Postgres {
+    /// A 64-bit lock of the schema and the key (the one-key space never meets the
+    /// two-key locks of limited claims).
+    const LOCK_KEY: Option<&'static str> = Some(
+        "SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || '/cache/' || $1, 0))",
+    );
+}
+
 // The statements of storing tasks.
 
 /// Task numbers follow the order of the batch (the CTE hands them out by position, as in
@@ -174,7 +182,7 @@ impl TaskWrites for PgConnection {
             .filter(|t| !seq_of.contains_key(&t.id))
             .collect();
         let existing = keyed_tasks(self, &taken).await?;
-        let created = create_outcomes(tasks, &repeated, |t| {
+        let mut created = create_outcomes(tasks, &repeated, |t| {
             if let Some(&(seq, fair_key)) = seq_of.get(&t.id) {
                 return Ok(CreateOutcome::Created(task_from_new(t, seq, fair_key)));
             }
@@ -194,6 +202,10 @@ impl TaskWrites for PgConnection {
         })?;
         if tasks.iter().any(|t| t.callback_url.is_some()) {
             crate::shared::webhooks::insert_callbacks(self, tasks, &created.0).await?;
+        }
+        if tasks.iter().any(|t| t.cache.is_some()) {
+            let (outcomes, events) = &mut created;
+            crate::shared::cache::resolve(self, tasks, outcomes, events).await?;
         }
         Ok(created)
     }

@@ -21,7 +21,8 @@ macro_rules! task_columns {
          attempt, max_attempts, run_at, timeout_ms, idempotency_key, owner, parent_id, \
          metadata, created_at, started_at, updated_at, completed_at, result, error, \
          cancel_requested, lease_owner, lease_token, lease_expires_at, input_requests, \
-         checkpoint, workflow_id, step_id, expires_at, trace_parent, group_key, fair_key"
+         checkpoint, workflow_id, step_id, expires_at, trace_parent, group_key, fair_key, \
+         cache_key, cached_from, follows"
     };
 }
 pub(crate) use task_columns;
@@ -205,6 +206,9 @@ pub(crate) fn task_from_row<R: Columns>(r: &R) -> StoreResult<Task> {
         trace_parent: r.opt_text("trace_parent")?,
         group_key: Some(r.text("group_key")?).filter(|k| !k.is_empty()),
         fair_key: r.int("fair_key")?,
+        cache_key: r.opt_text("cache_key")?,
+        cached_from: r.opt_task_id("cached_from")?,
+        follows: r.opt_task_id("follows")?,
     })
 }
 

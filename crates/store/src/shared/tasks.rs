@@ -168,6 +168,9 @@ pub(crate) fn task_from_new(t: &NewTask, seq: i64, fair_key: i64) -> Task {
         trace_parent: t.trace_parent.clone(),
         group_key: t.group_key.clone(),
         fair_key,
+        cache_key: None,
+        cached_from: None,
+        follows: None,
     }
 }
 

@@ -21,7 +21,7 @@ const RUNNING_PER_TOOL: &str =
 fn push_runnable(qb: &mut QueryBuilder<Sqlite>, columns: &str, now: Timestamp) {
     qb.push(format!(
         "SELECT {columns} FROM tasks INDEXED BY tasks_pending \
-         WHERE status = 'pending' AND run_at <= "
+         WHERE status = 'pending' AND follows IS NULL AND run_at <= "
     ))
     .push_bind(now.as_millis())
     .push(

@@ -693,6 +693,35 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn settle_followers(
+        &self,
+        leader: TaskId,
+        now: Timestamp,
+    ) -> StoreResult<Vec<TaskEvent>> {
+        self.writer
+            .write(move |w| Box::pin(shared::cache::settle(w, leader, now)))
+            .await
+    }
+
+    async fn settle_ended_followed(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<TaskEvent>> {
+        self.writer
+            .write(move |w| Box::pin(shared::cache::settle_ended(w, now, limit)))
+            .await
+    }
+
+    async fn invalidate_cache(&self, tool: Option<&str>) -> StoreResult<u64> {
+        let tool = tool.map(str::to_string);
+        self.writer
+            .write(move |w| {
+                Box::pin(async move { shared::cache::invalidate(w, tool.as_deref()).await })
+            })
+            .await
+    }
+
     async fn list_servers(&self) -> StoreResult<Vec<StoredServer>> {
         shared::servers::list_servers(&self.reader).await
     }

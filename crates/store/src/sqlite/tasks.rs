@@ -45,6 +45,11 @@ impl TaskSql for Sqlite {
         "UPDATE tasks SET priority = ?2, run_at = ?3, updated_at = ?1 WHERE id = ?4";
 }
 
+impl crate::shared::cache::CacheSql for Sqlite {
+    /// The writer holds SQLite's write lock: storing and settling never overlap.
+    const LOCK_KEY: Option<&'static str> = None;
+}
+
 // The statements of storing tasks.
 
 /// After `SELECT` the task columns (prefixed with `tasks.`) `FROM (` the `(owner, key)`
@@ -135,7 +140,7 @@ impl TaskWrites for Writer {
             .map(|(t, _)| t)
             .collect();
         let seq_of = insert(self, &to_insert).await?;
-        let created = create_outcomes(tasks, &repeated, |t| {
+        let mut created = create_outcomes(tasks, &repeated, |t| {
             if let Some(found) = key(t).and_then(|k| existing.get(&k)) {
                 return Ok(CreateOutcome::Existing(found.clone()));
             }
@@ -146,6 +151,10 @@ impl TaskWrites for Writer {
         })?;
         if tasks.iter().any(|t| t.callback_url.is_some()) {
             crate::shared::webhooks::insert_callbacks(self, tasks, &created.0).await?;
+        }
+        if tasks.iter().any(|t| t.cache.is_some()) {
+            let (outcomes, events) = &mut created;
+            crate::shared::cache::resolve(self, tasks, outcomes, events).await?;
         }
         Ok(created)
     }

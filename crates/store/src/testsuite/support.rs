@@ -35,6 +35,7 @@ pub(super) fn new_task(tool: &str, priority: i32, at: Timestamp) -> NewTask {
         trace_parent: None,
         group_key: None,
         callback_url: None,
+        cache: None,
     }
 }
 
