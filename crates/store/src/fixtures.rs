@@ -628,9 +628,14 @@ mod faulty {
             self.check("settle_ended_followed", None)?;
             self.inner.settle_ended_followed(now, limit).await
         }
-        async fn invalidate_cache(&self, tool: Option<&str>) -> StoreResult<u64> {
+        async fn invalidate_cache(
+            &self,
+            tool: Option<&str>,
+            now: Timestamp,
+            since: Timestamp,
+        ) -> StoreResult<u64> {
             self.check("invalidate_cache", None)?;
-            self.inner.invalidate_cache(tool).await
+            self.inner.invalidate_cache(tool, now, since).await
         }
         async fn list_servers(&self) -> StoreResult<Vec<StoredServer>> {
             self.check("list_servers", None)?;

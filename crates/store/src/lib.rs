@@ -783,6 +783,14 @@ pub struct AnalyticsCount {
     pub costed: u64,
     pub input_tokens: f64,
     pub output_tokens: f64,
+    /// Of them, answered from the result cache (the cost and tokens above leave them
+    /// out), and cacheable calls that ran.
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    /// What the calls the cache answered from reported they cost, and how many of the
+    /// hits had such a report.
+    pub saved_usd: f64,
+    pub saved_costed: u64,
     /// How many waited (due to start) and ran (start to end) how long, per bucket of
     /// [`DURATION_BOUNDS_MS`] (one more for longer); tasks that never started count in
     /// neither.
@@ -1167,9 +1175,15 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> StoreResult<Vec<TaskEvent>>;
 
-    /// Completed calls of `tool` (of every tool for `None`) stop answering from the
-    /// result cache. Returns how many entries were dropped.
-    async fn invalidate_cache(&self, tool: Option<&str>) -> StoreResult<u64>;
+    /// Calls of `tool` (of every tool for `None`) completed before `now` stop answering
+    /// from the result cache. Returns how many entries completed since `since` (the
+    /// oldest that could still answer) were dropped.
+    async fn invalidate_cache(
+        &self,
+        tool: Option<&str>,
+        now: Timestamp,
+        since: Timestamp,
+    ) -> StoreResult<u64>;
 
     async fn list_servers(&self) -> StoreResult<Vec<StoredServer>>;
 

@@ -606,8 +606,15 @@ impl Store for PostgresStore {
         transaction!(self.pool, |c| shared::cache::settle_ended(c, now, limit))
     }
 
-    async fn invalidate_cache(&self, tool: Option<&str>) -> StoreResult<u64> {
-        transaction!(self.pool, |c| shared::cache::invalidate(c, tool))
+    async fn invalidate_cache(
+        &self,
+        tool: Option<&str>,
+        now: Timestamp,
+        since: Timestamp,
+    ) -> StoreResult<u64> {
+        transaction!(self.pool, |c| shared::cache::invalidate(
+            c, tool, now, since
+        ))
     }
 
     async fn list_servers(&self) -> StoreResult<Vec<StoredServer>> {

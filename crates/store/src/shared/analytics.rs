@@ -84,14 +84,20 @@ fn histogram_columns() -> impl Iterator<Item = String> {
 fn finished<D: AnalyticsSql>(a: u32, b: u32) -> String {
     let wait = bucket_case("(CASE WHEN started_at > run_at THEN started_at - run_at ELSE 0 END)");
     let run = bucket_case("(completed_at - started_at)");
+    // A result from the cache cost nothing: what its call reported is saved instead.
+    let cost = D::cost_field("usd");
     format!(
         "SELECT ({MINUTE} * (completed_at / {MINUTE})) AS minute, completed_at, tool, queue, \
          owner, workflow_id, status, CASE WHEN attempt > 1 THEN attempt - 1 ELSE 0 END AS retries, \
-         {} AS cost_usd, {} AS input_tokens, {} AS output_tokens, \
+         CASE WHEN cached_from IS NULL THEN {cost} END AS cost_usd, \
+         CASE WHEN cached_from IS NULL THEN {} END AS input_tokens, \
+         CASE WHEN cached_from IS NULL THEN {} END AS output_tokens, \
+         CASE WHEN cached_from IS NULL THEN 0 ELSE 1 END AS hit, \
+         CASE WHEN cache_key IS NOT NULL AND cached_from IS NULL THEN 1 ELSE 0 END AS miss, \
+         CASE WHEN cached_from IS NOT NULL THEN {cost} END AS saved_usd, \
          CASE WHEN started_at IS NULL THEN -1 ELSE {wait} END AS wb, \
          CASE WHEN started_at IS NULL THEN -1 ELSE {run} END AS rb \
          FROM tasks WHERE completed_at >= {} AND completed_at < {}",
-        D::cost_field("usd"),
         D::cost_field("input_tokens"),
         D::cost_field("output_tokens"),
         D::param(a),
@@ -103,11 +109,15 @@ fn finished<D: AnalyticsSql>(a: u32, b: u32) -> String {
 fn aggregate_finished<D: AnalyticsSql>() -> String {
     let mut s = format!(
         "count(*) AS n, {} AS retries, {} AS cost_usd, count(cost_usd) AS costed, \
-         {} AS input_tokens, {} AS output_tokens",
+         {} AS input_tokens, {} AS output_tokens, {} AS cache_hits, {} AS cache_misses, \
+         {} AS saved_usd, count(saved_usd) AS saved_costed",
         D::int("sum(retries)"),
         D::real("sum(cost_usd)"),
         D::real("sum(input_tokens)"),
         D::real("sum(output_tokens)"),
+        D::int("sum(hit)"),
+        D::int("sum(miss)"),
+        D::real("sum(saved_usd)"),
     );
     for (prefix, col) in [("w", "wb"), ("r", "rb")] {
         for i in 0..BUCKETS {
@@ -124,13 +134,18 @@ fn aggregate_finished<D: AnalyticsSql>() -> String {
 fn aggregate_rollup<D: AnalyticsSql>() -> String {
     let mut s = format!(
         "{} AS n, {} AS retries, {} AS cost_usd, {} AS costed, {} AS input_tokens, \
-         {} AS output_tokens",
+         {} AS output_tokens, {} AS cache_hits, {} AS cache_misses, {} AS saved_usd, \
+         {} AS saved_costed",
         D::int("sum(n)"),
         D::int("sum(retries)"),
         D::real("sum(cost_usd)"),
         D::int("sum(costed)"),
         D::real("sum(input_tokens)"),
         D::real("sum(output_tokens)"),
+        D::int("sum(cache_hits)"),
+        D::int("sum(cache_misses)"),
+        D::real("sum(saved_usd)"),
+        D::int("sum(saved_costed)"),
     );
     for c in histogram_columns() {
         s.push_str(&format!(", {} AS {c}", D::int(&format!("sum({c})"))));
@@ -165,6 +180,10 @@ fn decode_count<R: Columns>(r: &R, finished: bool) -> StoreResult<AnalyticsCount
         costed: 0,
         input_tokens: 0.0,
         output_tokens: 0.0,
+        cache_hits: 0,
+        cache_misses: 0,
+        saved_usd: 0.0,
+        saved_costed: 0,
         wait: vec![0; BUCKETS],
         run: vec![0; BUCKETS],
     };
@@ -174,6 +193,10 @@ fn decode_count<R: Columns>(r: &R, finished: bool) -> StoreResult<AnalyticsCount
         count.costed = r.opt_int("costed")?.unwrap_or(0) as u64;
         count.input_tokens = r.opt_real("input_tokens")?.unwrap_or(0.0);
         count.output_tokens = r.opt_real("output_tokens")?.unwrap_or(0.0);
+        count.cache_hits = r.opt_int("cache_hits")?.unwrap_or(0) as u64;
+        count.cache_misses = r.opt_int("cache_misses")?.unwrap_or(0) as u64;
+        count.saved_usd = r.opt_real("saved_usd")?.unwrap_or(0.0);
+        count.saved_costed = r.opt_int("saved_costed")?.unwrap_or(0) as u64;
         for i in 0..BUCKETS {
             count.wait[i] = r.int(&format!("w{i}"))?.max(0) as u64;
             count.run[i] = r.int(&format!("r{i}"))?.max(0) as u64;
@@ -373,7 +396,8 @@ where
         let columns = histogram_columns().collect::<Vec<_>>().join(", ");
         let insert = format!(
             "INSERT INTO analytics_minutes (minute, tool, queue, owner, workflow_id, status, n, \
-             retries, cost_usd, costed, input_tokens, output_tokens, {columns}) \
+             retries, cost_usd, costed, input_tokens, output_tokens, cache_hits, \
+             cache_misses, saved_usd, saved_costed, {columns}) \
              SELECT minute, tool, queue, owner, workflow_id, status, {} FROM ({}) t \
              GROUP BY minute, tool, queue, owner, workflow_id, status",
             aggregate_finished::<T::Db>(),

@@ -29,9 +29,12 @@ pub(crate) trait CacheSql: Dialect {
     const LOCK_KEY: Option<&'static str>;
 }
 
-/// The newest completed call with key `$1` that completed at `$2` or later.
+/// The newest completed call with key `$1` that completed at `$2` or later, and after
+/// its tool's entries (or all entries) were last invalidated.
 const FRESH_HIT: &str = "SELECT id FROM tasks WHERE cache_key = $1 AND status = 'completed' \
-     AND completed_at >= $2 ORDER BY completed_at DESC LIMIT 1";
+     AND completed_at >= $2 AND completed_at >= coalesce((SELECT max(i.at) \
+         FROM cache_invalidations i WHERE i.tool IN (tasks.tool, '*')), 0) \
+     ORDER BY completed_at DESC LIMIT 1";
 
 /// The oldest call with key `$1` in flight, other than task `$2`.
 const IN_FLIGHT: &str = "SELECT id FROM tasks WHERE cache_key = $1 AND follows IS NULL \
@@ -65,9 +68,16 @@ const ENDED_LEADERS: &str = "SELECT DISTINCT f.follows AS id FROM tasks f \
 const FOLLOWER_KEY: &str =
     "SELECT cache_key FROM tasks WHERE follows = $1 AND status = 'pending' LIMIT 1";
 
-/// Completed calls of tool `$1` (any tool for `NULL`) stop being entries.
-const INVALIDATE: &str = "UPDATE tasks SET cache_key = NULL WHERE cache_key IS NOT NULL \
-     AND status = 'completed' AND ($1 IS NULL OR tool = $1)";
+/// Calls of tool `$1` (`*`: of every tool) completed before `$2` answer no more.
+const INVALIDATE: &str = "INSERT INTO cache_invalidations (tool, at) VALUES ($1, $2) \
+     ON CONFLICT (tool) DO UPDATE SET at = excluded.at";
+
+/// The entries of tool `$1` (`*`: of every tool) that completed since `$2` and are not
+/// invalidated already.
+const ENTRIES: &str = "SELECT count(*) AS n FROM tasks WHERE cache_key IS NOT NULL \
+     AND status = 'completed' AND completed_at >= $2 AND ($1 = '*' OR tool = $1) \
+     AND completed_at >= coalesce((SELECT max(i.at) FROM cache_invalidations i \
+         WHERE i.tool IN (tasks.tool, '*')), 0)";
 
 fn id_of<R: Columns>(r: &R) -> StoreResult<TaskId> {
     r.task_id("id")
@@ -266,16 +276,25 @@ where
     Ok(events)
 }
 
-/// Completed calls of `tool` (every tool for `None`) stop answering from the cache.
-/// Returns how many entries were dropped.
+/// Calls of `tool` (of every tool for `None`) completed before `now` answer from the
+/// cache no more. Returns how many entries that completed since `since` were dropped.
 pub(crate) async fn invalidate<T: Tx<Db: CacheSql>>(
     tx: &mut T,
     tool: Option<&str>,
+    now: Timestamp,
+    since: Timestamp,
 ) -> StoreResult<u64>
 where
-    Option<String>: Bind<T::Db>,
+    String: Bind<T::Db>,
+    i64: Bind<T::Db>,
     <T::Db as sqlx::Database>::Arguments: Default,
 {
-    let q = query::<T::Db>(INVALIDATE).bind(tool.map(str::to_string));
-    execute(tx.exec(), q).await
+    let tool = tool.unwrap_or("*").to_string();
+    let q = query::<T::Db>(ENTRIES)
+        .bind(tool.clone())
+        .bind(since.as_millis());
+    let dropped = fetch_optional(tx.exec(), q, |r| r.int("n")).await?;
+    let q = query::<T::Db>(INVALIDATE).bind(tool).bind(now.as_millis());
+    execute(tx.exec(), q).await?;
+    Ok(dropped.unwrap_or(0).max(0) as u64)
 }

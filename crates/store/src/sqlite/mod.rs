@@ -713,11 +713,18 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn invalidate_cache(&self, tool: Option<&str>) -> StoreResult<u64> {
+    async fn invalidate_cache(
+        &self,
+        tool: Option<&str>,
+        now: Timestamp,
+        since: Timestamp,
+    ) -> StoreResult<u64> {
         let tool = tool.map(str::to_string);
         self.writer
             .write(move |w| {
-                Box::pin(async move { shared::cache::invalidate(w, tool.as_deref()).await })
+                Box::pin(
+                    async move { shared::cache::invalidate(w, tool.as_deref(), now, since).await },
+                )
             })
             .await
     }

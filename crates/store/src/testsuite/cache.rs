@@ -122,15 +122,26 @@ pub async fn result_cache_hits_and_single_flight(store: &dyn Store) {
         "a refresh still joins a call in flight"
     );
 
-    // Invalidation: the completed entry answers no more.
-    assert_eq!(
-        store.invalidate_cache(Some("other__tool")).await.unwrap(),
-        0
-    );
-    assert_eq!(store.invalidate_cache(Some("srv__read")).await.unwrap(), 1);
-    let fresh = cached("k1", later, Some(now));
-    let (miss, _) = store_one(store, fresh).await;
+    // Invalidation: the completed entry answers no more (counted once).
+    let inv = later.saturating_add(SEC);
+    let drop = |tool| store.invalidate_cache(tool, inv, now);
+    assert_eq!(drop(Some("other__tool")).await.unwrap(), 0);
+    assert_eq!(drop(Some("srv__read")).await.unwrap(), 1);
+    assert_eq!(drop(None).await.unwrap(), 0, "already dropped");
+    let (miss, _) = store_one(store, cached("k1", inv, Some(now))).await;
     assert_ne!(miss.status, TaskStatus::Completed, "invalidated: no hit");
+    // A call completed after the invalidation answers again.
+    let (k4, _) = store_one(store, cached("k4", inv, Some(now))).await;
+    let token = 9;
+    let claimed = claim(store, "w", 10, inv, token).await;
+    assert!(claimed.iter().any(|t| t.id == k4.id));
+    let after = inv.saturating_add(SEC);
+    store
+        .finish(vec![complete(k4.id, token, after)])
+        .await
+        .unwrap();
+    let (hit, _) = store_one(store, cached("k4", after, Some(now))).await;
+    assert_eq!(hit.cached_from, Some(k4.id));
 }
 
 /// When the followed call fails (or is cancelled), the oldest follower is released to
