@@ -96,6 +96,11 @@ enum Command {
         #[command(subcommand)]
         action: Option<QueueAction>,
     },
+    /// Drop the result cache's entries of a tool (or of every tool).
+    Cache {
+        #[command(subcommand)]
+        action: CacheAction,
+    },
     /// List, add or remove the MCP servers whose tools Baton runs.
     Servers {
         #[command(subcommand)]
@@ -217,6 +222,10 @@ struct SubmitArgs {
     max_attempts: Option<u32>,
     #[arg(long)]
     idempotency_key: Option<String>,
+    /// For a cached tool: use (a fresh stored result, the default), refresh (call the
+    /// tool and store its result) or bypass (call it, leave the cache alone).
+    #[arg(long, value_parser = ["use", "refresh", "bypass"])]
+    cache: Option<String>,
     /// Keep the task at most this long from now (e.g. 10m): once finished and past it, it
     /// may be deleted before the node's retention is over.
     #[arg(long, value_parser = humantime::parse_duration)]
@@ -401,6 +410,19 @@ enum ScheduleAction {
 }
 
 #[derive(Subcommand)]
+enum CacheAction {
+    /// Cached results of the tool stop answering calls: the next identical call runs.
+    Drop {
+        /// The qualified tool name, e.g. server__tool.
+        #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+        tool: Option<String>,
+        /// Every tool's entries.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum QueueAction {
     /// Stop starting tasks from a queue (running ones finish).
     Pause { name: String },
@@ -501,6 +523,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         }),
         Command::List(args) => list(&client, args).await,
         Command::Queues { action } => queues(&client, action).await,
+        Command::Cache { action } => cache(&client, action).await,
         Command::Schedules { action } => schedules(&client, action).await,
         Command::Webhooks { action } => webhooks(&client, action).await,
         Command::Servers { action } => servers(&client, action).await,
@@ -746,6 +769,7 @@ async fn submit(client: &Client, a: SubmitArgs) -> Result<ExitCode, ClientError>
         ("max_attempts", a.max_attempts.map(Value::from)),
         ("idempotency_key", a.idempotency_key.map(Value::from)),
         ("ttl_ms", a.ttl.map(|d| json!(d.as_millis() as u64))),
+        ("cache", a.cache.map(Value::from)),
     ] {
         if let Some(v) = value {
             body[key] = v;
@@ -1025,6 +1049,27 @@ async fn schedules(
             println!("schedule {name} deleted");
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn cache(client: &Client, action: CacheAction) -> Result<ExitCode, ClientError> {
+    let CacheAction::Drop { tool, .. } = action;
+    let path = match &tool {
+        Some(t)
+            if t.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) =>
+        {
+            format!("/v1/cache?tool={t}")
+        }
+        Some(t) => return Err(ClientError::Usage(format!("`{t}` is not a tool name"))),
+        None => "/v1/cache".to_string(),
+    };
+    let r = client.delete(&path).await?;
+    println!(
+        "{}: {} cached results dropped",
+        tool.as_deref().unwrap_or("every tool"),
+        r["dropped"]
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -96,6 +96,13 @@ pub struct GroupStats {
     pub cost_usd: f64,
     pub input_tokens: f64,
     pub output_tokens: f64,
+    /// Finished tasks the result cache answered (their calls' cost is not counted above)
+    /// and calls of cached tools that ran.
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    /// What the cache saved: what the calls it answered from reported they cost, plus the
+    /// configured price of those that reported none.
+    pub cost_saved_usd: f64,
     /// Finishes over time, one point per bucket from `since`.
     pub series: Vec<SeriesPoint>,
 }
@@ -223,6 +230,9 @@ struct Acc {
     cost_usd: f64,
     input_tokens: f64,
     output_tokens: f64,
+    cache_hits: u64,
+    cache_misses: u64,
+    cost_saved_usd: f64,
     wait: Vec<u64>,
     run: Vec<u64>,
     series: BTreeMap<i64, [u64; 3]>,
@@ -256,6 +266,9 @@ impl Acc {
             cost_usd: self.cost_usd,
             input_tokens: self.input_tokens,
             output_tokens: self.output_tokens,
+            cache_hits: self.cache_hits,
+            cache_misses: self.cache_misses,
+            cost_saved_usd: self.cost_saved_usd,
             series,
         }
     }
@@ -312,11 +325,15 @@ impl Engine {
         all.wait = vec![0; buckets];
         all.run = vec![0; buckets];
         for c in rows.counts {
+            let price = config.price_of(&c.tool).unwrap_or(0.0);
             let priced = if matches!(c.status.as_str(), "completed" | "failed") {
-                config.price_of(&c.tool).unwrap_or(0.0) * (c.n - c.costed.min(c.n)) as f64
+                // Calls answered from the cache were not made: they cost nothing.
+                let made = c.n.saturating_sub(c.cache_hits);
+                price * made.saturating_sub(c.costed) as f64
             } else {
                 0.0
             };
+            let saved = c.saved_usd + price * c.cache_hits.saturating_sub(c.saved_costed) as f64;
             for acc in [
                 groups
                     .entry(key(c.group.clone(), &c.tool))
@@ -326,6 +343,9 @@ impl Engine {
                 *acc.counts.entry(c.status.clone()).or_default() += c.n;
                 acc.retries += c.retries;
                 acc.cost_usd += c.cost_usd + priced;
+                acc.cache_hits += c.cache_hits;
+                acc.cache_misses += c.cache_misses;
+                acc.cost_saved_usd += saved;
                 acc.input_tokens += c.input_tokens;
                 acc.output_tokens += c.output_tokens;
                 for (sum, n) in acc.wait.iter_mut().zip(&c.wait) {

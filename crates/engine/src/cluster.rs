@@ -159,6 +159,7 @@ pub(crate) async fn maintenance_loop(inner: Arc<Inner>) {
         }
         rescue_lost_peers(&inner).await;
         maintenance::rescue_expired(&inner).await;
+        crate::cache::sweep(&inner).await;
         maintenance::fold_analytics(&inner).await;
         match inner.store.refresh_statistics().await {
             Ok(true) => tracing::debug!("refreshed the task table's planner statistics"),

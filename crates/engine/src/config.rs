@@ -64,6 +64,8 @@ pub struct EngineConfig {
     pub presence: Presence,
     /// Webhook deliveries: reachable networks, timeouts, retries.
     pub webhooks: crate::webhooks::WebhookConfig,
+    /// Which tools' results answer identical calls, and for how long.
+    pub cache: crate::cache::CacheConfig,
 }
 
 impl Default for EngineConfig {
@@ -101,6 +103,7 @@ impl Default for EngineConfig {
                 version: env!("CARGO_PKG_VERSION").into(),
             },
             webhooks: crate::webhooks::WebhookConfig::default(),
+            cache: crate::cache::CacheConfig::default(),
         }
     }
 }

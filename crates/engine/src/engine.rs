@@ -122,6 +122,7 @@ impl Engine {
     /// Validates a submission (fields, tool, arguments) into a task ready to store.
     pub fn prepare(&self, owner: &str, req: SubmitRequest) -> Result<NewTask, EngineError> {
         let now = self.now();
+        let cache_mode = req.cache.unwrap_or_default();
         let mut task = req.validate(owner, &self.inner.config.submit_defaults, now)?;
         if let Some(url) = &task.callback_url {
             crate::webhooks::check_url("callback_url", url, &self.inner.config.webhooks)?;
@@ -153,6 +154,19 @@ impl Engine {
                 tool: task.tool.clone(),
                 details,
             })?;
+        let config = &self.inner.config;
+        let ttl = config.cache.ttl_of(
+            &task.tool,
+            &config.separator,
+            resolved.provider.cache(),
+            &resolved.info.definition,
+        );
+        task.cache = crate::cache::lookup(
+            ttl,
+            cache_mode,
+            || crate::cache::call_key(owner, &task.tool, &task.arguments),
+            now,
+        );
         Ok(task)
     }
 
@@ -281,6 +295,9 @@ impl Engine {
             CancelOutcome::Cancelled(task, ev) => {
                 self.inner.publisher.publish(&[ev]);
                 crate::metrics::finished(&task, baton_core::TaskStatus::Cancelled);
+                if task.cache_key.is_some() {
+                    crate::cache::settle(&self.inner, &task).await;
+                }
                 Ok(Cancelled::Now(task))
             }
             CancelOutcome::Requested(task, ev) => {

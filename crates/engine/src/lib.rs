@@ -14,6 +14,8 @@
 //! - [`cluster`]: other processes sharing the store: their committed events, presence,
 //!   the clock they agree on, maintenance run by one of them at a time.
 //! - [`workflow`]: workflows as DAGs of tasks (`api`, `views`, `coordinator`).
+//! - [`cache`]: the result cache: which tools are cached, call keys, settling the calls
+//!   that wait for an identical one.
 //! - [`batch`]: group commit — concurrent writes of one kind share a transaction.
 //! - [`hub`]: live event fan-out to SSE streams and waiters.
 //! - [`tools`]: the [`tools::ToolProvider`] trait, the catalog with argument validation,
@@ -33,6 +35,7 @@
 pub mod analytics;
 pub mod audit;
 pub mod batch;
+pub mod cache;
 pub mod clock;
 pub mod cluster;
 pub mod config;

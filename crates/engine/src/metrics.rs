@@ -31,6 +31,9 @@ pub const STORE_BATCH_SIZE: &str = "baton_store_batch_size";
 pub const TASK_COST_USD: &str = "baton_task_cost_usd_total";
 pub const ACTIVE_TASKS: &str = "baton_active_tasks";
 pub const RUNNING_HERE: &str = "baton_running_tasks";
+pub const CACHE_LOOKUPS: &str = "baton_cache_lookups_total";
+pub const CACHE_INVALIDATED: &str = "baton_cache_invalidated_total";
+pub const CACHE_SAVED_USD: &str = "baton_cache_saved_usd_total";
 
 /// The histograms measured in seconds (their buckets: [`SECONDS_BUCKETS`]).
 pub const SECONDS_HISTOGRAMS: [&str; 6] = [
@@ -55,6 +58,14 @@ pub const BATCH_BUCKETS: [f64; 12] = [
 
 /// Gives every metric its help line (and unit); call once, after installing a recorder.
 pub fn describe() {
+    describe_counter!(
+        CACHE_LOOKUPS,
+        "Tasks of cached tools stored by this node, by tool and outcome: `hit` (answered at once from a stored result), `coalesced` (waits for an identical call in flight) or `miss` (calls the tool)."
+    );
+    describe_counter!(
+        CACHE_INVALIDATED,
+        "Result cache entries dropped by invalidation (by hand, or a tool's changed schema)."
+    );
     describe_counter!(
         TASKS_SUBMITTED,
         "Tasks stored by this node, by tool and queue (an idempotent resubmission is not counted)."
@@ -184,6 +195,35 @@ pub(crate) fn run_ended(
     }
 }
 
+/// A task of a cached tool was stored: how the cache answered it.
+pub(crate) fn cache_lookup(task: &Task) {
+    let outcome = if task.cached_from.is_some() {
+        "hit"
+    } else if task.follows.is_some() {
+        "coalesced"
+    } else if task.cache_key.is_some() {
+        "miss"
+    } else {
+        return;
+    };
+    counter!(CACHE_LOOKUPS, "tool" => task.tool.clone(), "outcome" => outcome).increment(1);
+}
+
+/// Entries of `tool` (of every tool for `None`) dropped.
+pub(crate) fn cache_invalidated(tool: Option<&str>, n: u64) {
+    counter!(CACHE_INVALIDATED, "tool" => tool.unwrap_or("*").to_string()).increment(n);
+}
+
+/// A call the cache answered (at once, or once the identical call it waited for
+/// completed): what it would have cost, as the call it took the result of reported, or
+/// else the configured price.
+pub(crate) fn cache_saved(tool: &str, result: Option<&serde_json::Value>, price: Option<f64>) {
+    if let Some(usd) = result.and_then(cost_usd).or(price) {
+        let mut saved = SAVED.lock().unwrap_or_else(|e| e.into_inner());
+        *saved.entry(tool.to_string()).or_default() += usd;
+    }
+}
+
 /// A task reached a final status.
 pub(crate) fn finished(task: &Task, status: TaskStatus) {
     counter!(
@@ -212,21 +252,38 @@ static COSTS: std::sync::Mutex<BTreeMap<String, f64>> = std::sync::Mutex::new(BT
 const COST_HELP: &str = "What finished tasks cost, in US dollars, as their tools reported it \
 (`_meta[\"baton/cost\"].usd`) or else at the configured price per call, by tool.";
 
-/// [`TASK_COST_USD`] in the Prometheus text format (nothing until a tool reported a cost).
+/// What the result cache saved per tool (see [`cache_saved`]).
+static SAVED: std::sync::Mutex<BTreeMap<String, f64>> = std::sync::Mutex::new(BTreeMap::new());
+
+const SAVED_HELP: &str = "What the calls the result cache answered would have cost, in US \
+dollars, as the calls they took the result of reported it or else at the configured price, by tool.";
+
+/// [`TASK_COST_USD`] and [`CACHE_SAVED_USD`] in the Prometheus text format (each only
+/// once there is something to count).
 pub fn render_costs(out: &mut String) {
+    for (name, help, values) in [
+        (TASK_COST_USD, COST_HELP, &COSTS),
+        (CACHE_SAVED_USD, SAVED_HELP, &SAVED),
+    ] {
+        render_dollars(out, name, help, values);
+    }
+}
+
+fn render_dollars(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    values: &std::sync::Mutex<BTreeMap<String, f64>>,
+) {
     use std::fmt::Write;
-    let costs = COSTS.lock().unwrap_or_else(|e| e.into_inner());
-    if costs.is_empty() {
+    let values = values.lock().unwrap_or_else(|e| e.into_inner());
+    if values.is_empty() {
         return;
     }
-    let _ = writeln!(out, "# HELP {TASK_COST_USD} {COST_HELP}");
-    let _ = writeln!(out, "# TYPE {TASK_COST_USD} counter");
-    for (tool, usd) in costs.iter() {
-        let _ = writeln!(
-            out,
-            "{TASK_COST_USD}{{tool=\"{}\"}} {usd}",
-            escape_label(tool)
-        );
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} counter");
+    for (tool, usd) in values.iter() {
+        let _ = writeln!(out, "{name}{{tool=\"{}\"}} {usd}", escape_label(tool));
     }
 }
 

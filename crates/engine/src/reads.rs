@@ -37,7 +37,13 @@ impl Engine {
     pub async fn describe(&self, owner: &str, id: TaskId) -> Result<TaskView, EngineError> {
         let task = self.get(owner, id).await?;
         let estimate = self.estimate_completion(&task).await;
-        let waiting = if task.status == TaskStatus::Pending {
+        let waiting = if let Some(leader) =
+            task.follows.filter(|_| task.status == TaskStatus::Pending)
+        {
+            Some(format!(
+                "waits for task {leader}, an identical call in flight (result cache), and takes its result"
+            ))
+        } else if task.status == TaskStatus::Pending {
             match self.tools().waiting_reason(&task.tool) {
                 Some(why) => Some(why),
                 None => match self.rate_limited(&task).await? {

@@ -80,6 +80,14 @@ pub struct TaskView {
     /// tasks; lists leave it out.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
+    /// The task that called the tool, when the result cache answered this one with that
+    /// call's result (the tool was not called for this task).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cached_from: Option<String>,
+    /// The identical call this pending task waits for (single-flight): it takes that
+    /// call's result when it completes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
 }
 
 impl TaskView {
@@ -120,6 +128,8 @@ impl TaskView {
             input_requests: task.input_requests,
             error: task.error,
             result: if with_result { task.result } else { None },
+            cached_from: task.cached_from.map(|t| t.to_string()),
+            waiting_for: task.follows.map(|t| t.to_string()),
         }
     }
 }
@@ -136,6 +146,9 @@ pub struct ResultView {
     /// The tool's result, when it completed.
     pub result: Option<Value>,
     pub error: Option<TaskError>,
+    /// The task whose call the result came from, when the result cache answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cached_from: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub progress: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -153,6 +166,7 @@ impl ResultView {
             completed_at: task.completed_at,
             result: task.result,
             error: task.error,
+            cached_from: task.cached_from.map(|t| t.to_string()),
             progress: if finished { None } else { task.progress },
             progress_message: if finished {
                 None

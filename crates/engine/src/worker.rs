@@ -105,6 +105,11 @@ pub(crate) async fn store_submissions(
     for o in &r.outcomes {
         if let baton_store::CreateOutcome::Created(task) = o {
             crate::metrics::submitted(&task.tool, &task.queue);
+            crate::metrics::cache_lookup(task);
+            if task.cached_from.is_some() {
+                let price = inner.config.price_of(&task.tool);
+                crate::metrics::cache_saved(&task.tool, task.result.as_ref(), price);
+            }
         }
     }
     tracing::debug!(
@@ -302,6 +307,10 @@ async fn run_task_traced(inner: Arc<Inner>, task: Task, token: i64, permit: Owne
                             result.as_ref(),
                             inner.config.price_of(&task.tool),
                         );
+                        // Identical calls may be waiting for this one's result.
+                        if task.cache_key.is_some() && status.is_final() {
+                            crate::cache::settle(&inner, &task).await;
+                        }
                     }
                 }
                 Ok(Err(e))

@@ -92,6 +92,7 @@ pub async fn call(
     if ctx.era.legacy_tasks() {
         request.ttl_ms = requested_ttl(&params)?;
     }
+    request.cache = cache_mode(&params)?;
     let mut task = service
         .engine
         .prepare(&ctx.principal, request)
@@ -152,6 +153,19 @@ fn requested_ttl(params: &Value) -> Result<Option<u64>, RpcError> {
             ))),
         },
     }
+}
+
+/// What the call asks of the result cache (`_meta["baton/cache"]`).
+fn cache_mode(params: &Value) -> Result<Option<baton_core::submit::CacheMode>, RpcError> {
+    let Some(raw) = protocol::meta(params).and_then(|m| m.get(protocol::META_CACHE)) else {
+        return Ok(None);
+    };
+    serde_json::from_value(raw.clone()).map(Some).map_err(|_| {
+        RpcError::invalid_params(format!(
+            "`_meta[\"{}\"]` must be \"use\", \"refresh\" or \"bypass\", got {raw}",
+            protocol::META_CACHE
+        ))
+    })
 }
 
 enum Mode {

@@ -21,6 +21,9 @@ pub const META_RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
 pub const TASKS_EXTENSION: &str = "io.modelcontextprotocol/tasks";
 /// Baton's own `_meta` key: the parent task of a call an agent makes while running a task.
 pub const META_PARENT_TASK: &str = "baton/parentTask";
+/// Baton's own `_meta` key: what a call does with the result cache (`use`, `refresh`,
+/// `bypass`).
+pub const META_CACHE: &str = "baton/cache";
 
 pub const PARSE_ERROR: i64 = -32700;
 pub const INVALID_REQUEST: i64 = -32600;

@@ -284,6 +284,7 @@ impl App {
         );
         // Subscribed before any server starts, so no health change is missed.
         let health = upstreams.health_changes();
+        let schema_changes = upstreams.schema_changes();
         for server in &config.servers {
             upstreams
                 .add(server.clone(), Origin::Config)
@@ -339,6 +340,11 @@ impl App {
             .map(|a| format!("http://{a}"));
         let engine = Engine::start(engine_config, store, tools, Clock::system()).await?;
         tokio::spawn(forward_health(engine.clone(), health));
+        tokio::spawn(forward_schema_changes(
+            engine.clone(),
+            schema_changes,
+            config.tool_separator.clone(),
+        ));
         let shutdown = CancellationToken::new();
         let jwt = match &config.auth.jwt {
             Some(j) => {
@@ -505,6 +511,41 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
+    }
+}
+
+/// Drops the cached results of tools whose input schema changed: a result of the old tool
+/// must not answer a call of the new one.
+async fn forward_schema_changes(
+    engine: Engine,
+    mut changes: tokio::sync::broadcast::Receiver<baton_upstream::server::SchemaChange>,
+    separator: String,
+) {
+    loop {
+        match changes.recv().await {
+            Ok(c) => {
+                let tool = format!("{}{separator}{}", c.server, c.tool);
+                match engine.invalidate_cache(Some(&tool)).await {
+                    Ok(n) => {
+                        tracing::info!(%tool, dropped = n, "a tool's schema changed; its cached results answer no more")
+                    }
+                    Err(e) => {
+                        tracing::warn!(%tool, error = %e, "a tool's schema changed, but its cached results could not be dropped")
+                    }
+                }
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                // Changes were missed: drop every entry rather than keep a stale one.
+                tracing::warn!(
+                    missed = n,
+                    "tool schema changes were missed; dropping the whole result cache"
+                );
+                if let Err(e) = engine.invalidate_cache(None).await {
+                    tracing::warn!(error = %e, "could not drop the result cache");
+                }
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
     }
 }
 

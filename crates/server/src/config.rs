@@ -73,6 +73,56 @@ pub struct Config {
     pub servers: Vec<ServerConfig>,
     /// Webhook deliveries (`[webhooks]`).
     pub webhooks: WebhooksConfig,
+    /// The result cache (`[cache]`): which tools' results answer identical calls.
+    pub cache: CacheSection,
+}
+
+/// `[cache]`. Nothing is cached unless configured: a tool's entry in `[cache.tools]`
+/// decides, else its server's entry there, else the server's own `cache` setting, else,
+/// with `annotated = true`, its annotations (`readOnlyHint` and `idempotentHint`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheSection {
+    /// How long results answer when a setting says `true`, and for annotated tools.
+    #[serde(with = "humantime_serde")]
+    pub default_ttl: Duration,
+    /// Cache tools whose annotations say they only read and are idempotent.
+    pub annotated: bool,
+    /// By qualified tool name (`"server__tool" = "10m"`) or server name (`server =
+    /// "1h"`): a time to live, `true` (`default_ttl`) or `false` (never cached).
+    pub tools: std::collections::BTreeMap<String, baton_engine::cache::CacheSettingSpec>,
+}
+
+impl Default for CacheSection {
+    fn default() -> Self {
+        let d = baton_engine::cache::CacheConfig::default();
+        CacheSection {
+            default_ttl: d.default_ttl,
+            annotated: d.annotated,
+            tools: Default::default(),
+        }
+    }
+}
+
+impl CacheSection {
+    /// The engine's form; errors name the setting.
+    fn parse(&self) -> Result<baton_engine::cache::CacheConfig, String> {
+        if self.default_ttl < Duration::from_secs(1) {
+            return Err("cache.default_ttl must be at least 1s".into());
+        }
+        let mut tools = std::collections::BTreeMap::new();
+        for (name, spec) in &self.tools {
+            let setting = spec
+                .parse()
+                .map_err(|m| format!("cache.tools.\"{name}\": {m}"))?;
+            tools.insert(name.clone(), setting);
+        }
+        Ok(baton_engine::cache::CacheConfig {
+            default_ttl: self.default_ttl,
+            annotated: self.annotated,
+            tools,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -408,6 +458,7 @@ impl Default for Config {
             telemetry: TelemetryConfig::default(),
             servers: Vec::new(),
             webhooks: WebhooksConfig::default(),
+            cache: CacheSection::default(),
         }
     }
 }
@@ -646,6 +697,9 @@ impl Config {
                 "telemetry.otlp_endpoint `{ep}` must be an http:// or https:// URL"
             ));
         }
+        if let Err(m) = self.cache.parse() {
+            return bad(m);
+        }
         for (name, usd) in &self.costs {
             if !usd.is_finite() || *usd < 0.0 {
                 return bad(format!(
@@ -797,6 +851,8 @@ impl Config {
                 rotation_overlap: self.webhooks.rotation_overlap,
                 history: self.webhooks.history,
             },
+            // Checked by `validate`.
+            cache: self.cache.parse().unwrap_or_default(),
             ..EngineConfig::default()
         }
     }

@@ -616,6 +616,17 @@ fn build() -> Value {
     .answer(200, answer("How many were cancelled.", cleared))
     .build(&error);
     d.op("post", "/v1/queues/{name}/clear", op);
+    let q = d.query::<baton_engine::cache::InvalidateCache>();
+    let dropped = d.schema::<baton_engine::cache::CacheInvalidated>();
+    let op = Op::new(
+        "invalidateCache",
+        "queues",
+        "Drop the result cache's entries of a tool, or of every tool",
+    )
+    .params(q)
+    .answer(200, answer("How many fresh entries were dropped.", dropped))
+    .build(&error);
+    d.op("delete", "/v1/cache", op);
     let stats = d.schema::<Stats>();
     let op = Op::new("getStats", "queues", "Cheap node counters")
         .answer(200, answer("The counters.", stats))

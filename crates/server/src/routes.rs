@@ -4,7 +4,7 @@
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, Uri};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 use crate::error::ApiError;
 use crate::guard::BrowserGuard;
@@ -57,6 +57,7 @@ pub fn router(
         .route("/v1/queues/{name}/pause", post(queues::pause))
         .route("/v1/queues/{name}/resume", post(queues::resume))
         .route("/v1/queues/{name}/clear", post(queues::clear))
+        .route("/v1/cache", delete(queues::invalidate_cache))
         .route(
             "/v1/schedules",
             post(schedules::create).get(schedules::list),

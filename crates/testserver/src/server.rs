@@ -87,12 +87,12 @@ impl Shared {
     }
 
     pub fn has_dynamic_tool(&self, name: &str) -> bool {
-        lock(&self.dynamic_tools).contains(name)
+        lock(&self.dynamic_tools).contains_key(name)
     }
 
-    /// Returns false if the tool already existed.
-    pub fn add_dynamic_tool(&self, name: &str) -> bool {
-        lock(&self.dynamic_tools).insert(name.to_owned())
+    /// Returns false if the tool already existed in this version.
+    pub fn add_dynamic_tool(&self, name: &str, version: u32) -> bool {
+        lock(&self.dynamic_tools).insert(name.to_owned(), version) != Some(version)
     }
 
     /// Tells every connected client that the tool list changed: legacy
@@ -196,7 +196,7 @@ impl ServerHandler for TestServer {
         all.extend(
             lock(&self.shared.dynamic_tools)
                 .iter()
-                .map(|name| tools::dynamic_tool(name)),
+                .map(|(name, version)| tools::dynamic_tool(name, *version)),
         );
         // rmcp adds ttlMs 0 / cacheScope on 2026-07-28: the list can change
         // at runtime, so it must not be cached.
@@ -207,9 +207,9 @@ impl ServerHandler for TestServer {
         if let Some(tool) = tools::BUILTIN_TOOLS.iter().find(|t| t.name == name) {
             return Some(tool.clone());
         }
-        self.shared
-            .has_dynamic_tool(name)
-            .then(|| tools::dynamic_tool(name))
+        lock(&self.shared.dynamic_tools)
+            .get(name)
+            .map(|version| tools::dynamic_tool(name, *version))
     }
 
     async fn call_tool(

@@ -5,7 +5,7 @@
 //! Arguments are still parsed into `deny_unknown_fields` structs, and range or
 //! pattern violations are answered with `-32602` like any malformed call.
 
-use std::{collections::BTreeSet, sync::Arc, sync::LazyLock, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, sync::LazyLock, time::Duration};
 
 use rmcp::{
     ErrorData as McpError, RoleServer,
@@ -91,7 +91,8 @@ pub static BUILTIN_TOOLS: LazyLock<Vec<rmcp::model::Tool>> = LazyLock::new(|| {
             "slow",
             "Works for duration_ms split into `steps` steps, sending notifications/progress \
              after each step when the request has a progress token. Stops promptly when \
-             cancelled (and records slow-<id>.cancelled in the state dir if id is given).",
+             cancelled. With an id, records each call in slow-<id>.started (a line each) and \
+             a cancellation in slow-<id>.cancelled, in the state dir.",
             json!({
                 "type": "object",
                 "properties": {
@@ -199,11 +200,12 @@ pub static BUILTIN_TOOLS: LazyLock<Vec<rmcp::model::Tool>> = LazyLock::new(|| {
         .with_raw_output_schema(pid_output_schema()),
         tool(
             "add_tool",
-            "Adds an echo-like tool with the given name and sends \
-             notifications/tools/list_changed.",
+            "Adds an echo-like tool with the given name (again with another version: \
+             changes its input schema) and sends notifications/tools/list_changed.",
             json!({
                 "type": "object",
-                "properties": {"name": {"type": "string", "pattern": TOOL_NAME_PATTERN}},
+                "properties": {"name": {"type": "string", "pattern": TOOL_NAME_PATTERN},
+                               "version": {"type": "integer", "minimum": 0}},
                 "required": ["name"],
                 "additionalProperties": false
             }),
@@ -271,14 +273,19 @@ fn pid_output_schema() -> Arc<JsonObject> {
     }))
 }
 
-/// The definition of a tool added at runtime by `add_tool`.
-pub fn dynamic_tool(name: &str) -> rmcp::model::Tool {
+/// The definition of a tool added at runtime by `add_tool`; a version after 0 changes its
+/// input schema (the text's description), not what it accepts.
+pub fn dynamic_tool(name: &str, version: u32) -> rmcp::model::Tool {
+    let mut text = json!({"type": "string"});
+    if version > 0 {
+        text["description"] = json!(format!("version {version}"));
+    }
     rmcp::model::Tool::new(
         name.to_owned(),
         "Added at runtime by add_tool: returns the given text unchanged.",
         object(json!({
             "type": "object",
-            "properties": {"text": {"type": "string"}},
+            "properties": {"text": text},
             "required": ["text"],
             "additionalProperties": false
         })),
@@ -434,6 +441,10 @@ async fn slow(
     }
     if let Some(id) = &args.id {
         check_id("id", id)?;
+        // One line per call, so a test can count the calls made.
+        if let Some(state) = server.shared().state() {
+            state.record(&format!("slow-{id}.started"));
+        }
     }
     let token = ctx.meta.get_progress_token();
     let start = Instant::now();
@@ -676,6 +687,8 @@ fn spawn_child() -> Result<CallToolResult, McpError> {
 #[serde(deny_unknown_fields)]
 struct AddToolArgs {
     name: String,
+    #[serde(default)]
+    version: u32,
 }
 
 async fn add_tool(server: &TestServer, args: AddToolArgs) -> Result<CallToolResult, McpError> {
@@ -696,7 +709,7 @@ async fn add_tool(server: &TestServer, args: AddToolArgs) -> Result<CallToolResu
             "{name} is a built-in tool"
         ))]));
     }
-    if !server.shared().add_dynamic_tool(&name) {
+    if !server.shared().add_dynamic_tool(&name, args.version) {
         return Ok(text_result(format!("tool {name} already exists")));
     }
     server.shared().notify_tool_list_changed().await;
@@ -812,4 +825,5 @@ async fn stubborn(
 }
 
 /// Names of the tools added at runtime, sorted so `tools/list` is stable.
-pub type DynamicTools = BTreeSet<String>;
+/// Tools added by `add_tool`, with the version of their definition.
+pub type DynamicTools = BTreeMap<String, u32>;

@@ -50,6 +50,11 @@ pub struct ServerConfig {
     /// `10000/h`); tasks over the rate wait, with a `waiting_reason`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<String>,
+    /// Whether results of this server's tools answer identical calls of the same
+    /// principal, and for how long: a time to live (`"10m"`), `true` (the node's
+    /// `[cache] default_ttl`) or `false` (never); the node's `[cache.tools]` entries win.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<baton_engine::cache::CacheSettingSpec>,
     /// Longest a call may take before it is cancelled and fails with a timeout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
@@ -106,6 +111,7 @@ impl fmt::Debug for ServerConfig {
             .field("group", &self.group)
             .field("max_concurrency", &self.max_concurrency)
             .field("rate_limit", &self.rate_limit)
+            .field("cache", &self.cache)
             .field("timeout_ms", &self.timeout_ms)
             .field("retry_tool_errors", &self.retry_tool_errors)
             .field("qualified", &self.qualified)
@@ -170,6 +176,9 @@ impl ServerConfig {
         if let Some(r) = &self.rate_limit {
             r.parse::<baton_core::auth::Rate>()
                 .map_err(|m| format!("rate_limit: {m}"))?;
+        }
+        if let Some(c) = &self.cache {
+            c.parse().map_err(|m| format!("cache: {m}"))?;
         }
         if self.timeout_ms == Some(0) {
             return Err("timeout_ms: must be at least 1".into());
@@ -262,6 +271,7 @@ mod tests {
             group: None,
             max_concurrency: Some(8),
             rate_limit: None,
+            cache: None,
             timeout_ms: None,
             retry_tool_errors: false,
             qualified: true,

@@ -109,6 +109,11 @@ impl ToolProvider for Group {
         }
     }
 
+    /// Replicas answer alike: the first member that sets a cache setting gives it.
+    fn cache(&self) -> Option<baton_engine::cache::CacheSetting> {
+        self.members().iter().find_map(|m| m.cache())
+    }
+
     /// Starting while no member knows its tools yet.
     fn starting(&self) -> bool {
         let members = self.members();

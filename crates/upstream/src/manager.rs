@@ -60,6 +60,7 @@ pub struct Upstreams {
     notices: crate::connection::Notices,
     /// Every server's health changes, as this process sees them.
     health: tokio::sync::broadcast::Sender<crate::HealthChange>,
+    schema_changes: tokio::sync::broadcast::Sender<crate::server::SchemaChange>,
 }
 
 impl Upstreams {
@@ -96,9 +97,11 @@ impl Upstreams {
         }
         let notices = tokio::sync::broadcast::channel(256).0;
         let health = tokio::sync::broadcast::channel(256).0;
+        let schema_changes = tokio::sync::broadcast::channel(256).0;
         let mut settings = settings;
         settings.notices = Some(notices.clone());
         settings.health = Some(health.clone());
+        settings.schema_changes = Some(schema_changes.clone());
         Arc::new(Upstreams {
             registry,
             store,
@@ -106,6 +109,7 @@ impl Upstreams {
             settings,
             notices,
             health,
+            schema_changes,
             secrets,
             servers: Mutex::new(BTreeMap::new()),
             groups: Mutex::new(BTreeMap::new()),
@@ -115,6 +119,11 @@ impl Upstreams {
     /// Servers coming up or going down, as this process sees them, from now on.
     pub fn health_changes(&self) -> tokio::sync::broadcast::Receiver<crate::HealthChange> {
         self.health.subscribe()
+    }
+
+    /// Tools whose input schema changed (or that went away), from now on.
+    pub fn schema_changes(&self) -> tokio::sync::broadcast::Receiver<crate::server::SchemaChange> {
+        self.schema_changes.subscribe()
     }
 
     /// Resource and prompt changes of every server, from now on.

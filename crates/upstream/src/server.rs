@@ -47,6 +47,18 @@ pub struct Settings {
     pub notices: Option<crate::connection::Notices>,
     /// Where a server's health changes go (set by [`crate::Upstreams`]).
     pub health: Option<tokio::sync::broadcast::Sender<HealthChange>>,
+    /// Where tools whose input schema changed go (set by [`crate::Upstreams`]): their
+    /// cached results answer no more.
+    pub schema_changes: Option<tokio::sync::broadcast::Sender<SchemaChange>>,
+}
+
+/// A tool whose input schema changed (or that went away) when its server listed its
+/// tools again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaChange {
+    /// The name its tools are qualified with (the server's, or its group's).
+    pub server: String,
+    pub tool: String,
 }
 
 /// A server this process saw come up (connected, tools listed) or go down.
@@ -68,6 +80,7 @@ impl Default for Settings {
             input_timeout: crate::connection::INPUT_TIMEOUT,
             notices: None,
             health: None,
+            schema_changes: None,
         }
     }
 }
@@ -406,14 +419,30 @@ impl Server {
 
     async fn refresh_tools(&self, conn: &Connection) -> Result<(), String> {
         let tools = conn.list_tools().await?;
-        let changed = {
-            let current = self.upstream_tools();
-            current.len() != tools.len()
-                || current
-                    .iter()
-                    .zip(tools.iter())
-                    .any(|(a, b)| a.definition != b.definition)
-        };
+        let current = self.upstream_tools();
+        let changed = current.len() != tools.len()
+            || current
+                .iter()
+                .zip(tools.iter())
+                .any(|(a, b)| a.definition != b.definition);
+        if let Some(tx) = &self.settings.schema_changes {
+            // A tool whose arguments mean something else now, or that is gone: results
+            // of the old one must not answer calls of the new one.
+            for old in current.iter() {
+                let schema = |t: &UpstreamTool| t.definition.get("inputSchema").cloned();
+                let now = tools.iter().find(|t| t.name == old.name);
+                if now.is_none_or(|t| schema(t) != schema(old)) {
+                    let _ = tx.send(SchemaChange {
+                        server: self
+                            .config
+                            .group
+                            .clone()
+                            .unwrap_or_else(|| self.config.name.clone()),
+                        tool: old.name.clone(),
+                    });
+                }
+            }
+        }
         *self.tools.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(tools);
         if changed {
             self.catalog.send_modify(|v| *v += 1);
@@ -751,6 +780,10 @@ impl ToolProvider for Server {
         })
         .into_iter()
         .collect()
+    }
+
+    fn cache(&self) -> Option<baton_engine::cache::CacheSetting> {
+        self.config.cache.as_ref()?.parse().ok()
     }
 
     fn availability(&self) -> Result<(), String> {

@@ -4,6 +4,7 @@
 
 mod api;
 mod bad_input;
+mod cache;
 mod chaos;
 mod cluster;
 mod common;

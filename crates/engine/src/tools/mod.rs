@@ -127,6 +127,12 @@ pub trait ToolProvider: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Whether results of this provider's tools may answer identical calls (a server's
+    /// `cache`); `None`: the node's `[cache]` decides.
+    fn cache(&self) -> Option<crate::cache::CacheSetting> {
+        None
+    }
+
     /// Whether the provider does not know its tools yet (a server on its first
     /// connection attempt). Calls to it are accepted unchecked and wait, instead of being
     /// refused as unknown tools in the moment after a node starts.

@@ -40,6 +40,7 @@ pub const NAMES: &[&str] = &[
     "queue_pause",
     "queue_resume",
     "queue_clear",
+    "cache_invalidate",
     "server_list",
     "peer_list",
     "worker_status",
@@ -79,6 +80,7 @@ pub fn scope_of(name: &str) -> Option<baton_core::auth::Scope> {
         "task_submit" | "task_cancel" | "task_retry" | "task_priority" => Scope::TasksWrite,
         "queue_pause" | "queue_resume" | "queue_clear" => Scope::QueuesAdmin,
         "worker_status" | "worker_drain" => Scope::Admin,
+        "cache_invalidate" => Scope::ServersAdmin,
         "schedule_create" | "schedule_update" | "schedule_delete" | "schedule_pause"
         | "schedule_resume" => Scope::TasksWrite,
         "schedule_list" | "schedule_get" | "schedule_runs" => Scope::TasksRead,
@@ -261,6 +263,10 @@ async fn run(
                 ));
             }
             Ok(ok(engine.clear_queue(p, &a.name, &a.status).await?))
+        }
+        "cache_invalidate" => {
+            let a: baton_engine::cache::InvalidateCache = parse(args)?;
+            Ok(ok(engine.invalidate(&a).await?))
         }
         "schedule_create" => {
             let a: baton_engine::schedules::ScheduleRequest = parse(args)?;

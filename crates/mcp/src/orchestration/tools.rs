@@ -228,6 +228,12 @@ pub fn definitions() -> Vec<Value> {
             "Cancels the queue's open tasks of the statuses given (pending by default; running, input_required) and the tasks they created; needs confirm: true. Answers how many were cancelled.",
             false,
         ),
+        def::<baton_engine::cache::InvalidateCache, baton_engine::cache::CacheInvalidated>(
+            "cache_invalidate",
+            "Drop cached results",
+            "The result cache's entries of a tool (tool: server__tool), or of every tool, answer no more calls: the next identical call runs the tool. Answers how many fresh entries were dropped.",
+            false,
+        ),
         def::<ServerListArgs, ServersView>(
             "server_list",
             "List MCP servers",

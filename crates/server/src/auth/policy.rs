@@ -92,6 +92,8 @@ pub fn rule_for(method: &Method, path: &str) -> Option<Rule> {
         ("POST", ["v1", "queues", _, "pause"]) => on(rule("queues.pause", QueuesAdmin), 2),
         ("POST", ["v1", "queues", _, "resume"]) => on(rule("queues.resume", QueuesAdmin), 2),
         ("POST", ["v1", "queues", _, "clear"]) => on(rule("queues.clear", QueuesAdmin), 2),
+        // Cached results are shared by tool across principals: the operator's to drop.
+        ("DELETE", ["v1", "cache"]) => rule("cache.invalidate", ServersAdmin),
         ("POST", ["v1", "schedules"]) => rule("schedules.create", TasksWrite),
         ("GET", ["v1", "schedules"]) => rule("schedules.list", TasksRead),
         ("GET", ["v1", "schedules", _]) => on(rule("schedules.get", TasksRead), 2),

@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 
 use super::AppState;
-use super::extract::{ApiJson, Principal};
+use super::extract::{ApiJson, ApiQuery, Principal};
 use super::views::{ClearQueue, OneOrMany, Peers, QueueCleared, QueueState, Stats};
 use crate::error::ApiError;
 
@@ -90,4 +90,13 @@ pub async fn analytics(
 ) -> Result<Json<baton_engine::analytics::AnalyticsView>, ApiError> {
     let owner = (!who.scopes.contains(&baton_core::auth::Scope::Admin)).then_some(who.principal);
     Ok(Json(s.engine.analytics(owner.as_deref(), &p).await?))
+}
+
+/// `DELETE /v1/cache`: the cached results of a tool (`?tool=`), or of every tool, answer
+/// no more calls.
+pub async fn invalidate_cache(
+    State(s): State<AppState>,
+    ApiQuery(q): ApiQuery<baton_engine::cache::InvalidateCache>,
+) -> Result<Json<baton_engine::cache::CacheInvalidated>, ApiError> {
+    Ok(Json(s.engine.invalidate(&q).await?))
 }

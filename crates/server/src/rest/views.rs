@@ -45,6 +45,12 @@ pub struct Accepted {
     /// retention).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Timestamp>,
+    /// The result cache answered it at once with the result of this task's call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cached_from: Option<String>,
+    /// It waits for this task, an identical call in flight, and will take its result.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
     #[serde(flatten)]
     pub links: Links,
 }
@@ -58,6 +64,8 @@ impl Accepted {
             created_at: task.created_at,
             run_at: task.run_at,
             expires_at: task.expires_at,
+            cached_from: task.cached_from.map(|t| t.to_string()),
+            waiting_for: task.follows.map(|t| t.to_string()),
             links: Links::for_task(task),
         }
     }
