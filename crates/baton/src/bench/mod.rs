@@ -11,9 +11,10 @@
 //! (batched and one-request-per-task runs), `latency` (sequential submit→result, and
 //! workflows), `upstream` (calls through Baton to a real MCP server, and the MCP front
 //! door), `cluster` (two nodes on one PostgreSQL database), `analytics` (`GET
-//! /v1/analytics` over a large store).
+//! /v1/analytics` over a large store), `cache` (the result cache on a slow upstream tool).
 
 mod analytics;
+mod cache;
 mod cluster;
 mod latency;
 mod node;
@@ -28,6 +29,7 @@ use serde_json::{Value, json};
 use crate::client::Client;
 
 use self::analytics::*;
+use self::cache::*;
 use self::cluster::*;
 use self::latency::*;
 use self::node::*;
@@ -156,6 +158,20 @@ enum Scenario {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// The result cache: `calls` calls of a slow upstream tool (`baton-testserver`'s
+    /// `slow`, `tool_ms` each) over `distinct` argument sets from `clients` clients, on a
+    /// node caching it, once bypassing the cache and once using it: the calls that
+    /// reached the server, and latency. Needs `baton-testserver` next to this binary.
+    Cache {
+        #[arg(long, default_value_t = 2000)]
+        calls: usize,
+        #[arg(long, default_value_t = 200)]
+        distinct: usize,
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        #[arg(long, default_value_t = 50)]
+        tool_ms: u64,
+    },
     /// Submit→complete latency as one client sees it (submit, then long-poll the result).
     Latency {
         #[arg(long, default_value_t = 2000)]
@@ -216,6 +232,21 @@ async fn run_inner(args: &BenchArgs) -> anyhow::Result<Report> {
     if let Scenario::Analytics { tasks, runs } = &args.scenario {
         return analytics(args, *tasks, (*runs).max(1)).await;
     }
+    if let Scenario::Cache {
+        calls,
+        distinct,
+        clients,
+        tool_ms,
+    } = &args.scenario
+    {
+        let shape = CacheShape {
+            calls: *calls,
+            distinct: *distinct,
+            clients: *clients,
+            tool_ms: *tool_ms,
+        };
+        return cache(args, shape).await;
+    }
     if let Scenario::CrossNode { tasks, concurrency } = &args.scenario {
         return cross_node(args, *tasks, *concurrency).await;
     }
@@ -249,6 +280,7 @@ async fn run_inner(args: &BenchArgs) -> anyhow::Result<Report> {
         Scenario::CrossNode { .. }
         | Scenario::Upstream { .. }
         | Scenario::Mcp { .. }
+        | Scenario::Cache { .. }
         | Scenario::Analytics { .. } => {
             unreachable!("runs its own nodes")
         }
