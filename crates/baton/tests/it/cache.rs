@@ -383,3 +383,42 @@ async fn mcp_calls_use_the_cache_and_can_drop_it() {
     mcp.call_tool(&s, 6, "test__slow", args.clone()).await;
     assert_eq!(calls(&state, "m"), 3, "dropped: the call ran");
 }
+
+/// Large arguments and results are stored compressed in the node's SQLite file, and every
+/// reader gets them back whole.
+#[tokio::test]
+async fn large_payloads_are_stored_compressed_and_read_back_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let baton = Baton::start(&data, &[]);
+    let api = Api::new(&baton.url);
+    let rows: Vec<Value> = (0..3000)
+        .map(|i| json!({"id": i, "customer": format!("customer {i}"), "plan": "pro", "active": i % 2 == 0}))
+        .collect();
+    let arguments = json!({"rows": rows});
+    let plain = arguments.to_string().len();
+    let id = api
+        .submit(json!({"tool": "baton__echo", "arguments": arguments}))
+        .await;
+    let t = api.wait_final(&id).await;
+    assert_eq!(t["status"], "completed", "{t}");
+    assert_eq!(t["arguments"], arguments);
+    assert_eq!(t["result"]["structuredContent"], arguments);
+    let r = api.get(&format!("/v1/tasks/{id}/result")).await;
+    assert_eq!(r.body["result"]["structuredContent"], arguments);
+    let row = crate::common::sqlite_query(
+        &data.join("baton.db"),
+        "SELECT arguments, length(arguments_zstd), length(result_zstd), length(result) FROM tasks WHERE id = ?",
+        &[&id],
+    );
+    let fields: Vec<&str> = row[0].split('|').collect();
+    assert_eq!(fields[0], "{}", "only a stub in the JSON column");
+    let (args_z, result_z): (usize, usize) =
+        (fields[1].parse().unwrap(), fields[2].parse().unwrap());
+    assert!(args_z * 5 < plain, "{args_z} compressed bytes for {plain}");
+    assert!(
+        result_z * 5 < plain,
+        "{result_z} compressed bytes for {plain}"
+    );
+    assert!(fields[3].parse::<usize>().unwrap() < 100, "{row:?}");
+}

@@ -43,13 +43,14 @@ const PROGRESS: &str = "WITH l AS (SELECT tasks.seq AS lock_seq, v.* \
 
 const FINISH: &str = "WITH l AS (SELECT tasks.seq AS lock_seq, v.* \
        FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], \
-                   $7::bigint[], $8::bigint[]) \
-            AS v(id, token, status, result, error, completed_at, run_at, at) \
+                   $7::bigint[], $8::bigint[], $9::bytea[]) \
+            AS v(id, token, status, result, error, completed_at, run_at, at, result_zstd) \
        JOIN tasks ON tasks.id = v.id \
        WHERE tasks.lease_token = v.token AND tasks.status IN ('running', 'input_required') \
          AND tasks.lease_expires_at >= v.at \
        ORDER BY tasks.id FOR UPDATE OF tasks) \
      UPDATE tasks SET status = l.status, result = l.result::json, error = l.error::json, \
+     result_zstd = l.result_zstd, \
      completed_at = l.completed_at, run_at = coalesce(l.run_at, tasks.run_at), updated_at = l.at, \
      progress = CASE l.status WHEN 'completed' THEN 1.0 WHEN 'pending' THEN NULL ELSE tasks.progress END, \
      progress_message = CASE l.status WHEN 'pending' THEN NULL ELSE tasks.progress_message END, \
@@ -92,8 +93,11 @@ impl RunWrites for PgConnection {
         let mut completed = Vec::with_capacity(n);
         let mut run_at = Vec::with_capacity(n);
         let mut at = Vec::with_capacity(n);
+        let mut compressed = Vec::with_capacity(n);
         for f in round {
-            let (result, error, retry_at) = finish_columns(&f.transition);
+            let c = finish_columns(&f.transition);
+            let (result, error, retry_at) = (c.result, c.error, c.run_at);
+            compressed.push(c.result_zstd);
             ids.push(uuid(f.id));
             tokens.push(f.token);
             statuses.push(f.transition.status().as_str());
@@ -112,6 +116,7 @@ impl RunWrites for PgConnection {
             .bind(completed)
             .bind(run_at)
             .bind(at)
+            .bind(compressed)
             .fetch_all(&mut *self)
             .await
             .map_err(db_err)?;

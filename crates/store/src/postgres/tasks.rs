@@ -12,6 +12,7 @@ use sqlx::postgres::{PgConnection, PgPool};
 use super::error::{CONFLICT, db_err, retry_conflicts};
 use super::rows::uuid;
 use crate::shared::events::json_or_null;
+use crate::shared::payload;
 use crate::shared::rows::{Columns, event_columns, task_columns, task_from_row};
 use crate::shared::tasks::{TaskSql, TaskWrites, create_outcomes, repeated_keys, task_from_new};
 use crate::shared::workflows::workflow_purge_batch;
@@ -43,7 +44,8 @@ impl TaskSql for Postgres {
     const RESET_FOR_RETRY: &'static str = "UPDATE tasks SET status = 'pending', attempt = 0, \
          run_at = $1, updated_at = $1, completed_at = NULL, result = NULL, error = NULL, \
          cancel_requested = false, progress = NULL, progress_message = NULL, \
-         input_requests = NULL, input_responses = NULL, checkpoint = NULL WHERE id = $2";
+         input_requests = NULL, input_responses = NULL, checkpoint = NULL, result_zstd = NULL \
+         WHERE id = $2";
 
     const RESCHEDULE: &'static str =
         "UPDATE tasks SET priority = $2, run_at = $3, updated_at = $1 WHERE id = $4";
@@ -68,10 +70,11 @@ const INSERT_TASKS: &str = "WITH s AS MATERIALIZED \
      v AS (SELECT * FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::int4[], \
                  $7::bigint[], $8::bigint[], $9::bigint[], $10::text[], $11::text[], $12::uuid[], \
                  $13::text[], $14::bigint[], $15::text[], $16::text[], $17::bigint[], $18::text[], \
-                 $19::text[]) \
+                 $19::text[], $20::bytea[]) \
           WITH ORDINALITY AS v(id, tool, arguments, queue, priority, max_attempts, run_at, \
                                timeout_ms, key, owner, parent_id, metadata, created_at, \
-                               workflow_id, step_id, expires_at, trace_parent, group_key, ord)), \
+                               workflow_id, step_id, expires_at, trace_parent, group_key, \
+                               arguments_zstd, ord)), \
      head AS (SELECT coalesce( \
                  (SELECT fair_key FROM tasks WHERE status = 'pending' \
                   ORDER BY priority DESC, fair_key LIMIT 1), \
@@ -86,11 +89,11 @@ const INSERT_TASKS: &str = "WITH s AS MATERIALIZED \
            FROM v JOIN g ON g.owner = v.owner AND g.group_key = v.group_key) \
      INSERT INTO tasks (seq, id, tool, arguments, queue, priority, status, attempt, max_attempts, \
          run_at, timeout_ms, idempotency_key, owner, parent_id, metadata, created_at, updated_at, \
-         workflow_id, step_id, expires_at, trace_parent, group_key, fair_key) \
+         workflow_id, step_id, expires_at, trace_parent, group_key, fair_key, arguments_zstd) \
      SELECT r.seq, f.id, f.tool, f.arguments::json, f.queue, f.priority, 'pending', 0, \
          f.max_attempts, f.run_at, f.timeout_ms, f.key, f.owner, f.parent_id, f.metadata::json, \
          f.created_at, f.created_at, f.workflow_id, f.step_id, f.expires_at, f.trace_parent, \
-         f.group_key, f.fair_key \
+         f.group_key, f.fair_key, f.arguments_zstd \
      FROM f JOIN r ON r.ord = f.ord \
      ORDER BY f.owner, f.key \
      ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
@@ -236,12 +239,15 @@ async fn insert(
     let mut expires = Vec::with_capacity(n);
     let mut traces = Vec::with_capacity(n);
     let mut groups = Vec::with_capacity(n);
+    let mut compressed = Vec::with_capacity(n);
     for t in tasks {
         workflows.push(t.step.as_ref().map(|s| s.workflow_id.as_str()));
         steps.push(t.step.as_ref().map(|s| s.step_id.as_str()));
         ids.push(uuid(t.id));
         tools.push(t.tool.as_str());
-        arguments.push(t.arguments.to_string());
+        let stored = payload::arguments(&t.arguments);
+        arguments.push(stored.json);
+        compressed.push(stored.zstd);
         queues.push(t.queue.as_str());
         priorities.push(t.priority);
         max_attempts.push(i64::from(t.max_attempts));
@@ -276,6 +282,7 @@ async fn insert(
         .bind(expires)
         .bind(traces)
         .bind(groups)
+        .bind(compressed)
         .fetch_all(&mut *c)
         .await
         .map_err(db_err)?;

@@ -46,7 +46,8 @@ const SET_KEY: &str = "UPDATE tasks SET cache_key = $1, follows = $2 WHERE id = 
 /// The pending followers of task `$1` complete at `$2` with its result; they are no
 /// entries of the cache themselves (an entry is a call that ran).
 const COMPLETE_FOLLOWERS: &str = "UPDATE tasks SET status = 'completed', \
-     result = (SELECT s.result FROM tasks s WHERE s.id = $1), cached_from = $1, follows = NULL, \
+     result = (SELECT s.result FROM tasks s WHERE s.id = $1), \
+     result_zstd = (SELECT s.result_zstd FROM tasks s WHERE s.id = $1), cached_from = $1, follows = NULL, \
      cache_key = NULL, progress = 1.0, completed_at = $2, updated_at = $2 \
      WHERE follows = $1 AND status = 'pending' RETURNING id";
 

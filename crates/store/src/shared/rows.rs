@@ -10,6 +10,7 @@ use baton_core::{EventKind, Task, TaskError, TaskEvent, TaskId, TaskStatus, Time
 use serde_json::Value;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
+use super::payload;
 use crate::{Peer, PeerState, StoreError, StoreResult, StoredServer, Workflow};
 
 /// The columns [`task_from_row`] reads. A macro, so that queries can be assembled with
@@ -22,7 +23,7 @@ macro_rules! task_columns {
          metadata, created_at, started_at, updated_at, completed_at, result, error, \
          cancel_requested, lease_owner, lease_token, lease_expires_at, input_requests, \
          checkpoint, workflow_id, step_id, expires_at, trace_parent, group_key, fair_key, \
-         cache_key, cached_from, follows"
+         cache_key, cached_from, follows, arguments_zstd, result_zstd"
     };
 }
 pub(crate) use task_columns;
@@ -84,6 +85,7 @@ pub(crate) trait Columns {
     fn opt_real(&self, col: &str) -> StoreResult<Option<f64>>;
     fn flag(&self, col: &str) -> StoreResult<bool>;
     fn json(&self, col: &str) -> StoreResult<Option<Value>>;
+    fn opt_bytes(&self, col: &str) -> StoreResult<Option<Vec<u8>>>;
     fn task_id(&self, col: &str) -> StoreResult<TaskId>;
     fn opt_task_id(&self, col: &str) -> StoreResult<Option<TaskId>>;
 
@@ -102,6 +104,7 @@ where
     i32: for<'r> Decode<'r, R::Database> + Type<R::Database>,
     f64: for<'r> Decode<'r, R::Database> + Type<R::Database>,
     bool: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+    Vec<u8>: for<'r> Decode<'r, R::Database> + Type<R::Database>,
 {
     fn text(&self, col: &str) -> StoreResult<String> {
         get(self, col)
@@ -129,6 +132,9 @@ where
     }
     fn json(&self, col: &str) -> StoreResult<Option<Value>> {
         self.decode_json(col)
+    }
+    fn opt_bytes(&self, col: &str) -> StoreResult<Option<Vec<u8>>> {
+        get(self, col)
     }
     fn task_id(&self, col: &str) -> StoreResult<TaskId> {
         self.decode_id(col)
@@ -177,7 +183,8 @@ pub(crate) fn task_from_row<R: Columns>(r: &R) -> StoreResult<Task> {
         id: r.task_id("id")?,
         seq: r.int("seq")?,
         tool: r.text("tool")?,
-        arguments: r.json("arguments")?.unwrap_or(Value::Null),
+        arguments: payload::decode(r.json("arguments")?, r.opt_bytes("arguments_zstd")?)?
+            .unwrap_or(Value::Null),
         queue: r.text("queue")?,
         priority: r.int4("priority")?,
         status: TaskStatus::from_str(&status).map_err(decode_err)?,
@@ -196,7 +203,7 @@ pub(crate) fn task_from_row<R: Columns>(r: &R) -> StoreResult<Task> {
         started_at: r.opt_ts("started_at")?,
         updated_at: r.opt_ts("updated_at")?.unwrap_or_default(),
         completed_at: r.opt_ts("completed_at")?,
-        result: r.json("result")?,
+        result: payload::decode(r.json("result")?, r.opt_bytes("result_zstd")?)?,
         error,
         cancel_requested: r.flag("cancel_requested")?,
         lease,

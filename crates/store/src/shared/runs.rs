@@ -161,18 +161,37 @@ pub(crate) fn rounds<T>(
     rounds
 }
 
-/// The `result`, `error` and retry `run_at` columns a finished run writes.
-pub(crate) fn finish_columns(t: &Transition) -> (Option<String>, Option<String>, Option<i64>) {
+/// The columns a finished run writes.
+pub(crate) struct FinishColumns {
+    pub(crate) result: Option<String>,
+    /// The result compressed (see [`super::payload`]).
+    pub(crate) result_zstd: Option<Vec<u8>>,
+    pub(crate) error: Option<String>,
+    /// When a retry is due.
+    pub(crate) run_at: Option<i64>,
+}
+
+pub(crate) fn finish_columns(t: &Transition) -> FinishColumns {
+    let mut c = FinishColumns {
+        result: None,
+        result_zstd: None,
+        error: None,
+        run_at: None,
+    };
     match t {
-        Transition::Complete { result } => (Some(result.to_string()), None, None),
-        Transition::Retry { run_at, error } => (
-            None,
-            serde_json::to_string(error).ok(),
-            Some(run_at.as_millis()),
-        ),
-        Transition::Fail { error } => (None, serde_json::to_string(error).ok(), None),
-        Transition::Cancel => (None, None, None),
+        Transition::Complete { result } => {
+            let stored = super::payload::result(result);
+            c.result = Some(stored.json);
+            c.result_zstd = stored.zstd;
+        }
+        Transition::Retry { run_at, error } => {
+            c.error = serde_json::to_string(error).ok();
+            c.run_at = Some(run_at.as_millis());
+        }
+        Transition::Fail { error } => c.error = serde_json::to_string(error).ok(),
+        Transition::Cancel => {}
     }
+    c
 }
 
 /// The outcome of each finish item, in order: `Applied` with its event for the first item

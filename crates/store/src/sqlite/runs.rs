@@ -33,9 +33,10 @@ const PROGRESS_END: &str = ") AS v WHERE tasks.id = v.column1 AND tasks.lease_to
      AND tasks.status = 'running' AND tasks.lease_expires_at >= v.column5 \
      RETURNING id, attempt, progress, progress_message";
 
-/// Followed by the runs (id, token, status, result, error, completed_at, run_at, at) as
-/// `VALUES`, then [`FINISH_END`].
+/// Followed by the runs (id, token, status, result, error, completed_at, run_at, at,
+/// result_zstd) as `VALUES`, then [`FINISH_END`].
 const FINISH: &str = "UPDATE tasks SET status = v.column3, result = v.column4, error = v.column5, \
+     result_zstd = v.column9, \
      completed_at = v.column6, run_at = coalesce(v.column7, run_at), updated_at = v.column8, \
      progress = CASE v.column3 WHEN 'completed' THEN 1.0 WHEN 'pending' THEN NULL ELSE progress END, \
      progress_message = CASE v.column3 WHEN 'pending' THEN NULL ELSE progress_message END, \
@@ -75,16 +76,17 @@ impl RunWrites for Writer {
         for chunk in round.chunks(CHUNK) {
             let mut qb = QueryBuilder::<Sqlite>::new(FINISH);
             qb.push_values(chunk, |mut b, f| {
-                let (result, error, run_at) = finish_columns(&f.transition);
+                let c = finish_columns(&f.transition);
                 let completed_at = f.transition.status().is_final().then(|| f.at.as_millis());
                 b.push_bind(f.id.to_string())
                     .push_bind(f.token)
                     .push_bind(f.transition.status().as_str())
-                    .push_bind(result)
-                    .push_bind(error)
+                    .push_bind(c.result)
+                    .push_bind(c.error)
                     .push_bind(completed_at)
-                    .push_bind(run_at)
-                    .push_bind(f.at.as_millis());
+                    .push_bind(c.run_at)
+                    .push_bind(f.at.as_millis())
+                    .push_bind(c.result_zstd);
             });
             qb.push(FINISH_END);
             // Within a round a task appears once, so its id names the run.

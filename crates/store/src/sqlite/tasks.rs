@@ -11,6 +11,7 @@ use sqlx::{QueryBuilder, Sqlite};
 use super::error::db_err;
 use super::writer::{CHUNK, Writer};
 use crate::shared::events::json_or_null;
+use crate::shared::payload;
 use crate::shared::rows::{Columns, event_columns, task_columns, task_from_row};
 use crate::shared::tasks::{TaskSql, TaskWrites, create_outcomes, repeated_keys, task_from_new};
 use crate::shared::workflows::workflow_purge_batch;
@@ -39,7 +40,7 @@ impl TaskSql for Sqlite {
     const RESET_FOR_RETRY: &'static str = "UPDATE tasks SET status = 'pending', attempt = 0, \
          run_at = ?1, updated_at = ?1, completed_at = NULL, result = NULL, error = NULL, \
          cancel_requested = 0, progress = NULL, progress_message = NULL, input_requests = NULL, \
-         input_responses = NULL, checkpoint = NULL WHERE id = ?2";
+         input_responses = NULL, checkpoint = NULL, result_zstd = NULL WHERE id = ?2";
 
     const RESCHEDULE: &'static str =
         "UPDATE tasks SET priority = ?2, run_at = ?3, updated_at = ?1 WHERE id = ?4";
@@ -61,7 +62,8 @@ const KEYED_TASKS_JOIN: &str = ") AS k JOIN tasks ON tasks.owner = k.column1 \
 /// Followed by the tasks as `VALUES`, then [`INSERT_TASKS_END`].
 const INSERT_TASKS: &str = "INSERT INTO tasks (id, tool, arguments, queue, priority, status, \
      attempt, max_attempts, run_at, timeout_ms, idempotency_key, owner, parent_id, metadata, \
-     created_at, updated_at, workflow_id, step_id, expires_at, trace_parent, group_key, fair_key) ";
+     created_at, updated_at, workflow_id, step_id, expires_at, trace_parent, group_key, fair_key, \
+     arguments_zstd) ";
 
 /// Where a group's next task goes in the claim order (see [`Task::fair_key`]): after the
 /// group's last pending task, but not behind the head of the line (the first pending
@@ -227,9 +229,10 @@ async fn insert(w: &mut Writer, tasks: &[&NewTask]) -> StoreResult<HashMap<TaskI
     for chunk in tasks.chunks(CHUNK) {
         let mut qb = QueryBuilder::<Sqlite>::new(INSERT_TASKS);
         qb.push_values(chunk, |mut b, t| {
+            let arguments = payload::arguments(&t.arguments);
             b.push_bind(t.id.to_string())
                 .push_bind(t.tool.clone())
-                .push_bind(t.arguments.to_string())
+                .push_bind(arguments.json)
                 .push_bind(t.queue.clone())
                 .push_bind(t.priority)
                 .push_bind("pending")
@@ -248,7 +251,8 @@ async fn insert(w: &mut Writer, tasks: &[&NewTask]) -> StoreResult<HashMap<TaskI
                 .push_bind(t.expires_at.map(|e| e.as_millis()))
                 .push_bind(t.trace_parent.clone())
                 .push_bind(t.group_key.clone().unwrap_or_default())
-                .push_bind(fair_of[&t.id]);
+                .push_bind(fair_of[&t.id])
+                .push_bind(arguments.zstd);
         });
         qb.push(INSERT_TASKS_END);
         for row in qb.build().fetch_all(&mut w.conn).await.map_err(db_err)? {

@@ -195,3 +195,90 @@ pub async fn failed_calls_release_their_followers(store: &dyn Store) {
     assert_eq!(get(store, d.id).await.follows, None);
     assert_eq!(claim(store, "w", 10, now, 3).await[0].id, d.id);
 }
+
+/// A large document: JSON rows that compress well.
+fn rows(n: usize) -> serde_json::Value {
+    let rows: Vec<serde_json::Value> = (0..n)
+        .map(
+            |i| serde_json::json!({"id": i, "name": format!("customer {i}"), "active": i % 2 == 0}),
+        )
+        .collect();
+    serde_json::json!({"rows": rows})
+}
+
+/// Large arguments and results (stored compressed) read back whole everywhere a task is
+/// read (get, list, claim, a cached copy); a retry by hand clears the result; analytics
+/// still find the cost a compressed result reported.
+pub async fn large_documents_round_trip(store: &dyn Store) {
+    let now = t0();
+    let mut t = cached("big", now, Some(now));
+    t.arguments = rows(400);
+    let id = t.id;
+    store_one(store, t).await;
+    assert_eq!(get(store, id).await.arguments, rows(400));
+    let listed = store
+        .list_tasks(&crate::TaskQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed[0].arguments, rows(400));
+    let claimed = claim(store, "w", 1, now, 1).await;
+    assert_eq!(claimed[0].arguments, rows(400));
+    let mut result = serde_json::json!({
+        "content": [{"type": "text", "text": "rows"}],
+        "_meta": {"baton/cost": {"usd": 0.5}},
+    });
+    result["structuredContent"] = rows(600);
+    store
+        .finish(vec![Finish {
+            id,
+            token: 1,
+            transition: Transition::Complete {
+                result: result.clone(),
+            },
+            at: now,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(get(store, id).await.result, Some(result.clone()));
+    let (hit, _) = store_one(store, cached("big", now, Some(now))).await;
+    assert_eq!(get(store, hit.id).await.result, Some(result.clone()));
+    assert_eq!(hit.result, Some(result.clone()));
+
+    let rows_out = store
+        .analytics(&crate::AnalyticsQuery {
+            since: now,
+            until: now.saturating_add(60 * SEC),
+            key: crate::AnalyticsKey::Tool,
+            owner: None,
+            bucket_ms: 60_000,
+        })
+        .await
+        .unwrap();
+    let spent: f64 = rows_out.counts.iter().map(|c| c.cost_usd).sum();
+    let saved: f64 = rows_out.counts.iter().map(|c| c.saved_usd).sum();
+    assert_eq!((spent, saved), (0.5, 0.5), "{:?}", rows_out.counts);
+
+    // A failed task retried by hand starts again without a result.
+    let mut other = new_task("srv__read", 50, now);
+    other.arguments = rows(300);
+    let (other, _) = store_one(store, other).await;
+    claim(store, "w", 1, now, 2).await;
+    store
+        .finish(vec![Finish {
+            id: other.id,
+            token: 2,
+            transition: Transition::Fail {
+                error: TaskError::new("boom", "it broke", false),
+            },
+            at: now,
+        }])
+        .await
+        .unwrap();
+    store.retry_task(other.id, now).await.unwrap();
+    let again = get(store, other.id).await;
+    assert_eq!((again.status, again.result), (TaskStatus::Pending, None));
+    assert_eq!(again.arguments, rows(300));
+}

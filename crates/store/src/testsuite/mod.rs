@@ -39,7 +39,8 @@ macro_rules! store_test_suite {
 webhook_deliveries_are_written_with_their_events,
             delivery_claims_are_leased_once, delivery_backoff_and_dead_letter,
             deliveries_page_newest_first, server_health_changes_are_enqueued_once,
-            result_cache_hits_and_single_flight, failed_calls_release_their_followers);
+            result_cache_hits_and_single_flight, failed_calls_release_their_followers,
+            large_documents_round_trip);
     };
     (@tests $factory:path; $($name:ident),* $(,)?) => {
         $(
@@ -68,7 +69,10 @@ mod webhooks;
 mod workflows;
 
 pub use analytics::analytics_aggregate_a_window_of_tasks;
-pub use cache::{failed_calls_release_their_followers, result_cache_hits_and_single_flight};
+pub use cache::{
+    failed_calls_release_their_followers, large_documents_round_trip,
+    result_cache_hits_and_single_flight,
+};
 pub use claims::{
     claim_leases_once, claim_order, concurrency_limits, create_and_claim_in_order,
     delayed_tasks_wait, fair_shares_rotate_between_groups, group_max_limits_running_per_group,
