@@ -110,6 +110,9 @@ pub fn router(
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::Extension(crate::rest::extract::BodyLimit(
+            max_body_bytes,
+        )))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
             body_read_timeout,
         ))

@@ -210,7 +210,12 @@ async fn bad_submissions_are_refused_and_store_nothing() {
     let big = json!({"tool": "baton__echo", "arguments": {"blob": "x".repeat(100_000)}});
     let r = api.post("/v1/tasks", big).await;
     assert_eq!(r.status, 413);
-    assert!(r.error_message().contains("larger than"), "{}", r.body);
+    assert!(
+        r.error_message()
+            .contains("at most 65536 bytes (http.max_body_bytes)"),
+        "{}",
+        r.body
+    );
     // Batches.
     let r = api.post("/v1/tasks/batch", json!({"tasks": []})).await;
     assert_eq!(r.status, 400);

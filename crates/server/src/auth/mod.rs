@@ -462,12 +462,9 @@ async fn tasks_in(req: Request, limit: usize) -> Result<(u64, Request), ApiError
         return Ok((1, req));
     };
     let (parts, body) = req.into_parts();
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            "request body is larger than this server accepts (see http.max_body_bytes)",
-        )
-    })?;
+    let bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| crate::rest::extract::too_large(Some(limit)))?;
     let n = serde_json::from_slice::<Value>(&bytes)
         .ok()
         .and_then(|v| v.get(field).map(|f| f.as_array().map_or(1, Vec::len)))

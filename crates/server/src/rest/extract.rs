@@ -15,16 +15,28 @@ use crate::error::ApiError;
 /// request reached the route (see [`crate::guard`]).
 pub struct ApiJson<T>(pub T);
 
+/// The node's `http.max_body_bytes`, in every request's extensions, so that a refusal
+/// can name it.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+/// The `413` of a body over the limit, naming it.
+pub fn too_large(limit: Option<usize>) -> ApiError {
+    let limit = limit.map_or(String::new(), |n| format!(": at most {n} bytes"));
+    ApiError::new(
+        ErrorCode::PayloadTooLarge,
+        format!("request body is larger than this server accepts{limit} (http.max_body_bytes)"),
+    )
+}
+
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let limit = req.extensions().get::<BodyLimit>().map(|l| l.0);
         let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
             if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    ErrorCode::PayloadTooLarge,
-                    "request body is larger than this server accepts (see http.max_body_bytes)",
-                )
+                too_large(limit)
             } else {
                 ApiError::invalid(format!("could not read the request body: {rej}"))
             }
