@@ -50,6 +50,8 @@ pub mod fixtures;
 pub mod postgres;
 mod shared;
 pub mod sqlite;
+/// How large documents are stored (compressed); public for `baton bench payloads`.
+pub use shared::payload;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
 

@@ -18,6 +18,7 @@ mod cache;
 mod cluster;
 mod latency;
 mod node;
+mod payloads;
 mod throughput;
 mod upstream;
 
@@ -33,6 +34,7 @@ use self::cache::*;
 use self::cluster::*;
 use self::latency::*;
 use self::node::*;
+use self::payloads::*;
 use self::throughput::*;
 use self::upstream::*;
 
@@ -172,6 +174,13 @@ enum Scenario {
         #[arg(long, default_value_t = 50)]
         tool_ms: u64,
     },
+    /// How large results are stored: bytes kept against the plain JSON, and the CPU of
+    /// compressing and decompressing, for JSON rows, prose and a base64 image (the
+    /// store's encoder alone, `rounds` times each; no node).
+    Payloads {
+        #[arg(long, default_value_t = 20)]
+        rounds: usize,
+    },
     /// Submit→complete latency as one client sees it (submit, then long-poll the result).
     Latency {
         #[arg(long, default_value_t = 2000)]
@@ -247,6 +256,9 @@ async fn run_inner(args: &BenchArgs) -> anyhow::Result<Report> {
         };
         return cache(args, shape).await;
     }
+    if let Scenario::Payloads { rounds } = &args.scenario {
+        return payloads(*rounds);
+    }
     if let Scenario::CrossNode { tasks, concurrency } = &args.scenario {
         return cross_node(args, *tasks, *concurrency).await;
     }
@@ -281,6 +293,7 @@ async fn run_inner(args: &BenchArgs) -> anyhow::Result<Report> {
         | Scenario::Upstream { .. }
         | Scenario::Mcp { .. }
         | Scenario::Cache { .. }
+        | Scenario::Payloads { .. }
         | Scenario::Analytics { .. } => {
             unreachable!("runs its own nodes")
         }

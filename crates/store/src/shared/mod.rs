@@ -26,7 +26,7 @@ pub(crate) mod input;
 pub(crate) mod keys;
 pub(crate) mod leases;
 pub(crate) mod logs;
-pub(crate) mod payload;
+pub mod payload;
 pub(crate) mod peers;
 pub(crate) mod queues;
 pub(crate) mod rows;

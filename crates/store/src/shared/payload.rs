@@ -16,18 +16,18 @@ pub const COMPRESS_ABOVE: usize = 4096;
 const LEVEL: i32 = 3;
 
 /// A document as the store writes it: the JSON column, and the compressed whole if any.
-pub(crate) struct Stored {
-    pub(crate) json: String,
-    pub(crate) zstd: Option<Vec<u8>>,
+pub struct Stored {
+    pub json: String,
+    pub zstd: Option<Vec<u8>>,
 }
 
 /// Arguments as stored.
-pub(crate) fn arguments(v: &Value) -> Stored {
+pub fn arguments(v: &Value) -> Stored {
     encode(v, || Value::Object(Default::default()))
 }
 
 /// A result as stored: the stub keeps its `_meta`.
-pub(crate) fn result(v: &Value) -> Stored {
+pub fn result(v: &Value) -> Stored {
     encode(v, || {
         let mut stub = serde_json::Map::new();
         if let Some(meta) = v.get("_meta") {
@@ -52,7 +52,7 @@ fn encode(v: &Value, stub: impl FnOnce() -> Value) -> Stored {
 }
 
 /// The document read back: the compressed whole when there is one, else the JSON column.
-pub(crate) fn decode(json: Option<Value>, zstd: Option<Vec<u8>>) -> StoreResult<Option<Value>> {
+pub fn decode(json: Option<Value>, zstd: Option<Vec<u8>>) -> StoreResult<Option<Value>> {
     let Some(z) = zstd else {
         return Ok(json);
     };
