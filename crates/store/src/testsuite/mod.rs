@@ -38,7 +38,8 @@ macro_rules! store_test_suite {
             fair_shares_rotate_between_groups, group_max_limits_running_per_group,
 webhook_deliveries_are_written_with_their_events,
             delivery_claims_are_leased_once, delivery_backoff_and_dead_letter,
-            deliveries_page_newest_first, server_health_changes_are_enqueued_once);
+            deliveries_page_newest_first, server_health_changes_are_enqueued_once,
+            archive_batches_complete_once, archived_workflows_take_their_steps);
     };
     (@tests $factory:path; $($name:ident),* $(,)?) => {
         $(
@@ -52,6 +53,7 @@ webhook_deliveries_are_written_with_their_events,
 }
 
 mod analytics;
+mod archive;
 mod claims;
 mod input;
 mod keys;
@@ -66,6 +68,7 @@ mod webhooks;
 mod workflows;
 
 pub use analytics::analytics_aggregate_a_window_of_tasks;
+pub use archive::{archive_batches_complete_once, archived_workflows_take_their_steps};
 pub use claims::{
     claim_leases_once, claim_order, concurrency_limits, create_and_claim_in_order,
     delayed_tasks_wait, fair_shares_rotate_between_groups, group_max_limits_running_per_group,
