@@ -80,6 +80,10 @@ pub struct TaskView {
     /// tasks; lists leave it out.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
+    /// Read back from the archive: retention deleted the task from the store after
+    /// archiving it (`[archive]`). Absent otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub archived: bool,
 }
 
 impl TaskView {
@@ -120,6 +124,7 @@ impl TaskView {
             input_requests: task.input_requests,
             error: task.error,
             result: if with_result { task.result } else { None },
+            archived: false,
         }
     }
 }

@@ -810,7 +810,9 @@ pub struct AnalyticsRows {
 
 /// What the archive keeps as one item: a task of no workflow, or a workflow with its
 /// steps' tasks (a step is never archived apart from its workflow).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ArchiveKind {
     Task,
@@ -869,6 +871,7 @@ pub struct TaskRecord {
 
 /// One item of a batch as the store has it now ([`Store::archive_contents`]).
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // most batches hold tasks, one per item
 pub enum ArchivedItem {
     Task(TaskRecord),
     Workflow {
