@@ -169,6 +169,17 @@ impl Engine {
         self.inner().config.archive.as_ref()
     }
 
+    /// The caller's task from the store, else from the archive.
+    pub async fn get_or_archived(&self, owner: &str, id: TaskId) -> Result<Task, EngineError> {
+        match self.get(owner, id).await {
+            Err(EngineError::TaskNotFound(missing)) => self
+                .archived_task(owner, id)
+                .await?
+                .ok_or(EngineError::TaskNotFound(missing)),
+            found => found,
+        }
+    }
+
     /// The caller's task from the archive, if the store deleted it after archiving it.
     pub async fn archived_task(
         &self,
