@@ -131,6 +131,9 @@ enum Command {
     /// The key that encrypts the env and header values of servers registered at runtime:
     /// make one, or re-encrypt every stored server with a new one.
     Secrets(crate::secrets::SecretsArgs),
+    /// The archive of finished tasks and workflows (`[archive]`): export a time range as
+    /// JSON Lines.
+    Archive(crate::archive::ArchiveArgs),
     /// Measure throughput and latency (see BENCHMARKS.md).
     Bench(bench::BenchArgs),
     /// Inject faults into real nodes under a random workload, then check invariants over
@@ -532,6 +535,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Keys { action } => crate::keys::run(&client, action).await,
         Command::Audit(args) => crate::keys::audit(&client, args).await,
         Command::Secrets(args) => return crate::secrets::run(args).await,
+        Command::Archive(args) => return crate::archive::run(args).await,
     };
     match result {
         Ok(code) => code,

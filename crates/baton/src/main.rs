@@ -1,5 +1,6 @@
 //! `baton`: one binary for the node (`serve`), the client commands and the benchmarks.
 
+mod archive;
 mod bench;
 mod chaos;
 mod cli;

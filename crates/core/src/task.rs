@@ -136,7 +136,7 @@ impl TaskError {
 
 /// The lease a worker holds on a running task. `token` is the fencing token: every
 /// write a worker makes names it, so a worker whose lease was taken away cannot write.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Lease {
     pub owner: String,
     pub token: i64,
@@ -197,8 +197,9 @@ pub struct CacheLookup {
     pub fresh_since: Option<Timestamp>,
 }
 
-/// A stored task.
-#[derive(Debug, Clone, PartialEq)]
+/// A stored task. Its JSON is also how the archive keeps a task (see `baton-engine`'s
+/// `archive`), so fields change only additively there too.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Task {
     pub id: TaskId,
     /// Store-assigned insertion order: ties in scheduling and list cursors.

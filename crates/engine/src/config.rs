@@ -34,6 +34,9 @@ pub struct EngineConfig {
     pub max_active_tasks: u64,
     /// Finished tasks are deleted this long after they finished.
     pub retention: Duration,
+    /// Where finished tasks and workflows are archived before retention deletes them
+    /// (none: they are only deleted).
+    pub archive: Option<crate::objects::Objects>,
     /// How much of each task's log is kept (the newest lines).
     pub log_keep: baton_core::log::LogKeep,
     /// What a call costs in US dollars when its tool reports no cost, by qualified tool
@@ -85,6 +88,7 @@ impl Default for EngineConfig {
             submit_defaults: SubmitDefaults::default(),
             max_active_tasks: 100_000,
             retention: Duration::from_secs(24 * 3600),
+            archive: None,
             log_keep: baton_core::log::LogKeep::default(),
             prices: Default::default(),
             retention_interval: Duration::from_secs(60),

@@ -430,7 +430,8 @@ impl Engine {
         timeout: Duration,
     ) -> Result<Task, EngineError> {
         let mut sub = self.subscribe(id);
-        let mut task = self.get(owner, id).await?;
+        // An archived task is final: it answers at once.
+        let mut task = self.get_or_archived(owner, id).await?;
         if task.status.is_final() || timeout.is_zero() {
             return Ok(task);
         }

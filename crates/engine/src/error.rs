@@ -48,6 +48,9 @@ pub enum EngineError {
     Starting(Vec<String>),
     #[error(transparent)]
     Store(StoreError),
+    /// The archive holds the item but it could not be read.
+    #[error("the archive: {0}")]
+    Archive(#[from] crate::archive::ArchiveError),
 }
 
 impl From<StoreError> for EngineError {
@@ -79,6 +82,10 @@ impl EngineError {
             EngineError::TooManyActive { .. } => ErrorCode::ResourceExhausted,
             EngineError::ShuttingDown | EngineError::Starting(_) => ErrorCode::Unavailable,
             EngineError::Store(e) => e.code(),
+            EngineError::Archive(crate::archive::ArchiveError::Objects(
+                crate::objects::ObjectsError::Unavailable(_),
+            )) => ErrorCode::Unavailable,
+            EngineError::Archive(_) => ErrorCode::Internal,
         }
     }
 
@@ -89,6 +96,9 @@ impl EngineError {
             EngineError::ShuttingDown => Some(Duration::from_secs(5)),
             EngineError::Starting(_) => Some(Duration::from_secs(1)),
             EngineError::Store(e) if e.code().is_retryable() => Some(Duration::from_secs(1)),
+            EngineError::Archive(_) if self.code() == ErrorCode::Unavailable => {
+                Some(Duration::from_secs(5))
+            }
             _ => None,
         }
     }

@@ -11,6 +11,8 @@
 //! - [`worker`]: the worker pool: claims under a lease, runs tools with a cancellation
 //!   token and a timeout, heartbeats, finishes fenced.
 //! - [`maintenance`]: lease rescue, retention, the active-task count.
+//! - [`archive`]: finished tasks and workflows written to object storage ([`objects`])
+//!   before retention deletes them, read back by id, exported.
 //! - [`cluster`]: other processes sharing the store: their committed events, presence,
 //!   the clock they agree on, maintenance run by one of them at a time.
 //! - [`workflow`]: workflows as DAGs of tasks (`api`, `views`, `coordinator`).
@@ -33,6 +35,7 @@
 //! the events the store returns.
 
 pub mod analytics;
+pub mod archive;
 pub mod audit;
 pub mod batch;
 pub mod cache;
@@ -47,6 +50,7 @@ pub mod keys;
 mod lifecycle;
 pub mod maintenance;
 pub mod metrics;
+pub mod objects;
 pub mod page;
 mod publisher;
 pub mod reads;

@@ -1,4 +1,5 @@
-//! Background upkeep: rescuing expired leases, deleting expired finished tasks, folding
+//! Background upkeep: rescuing expired leases, deleting (or archiving, see
+//! [`crate::archive`]) expired finished tasks, folding
 //! finishes into the analytics rollup, and keeping the active-task count honest.
 
 use std::sync::Arc;
@@ -33,7 +34,12 @@ pub(crate) async fn rescue_expired(inner: &Inner) {
     }
 }
 
+/// Deletes finished tasks (and workflows) past retention, archiving them first when an
+/// archive is configured; returns how many tasks were deleted.
 pub(crate) async fn purge_expired(inner: &Inner) -> u64 {
+    if let Some(objects) = &inner.config.archive {
+        return crate::archive::archive_expired(inner, objects).await;
+    }
     let now = inner.clock.now();
     let cutoff = now.saturating_sub(inner.config.retention);
     let mut total = 0;

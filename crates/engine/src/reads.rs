@@ -35,7 +35,18 @@ impl Engine {
     /// The caller's task in full: with its result, estimated completion, why it waits (if
     /// it does) and its children.
     pub async fn describe(&self, owner: &str, id: TaskId) -> Result<TaskView, EngineError> {
-        let task = self.get(owner, id).await?;
+        let task = match self.get(owner, id).await {
+            Err(EngineError::TaskNotFound(missing)) => {
+                // Deleted by retention: perhaps archived first.
+                let Some(task) = self.archived_task(owner, id).await? else {
+                    return Err(EngineError::TaskNotFound(missing));
+                };
+                let mut view = TaskView::new(task, None, true);
+                view.archived = true;
+                return Ok(view);
+            }
+            found => found?,
+        };
         let estimate = self.estimate_completion(&task).await;
         let waiting = if let Some(leader) =
             task.follows.filter(|_| task.status == TaskStatus::Pending)

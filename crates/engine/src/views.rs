@@ -88,6 +88,10 @@ pub struct TaskView {
     /// call's result when it completes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waiting_for: Option<String>,
+    /// Read back from the archive: retention deleted the task from the store after
+    /// archiving it (`[archive]`). Absent otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub archived: bool,
 }
 
 impl TaskView {
@@ -130,6 +134,7 @@ impl TaskView {
             result: if with_result { task.result } else { None },
             cached_from: task.cached_from.map(|t| t.to_string()),
             waiting_for: task.follows.map(|t| t.to_string()),
+            archived: false,
         }
     }
 }

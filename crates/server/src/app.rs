@@ -47,6 +47,8 @@ pub enum AppError {
     #[error("secrets: {0}")]
     Secrets(String),
     #[error("{0}")]
+    Archive(String),
+    #[error("{0}")]
     Tls(String),
     #[error("the HTTP server failed: {0}")]
     Serve(#[source] std::io::Error),
@@ -264,6 +266,9 @@ impl App {
         let node_id = node_id(&config)?;
         let store = open_store(&config).await?;
         let mut engine_config = config.engine_config(node_id.clone());
+        engine_config.archive = config
+            .archive_objects()
+            .map_err(|e| AppError::Archive(e.to_string()))?;
         let tools = Arc::new(ToolRegistry::with_builtins(engine_config.separator.clone()));
         secure_data_dir(&config.data_dir);
         let scope = if config.store.is_postgres() {

@@ -75,6 +75,9 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     /// The result cache (`[cache]`): which tools' results answer identical calls.
     pub cache: CacheSection,
+    /// Finished tasks and workflows written to object storage before retention deletes
+    /// them (`[archive]`; off unless `url` is set).
+    pub archive: ArchiveConfig,
 }
 
 /// `[cache]`. Nothing is cached unless configured: a tool's entry in `[cache.tools]`
@@ -123,6 +126,28 @@ impl CacheSection {
             tools,
         })
     }
+}
+
+/// `[archive]`: where retention archives finished tasks and workflows before deleting
+/// them (compressed JSON Lines by day; `GET` still answers for them, and `baton archive
+/// export` reads them). Unset `url`: retention only deletes.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArchiveConfig {
+    /// `file:///absolute/path` (a directory, created if missing) or
+    /// `s3://bucket[/prefix]`.
+    pub url: Option<String>,
+    /// S3: an S3-compatible store's endpoint (e.g. `http://127.0.0.1:9000`; path-style
+    /// requests); unset: AWS.
+    pub endpoint: Option<String>,
+    /// S3: the region (default: `AWS_REGION`, else `us-east-1`).
+    pub region: Option<String>,
+    /// S3: the access key (default: `AWS_ACCESS_KEY_ID`).
+    pub access_key_id: Option<String>,
+    /// S3: the secret key (default: `AWS_SECRET_ACCESS_KEY`).
+    pub secret_access_key: Option<String>,
+    /// S3: allow a plain `http://` endpoint.
+    pub allow_http: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -459,6 +484,7 @@ impl Default for Config {
             servers: Vec::new(),
             webhooks: WebhooksConfig::default(),
             cache: CacheSection::default(),
+            archive: ArchiveConfig::default(),
         }
     }
 }
@@ -727,6 +753,22 @@ impl Config {
         if self.limits.max_running_per_group == Some(0) {
             return bad("limits.max_running_per_group must be at least 1".into());
         }
+        if let Some(url) = &self.archive.url
+            && !(url.starts_with("file://") || url.starts_with("s3://"))
+        {
+            return bad(format!(
+                "archive.url `{url}`: use file:///absolute/path or s3://bucket/prefix"
+            ));
+        }
+        let a = &self.archive;
+        if a.url.is_none()
+            && (a.endpoint.is_some()
+                || a.region.is_some()
+                || a.access_key_id.is_some()
+                || a.secret_access_key.is_some())
+        {
+            return bad("archive: set archive.url, or none of its other keys".into());
+        }
         for (tool, rate) in &self.limits.rates {
             if let Err(m) = rate.parse::<baton_core::auth::Rate>() {
                 return bad(format!("limits.rates.{tool}: {m}"));
@@ -789,6 +831,25 @@ impl Config {
         }
     }
 
+    /// The archive this configuration names, opened (nothing is read or written yet);
+    /// `None` without `archive.url`.
+    pub fn archive_objects(&self) -> Result<Option<baton_engine::objects::Objects>, ConfigError> {
+        let Some(url) = &self.archive.url else {
+            return Ok(None);
+        };
+        let a = &self.archive;
+        baton_engine::objects::Objects::open(&baton_engine::objects::ObjectsConfig {
+            url: url.clone(),
+            endpoint: a.endpoint.clone(),
+            region: a.region.clone(),
+            access_key_id: a.access_key_id.clone(),
+            secret_access_key: a.secret_access_key.clone(),
+            allow_http: a.allow_http,
+        })
+        .map(Some)
+        .map_err(|e| ConfigError::Invalid(format!("archive.url {e}")))
+    }
+
     /// The engine settings this configuration implies.
     pub fn engine_config(&self, node_id: String) -> EngineConfig {
         let w = &self.workers;
@@ -815,6 +876,10 @@ impl Config {
             },
             max_active_tasks: self.tasks.max_active,
             retention: self.tasks.retention,
+            // Often enough that nothing outstays the retention by much: a tenth of it,
+            // between 1 s and a minute.
+            retention_interval: (self.tasks.retention / 10)
+                .clamp(Duration::from_secs(1), Duration::from_secs(60)),
             log_keep: baton_core::log::LogKeep {
                 lines: self.tasks.log_lines,
                 bytes: self.tasks.log_bytes,
@@ -936,6 +1001,35 @@ mod tests {
             jail.set_env("BATON_LISTN", "x");
             let e = load(None, &Overrides::default()).unwrap_err().to_string();
             assert!(e.contains("listn"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_archive_section_is_checked() {
+        Jail::expect_with(|jail| {
+            let c = load(None, &Overrides::default()).unwrap();
+            assert_eq!(c.archive_objects().unwrap().map(|_| ()), None);
+            jail.create_file("a.toml", "[archive]\nurl = \"ftp://host/x\"\n")?;
+            let e = load(Some(Path::new("a.toml")), &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("archive.url"), "{e}");
+            jail.create_file("b.toml", "[archive]\nurl = \"s3://b/p\"\nbucket = \"x\"\n")?;
+            let e = load(Some(Path::new("b.toml")), &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("bucket"), "{e}");
+            jail.create_file("c.toml", "[archive]\nurl = \"file://relative\"\n")?;
+            let c = load(Some(Path::new("c.toml")), &Overrides::default()).unwrap();
+            let e = c.archive_objects().unwrap_err().to_string();
+            assert!(e.contains("archive.url"), "{e}");
+            jail.set_env("BATON_ARCHIVE__URL", "s3://bucket/prefix");
+            jail.set_env("BATON_ARCHIVE__ENDPOINT", "http://127.0.0.1:9");
+            jail.set_env("BATON_ARCHIVE__ALLOW_HTTP", "true");
+            let c = load(None, &Overrides::default()).unwrap();
+            assert_eq!(c.archive.endpoint.as_deref(), Some("http://127.0.0.1:9"));
+            assert!(c.archive_objects().unwrap().is_some());
             Ok(())
         });
     }

@@ -320,6 +320,40 @@ mod faulty {
             self.check("purge_finished", None)?;
             self.inner.purge_finished(before, now, limit).await
         }
+        async fn archivable(
+            &self,
+            before: Timestamp,
+            now: Timestamp,
+            limit: u32,
+        ) -> StoreResult<Vec<Archivable>> {
+            self.check("archivable", None)?;
+            self.inner.archivable(before, now, limit).await
+        }
+        async fn begin_archive(&self, batches: &[ArchiveBatch]) -> StoreResult<Vec<ArchiveBatch>> {
+            self.check("begin_archive", None)?;
+            self.inner.begin_archive(batches).await
+        }
+        async fn archive_batches_writing(&self) -> StoreResult<Vec<ArchiveBatch>> {
+            self.check("archive_batches_writing", None)?;
+            self.inner.archive_batches_writing().await
+        }
+        async fn archive_contents(&self, batch: &ArchiveBatch) -> StoreResult<Vec<ArchivedItem>> {
+            self.check("archive_contents", None)?;
+            self.inner.archive_contents(batch).await
+        }
+        async fn complete_archive(
+            &self,
+            batch_id: &str,
+            written: &[ArchiveWritten],
+            now: Timestamp,
+        ) -> StoreResult<ArchiveCompletion> {
+            self.check("complete_archive", None)?;
+            self.inner.complete_archive(batch_id, written, now).await
+        }
+        async fn archived(&self, kind: ArchiveKind, id: &str) -> StoreResult<Option<ArchiveEntry>> {
+            self.check("archived", None)?;
+            self.inner.archived(kind, id).await
+        }
         async fn analytics(&self, q: &crate::AnalyticsQuery) -> StoreResult<crate::AnalyticsRows> {
             self.check("analytics", None)?;
             self.inner.analytics(q).await

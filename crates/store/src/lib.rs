@@ -527,8 +527,9 @@ pub struct NewWorkflow {
 /// A stored workflow. Its steps' tasks carry its id ([`baton_core::task::StepRef`]);
 /// `steps` keeps what no task records: the state of steps that ended without one
 /// (`skipped`, `cancelled` before they started, `failed` when their arguments could not
-/// be built), by step id, as `{"state": …, "error": {…}}`.
-#[derive(Debug, Clone, PartialEq)]
+/// be built), by step id, as `{"state": …, "error": {…}}`. Its JSON is also how the
+/// archive keeps a workflow.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Workflow {
     pub id: String,
     pub seq: i64,
@@ -817,6 +818,135 @@ pub struct AnalyticsRows {
     pub series: Vec<AnalyticsPoint>,
 }
 
+/// What the archive keeps as one item: a task of no workflow, or a workflow with its
+/// steps' tasks (a step is never archived apart from its workflow).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ArchiveKind {
+    Task,
+    Workflow,
+}
+
+impl ArchiveKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ArchiveKind::Task => "task",
+            ArchiveKind::Workflow => "workflow",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ArchiveKind> {
+        match s {
+            "task" => Some(ArchiveKind::Task),
+            "workflow" => Some(ArchiveKind::Workflow),
+            _ => None,
+        }
+    }
+}
+
+/// An item retention would delete now and no archive batch holds yet
+/// ([`Store::archivable`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Archivable {
+    pub kind: ArchiveKind,
+    /// A task id, or a workflow id.
+    pub id: String,
+    /// When it finished: its object is partitioned by this day (UTC).
+    pub completed_at: Timestamp,
+}
+
+/// A batch of items archived together in one object, recorded before the object is
+/// written ([`Store::begin_archive`]) so that a crash leaves it to be written again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArchiveBatch {
+    pub id: String,
+    pub kind: ArchiveKind,
+    /// `YYYY-MM-DD`, the UTC day its items finished.
+    pub day: String,
+    /// The object's key, under the archive's prefix.
+    pub path: String,
+    pub created_at: Timestamp,
+    /// The ids of its items.
+    pub members: Vec<String>,
+}
+
+/// A task with its event log, as the archive keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskRecord {
+    pub task: Task,
+    pub events: Vec<TaskEvent>,
+}
+
+/// One item of a batch as the store has it now ([`Store::archive_contents`]).
+#[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // most batches hold tasks, one per item
+pub enum ArchivedItem {
+    Task(TaskRecord),
+    Workflow {
+        workflow: Workflow,
+        steps: Vec<TaskRecord>,
+    },
+}
+
+impl ArchivedItem {
+    /// What [`Store::complete_archive`] compares with the rows it deletes.
+    pub fn written(&self) -> ArchiveWritten {
+        match self {
+            ArchivedItem::Task(r) => ArchiveWritten {
+                kind: ArchiveKind::Task,
+                id: r.task.id.to_string(),
+                updated_at: r.task.updated_at,
+                steps: Vec::new(),
+            },
+            ArchivedItem::Workflow { workflow, steps } => ArchiveWritten {
+                kind: ArchiveKind::Workflow,
+                id: workflow.id.clone(),
+                updated_at: workflow.updated_at,
+                steps: steps
+                    .iter()
+                    .map(|s| (s.task.id, s.task.updated_at))
+                    .collect(),
+            },
+        }
+    }
+}
+
+/// An item as a batch's object holds it: enough to tell whether its rows changed since.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArchiveWritten {
+    pub kind: ArchiveKind,
+    pub id: String,
+    pub updated_at: Timestamp,
+    /// A workflow's steps' tasks and their `updated_at`.
+    pub steps: Vec<(TaskId, Timestamp)>,
+}
+
+/// What [`Store::complete_archive`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ArchiveCompletion {
+    /// The index was written, the items deleted and the batch marked done.
+    Done { items: u64, tasks: u64 },
+    /// Some items changed (retried by hand, say) or vanished since the object was
+    /// written: they left the batch, nothing else was done, and the object must be
+    /// written again without them before the batch can complete.
+    Changed { dropped: Vec<String> },
+    /// The batch was complete already (or never recorded).
+    AlreadyDone,
+}
+
+/// Where an archived task or workflow is ([`Store::archived`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArchiveEntry {
+    pub kind: ArchiveKind,
+    pub id: String,
+    pub owner: String,
+    pub path: String,
+    pub day: String,
+    pub archived_at: Timestamp,
+}
+
 /// The persistence contract. See the crate docs for the rules every method follows.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -916,6 +1046,44 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
         limit: u32,
     ) -> StoreResult<u64>;
+
+    /// Up to `limit` items that [`Store::purge_finished`] would delete now, by the same
+    /// rules (a workflow with its steps, a task of no workflow once its parent no longer
+    /// runs, tasks past their own time to live), that no archive batch holds yet; oldest
+    /// first.
+    async fn archivable(
+        &self,
+        before: Timestamp,
+        now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<Archivable>>;
+
+    /// Records archive batches in `writing` with their members (one transaction). An item
+    /// another batch holds already is left out; a batch left with none is not recorded.
+    /// Returns the batches recorded, with the members they got.
+    async fn begin_archive(&self, batches: &[ArchiveBatch]) -> StoreResult<Vec<ArchiveBatch>>;
+
+    /// The batches still `writing` (a crash or a failed write left them), oldest first.
+    async fn archive_batches_writing(&self) -> StoreResult<Vec<ArchiveBatch>>;
+
+    /// The batch's items as the store has them now, each task with its events, each
+    /// workflow with its steps' tasks; items no longer finished, or gone, are left out.
+    async fn archive_contents(&self, batch: &ArchiveBatch) -> StoreResult<Vec<ArchivedItem>>;
+
+    /// After the batch's object was written with `written`: in one transaction, unless
+    /// an item changed meanwhile (or a member is not in `written`), writes the index
+    /// entries of its tasks (steps included) and workflows, deletes their rows (events
+    /// and logs too) and marks the batch `done`. A changed item instead leaves the batch
+    /// and nothing else is done ([`ArchiveCompletion::Changed`]).
+    async fn complete_archive(
+        &self,
+        batch_id: &str,
+        written: &[ArchiveWritten],
+        now: Timestamp,
+    ) -> StoreResult<ArchiveCompletion>;
+
+    /// Where the archived task or workflow `id` is, if it was archived.
+    async fn archived(&self, kind: ArchiveKind, id: &str) -> StoreResult<Option<ArchiveEntry>>;
 
     /// Appends lines to their tasks' logs, in order, and trims each of those logs to
     /// `keep` (its newest lines). Returns the lines numbered.

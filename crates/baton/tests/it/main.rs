@@ -3,6 +3,7 @@
 //! them; one module per theme.
 
 mod api;
+mod archive;
 mod bad_input;
 mod cache;
 mod chaos;

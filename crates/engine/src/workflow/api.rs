@@ -192,7 +192,19 @@ impl Engine {
     }
 
     pub async fn get_workflow(&self, owner: &str, id: &str) -> Result<WorkflowView, EngineError> {
-        Ok(self.load_workflow(Some(owner), id).await?.view())
+        match self.load_workflow(Some(owner), id).await {
+            Err(EngineError::WorkflowNotFound(missing)) => {
+                // Deleted by retention: perhaps archived first.
+                let Some((wf, tasks)) = self.archived_workflow(owner, id).await? else {
+                    return Err(EngineError::WorkflowNotFound(missing));
+                };
+                let plan = plan_of(self, &wf)?;
+                let mut view = Loaded::new(wf, plan, tasks).view();
+                view.archived = true;
+                Ok(view)
+            }
+            found => Ok(found?.view()),
+        }
     }
 
     /// The caller's workflows, newest first, without their steps (with the progress).

@@ -67,6 +67,10 @@ pub struct WorkflowView {
     /// Every step; left out of lists ([`Engine::list_workflows`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepView>,
+    /// Read back from the archive: retention deleted the workflow from the store after
+    /// archiving it (`[archive]`). Absent otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub archived: bool,
 }
 
 /// One line of a workflow's timeline: a task event of one of its steps.
@@ -233,6 +237,7 @@ impl Loaded {
             completed_at: self.workflow.completed_at,
             error,
             steps,
+            archived: false,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The engine's integration tests: one binary (one link) for all of them.
 
+mod archive;
 mod audit;
 mod audit_log;
 mod common;

@@ -55,6 +55,10 @@ use crate::{
     ScheduleRun, SingletonGuard, Store, StoreResult, StoredSchedule, StoredServer, TaskQuery,
     Workflow, WorkflowQuery, WorkflowUpdate, WorkflowUpdated,
 };
+use crate::{
+    Archivable, ArchiveBatch, ArchiveCompletion, ArchiveEntry, ArchiveKind, ArchiveWritten,
+    ArchivedItem,
+};
 use crate::{AttemptRecord, Delivery, DeliveryAttempt, NewOwnerlessEvent, StoredWebhook};
 
 mod analytics;
@@ -302,6 +306,42 @@ impl Store for PostgresStore {
         limit: u32,
     ) -> StoreResult<u64> {
         tasks::purge_finished(&self.pool, before, now, limit).await
+    }
+
+    async fn archivable(
+        &self,
+        before: Timestamp,
+        now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<Archivable>> {
+        shared::archive::archivable(&self.pool, before, now, limit).await
+    }
+
+    async fn begin_archive(&self, batches: &[ArchiveBatch]) -> StoreResult<Vec<ArchiveBatch>> {
+        transaction!(self.pool, |c| shared::archive::begin(c, batches))
+    }
+
+    async fn archive_batches_writing(&self) -> StoreResult<Vec<ArchiveBatch>> {
+        shared::archive::writing(&self.pool).await
+    }
+
+    async fn archive_contents(&self, batch: &ArchiveBatch) -> StoreResult<Vec<ArchivedItem>> {
+        shared::archive::contents(&self.pool, batch).await
+    }
+
+    async fn complete_archive(
+        &self,
+        batch_id: &str,
+        written: &[ArchiveWritten],
+        now: Timestamp,
+    ) -> StoreResult<ArchiveCompletion> {
+        transaction!(self.pool, |c| shared::archive::complete(
+            c, batch_id, written, now
+        ))
+    }
+
+    async fn archived(&self, kind: ArchiveKind, id: &str) -> StoreResult<Option<ArchiveEntry>> {
+        shared::archive::archived(&self.pool, kind, id).await
     }
 
     async fn append_logs(

@@ -29,6 +29,8 @@ impl Dialect for Postgres {
     const PARAM: char = '$';
 
     const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
+
+    const FOR_UPDATE: &'static str = " FOR UPDATE";
 }
 
 /// A task id as PostgreSQL binds it.

@@ -41,6 +41,10 @@ pub(crate) trait Dialect: Database<Row: Columns, Arguments: IntoArguments<Self>>
     /// What ends a claim's subquery so concurrent claimers skip each other's rows
     /// (PostgreSQL; SQLite has one writer).
     const SKIP_LOCKED: &'static str;
+
+    /// What ends a `SELECT` whose rows the transaction changes next (PostgreSQL; SQLite's
+    /// writer holds the only write lock already).
+    const FOR_UPDATE: &'static str;
 }
 
 /// `sql`, written with PostgreSQL's `$n` parameters, in the dialect's own.

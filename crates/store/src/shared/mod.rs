@@ -17,6 +17,7 @@
 //! the events the writes append (`events`).
 
 pub(crate) mod analytics;
+pub(crate) mod archive;
 pub(crate) mod cache;
 pub(crate) mod claims;
 pub(crate) mod dialect;

@@ -41,6 +41,10 @@ use crate::{
     SingletonGuard, Store, StoreError, StoreResult, StoredSchedule, StoredServer, TaskQuery,
     Workflow, WorkflowQuery, WorkflowUpdate, WorkflowUpdated,
 };
+use crate::{
+    Archivable, ArchiveBatch, ArchiveCompletion, ArchiveEntry, ArchiveKind, ArchiveWritten,
+    ArchivedItem,
+};
 use crate::{AttemptRecord, Delivery, DeliveryAttempt, NewOwnerlessEvent, StoredWebhook};
 
 mod analytics;
@@ -314,6 +318,50 @@ impl Store for SqliteStore {
         self.writer
             .write(move |w| Box::pin(tasks::purge_finished(w, before, now, limit)))
             .await
+    }
+
+    async fn archivable(
+        &self,
+        before: Timestamp,
+        now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<Archivable>> {
+        shared::archive::archivable(&self.reader, before, now, limit).await
+    }
+
+    async fn begin_archive(&self, batches: &[ArchiveBatch]) -> StoreResult<Vec<ArchiveBatch>> {
+        let batches = batches.to_vec();
+        self.writer
+            .write(move |w| Box::pin(async move { shared::archive::begin(w, &batches).await }))
+            .await
+    }
+
+    async fn archive_batches_writing(&self) -> StoreResult<Vec<ArchiveBatch>> {
+        shared::archive::writing(&self.reader).await
+    }
+
+    async fn archive_contents(&self, batch: &ArchiveBatch) -> StoreResult<Vec<ArchivedItem>> {
+        shared::archive::contents(&self.reader, batch).await
+    }
+
+    async fn complete_archive(
+        &self,
+        batch_id: &str,
+        written: &[ArchiveWritten],
+        now: Timestamp,
+    ) -> StoreResult<ArchiveCompletion> {
+        let (batch_id, written) = (batch_id.to_string(), written.to_vec());
+        self.writer
+            .write(move |w| {
+                Box::pin(
+                    async move { shared::archive::complete(w, &batch_id, &written, now).await },
+                )
+            })
+            .await
+    }
+
+    async fn archived(&self, kind: ArchiveKind, id: &str) -> StoreResult<Option<ArchiveEntry>> {
+        shared::archive::archived(&self.reader, kind, id).await
     }
 
     async fn append_logs(

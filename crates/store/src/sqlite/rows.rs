@@ -28,6 +28,8 @@ impl Dialect for Sqlite {
     const PARAM: char = '?';
 
     const SKIP_LOCKED: &'static str = "";
+
+    const FOR_UPDATE: &'static str = "";
 }
 
 /// JSON stored as text.

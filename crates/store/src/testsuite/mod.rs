@@ -40,7 +40,8 @@ webhook_deliveries_are_written_with_their_events,
             delivery_claims_are_leased_once, delivery_backoff_and_dead_letter,
             deliveries_page_newest_first, server_health_changes_are_enqueued_once,
             result_cache_hits_and_single_flight, failed_calls_release_their_followers,
-            large_documents_round_trip);
+            large_documents_round_trip,
+            archive_batches_complete_once, archived_workflows_take_their_steps);
     };
     (@tests $factory:path; $($name:ident),* $(,)?) => {
         $(
@@ -54,6 +55,7 @@ webhook_deliveries_are_written_with_their_events,
 }
 
 mod analytics;
+mod archive;
 mod cache;
 mod claims;
 mod input;
@@ -69,6 +71,7 @@ mod webhooks;
 mod workflows;
 
 pub use analytics::analytics_aggregate_a_window_of_tasks;
+pub use archive::{archive_batches_complete_once, archived_workflows_take_their_steps};
 pub use cache::{
     failed_calls_release_their_followers, large_documents_round_trip,
     result_cache_hits_and_single_flight,

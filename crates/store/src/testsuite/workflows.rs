@@ -11,7 +11,7 @@ use crate::{
     WorkflowUpdate, WorkflowUpdated,
 };
 
-fn step_task(workflow: &str, step: &str, at: Timestamp) -> NewTask {
+pub(super) fn step_task(workflow: &str, step: &str, at: Timestamp) -> NewTask {
     let mut t = new_task("s__tool", 50, at);
     t.step = Some(StepRef {
         workflow_id: workflow.into(),
@@ -21,7 +21,7 @@ fn step_task(workflow: &str, step: &str, at: Timestamp) -> NewTask {
     t
 }
 
-fn new_workflow(id: &str, at: Timestamp) -> NewWorkflow {
+pub(super) fn new_workflow(id: &str, at: Timestamp) -> NewWorkflow {
     NewWorkflow {
         id: id.into(),
         name: "report".into(),
@@ -31,7 +31,7 @@ fn new_workflow(id: &str, at: Timestamp) -> NewWorkflow {
     }
 }
 
-fn update(id: &str, at: Timestamp) -> WorkflowUpdate {
+pub(super) fn update(id: &str, at: Timestamp) -> WorkflowUpdate {
     WorkflowUpdate {
         id: id.into(),
         expect: vec![WorkflowStatus::Running],
