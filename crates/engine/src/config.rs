@@ -37,6 +37,8 @@ pub struct EngineConfig {
     /// Where finished tasks and workflows are archived before retention deletes them
     /// (none: they are only deleted).
     pub archive: Option<crate::objects::Objects>,
+    /// Large results: where they go, and the limits.
+    pub payloads: crate::payloads::PayloadConfig,
     /// How much of each task's log is kept (the newest lines).
     pub log_keep: baton_core::log::LogKeep,
     /// What a call costs in US dollars when its tool reports no cost, by qualified tool
@@ -89,6 +91,7 @@ impl Default for EngineConfig {
             max_active_tasks: 100_000,
             retention: Duration::from_secs(24 * 3600),
             archive: None,
+            payloads: crate::payloads::PayloadConfig::default(),
             log_keep: baton_core::log::LogKeep::default(),
             prices: Default::default(),
             retention_interval: Duration::from_secs(60),

@@ -52,6 +52,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod objects;
 pub mod page;
+pub mod payloads;
 mod publisher;
 pub mod reads;
 mod runs;

@@ -252,6 +252,19 @@ async fn run_task_traced(inner: Arc<Inner>, task: Task, token: i64, permit: Owne
     if inner.publisher.backlog.load(Ordering::Relaxed) || has_claim_limits(&inner) {
         inner.wake.notify_one();
     }
+    // A large result goes to object storage (the task keeps a reference); one over the
+    // limit fails the task rather than being stored cut short.
+    let outcome = match outcome {
+        Some(Outcome::Completed(result)) => Some(
+            match crate::payloads::offload(&inner.config.payloads, task.id, task.attempt, result)
+                .await
+            {
+                Ok(kept) => Outcome::Completed(kept),
+                Err(e) => Outcome::Failed(e),
+            },
+        ),
+        other => other,
+    };
     if let Some(outcome) = outcome {
         let now = inner.clock.now();
         let transition = policy::decide(

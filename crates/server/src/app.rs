@@ -269,6 +269,31 @@ impl App {
         engine_config.archive = config
             .archive_objects()
             .map_err(|e| AppError::Archive(e.to_string()))?;
+        // Large results: in the archive's object storage, else beside an embedded store.
+        engine_config.payloads = baton_engine::payloads::PayloadConfig {
+            objects: match &engine_config.archive {
+                Some(o) => Some(o.clone()),
+                None if !config.store.is_postgres() => {
+                    let dir = std::fs::canonicalize(&config.data_dir).map_err(|source| {
+                        AppError::DataDir {
+                            path: config.data_dir.clone(),
+                            source,
+                        }
+                    })?;
+                    let local = baton_engine::objects::ObjectsConfig {
+                        url: format!("file://{}", dir.display()),
+                        ..Default::default()
+                    };
+                    Some(
+                        baton_engine::objects::Objects::open(&local)
+                            .map_err(|e| AppError::Archive(e.to_string()))?,
+                    )
+                }
+                None => None,
+            },
+            offload_above: config.tasks.offload_above,
+            max_result_bytes: config.tasks.max_result_bytes,
+        };
         let tools = Arc::new(ToolRegistry::with_builtins(engine_config.separator.clone()));
         secure_data_dir(&config.data_dir);
         let scope = if config.store.is_postgres() {

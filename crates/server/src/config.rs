@@ -399,6 +399,12 @@ pub struct TasksConfig {
     pub log_lines: u32,
     /// Bytes of log data kept per task (the newest lines).
     pub log_bytes: u64,
+    /// Results with more JSON than this many bytes are kept in object storage (`[archive]
+    /// url`, else `<data dir>/payloads` on an embedded store; on PostgreSQL without an
+    /// archive they stay in the database, compressed).
+    pub offload_above: usize,
+    /// A result with more JSON than this many bytes fails its task (`result_too_large`).
+    pub max_result_bytes: usize,
 }
 
 /// `[telemetry]`: OpenTelemetry traces over OTLP/HTTP (protobuf).
@@ -530,6 +536,8 @@ impl Default for TasksConfig {
             default_queue: e.submit_defaults.queue,
             log_lines: e.log_keep.lines,
             log_bytes: e.log_keep.bytes,
+            offload_above: e.payloads.offload_above,
+            max_result_bytes: e.payloads.max_result_bytes,
         }
     }
 }
@@ -737,6 +745,15 @@ impl Config {
             return bad(format!(
                 "tasks.log_lines = {} is out of range 1..=1000000",
                 self.tasks.log_lines
+            ));
+        }
+        if self.tasks.offload_above < 4096 {
+            return bad("tasks.offload_above must be at least 4096 (bytes)".into());
+        }
+        if self.tasks.max_result_bytes < self.tasks.offload_above {
+            return bad(format!(
+                "tasks.max_result_bytes = {} is less than tasks.offload_above = {}",
+                self.tasks.max_result_bytes, self.tasks.offload_above
             ));
         }
         if !(1024..=(1 << 30)).contains(&self.tasks.log_bytes) {

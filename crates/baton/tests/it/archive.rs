@@ -2,7 +2,8 @@
 //! directory or to a real S3-compatible server (moto, run by the test), `GET` answers
 //! for them with `archived: true` (their owner only), `baton archive export` writes them
 //! as JSON Lines; on SQLite and on PostgreSQL. And a node killed while an object is
-//! being written loses and repeats nothing once restarted.
+//! being written loses and repeats nothing once restarted. Large results go to the same
+//! object storage (or a directory beside an embedded store) and are read back whole.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -363,4 +364,98 @@ fn export_refuses_bad_input_with_the_reason() {
     // An empty archive exports nothing, successfully.
     let (code, err) = run(&["--since", "2020-01-01", "--until", "2030-01-01"], &env);
     assert_eq!(code, Some(0), "{err}");
+}
+
+/// A result larger than `tasks.offload_above` is kept in object storage and read back
+/// whole: by `GET /v1/tasks/{id}` and, streamed, by `GET /v1/tasks/{id}/result`; the
+/// store keeps only the reference. Returns the task id.
+async fn large_result_round_trip(env: &[(&'static str, String)], dir: &Path) -> String {
+    let baton = Baton::start(&dir.join("data"), &refs(env));
+    let api = Api::new(&baton.url);
+    // Over a MiB of rows, and twice that as the result: over the 1 MiB default.
+    let rows: Vec<Value> = (0..25_000)
+        .map(|i| json!({"id": i, "name": format!("customer number {i}"), "score": i * 7 % 1000}))
+        .collect();
+    let arguments = json!({"rows": rows});
+    assert!(arguments.to_string().len() > 1024 * 1024);
+    let id = api
+        .submit(json!({"tool": "baton__echo", "arguments": arguments}))
+        .await;
+    let t = api.wait_final(&id).await;
+    assert_eq!(t["status"], "completed", "{}", t["error"]);
+    assert_eq!(
+        t["result"]["structuredContent"], arguments,
+        "read back whole"
+    );
+    let r = api.get(&format!("/v1/tasks/{id}/result")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.body["result"]["structuredContent"], arguments,
+        "streamed whole"
+    );
+    assert_eq!(r.body["status"], "completed");
+    assert_eq!(r.body["task_id"], id.as_str());
+    id
+}
+
+#[tokio::test]
+async fn large_results_go_to_a_directory_beside_an_embedded_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = large_result_round_trip(&[], dir.path()).await;
+    let object = dir.path().join(format!("data/payloads/{id}/result-1.json"));
+    assert!(object.exists(), "{}", object.display());
+    let stored = sqlite_query(
+        &dir.path().join("data/baton.db"),
+        "SELECT result FROM tasks WHERE id = ?",
+        &[&id],
+    );
+    assert!(stored[0].contains("baton/payload"), "{stored:?}");
+    assert!(stored[0].len() < 1000, "only the reference is in the store");
+}
+
+#[tokio::test]
+async fn large_results_go_to_s3_on_postgres() {
+    let pg = PgSchema::create();
+    let moto = Moto::start("payloads-pg").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = moto.env("payloads-pg");
+    env.extend(pg.env());
+    let id = large_result_round_trip(&env, dir.path()).await;
+    let listing = reqwest::get(format!(
+        "{}/payloads-pg?list-type=2&prefix=archive/payloads/",
+        moto.endpoint
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert!(
+        listing.contains(&format!("archive/payloads/{id}/result-1.json")),
+        "{listing}"
+    );
+}
+
+/// A result over `tasks.max_result_bytes` fails its task with the limit named: nothing is
+/// stored cut short.
+#[tokio::test]
+async fn a_result_over_the_limit_fails_its_task_naming_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let baton = Baton::start(
+        &dir.path().join("data"),
+        &[("BATON_TASKS__MAX_RESULT_BYTES", "1100000")],
+    );
+    let api = Api::new(&baton.url);
+    let id = api
+        .submit(json!({"tool": "baton__echo", "arguments": {"blob": "y".repeat(1_200_000)}}))
+        .await;
+    let t = api.wait_final(&id).await;
+    assert_eq!(t["status"], "failed", "{t}");
+    assert_eq!(t["error"]["code"], "result_too_large");
+    let message = t["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("more than tasks.max_result_bytes (1100000 bytes)"),
+        "{message}"
+    );
+    assert_eq!(t["attempt"], 1, "not retried: another attempt cannot help");
 }

@@ -161,15 +161,21 @@ impl Engine {
         Ok(task)
     }
 
+    /// The workflow's step tasks, with large results read back from object storage (later
+    /// steps take them as arguments; the workflow's result shows them).
     pub(super) async fn workflow_tasks(&self, id: &str) -> Result<Vec<Task>, EngineError> {
-        Ok(self
+        let mut tasks = self
             .store()
             .list_tasks(&TaskQuery {
                 workflow_id: Some(id.to_string()),
                 limit: MAX_STEPS * 2,
                 ..Default::default()
             })
-            .await?)
+            .await?;
+        for t in &mut tasks {
+            self.resolve_payload(t).await?;
+        }
+        Ok(tasks)
     }
 
     /// A workflow as whoever owns it sees it (for webhook payloads).

@@ -202,9 +202,18 @@ pub async fn result(
     let id = parse_task_id(&id)?;
     let wait = check_wait(p.wait)?;
     let task = tokio::select! {
-        t = s.engine.wait(&principal, id, wait) => t?,
-        _ = s.shutdown.cancelled() => s.engine.get(&principal, id).await?,
+        t = s.engine.wait_stored(&principal, id, wait) => t?,
+        _ = s.shutdown.cancelled() => s.engine.get_stored(&principal, id).await?,
     };
+    if let Some((path, _)) = task
+        .result
+        .as_ref()
+        .and_then(baton_engine::payloads::reference)
+    {
+        // Kept in object storage: streamed from there, never held whole here.
+        let stream = s.engine.payload_stream(path).await?;
+        return Ok(streamed_result(task, stream));
+    }
     if task.status.is_final() {
         Ok(Json(ResultView::new(task)).into_response())
     } else {
@@ -213,6 +222,36 @@ pub async fn result(
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         Ok(resp)
     }
+}
+
+/// A result view whose `result` is the bytes of an object: the view's JSON around them.
+fn streamed_result(
+    mut task: baton_core::Task,
+    object: futures::stream::BoxStream<
+        'static,
+        Result<bytes::Bytes, baton_engine::objects::ObjectsError>,
+    >,
+) -> Response {
+    use futures::StreamExt;
+    // A placeholder no JSON text can contain unescaped marks where the object goes.
+    const HOLE: &str = "\u{0}baton-payload\u{0}";
+    task.result = Some(serde_json::Value::String(HOLE.into()));
+    let view = serde_json::to_string(&ResultView::new(task)).unwrap_or_default();
+    let marker = serde_json::Value::String(HOLE.into()).to_string();
+    let (head, tail) = view.split_once(&marker).unwrap_or((&view, ""));
+    let (head, tail) = (
+        bytes::Bytes::from(head.to_string()),
+        bytes::Bytes::from(tail.to_string()),
+    );
+    let body = futures::stream::once(async move { Ok::<_, std::io::Error>(head) })
+        .chain(object.map(|chunk| chunk.map_err(std::io::Error::other)))
+        .chain(futures::stream::once(async move { Ok(tail) }));
+    let mut resp = axum::body::Body::from_stream(body).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
 }
 
 pub async fn cancel(
