@@ -56,22 +56,8 @@ pub(crate) async fn upstream(args: &BenchArgs, calls: usize) -> anyhow::Result<R
         "name": "bench", "command": bin.to_string_lossy()
     }))?;
     let node = Node::start(args, vec![server]).await?;
-    let client = Client::new(&node.url);
     let http = http_client();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, s) = client
-            .send(client.http().get(client.url("/v1/servers/bench")))
-            .await?;
-        if s["state"] == "healthy" {
-            break;
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the bench server did not become healthy: {s}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_bench_server(&node.url).await?;
     let body = json!({"tool": "bench__add", "arguments": arguments});
     let mut b = Histogram::<u64>::new(3)?;
     for i in 0..(100 + calls) {
@@ -114,14 +100,20 @@ pub(crate) async fn node_with_testserver(args: &BenchArgs) -> anyhow::Result<Nod
         "name": "bench", "command": bin.to_string_lossy()
     }))?;
     let node = Node::start(args, vec![server]).await?;
-    let client = Client::new(&node.url);
+    wait_bench_server(&node.url).await?;
+    Ok(node)
+}
+
+/// Waits until the node's `bench` server is healthy (at most 30 s).
+pub(crate) async fn wait_bench_server(url: &str) -> anyhow::Result<()> {
+    let client = Client::new(url);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (_, s) = client
             .send(client.http().get(client.url("/v1/servers/bench")))
             .await?;
         if s["state"] == "healthy" {
-            return Ok(node);
+            return Ok(());
         }
         anyhow::ensure!(
             Instant::now() < deadline,
