@@ -371,7 +371,16 @@ async fn a_full_disk_gives_503_and_corrupts_nothing() {
     );
     let api = Api::new(&baton.url);
     api.post("/v1/queues/default/pause", json!(null)).await;
-    let blob = "x".repeat(200_000);
+    // Random text, so the store's compression cannot make it small.
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let blob: String = (0..200_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'a' + (x % 26) as u8)
+        })
+        .collect();
     let mut accepted = Vec::new();
     let full = loop {
         let r = api
