@@ -621,7 +621,8 @@ async fn planner_statistics_are_kept_fresh_for_claims() {
     .await
     .unwrap();
     let plan: Vec<(String,)> = sqlx::query_as(
-        "EXPLAIN SELECT seq FROM tasks WHERE status = 'pending' AND run_at <= 1800000000000 \
+        "EXPLAIN SELECT seq FROM tasks WHERE status = 'pending' AND follows IS NULL \
+         AND run_at <= 1800000000000 \
          ORDER BY priority DESC, fair_key, run_at, seq LIMIT 64 FOR UPDATE SKIP LOCKED",
     )
     .fetch_all(&mut conn)

@@ -10,6 +10,12 @@ ALTER TABLE tasks ADD COLUMN cached_from TEXT;
 ALTER TABLE tasks ADD COLUMN follows TEXT;
 CREATE INDEX tasks_cache ON tasks (cache_key, completed_at) WHERE cache_key IS NOT NULL;
 CREATE INDEX tasks_followers ON tasks (follows) WHERE follows IS NOT NULL;
+-- Followers are never claimed: the claim order leaves them out, so claims need not look
+-- at them (and the planner, which knows nothing of `follows` on a young table, sees the
+-- claim's condition in the index's own).
+DROP INDEX tasks_pending;
+CREATE INDEX tasks_pending ON tasks (priority DESC, fair_key, run_at, seq)
+    WHERE status = 'pending' AND follows IS NULL;
 CREATE TABLE cache_invalidations (
     tool TEXT PRIMARY KEY,
     at BIGINT NOT NULL

@@ -76,7 +76,7 @@ const INSERT_TASKS: &str = "WITH s AS MATERIALIZED \
                                workflow_id, step_id, expires_at, trace_parent, group_key, \
                                arguments_zstd, ord)), \
      head AS (SELECT coalesce( \
-                 (SELECT fair_key FROM tasks WHERE status = 'pending' \
+                 (SELECT fair_key FROM tasks WHERE status = 'pending' AND follows IS NULL \
                   ORDER BY priority DESC, fair_key LIMIT 1), \
                  (SELECT max(fair_key) FROM tasks WHERE status = 'running'), 0) AS key), \
      g AS (SELECT d.owner, d.group_key, greatest( \

@@ -72,7 +72,7 @@ const FAIR_BASE: &str = "SELECT max(\
      coalesce((SELECT max(fair_key) + 1 FROM tasks \
                WHERE status = 'pending' AND owner = ?1 AND group_key = ?2), 0), \
      coalesce((SELECT fair_key FROM tasks INDEXED BY tasks_pending WHERE status = 'pending' \
-               ORDER BY priority DESC, fair_key LIMIT 1), \
+               AND follows IS NULL ORDER BY priority DESC, fair_key LIMIT 1), \
               (SELECT max(fair_key) FROM tasks WHERE status = 'running'), 0)) AS base";
 
 const INSERT_TASKS_END: &str = " RETURNING seq, id";
