@@ -172,7 +172,7 @@ impl Engine {
     /// The caller's task from the store, else from the archive (a large result left as
     /// the reference to its object).
     pub async fn get_or_archived(&self, owner: &str, id: TaskId) -> Result<Task, EngineError> {
-        match self.get_stored(owner, id).await {
+        match self.get(owner, id).await {
             Err(EngineError::TaskNotFound(missing)) => self
                 .archived_task(owner, id)
                 .await?

@@ -227,16 +227,10 @@ impl Engine {
         Ok(out)
     }
 
-    /// The caller's task, with a result kept in object storage read back in.
+    /// The caller's task as stored: a large result is the reference to its object (see
+    /// [`crate::payloads`]); where the result is shown, [`Engine::resolve_payload`] reads
+    /// it back. Most callers only check ownership or status, and download nothing.
     pub async fn get(&self, owner: &str, id: TaskId) -> Result<Task, EngineError> {
-        let mut task = self.get_stored(owner, id).await?;
-        self.resolve_payload(&mut task).await?;
-        Ok(task)
-    }
-
-    /// The caller's task as stored: a large result is a reference to its object (see
-    /// [`crate::payloads`]).
-    pub async fn get_stored(&self, owner: &str, id: TaskId) -> Result<Task, EngineError> {
         match self.inner.store.get_task(id).await? {
             Some(t) if t.owner == owner => Ok(t),
             _ => Err(EngineError::TaskNotFound(id.to_string())),
@@ -477,7 +471,7 @@ impl Engine {
                         if let Some(done) = ev.ok().and_then(|ev| final_from_event(&task, &ev)) {
                             return Ok(done);
                         }
-                        let task = self.get_stored(owner, id).await?;
+                        let task = self.get(owner, id).await?;
                         if task.status.is_final() {
                             return Ok(task);
                         }
@@ -486,12 +480,12 @@ impl Engine {
                 // Events from another node reach this hub only where the store relays
                 // them; re-reading now and then keeps waits correct without relying on it.
                 _ = tokio::time::sleep(Duration::from_secs(2)) => {
-                    let task = self.get_stored(owner, id).await?;
+                    let task = self.get(owner, id).await?;
                     if task.status.is_final() {
                         return Ok(task);
                     }
                 }
-                _ = tokio::time::sleep_until(deadline) => return self.get_stored(owner, id).await,
+                _ = tokio::time::sleep_until(deadline) => return self.get(owner, id).await,
             }
         }
     }

@@ -58,13 +58,14 @@ pub(crate) async fn offload(
     attempt: u32,
     result: Value,
 ) -> Result<Value, TaskError> {
-    let text = result.to_string();
-    if text.len() > config.max_result_bytes {
+    // Every completion passes here: measure without building the text (the store
+    // serialises the result itself), and build it only for an object.
+    let len = json_len(&result);
+    if len > config.max_result_bytes {
         return Err(TaskError::new(
             "result_too_large",
             format!(
-                "the tool's result is {} bytes, more than tasks.max_result_bytes ({} bytes)",
-                text.len(),
+                "the tool's result is {len} bytes, more than tasks.max_result_bytes ({} bytes)",
                 config.max_result_bytes
             ),
             false,
@@ -73,13 +74,13 @@ pub(crate) async fn offload(
     let Some(objects) = config
         .objects
         .as_ref()
-        .filter(|_| text.len() > config.offload_above)
+        .filter(|_| len > config.offload_above)
     else {
         return Ok(result);
     };
     let path = format!("payloads/{task}/result-{attempt}.json");
-    let bytes = text.len() as u64;
-    if let Err(e) = objects.put(&path, Bytes::from(text)).await {
+    let bytes = len as u64;
+    if let Err(e) = objects.put(&path, Bytes::from(result.to_string())).await {
         tracing::warn!(task_id = %task, error = %e, "could not write a large result to object storage; keeping it in the store");
         return Ok(result);
     }
@@ -98,6 +99,24 @@ pub(crate) async fn offload(
         )}],
         "_meta": meta,
     }))
+}
+
+/// The length of `v`'s JSON text, counted as it is written out, without keeping it.
+fn json_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    // Writing a `Value` to a sink that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
 }
 
 impl Engine {

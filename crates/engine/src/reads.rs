@@ -47,6 +47,8 @@ impl Engine {
             }
             found => found?,
         };
+        let mut task = task;
+        self.resolve_payload(&mut task).await?;
         let estimate = self.estimate_completion(&task).await;
         let waiting = if let Some(leader) =
             task.follows.filter(|_| task.status == TaskStatus::Pending)

@@ -290,6 +290,10 @@ async fn wait_following(
             while let Ok(log) = logs.try_recv() {
                 relay_log(&log, id, threshold, ctx);
             }
+            engine
+                .resolve_payload(&mut task)
+                .await
+                .map_err(engine_error)?;
             return Ok(Some(final_result(&task)));
         }
         if task.status == TaskStatus::InputRequired && !asked_input {

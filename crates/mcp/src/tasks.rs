@@ -253,8 +253,12 @@ async fn legacy_result(
     let related = json!({protocol::META_RELATED_TASK: {"taskId": id.to_string()}});
     let mut asked: HashSet<String> = HashSet::new();
     loop {
-        let task = engine.get(&ctx.principal, id).await.map_err(engine_error)?;
+        let mut task = engine.get(&ctx.principal, id).await.map_err(engine_error)?;
         if task.status.is_final() {
+            engine
+                .resolve_payload(&mut task)
+                .await
+                .map_err(engine_error)?;
             let mut result = match task.status {
                 TaskStatus::Completed => final_result(&task),
                 TaskStatus::Failed if tool_error_result(&task).is_some() => final_result(&task),

@@ -203,7 +203,7 @@ pub async fn result(
     let wait = check_wait(p.wait)?;
     let task = tokio::select! {
         t = s.engine.wait_stored(&principal, id, wait) => t?,
-        _ = s.shutdown.cancelled() => s.engine.get_stored(&principal, id).await?,
+        _ = s.shutdown.cancelled() => s.engine.get(&principal, id).await?,
     };
     if let Some((path, _)) = task
         .result
