@@ -29,6 +29,7 @@ MODELS: List[type] = [
     models.TaskResult,
     models.CancelResult,
     models.TaskEvent,
+    models.WorkflowEvent,
     models.LogLine,
     models.LogPage,
     models.WorkflowProgress,
@@ -55,6 +56,8 @@ PAGES: List[Tuple[str, str, type]] = [
     ("WorkflowList", "workflows", models.Workflow),
     ("ToolList", "tools", models.Tool),
     ("ServerList", "servers", models.Server),
+    ("BatchAccepted", "tasks", models.Submission),
+    ("Timeline", "events", models.WorkflowEvent),
 ]
 
 # Task events mirror TimelineEntry, which adds the step a workflow's event belongs to.
@@ -348,6 +351,7 @@ def test_update_body_uses_only_task_update_properties(schemas: Dict[str, Schema]
 def test_the_paths_the_sdk_calls_exist(document: Schema) -> None:
     calls: List[_api.Call[Any]] = [
         _api.submit({"tool": "x"}),
+        _api.submit_batch([{"tool": "x"}]),
         _api.get_task("t"),
         _api.list_tasks(),
         _api.cancel("t"),
@@ -363,6 +367,7 @@ def test_the_paths_the_sdk_calls_exist(document: Schema) -> None:
         _api.workflow_result("w"),
         _api.list_workflows(),
         _api.workflow_dag("w"),
+        _api.workflow_timeline("w"),
         _api.servers(),
         _api.tools(),
     ]

@@ -15,6 +15,7 @@ from baton_client import (
     InvalidRequest,
     LogLine,
     NotFound,
+    PayloadTooLarge,
     TaskCancelled,
     TaskEvent,
     TaskFailed,
@@ -54,6 +55,31 @@ def test_submit_and_wait_for_the_result(baton: Baton) -> None:
     assert task.metadata == {"origin": "sdk"}
     assert task.result["structuredContent"] == args
     assert task.completed_at is not None and task.completed_at >= task.created_at
+
+
+def test_submit_a_batch(baton: Baton) -> None:
+    queue = unique("batch")
+    subs = baton.submit_batch(
+        [
+            {"tool": "baton__echo", "arguments": {"i": 0}, "queue": queue},
+            {"tool": "baton__echo", "arguments": {"i": 1}, "queue": queue, "priority": "low"},
+            {"tool": "baton__sleep", "arguments": {"ms": 10}, "queue": queue, "timeout": 30},
+        ]
+    )
+    assert len(subs) == 3 and all(s.created for s in subs)
+    assert len({s.task_id for s in subs}) == 3
+    assert baton.wait_result(subs[1].task_id, timeout=WAIT)["structuredContent"] == {"i": 1}
+    assert baton.get(subs[2].task_id).timeout_ms == 30_000
+
+    other = unique("batch")
+    with pytest.raises(InvalidRequest):
+        baton.submit_batch(
+            [
+                {"tool": "baton__echo", "queue": other},
+                {"tool": "nosuch__tool", "queue": other},
+            ]
+        )
+    assert baton.list(queue=other).items == [], "all or nothing"
 
 
 def test_call_submits_and_returns_the_result(baton: Baton) -> None:
@@ -123,6 +149,25 @@ def test_cancel_a_running_task(baton: Baton) -> None:
     assert again.value.status == 409 and again.value.code == "conflict"
 
 
+def test_watch_follows_a_retried_task_past_its_old_end(baton: Baton) -> None:
+    sub = baton.submit("baton__sleep", {"ms": 60_000, "steps": 600})
+    for event in baton.watch(sub.task_id):
+        if event.kind == "started":
+            break
+    baton.cancel(sub.task_id)
+    assert baton.wait(sub.task_id, timeout=WAIT).status == "cancelled"
+    baton.retry(sub.task_id)
+
+    kinds = []
+    for event in baton.watch(sub.task_id):
+        kinds.append(event.kind)
+        if event.kind == "started" and "retried" in kinds:
+            baton.cancel(sub.task_id)
+    assert kinds[-1] == "cancelled", kinds
+    assert kinds.count("cancelled") == 2, kinds
+    assert kinds.index("cancelled") < kinds.index("retried"), kinds
+
+
 def test_cancel_a_pending_task_and_retry_it(baton: Baton) -> None:
     sub = baton.submit("baton__echo", {"later": True}, delay=3600)
     assert baton.get(sub.task_id).status == "pending"
@@ -189,12 +234,18 @@ def test_the_result_of_an_unfinished_task(baton: Baton) -> None:
 
 
 def test_an_unknown_tool_is_refused(baton: Baton) -> None:
-    with pytest.raises(BatonError) as raised:
+    with pytest.raises(InvalidRequest) as raised:
         baton.submit("nosuch__tool", {})
     err = raised.value
-    assert type(err) in (InvalidRequest, NotFound), repr(err)
-    assert (err.status, err.code) in ((400, "invalid_argument"), (404, "not_found")), repr(err)
+    assert (err.status, err.code) == (400, "invalid_argument"), repr(err)
     assert "nosuch__tool" in err.message
+    assert str(err).startswith("400 invalid_argument: ")
+
+
+def test_a_body_over_the_limit_is_refused(baton: Baton) -> None:
+    with pytest.raises(PayloadTooLarge) as raised:
+        baton.submit("baton__echo", {"blob": "x" * (5 * 1024 * 1024)})
+    assert raised.value.status == 413 and raised.value.code == "payload_too_large"
 
 
 def test_bad_arguments_and_ids_are_refused(baton: Baton) -> None:
@@ -209,6 +260,12 @@ def test_bad_arguments_and_ids_are_refused(baton: Baton) -> None:
     assert missing.value.status == 404 and missing.value.code == "not_found"
     with pytest.raises(InvalidRequest):
         baton.get("not-a-task-id")
+    with pytest.raises(InvalidRequest) as raised:
+        baton.list(limit=100_000)
+    assert "limit" in raised.value.message
+    with pytest.raises(InvalidRequest) as raised:
+        baton.list(status="bogus")
+    assert "bogus" in raised.value.message
 
 
 def test_the_idempotency_key_names_one_task(baton: Baton) -> None:

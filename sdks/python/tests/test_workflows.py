@@ -92,6 +92,12 @@ def check_diamond(baton: Baton, workflow_id: str) -> None:
     assert task.workflow_id == workflow_id and task.step_id == "b"
     assert task.arguments == {"x": 21}, "a whole-string reference keeps the value's type"
 
+    timeline = baton.workflow_timeline(workflow_id)
+    assert {e.step_id for e in timeline} == set("abcd")
+    assert [e.seq for e in timeline] == sorted(e.seq for e in timeline)
+    done = [e.step_id for e in timeline if e.kind == "completed"]
+    assert sorted(done) == list("abcd") and done[0] == "a" and done[-1] == "d"
+
     dag = baton.workflow_dag(workflow_id)
     assert dag["workflow_id"] == workflow_id and dag["status"] == "completed"
     assert sorted(n["id"] for n in dag["nodes"]) == list("abcd")
@@ -133,6 +139,18 @@ def test_an_invalid_definition_names_every_problem(baton: Baton) -> None:
     assert err.status == 400 and err.code == "invalid_argument"
     assert isinstance(err.details, list) and len(err.details) >= 2, err.details
     assert {d["step"] for d in err.details} >= {"a", "b"}
+    assert all(w.name != definition["name"] for w in baton.iter_workflows()), "none stored"
+
+
+def test_a_malformed_definition_is_refused(baton: Baton) -> None:
+    with pytest.raises(InvalidRequest) as raised:
+        baton.submit_workflow("name: [unclosed")
+    assert "YAML" in raised.value.message
+    with pytest.raises(InvalidRequest) as raised:
+        baton.submit_workflow(
+            {"name": unique("extra"), "steps": [{"id": "a", "tool": "baton__echo"}], "bogus": 1}
+        )
+    assert "bogus" in raised.value.message
 
 
 def test_a_failed_step_fails_the_workflow(baton: Baton) -> None:

@@ -43,6 +43,7 @@ from .models import (
     TaskResult,
     Tool,
     Workflow,
+    WorkflowEvent,
     WorkflowResult,
     duration_ms,
 )
@@ -212,6 +213,15 @@ def submit_body(
 def submit(body: Dict[str, Any]) -> Call[Submission]:
     return Call(
         "POST", "/v1/tasks", lambda r: Submission.from_dict(_json(r)), json=body
+    )
+
+
+def submit_batch(bodies: Sequence[Dict[str, Any]]) -> Call[List[Submission]]:
+    return Call(
+        "POST",
+        "/v1/tasks/batch",
+        lambda r: [Submission.from_dict(t) for t in _json(r)["tasks"]],
+        json={"tasks": list(bodies)},
     )
 
 
@@ -416,6 +426,14 @@ def list_workflows(
         "/v1/workflows",
         _workflow_page,
         params={"status": status, "limit": limit, "cursor": cursor},
+    )
+
+
+def workflow_timeline(workflow_id: str) -> Call[List[WorkflowEvent]]:
+    return Call(
+        "GET",
+        f"/v1/workflows/{_id(workflow_id)}/timeline",
+        lambda r: [WorkflowEvent.from_dict(e) for e in _json(r)["events"]],
     )
 
 

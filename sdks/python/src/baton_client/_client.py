@@ -39,6 +39,7 @@ from .models import (
     TaskResult,
     Tool,
     Workflow,
+    WorkflowEvent,
     WorkflowResult,
 )
 
@@ -149,6 +150,13 @@ class Baton:
             callback_url=callback_url,
         )
         return self._do(_api.submit(body))
+
+    def submit_batch(self, tasks: Sequence[Mapping[str, Any]]) -> List[Submission]:
+        """Submits several tasks at once, all or nothing (one transaction). Each item
+        holds :meth:`submit`'s arguments by name: ``{"tool": ..., "arguments": ...,
+        "priority": ...}``."""
+        bodies = [_api.submit_body(**dict(t)) for t in tasks]
+        return self._do(_api.submit_batch(bodies))
 
     def call(
         self,
@@ -293,7 +301,8 @@ class Baton:
     ) -> Iterator[Union[TaskEvent, LogLine]]:
         """The task's events as they happen (from the start, or after
         ``last_event_id``), ending with the event of its final state, which carries
-        its result or error. With ``logs=True``, its log lines come too, as
+        its result or error (a task retried since then goes on to its next end). With
+        ``logs=True``, its log lines come too, as
         :class:`LogLine`. A broken stream is resumed where it stopped."""
         last = last_event_id
         logs_after: Optional[int] = None
@@ -330,7 +339,11 @@ class Baton:
                         last = item.seq
                         yield item
                         if item.is_final:
-                            return
+                            # A final event replayed from before a retry is not the
+                            # end: the task runs again, and its stream goes on.
+                            if self.get(task_id).is_final:
+                                return
+                            break
             except httpx.TransportError as e:
                 if quiet >= STREAM_RETRIES:
                     raise ConnectionFailed(
@@ -434,6 +447,10 @@ class Baton:
             if not page.next_cursor:
                 return
             cursor = page.next_cursor
+
+    def workflow_timeline(self, workflow_id: str) -> List[WorkflowEvent]:
+        """Every step's task events, in order."""
+        return self._do(_api.workflow_timeline(workflow_id))
 
     @overload
     def workflow_dag(

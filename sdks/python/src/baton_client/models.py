@@ -46,6 +46,7 @@ __all__ = [
     "TaskResult",
     "CancelResult",
     "TaskEvent",
+    "WorkflowEvent",
     "LogLine",
     "LogPage",
     "WorkflowProgress",
@@ -371,6 +372,15 @@ class TaskEvent(Model):
     def is_final(self) -> bool:
         """Whether it put the task in a final state (the stream ends after it)."""
         return self.status in FINAL_STATUSES
+
+
+@dataclass(frozen=True)
+class WorkflowEvent(TaskEvent):
+    """One entry of a workflow's timeline (``GET /v1/workflows/{id}/timeline``): a task
+    event of one of its steps."""
+
+    __schema__: ClassVar[str] = "TimelineEntry"
+    step_id: str = ""
 
 
 @dataclass(frozen=True)
