@@ -388,3 +388,59 @@ def test_the_paths_the_sdk_calls_exist(document: Schema) -> None:
     op = paths["/v1/tasks/{id}/events"]["get"]
     assert events_path == "/v1/tasks/t/events"
     assert set(params) <= {p["name"] for p in op["parameters"] if p["in"] == "query"}
+
+
+# Properties the schema marks required that the node leaves out of some answers: a
+# step's `depends_on` when it is empty, and a workflow's `steps` in lists.
+OMITTED_IN_ANSWERS = {("StepView", "depends_on"), ("LinkedWorkflow", "steps")}
+
+
+def test_answers_carry_the_required_properties(
+    node: Node, schemas: Dict[str, Schema]
+) -> None:
+    """Real answers hold what their schemas require (what the models rely on)."""
+    from baton_client import Baton
+
+    problems: List[str] = []
+
+    def check(name: str, obj: Dict[str, Any]) -> None:
+        for prop in resolve(schemas[name], schemas).get("required", []):
+            if prop not in obj and (name, prop) not in OMITTED_IN_ANSWERS:
+                problems.append(f"{name}: {prop!r} missing from {obj}")
+
+    with Baton(node.url) as baton:
+        sub = baton.submit("baton__sleep", {"ms": 10})
+        check("Accepted", sub.raw)
+        check("ResultView", baton.wait(sub.task_id, timeout=60).raw)
+        check("Linked", baton.get(sub.task_id).raw)
+        for task in baton.list(limit=5):
+            check("Linked", task.raw)
+        check("LogPage", baton.logs(sub.task_id).raw)
+        for line in baton.logs(sub.task_id).logs:
+            check("LogLine", line.raw)
+        for event in baton.watch(sub.task_id):
+            check("TimelineEntry", {"step_id": "", **event.raw})
+        pending = baton.submit("baton__echo", {}, delay=3600)
+        check("CancelAnswer", baton.cancel(pending.task_id).raw)
+        wf = baton.submit_workflow(
+            {
+                "name": "required-properties",
+                "steps": [
+                    {"id": "a", "tool": "baton__echo"},
+                    {"id": "b", "tool": "baton__echo", "depends_on": ["a"]},
+                ],
+            }
+        )
+        check("LinkedWorkflow", wf.raw)
+        for step in wf.raw["steps"]:
+            check("StepView", step)
+        result = baton.wait_workflow(wf.workflow_id, timeout=60)
+        check("WorkflowResult", result.raw)
+        check("WorkflowProgress", result.progress.raw)
+        for workflow in baton.list_workflows(limit=5):
+            check("LinkedWorkflow", workflow.raw)
+        for entry in baton.workflow_timeline(wf.workflow_id):
+            check("TimelineEntry", entry.raw)
+        for tool in baton.tools():
+            check("ToolEntry", tool.raw)
+    assert not problems, "\n".join(problems)
