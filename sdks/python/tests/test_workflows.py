@@ -94,7 +94,8 @@ def check_diamond(baton: Baton, workflow_id: str) -> None:
 
     timeline = baton.workflow_timeline(workflow_id)
     assert {e.step_id for e in timeline} == set("abcd")
-    assert [e.seq for e in timeline] == sorted(e.seq for e in timeline)
+    order = [(e.at, e.seq) for e in timeline]
+    assert order == sorted(order), "in time order"
     done = [e.step_id for e in timeline if e.kind == "completed"]
     assert sorted(done) == list("abcd") and done[0] == "a" and done[-1] == "d"
 
