@@ -57,6 +57,8 @@ function freePort() {
 /**
  * @typedef {object} RunningNode
  * @property {string} url   the node's base URL, e.g. http://127.0.0.1:43123
+ * @property {number} port
+ * @property {string} dataDir
  * @property {() => string} output  what the node printed so far (stdout and stderr)
  * @property {() => Promise<void>} stop  stops the node and removes its data directory
  */
@@ -64,9 +66,11 @@ function freePort() {
 /**
  * Starts a node and waits until it is ready (at most `readyTimeoutMs`). The node gets
  * none of this process's BATON_* variables, only those of `env`; `prepare` runs on the
- * fresh data directory before the node starts (e.g. to create API keys offline).
+ * fresh data directory before the node starts (e.g. to create API keys offline). With
+ * `dataDir` (kept when the node stops) and `port`, a node can be started again where
+ * another one was.
  * @param {{ readyTimeoutMs?: number, args?: string[], env?: Record<string, string>,
- *   prepare?: (dataDir: string, bin: string) => void }} [opts]
+ *   prepare?: (dataDir: string, bin: string) => void, dataDir?: string, port?: number }} [opts]
  * @returns {Promise<RunningNode>}
  */
 export async function startNode(opts = {}) {
@@ -75,12 +79,16 @@ export async function startNode(opts = {}) {
   let lastError = '';
   // A port found free can be taken before the node binds it: try a few.
   for (let attempt = 0; attempt < 3; attempt++) {
-    const port = await freePort();
-    const dataDir = mkdtempSync(join(tmpdir(), 'baton-ts-sdk-'));
+    const port = opts.port ?? (await freePort());
+    const ownDir = opts.dataDir === undefined;
+    const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'baton-ts-sdk-'));
+    const removeDir = () => {
+      if (ownDir) rmSync(dataDir, { recursive: true, force: true });
+    };
     try {
       opts.prepare?.(dataDir, bin);
     } catch (e) {
-      rmSync(dataDir, { recursive: true, force: true });
+      removeDir();
       throw e;
     }
     const env = baseEnv();
@@ -108,14 +116,14 @@ export async function startNode(opts = {}) {
         await exited;
         clearTimeout(killer);
       }
-      rmSync(dataDir, { recursive: true, force: true });
+      removeDir();
     };
     const deadline = Date.now() + readyTimeoutMs;
     while (Date.now() < deadline && exitCode === null) {
       try {
         const res = await fetch(`${url}/readyz`);
         await res.arrayBuffer();
-        if (res.status === 200) return { url, output: () => output, stop };
+        if (res.status === 200) return { url, port, dataDir, output: () => output, stop };
       } catch {
         // not listening yet
       }
@@ -126,7 +134,7 @@ export async function startNode(opts = {}) {
       exitCode === null
         ? `the node was not ready within ${readyTimeoutMs} ms:\n${output}`
         : `the node exited with ${exitCode}:\n${output}`;
-    if (exitCode === null) break;
+    if (exitCode === null || opts.port !== undefined) break;
   }
   throw new Error(`could not start ${bin}: ${lastError}`);
 }
