@@ -272,7 +272,8 @@ export class Baton {
    * The task's events as they happen (`GET /v1/tasks/{id}/events`): every state change
    * and progress report, then the final event (carrying the result or error), after
    * which the iteration ends. Log lines come as `{kind: 'log', line}` unless `logs` is
-   * false. A stream that breaks before the end is resumed where it stopped.
+   * false. A stream that breaks before the end is resumed where it stopped, and a task
+   * that was retried after an earlier final event is followed through its new run.
    */
   async *watch(id: string, options: WatchOptions = {}): AsyncGenerator<WatchEvent> {
     let lastEventId = options.lastEventId;
@@ -325,7 +326,9 @@ export class Baton {
           const event = JSON.parse(msg.data) as TaskEvent;
           lastEventId = msg.hasId && msg.id !== undefined ? Number(msg.id) : event.seq;
           yield event;
-          if (FINAL_TASK.has(event.status)) return;
+          // The stream ends at a final event, but a replayed one may be from before a
+          // retry: the watch ends only when the task is over now.
+          if (FINAL_TASK.has(event.status) && (await this.#isOver(id, signal))) return;
         }
       } catch (e) {
         if (signal?.aborted) throw signal.reason;
@@ -344,6 +347,18 @@ export class Baton {
         });
       }
       await sleep(Math.min(5000, 100 * 2 ** failures), signal);
+    }
+  }
+
+  /** Whether the task is in a final state now (true when that cannot be read). */
+  async #isOver(id: string, signal: AbortSignal | undefined): Promise<boolean> {
+    try {
+      const options: RequestOptions = {};
+      if (signal) options.signal = signal;
+      return FINAL_TASK.has((await this.get(id, options)).status);
+    } catch (e) {
+      if (signal?.aborted) throw signal.reason;
+      return true;
     }
   }
 

@@ -160,6 +160,29 @@ test('cancel stops a running task; waiting for it raises TaskFailedError(cancell
   });
 });
 
+test('watch follows a retried task through its new run', async () => {
+  const baton = node.client();
+  const { task_id } = await baton.submit('baton__sleep', { ms: 60_000, steps: 600 });
+  await baton.cancel(task_id);
+  await assert.rejects(baton.wait(task_id), TaskFailedError);
+  const again = await baton.retry(task_id);
+  assert.equal(again.status === 'pending' || again.status === 'running', true);
+  // A stream opened now replays the old `cancelled` first; the watch goes on past it.
+  const kinds: string[] = [];
+  let stopped = false;
+  for await (const ev of baton.watch(task_id, { logs: false })) {
+    kinds.push(ev.kind);
+    if (ev.kind === 'progress' && !stopped) {
+      stopped = true;
+      await baton.cancel(task_id);
+    }
+  }
+  assert.ok(kinds.indexOf('cancelled') < kinds.indexOf('retried'), kinds.join(','));
+  assert.ok(kinds.includes('progress'), kinds.join(','));
+  assert.equal(kinds.at(-1), 'cancelled', kinds.join(','));
+  assert.equal(kinds.filter((k) => k === 'cancelled').length, 2, kinds.join(','));
+});
+
 test('a failed task raises TaskFailedError with its error code and message', async () => {
   const baton = node.client();
   const { task_id } = await baton.submit(
