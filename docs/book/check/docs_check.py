@@ -265,13 +265,14 @@ def squash(text: str) -> str:
 # In a shown output, ids and times are examples: they stand for any id or time.
 EXAMPLE_VALUES = re.compile(
     r"\b[0-9a-f]{8}-(?:[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b|…)"  # task ids
-    r"|\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)")  # RFC 3339
+    r"|\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)"  # RFC 3339
+    r"|\b[0-9a-f]{16,}\b")  # key ids, request ids
 
 
 def loose_match(expected: str, output: str):
     """Each fragment of the expected text (split at lines and at `…`) must appear in the
     output in order, runs of blanks compared as one; ids (UUIDs, or their first eight
-    digits then `…`) and RFC 3339 times stand for any. Returns None or what is missing."""
+    digits then `…`; hex strings of 16 digits or more) and RFC 3339 times stand for any. Returns None or what is missing."""
     expected = EXAMPLE_VALUES.sub("…", expected)
     out = squash(output)
     pos = 0
@@ -372,7 +373,11 @@ class Session:
         self.counter = 0
         self.background: dict = {}  # name -> (pgid, log path)
         self.children: list = []
-        self.send("trap 'echo \"__DOCS_EXIT__ $?\"' EXIT\nset +e\n" + SESSION_HELPERS)
+        # When a failing command ends the session (errexit), its status goes to a file: the
+        # standard output may be redirected to the block's output at that moment.
+        self.exit_file = os.path.join(self.stage, "session.exit")
+        self.send(f"trap 'echo $? > {shlex.quote(self.exit_file)}' EXIT\nset +e\n"
+                  + SESSION_HELPERS)
 
     def send(self, text: str) -> None:
         self.proc.stdin.write(text.encode())
@@ -386,7 +391,7 @@ class Session:
             while b"\n" in self.buffer:
                 line, self.buffer = self.buffer.split(b"\n", 1)
                 parts = line.decode(errors="replace").split()
-                if len(parts) == 2 and parts[0] in ("__DOCS_DONE__", "__DOCS_EXIT__"):
+                if len(parts) == 2 and parts[0] == "__DOCS_DONE__":
                     return parts[0], int(parts[1])
             left = deadline - time.monotonic()
             if left <= 0:
@@ -395,7 +400,9 @@ class Session:
             if ready:
                 chunk = os.read(fd, 65536)
                 if not chunk:
-                    return "__DOCS_EXIT__", -1
+                    self.proc.wait(timeout=10)
+                    status = read_text(self.exit_file).strip()
+                    return "__DOCS_EXIT__", int(status) if status else self.proc.returncode
                 self.buffer += chunk
 
     def stage_file(self, content: str, suffix: str = "") -> str:
