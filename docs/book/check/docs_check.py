@@ -266,13 +266,16 @@ def squash(text: str) -> str:
 EXAMPLE_VALUES = re.compile(
     r"\b[0-9a-f]{8}-(?:[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b|…)"  # task ids
     r"|\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)"  # RFC 3339
-    r"|\b[0-9a-f]{16,}\b")  # key ids, request ids
+    r"|(?<![0-9a-zA-Z])[0-9a-f]{16,}\b"  # key ids, request ids, webhook ids (after `wh_`)
+    r"|\bmsg_\d+_"  # delivery ids
+    r"|\b\d+(?:\.\d+)?s\b")  # durations in tables (0.1s)
 
 
 def loose_match(expected: str, output: str):
     """Each fragment of the expected text (split at lines and at `…`) must appear in the
     output in order, runs of blanks compared as one; ids (UUIDs, or their first eight
-    digits then `…`; hex strings of 16 digits or more) and RFC 3339 times stand for any. Returns None or what is missing."""
+    digits then `…`; hex strings of 16 digits or more), RFC 3339 times and durations
+    such as `0.1s` stand for any. Returns None or what is missing."""
     expected = EXAMPLE_VALUES.sub("…", expected)
     out = squash(output)
     pos = 0
