@@ -582,6 +582,7 @@ class Runner:
     def run_steps(self, page: Page, session: Session, sub) -> None:
         last_output = None
         last_where = None
+        last_code = ""
         for step in page.steps:
             self.step_started = time.monotonic()
             if isinstance(step, Action):
@@ -642,8 +643,8 @@ class Runner:
                 if missing is not None:
                     raise PageFailure(
                         f"{label}\n  the output of the command at {last_where} does not match"
-                        f" (missing: {missing!r})\n  expected:\n{indent(code)}\n"
-                        f"  output:\n{indent(last_output)}")
+                        f" (missing: {missing!r})\n  command:\n{indent(last_code)}\n"
+                        f"  expected:\n{indent(code)}\n  output:\n{indent(last_output)}")
                 self.ok(f"{label} (matches the output at {last_where})")
                 continue
 
@@ -702,7 +703,7 @@ class Runner:
             if missing is not None:
                 raise PageFailure(f"{label}\n  block:\n{indent(code)}\n  output check failed:"
                                   f" {missing}\n  output:\n{indent(output)}")
-            last_output, last_where = output, where
+            last_output, last_where, last_code = output, where, code
             extra = f", exit {rc}" if rc else ""
             self.ok(f"{label}{extra}")
             if self.show_output:
