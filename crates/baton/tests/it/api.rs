@@ -570,3 +570,54 @@ async fn cli_explains_an_unreachable_server() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn the_event_stream_of_a_retried_task_runs_to_its_new_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let baton = Baton::start(dir.path(), &[]);
+    let api = Api::new(&baton.url);
+    let id = api
+        .submit(json!({"tool": "baton__sleep", "arguments": {"ms": 60000, "steps": 60}}))
+        .await;
+    api.wait_status(&id, "running").await;
+    assert_eq!(api.delete(&format!("/v1/tasks/{id}")).await.status, 202);
+    assert_eq!(api.wait_final(&id).await["status"], "cancelled");
+    // Run it again; while it runs, a stream opened from the start replays the first
+    // run's end and keeps going. Cancelling the second run gives it its end.
+    let r = api.post(&format!("/v1/tasks/{id}/retry"), json!({})).await;
+    assert!(r.status == 200 || r.status == 202, "{}", r.body);
+    api.wait_status(&id, "running").await;
+    let reader = {
+        let api = Api::new(&baton.url);
+        let id = id.clone();
+        tokio::spawn(async move { api.sse_events(&id, None).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !reader.is_finished(),
+        "the stream ended at the first run's end while the task runs again"
+    );
+    assert_eq!(api.delete(&format!("/v1/tasks/{id}")).await.status, 202);
+    let events = tokio::time::timeout(Duration::from_secs(30), reader)
+        .await
+        .expect("the stream ends with the task")
+        .unwrap();
+    let kinds: Vec<&str> = events.iter().map(|(_, k, _)| k.as_str()).collect();
+    let first_end = kinds.iter().position(|k| *k == "cancelled").unwrap();
+    assert!(kinds[first_end + 1..].contains(&"retried"), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&"cancelled"), "{kinds:?}");
+    assert!(kinds.len() > first_end + 2, "{kinds:?}");
+    // The first run's end, replayed, carries no outcome: it would be the task's now.
+    assert!(
+        events[first_end].2.get("result").is_none(),
+        "{:?}",
+        events[first_end]
+    );
+    // Task events in order (log lines, numbered apart, are left out of this).
+    let seqs: Vec<i64> = events
+        .iter()
+        .filter(|(_, k, _)| k != "log")
+        .map(|(s, _, _)| *s)
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+}

@@ -130,13 +130,21 @@ async fn stream_events(
             }
         };
         let full_page = replay.len() == REPLAY_PAGE as usize;
-        for ev in replay {
+        let n = replay.len();
+        for (i, ev) in replay.into_iter().enumerate() {
             last = ev.seq;
+            // A final event ends the stream only if it ends the task as it is now: a
+            // task retried since has more events after it (a later page, or the live
+            // feed, brings them).
+            let ends = ev.status.is_final()
+                && i + 1 == n
+                && !full_page
+                && matches!(engine.get(&principal, id).await, Ok(t) if t.status.is_final());
             // A run's lines are stored before its outcome: they all go out before it.
-            if ev.status.is_final() && !send_logs(&engine, &principal, id, &mut logs, &tx).await {
+            if ends && !send_logs(&engine, &principal, id, &mut logs, &tx).await {
                 return;
             }
-            if !send(&engine, &principal, &tx, &ev).await || ev.status.is_final() {
+            if !send(&engine, &principal, &tx, &ev, ends).await || ends {
                 return;
             }
         }
@@ -160,7 +168,8 @@ async fn stream_events(
                         {
                             return;
                         }
-                        if !send(&engine, &principal, &tx, &ev).await || ev.status.is_final() {
+                        let ends = ev.status.is_final();
+                        if !send(&engine, &principal, &tx, &ev, ends).await || ends {
                             return;
                         }
                     }
@@ -181,16 +190,18 @@ async fn stream_events(
     }
 }
 
-/// Sends one event; the final one carries the task's result or error. `false` when the
-/// client has gone.
+/// Sends one event; the one that ends the stream (`ends`: the task's final event) carries
+/// the task's result or error. An earlier run's final event, replayed, carries neither:
+/// they are the task's now, not that run's. `false` when the client has gone.
 async fn send(
     engine: &Engine,
     principal: &str,
     tx: &mpsc::Sender<Result<Event, Infallible>>,
     ev: &TaskEvent,
+    ends: bool,
 ) -> bool {
     let mut data = serde_json::to_value(ev).unwrap_or_default();
-    if ev.status.is_final()
+    if ends
         && let Ok(task) = engine.get(principal, ev.task_id).await
         && let Some(obj) = data.as_object_mut()
     {
