@@ -7,6 +7,7 @@
 
 pub mod builtin;
 pub mod context;
+pub mod search;
 
 pub use context::{ProgressReporter, TaskHandle, ToolContext};
 
@@ -162,6 +163,8 @@ pub struct ToolRegistry {
     validators: Mutex<HashMap<String, CachedValidator>>,
     /// Bumped whenever the catalog may have changed (front doors announce `list_changed`).
     changed: tokio::sync::watch::Sender<u64>,
+    /// The catalog indexed for `tool_search`, rebuilt when `changed` moves.
+    search_index: search::IndexCache,
 }
 
 /// A qualified tool name and what it resolves to, for catalogs.
@@ -179,6 +182,7 @@ impl ToolRegistry {
             providers: RwLock::new(BTreeMap::new()),
             validators: Mutex::new(HashMap::new()),
             changed: tokio::sync::watch::channel(0).0,
+            search_index: search::IndexCache::default(),
         }
     }
 
@@ -229,6 +233,14 @@ impl ToolRegistry {
             .keys()
             .cloned()
             .collect()
+    }
+
+    /// The tools that best match `query` (BM25 over names, descriptions and schemas),
+    /// best first, at most `limit`; and how many tools the catalog holds.
+    pub fn search(&self, query: &str, limit: usize) -> (Vec<search::ToolMatch>, usize) {
+        let version = *self.changed.borrow();
+        let index = self.search_index.get(version, || self.catalog());
+        (index.search(query, limit), index.len())
     }
 
     /// Every tool, sorted by qualified name.
