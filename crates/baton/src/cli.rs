@@ -274,15 +274,52 @@ enum ServerAction {
     /// Register a server (stdio: --command and its arguments after `--`; HTTP: --url).
     ///
     /// Example: baton servers add everything --command npx -- -y @modelcontextprotocol/server-everything stdio
-    Add(ServerAddArgs),
+    Add(Box<ServerAddArgs>),
     /// Stop and unregister a server added with `add`.
     Remove { name: String },
+    /// Search an MCP registry for servers (by name).
+    Search {
+        query: String,
+        /// The registry (its base URL).
+        #[arg(long, env = "BATON_REGISTRY_URL", default_value = crate::registry::DEFAULT_REGISTRY)]
+        registry: String,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
 struct ServerAddArgs {
-    /// `[a-z0-9-]+`; its tools are called NAME__tool.
-    name: String,
+    /// `[a-z0-9-]+`; its tools are called NAME__tool. With --from-registry, made from the
+    /// registry name when left out.
+    #[arg(required_unless_present = "from_registry")]
+    name: Option<String>,
+    /// Resolve the server from an MCP registry by its name there (e.g.
+    /// io.github.acme/weather): its package runs over stdio (npx, uvx, docker, dnx), or
+    /// its remote over Streamable HTTP. Values it needs come from --env, --header, --arg.
+    #[arg(long, value_name = "REGISTRY_NAME", conflicts_with_all = ["command", "url"])]
+    from_registry: Option<String>,
+    /// The registry's base URL.
+    #[arg(long, env = "BATON_REGISTRY_URL", default_value = crate::registry::DEFAULT_REGISTRY, requires = "from_registry")]
+    registry: String,
+    /// The version to use (default: the registry's latest).
+    #[arg(long, requires = "from_registry")]
+    version: Option<String>,
+    /// Prefer a package run locally or the remote endpoint, when it offers both.
+    #[arg(long, value_enum, requires = "from_registry")]
+    prefer: Option<crate::registry::Prefer>,
+    /// Only a package of this registry type (npm, pypi, oci, nuget).
+    #[arg(long, requires = "from_registry")]
+    package_type: Option<String>,
+    /// A package or runtime argument the server.json leaves to you, NAME=VALUE (by its
+    /// name, e.g. --port, or its value hint); repeatable.
+    #[arg(long = "arg", value_name = "NAME=VALUE", requires = "from_registry")]
+    registry_args: Vec<String>,
+    /// Print the server Baton would add, and add nothing.
+    #[arg(long, requires = "from_registry")]
+    dry_run: bool,
     /// Program to run (stdio).
     #[arg(long, conflicts_with = "url")]
     command: Option<String>,
@@ -1136,6 +1173,71 @@ fn pairs(kind: &str, items: &[String]) -> Result<serde_json::Map<String, Value>,
         .collect()
 }
 
+/// `baton servers add --from-registry`: fetch the server.json, turn it into a server,
+/// add it (or, with --dry-run, print it).
+async fn add_from_registry(client: &Client, a: ServerAddArgs) -> Result<ExitCode, ClientError> {
+    let registry_name = a.from_registry.as_deref().unwrap_or_default();
+    let server = crate::registry::fetch(
+        client.http(),
+        &a.registry,
+        registry_name,
+        a.version.as_deref(),
+    )
+    .await?;
+    let inputs = crate::registry::Inputs {
+        env: pairs("env", &a.env)?
+            .into_iter()
+            .map(|(k, v)| (k, v.as_str().unwrap_or_default().to_string()))
+            .collect(),
+        headers: pairs("header", &a.headers)?
+            .into_iter()
+            .map(|(k, v)| (k, v.as_str().unwrap_or_default().to_string()))
+            .collect(),
+        args: pairs("arg", &a.registry_args)?
+            .into_iter()
+            .map(|(k, v)| (k, v.as_str().unwrap_or_default().to_string()))
+            .collect(),
+        package_type: a.package_type.clone(),
+        prefer: a.prefer,
+    };
+    let resolved = crate::registry::resolve(&server, &inputs).map_err(ClientError::Usage)?;
+    let mut body = Value::Object(resolved.spec.clone());
+    body["name"] = json!(a.name.clone().unwrap_or(resolved.name.clone()));
+    if !a.tags.is_empty() {
+        body["tags"] = json!(a.tags);
+    }
+    if let Some(g) = a.group {
+        body["group"] = json!(g);
+    }
+    if let Some(m) = a.max_concurrency {
+        body["max_concurrency"] = json!(m);
+    }
+    if let Some(t) = a.timeout {
+        body["timeout_ms"] = json!(t.as_millis() as u64);
+    }
+    eprintln!("{}: {}", resolved.source, resolved.how);
+    if a.dry_run {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&body).unwrap_or_default()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("connecting to {} …", body["name"].as_str().unwrap_or(""));
+    let (_, s) = client
+        .send(client.http().post(client.url("/v1/servers")).json(&body))
+        .await?;
+    println!(
+        "server {} added from {}: {} ({} tools, protocol {})",
+        s["name"].as_str().unwrap_or(""),
+        resolved.source,
+        s["state"].as_str().unwrap_or(""),
+        s["tool_count"],
+        s["protocol_version"].as_str().unwrap_or("?")
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn servers(client: &Client, action: Option<ServerAction>) -> Result<ExitCode, ClientError> {
     match action.unwrap_or(ServerAction::List {
         tag: None,
@@ -1156,7 +1258,29 @@ async fn servers(client: &Client, action: Option<ServerAction>) -> Result<ExitCo
                 output::print_servers(&body);
             }
         }
+        ServerAction::Search {
+            query,
+            registry,
+            limit,
+            json,
+        } => {
+            let found = crate::registry::search(client.http(), &registry, &query, limit).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&found).unwrap_or_default()
+                );
+            } else if found.is_empty() {
+                println!("no server in {registry} matches {query:?}");
+            } else {
+                output::print_registry_servers(&found);
+            }
+        }
+        ServerAction::Add(a) if a.from_registry.is_some() => {
+            return add_from_registry(client, *a).await;
+        }
         ServerAction::Add(a) => {
+            let a = *a;
             let mut body = json!({"name": a.name});
             if let Some(c) = a.command {
                 body["command"] = json!(c);

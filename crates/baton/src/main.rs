@@ -7,6 +7,7 @@ mod cli;
 mod client;
 mod keys;
 mod output;
+mod registry;
 mod secrets;
 mod telemetry;
 mod workflow;

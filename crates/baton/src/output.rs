@@ -365,6 +365,34 @@ pub fn log_line(line: &Value) -> String {
     )
 }
 
+/// `baton servers search`: one line per registry server, how it runs.
+pub fn print_registry_servers(servers: &[Value]) {
+    for s in servers {
+        let mut ways: Vec<String> = s["packages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["registryType"].as_str().map(str::to_string))
+            .collect();
+        ways.extend(
+            s["remotes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r["type"].as_str().map(|t| format!("remote {t}"))),
+        );
+        println!(
+            "{}  {}  [{}]",
+            s["name"].as_str().unwrap_or("?"),
+            s["version"].as_str().unwrap_or("?"),
+            ways.join(", ")
+        );
+        if let Some(d) = s["description"].as_str() {
+            println!("    {d}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
