@@ -20,6 +20,7 @@ mod latency;
 mod node;
 mod payloads;
 mod throughput;
+mod tool_search;
 mod upstream;
 
 use std::process::ExitCode;
@@ -181,6 +182,16 @@ enum Scenario {
         #[arg(long, default_value_t = 20)]
         rounds: usize,
     },
+    /// `tool_search` (the MCP tool and `GET /v1/tools?q=`): precision of its ranking on
+    /// 44 questions over a catalog of `tools` tools (60 real-looking ones, the rest
+    /// generated), and the latency of one search (the index alone; no node).
+    ToolSearch {
+        #[arg(long, default_value_t = 1000)]
+        tools: usize,
+        /// Passes over the questions for the latency figures.
+        #[arg(long, default_value_t = 200)]
+        rounds: usize,
+    },
     /// Submit→complete latency as one client sees it (submit, then long-poll the result).
     Latency {
         #[arg(long, default_value_t = 2000)]
@@ -259,6 +270,9 @@ async fn run_inner(args: &BenchArgs) -> anyhow::Result<Report> {
     if let Scenario::Payloads { rounds } = &args.scenario {
         return payloads(*rounds);
     }
+    if let Scenario::ToolSearch { tools, rounds } = &args.scenario {
+        return tool_search::run(*tools, (*rounds).max(1));
+    }
     if let Scenario::CrossNode { tasks, concurrency } = &args.scenario {
         return cross_node(args, *tasks, *concurrency).await;
     }
@@ -294,6 +308,7 @@ async fn run_inner(args: &BenchArgs) -> anyhow::Result<Report> {
         | Scenario::Mcp { .. }
         | Scenario::Cache { .. }
         | Scenario::Payloads { .. }
+        | Scenario::ToolSearch { .. }
         | Scenario::Analytics { .. } => {
             unreachable!("runs its own nodes")
         }
