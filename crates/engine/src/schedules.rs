@@ -607,7 +607,7 @@ impl Engine {
                     // Fired before (by a process that stopped before moving the
                     // schedule on, or by another node just now).
                     Some(_) => Ok(id),
-                    None => match self.submit_workflow_as(&s.owner, *def, id).await {
+                    None => match self.submit_workflow_as(&s.owner, *def, id, None).await {
                         Ok(_) => Ok(id),
                         // Another process stored this tick's workflow at the same
                         // moment (the store's key refused ours): the tick has fired.

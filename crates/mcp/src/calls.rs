@@ -48,7 +48,10 @@ pub async fn call(
                 ),
             ));
         }
-        return orchestration::call(service, &name, arguments, ctx)
+        // An agent submitting through a task tool while it runs a task makes children of
+        // it, as with a direct call.
+        let parent = parent_task(service, &params, ctx).await?;
+        return orchestration::call(service, &name, arguments, parent, ctx)
             .await
             .map(Some);
     }

@@ -480,11 +480,13 @@ fn build() -> Value {
     // Workflows.
     let definition = d.schema::<Definition>();
     let linked = d.schema::<LinkedWorkflow>();
+    let q = d.query::<super::rest::workflows::SubmitParams>();
     let op = Op::new(
         "submitWorkflow",
         "workflows",
         "Submit a workflow (JSON or YAML)",
     )
+    .params(q)
     .body(json!({"required": true, "content": {
         "application/json": {"schema": definition},
         "application/yaml": {"schema": {"type": "string"}}
@@ -492,6 +494,13 @@ fn build() -> Value {
     .answer(
         202,
         answer("Stored; its first steps are queued.", linked.clone()),
+    )
+    .answer(
+        200,
+        answer(
+            "The idempotency key had made this workflow before: nothing new was stored.",
+            linked.clone(),
+        ),
     )
     .build(&error);
     d.op("post", "/v1/workflows", op);
@@ -663,12 +672,17 @@ fn build() -> Value {
     .build(&error);
     d.op("post", "/v1/peers/{id}/drain", op);
     let tools = d.schema::<ToolList>();
+    let q = d.query::<tasks::ToolParams>();
     let op = Op::new(
         "listTools",
         "servers",
-        "Every tool, as server__tool, with its input schema",
+        "Every tool, as server__tool, with its input schema; with ?q= the best matches first",
     )
-    .answer(200, answer("The catalog.", tools))
+    .params(q)
+    .answer(
+        200,
+        answer("The catalog, or the tools matching q, best first.", tools),
+    )
     .build(&error);
     d.op("get", "/v1/tools", op);
     schedule_ops(&mut d, &error);

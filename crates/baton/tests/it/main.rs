@@ -9,6 +9,7 @@ mod cache;
 mod chaos;
 mod cluster;
 mod common;
+mod discovery;
 mod faults;
 mod flow_control;
 mod gateway;

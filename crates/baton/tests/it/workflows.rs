@@ -780,3 +780,117 @@ async fn agents_delegate_children_and_workflows_work_over_mcp() {
             .contains("step `a`")
     );
 }
+
+#[tokio::test]
+async fn an_agents_workflow_is_its_tasks_child_and_submitted_once_per_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let baton = start_plain(dir.path());
+    let api = Api::new(&baton.url);
+    let parent = api
+        .submit(json!({"tool": "baton__sleep", "arguments": {"ms": 60000, "steps": 60}}))
+        .await;
+    api.wait_status(&parent, "running").await;
+
+    // The agent running `parent` submits a workflow through MCP, naming its task and a
+    // key; a retried agent submitting again gets the same workflow, not a second one.
+    let definition = json!({"name": "fan-out", "steps": [
+        {"id": "plan", "tool": "baton__echo", "arguments": {"v": 1}},
+        {"id": "build", "tool": "baton__sleep", "depends_on": ["plan"], "arguments": {"ms": 60000, "steps": 60}},
+        {"id": "test", "tool": "baton__sleep", "depends_on": ["plan"], "arguments": {"ms": 60000, "steps": 60}}
+    ]});
+    let key = format!("launch-{parent}");
+    let mut ids = Vec::new();
+    for created in [true, false] {
+        let answer = mcp_call(
+            &baton,
+            "workflow_submit",
+            json!({"definition": definition, "idempotency_key": key}),
+            json!({"baton/parentTask": parent}),
+        )
+        .await;
+        let sc = &answer["result"]["structuredContent"];
+        assert_eq!(sc["created"], created, "{answer}");
+        assert_eq!(sc["parent_task_id"], parent.as_str(), "{answer}");
+        ids.push(sc["workflow_id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(ids[0], ids[1]);
+    let wf = ids[0].clone();
+    let listed = api.get("/v1/workflows").await.body;
+    assert_eq!(listed["workflows"].as_array().unwrap().len(), 1, "{listed}");
+
+    // Every step's task is a child of the agent's task, the ones started later by the
+    // coordinator too.
+    eventually(
+        "the later steps to start",
+        Duration::from_secs(30),
+        async || {
+            api.get(&format!("/v1/tasks?parent_id={parent}")).await.body["tasks"]
+                .as_array()
+                .unwrap()
+                .len()
+                == 3
+        },
+    )
+    .await;
+    let view = api.get(&format!("/v1/workflows/{wf}")).await.body;
+    assert_eq!(view["parent_task_id"], parent.as_str(), "{view}");
+    let mut step_tasks: Vec<String> = view["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["task_id"].as_str().unwrap().to_string())
+        .collect();
+    let mut children: Vec<String> = api.task(&parent).await["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+    step_tasks.sort();
+    children.sort();
+    assert_eq!(step_tasks, children);
+
+    // Cancelling the agent's task cancels the workflow's running steps.
+    let r = api.delete(&format!("/v1/tasks/{parent}")).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let done = wait_done(&api, &wf).await;
+    assert_ne!(done["status"], "completed", "{done}");
+    for t in &step_tasks {
+        let s = api.wait_final(t).await["status"].clone();
+        assert!(s == "cancelled" || s == "completed", "{t}: {s}");
+    }
+
+    // REST takes the key and the parent as query parameters: 202 the first time, then
+    // 200 with the same workflow.
+    let other = api
+        .submit(json!({"tool": "baton__sleep", "arguments": {"ms": 60000, "steps": 60}}))
+        .await;
+    let path = format!("/v1/workflows?idempotency_key=nightly&parent_id={other}");
+    let body =
+        json!({"name": "rest", "steps": [{"id": "a", "tool": "baton__echo", "arguments": {}}]});
+    let first = api.post(&path, body.clone()).await;
+    assert_eq!(first.status, 202, "{}", first.body);
+    let again = api.post(&path, body).await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.body["workflow_id"], first.body["workflow_id"]);
+    assert_eq!(again.body["parent_task_id"], other.as_str());
+
+    // Another principal's task cannot be a parent; a bad key is named.
+    let stranger = Api::as_principal(&baton.url, "mallory");
+    let r = stranger
+        .post(
+            &format!("/v1/workflows?parent_id={other}"),
+            json!({"name": "x", "steps": [{"id": "a", "tool": "baton__echo", "arguments": {}}]}),
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = api
+        .post(
+            "/v1/workflows?idempotency_key=",
+            json!({"name": "x", "steps": [{"id": "a", "tool": "baton__echo", "arguments": {}}]}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.error_message().contains("idempotency_key"), "{}", r.body);
+    api.delete(&format!("/v1/tasks/{other}")).await;
+}

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use baton_core::submit::InvalidRequest;
 use baton_core::task::{NewTask, StepRef};
 use baton_core::{Task, TaskId, TaskStatus};
 use baton_store::{NewWorkflow, TaskQuery, WorkflowQuery, WorkflowUpdate, WorkflowUpdated};
@@ -40,6 +41,27 @@ pub fn definition_from_value(value: Value) -> Result<Definition, EngineError> {
     })
 }
 
+/// How a workflow is submitted, besides its definition.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WorkflowOptions {
+    /// A second submission with the same key (by the same owner) stores nothing and
+    /// answers with the workflow the first one made: an agent retried after a crash
+    /// finds the workflow it started instead of starting another.
+    pub idempotency_key: Option<String>,
+    /// The task submitting it (an agent calling Baton while it runs a task): every
+    /// step's task becomes a child of that task, so the lineage shows the workflow
+    /// under it, and cancelling the task cancels the steps.
+    pub parent: Option<TaskId>,
+}
+
+/// A submitted workflow, and whether this submission made it.
+#[derive(Debug, Clone)]
+pub struct SubmittedWorkflow {
+    pub workflow: WorkflowView,
+    /// `false`: the idempotency key had made it before.
+    pub created: bool,
+}
+
 impl Engine {
     /// Validates a definition (every problem at once; nothing is stored if there is
     /// one), then stores the workflow with the tasks of its first steps.
@@ -49,7 +71,69 @@ impl Engine {
         definition: Definition,
     ) -> Result<WorkflowView, EngineError> {
         let id = TaskId::generate(self.now());
-        self.submit_workflow_as(owner, definition, id).await
+        self.submit_workflow_as(owner, definition, id, None).await
+    }
+
+    /// [`submit_workflow`](Self::submit_workflow) with an idempotency key and a parent
+    /// task ([`WorkflowOptions`]).
+    pub async fn submit_workflow_with(
+        &self,
+        owner: &str,
+        definition: Definition,
+        options: WorkflowOptions,
+    ) -> Result<SubmittedWorkflow, EngineError> {
+        if let Some(parent) = options.parent {
+            // Only a task the caller may see: a workflow never attaches to another
+            // tenant's task.
+            self.get(owner, parent).await?;
+        }
+        let Some(key) = options.idempotency_key else {
+            let id = TaskId::generate(self.now());
+            let workflow = self
+                .submit_workflow_as(owner, definition, id, options.parent)
+                .await?;
+            return Ok(SubmittedWorkflow {
+                workflow,
+                created: true,
+            });
+        };
+        if key.is_empty() || key.len() > 255 {
+            return Err(
+                InvalidRequest::new("idempotency_key", "must be 1 to 255 characters").into(),
+            );
+        }
+        baton_core::value::check_text(&key)
+            .map_err(|m| InvalidRequest::new("idempotency_key", m))?;
+        // The key names the workflow: its id is derived from the owner and the key, so
+        // the store's primary key settles a race between two submissions.
+        let id = TaskId::derived(
+            baton_core::Timestamp::from_millis(0),
+            &format!("workflow\0{owner}\0{key}"),
+        );
+        let wf = format!("wf-{id}");
+        if self.store().get_workflow(&wf).await?.is_some() {
+            return Ok(SubmittedWorkflow {
+                workflow: self.get_workflow(owner, &wf).await?,
+                created: false,
+            });
+        }
+        match self
+            .submit_workflow_as(owner, definition, id, options.parent)
+            .await
+        {
+            Ok(workflow) => Ok(SubmittedWorkflow {
+                workflow,
+                created: true,
+            }),
+            Err(e) => match self.store().get_workflow(&wf).await? {
+                // Another submission with the key stored it at the same moment.
+                Some(_) => Ok(SubmittedWorkflow {
+                    workflow: self.get_workflow(owner, &wf).await?,
+                    created: false,
+                }),
+                None => Err(e),
+            },
+        }
     }
 
     /// Checks a definition as [`submit_workflow`](Self::submit_workflow) would, without
@@ -68,6 +152,7 @@ impl Engine {
         owner: &str,
         definition: Definition,
         id: TaskId,
+        parent: Option<TaskId>,
     ) -> Result<WorkflowView, EngineError> {
         let plan = baton_workflow::validate(&definition, &Registry(self.tools()))
             .map_err(EngineError::InvalidWorkflow)?;
@@ -89,7 +174,7 @@ impl Engine {
         let mut problems = Vec::new();
         let mut tasks = Vec::new();
         for i in plan.ready(&plan.initial_states()) {
-            match self.step_task(&id, owner, &plan, i, &[]) {
+            match self.step_task(&id, owner, &plan, i, &[], parent) {
                 Ok(t) => tasks.push(t),
                 Err(message) => problems.push(Problem {
                     step: Some(plan.step(i).id.clone()),
@@ -116,7 +201,8 @@ impl Engine {
     }
 
     /// The task of step `i`, its references resolved from `tasks` (indexed like the
-    /// plan's steps). `Err` says why the step cannot start.
+    /// plan's steps), a child of `parent` (the task that submitted the workflow, if
+    /// one did). `Err` says why the step cannot start.
     pub(super) fn step_task(
         &self,
         workflow: &str,
@@ -124,6 +210,7 @@ impl Engine {
         plan: &Plan,
         i: usize,
         tasks: &[Option<Task>],
+        parent: Option<TaskId>,
     ) -> Result<NewTask, String> {
         let step = plan.step(i);
         let arguments = Value::Object(step.arguments.clone());
@@ -153,6 +240,7 @@ impl Engine {
             step_id: step.id.clone(),
         });
         task.idempotency_key = Some(step_key(workflow, &step.id));
+        task.parent_id = parent;
         // Steps started later, by the coordinator, join the trace of the request that
         // submitted the workflow, which its first steps kept.
         if task.trace_parent.is_none() {

@@ -84,7 +84,14 @@ impl Engine {
             let mut failed_to_start = false;
             let held_back = decision.held_back;
             for i in decision.start {
-                match self.step_task(id, &loaded.workflow.owner, plan, i, &loaded.tasks) {
+                match self.step_task(
+                    id,
+                    &loaded.workflow.owner,
+                    plan,
+                    i,
+                    &loaded.tasks,
+                    loaded.parent(),
+                ) {
                     Ok(t) => {
                         new_tasks.push(t);
                         states[i] = StepState::Running;

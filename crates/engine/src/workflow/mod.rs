@@ -33,7 +33,7 @@ mod plans;
 pub(crate) mod state;
 pub mod views;
 
-pub use api::{definition_from_value, parse_definition};
+pub use api::{SubmittedWorkflow, WorkflowOptions, definition_from_value, parse_definition};
 pub(crate) use coordinator::coordinator_loop;
 pub use views::{
     DagFormat, DagOutput, StepView, TimelineEntry, WorkflowPage, WorkflowProgress, WorkflowResult,

@@ -19,9 +19,15 @@ impl ToolCatalog for Registry<'_> {
         self.0.resolve(tool).is_some() || self.0.starting_server(tool).is_some()
     }
 
+    /// The catalog's name closest to `tool`, if one is a likely typo of it.
     fn suggest(&self, tool: &str) -> Option<String> {
-        let hint = self.0.suggest(tool);
-        (!hint.is_empty()).then(|| hint.trim_start_matches("; ").to_string())
+        let names: Vec<String> = self
+            .0
+            .catalog()
+            .into_iter()
+            .map(|e| e.qualified_name)
+            .collect();
+        baton_workflow::closest(tool, names.iter().map(String::as_str)).map(str::to_string)
     }
 
     fn check_arguments(&self, tool: &str, arguments: &Value) -> Result<(), String> {

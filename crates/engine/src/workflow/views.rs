@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use baton_core::{Task, TaskEvent, TaskStatus, Timestamp};
+use baton_core::{Task, TaskEvent, TaskId, TaskStatus, Timestamp};
 use baton_store::Workflow;
 use baton_workflow::{OnFailure, Plan, StepState, WorkflowStatus};
 use serde::Serialize;
@@ -26,7 +26,7 @@ pub struct StepView {
     pub step_id: String,
     pub tool: String,
     pub state: StepState,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub task_id: Option<String>,
@@ -58,6 +58,10 @@ pub struct WorkflowView {
     pub on_failure: OnFailure,
     pub owner: String,
     pub progress: WorkflowProgress,
+    /// The task that submitted it (an agent running that task), whose children its
+    /// steps' tasks are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_task_id: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub completed_at: Option<Timestamp>,
@@ -65,7 +69,7 @@ pub struct WorkflowView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<Value>,
     /// Every step; left out of lists ([`Engine::list_workflows`]).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepView>,
     /// Read back from the archive: retention deleted the workflow from the store after
     /// archiving it (`[archive]`). Absent otherwise.
@@ -144,6 +148,12 @@ impl Loaded {
             tasks,
             states,
         }
+    }
+
+    /// The task that submitted the workflow, if one did: its steps' tasks are its
+    /// children (see [`WorkflowOptions`](super::api::WorkflowOptions)).
+    pub(super) fn parent(&self) -> Option<TaskId> {
+        self.tasks.iter().flatten().find_map(|t| t.parent_id)
     }
 
     fn progress(&self) -> WorkflowProgress {
@@ -232,6 +242,7 @@ impl Loaded {
             on_failure: self.plan.on_failure(),
             owner: self.workflow.owner.clone(),
             progress: self.progress(),
+            parent_task_id: self.parent().map(|p| p.to_string()),
             created_at: self.workflow.created_at,
             updated_at: self.workflow.updated_at,
             completed_at: self.workflow.completed_at,

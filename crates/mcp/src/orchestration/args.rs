@@ -77,6 +77,11 @@ pub struct WorkflowSubmitArgs {
     /// an object or as YAML/JSON text.
     #[schemars(with = "DefinitionArg")]
     pub definition: Value,
+    /// Submitting again with the same key answers with the workflow the first
+    /// submission made (`created: false`) instead of starting another: use one per
+    /// piece of work, e.g. derived from the task you are running.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
 }
 
 /// An object or YAML/JSON text.

@@ -42,6 +42,7 @@ pub const NAMES: &[&str] = &[
     "queue_clear",
     "cache_invalidate",
     "server_list",
+    "tool_search",
     "peer_list",
     "worker_status",
     "worker_drain",
@@ -89,7 +90,7 @@ pub fn scope_of(name: &str) -> Option<baton_core::auth::Scope> {
         }
         "webhook_list" | "webhook_get" | "webhook_deliveries" => Scope::TasksRead,
         "task_status" | "task_result" | "task_list" | "queue_stats" | "server_list"
-        | "peer_list" | "analytics" => Scope::TasksRead,
+        | "tool_search" | "peer_list" | "analytics" => Scope::TasksRead,
         "workflow_submit" | "workflow_cancel" => Scope::WorkflowsWrite,
         "workflow_status" | "workflow_result" | "workflow_list" | "workflow_dag" => {
             Scope::WorkflowsRead
@@ -98,13 +99,17 @@ pub fn scope_of(name: &str) -> Option<baton_core::auth::Scope> {
     })
 }
 
+/// Runs one of these tools. `parent` is the task named by the call's
+/// `_meta["baton/parentTask"]` (checked to be the caller's): tasks and workflows the
+/// call submits become its children.
 pub async fn call(
     service: &Arc<McpService>,
     name: &str,
     args: Value,
+    parent: Option<TaskId>,
     ctx: &Ctx,
 ) -> Result<Value, RpcError> {
-    match run(service, name, args, ctx).await {
+    match run(service, name, args, parent, ctx).await {
         Ok(v) => Ok(v),
         Err(Failure::Tool(m)) => Ok(error_result(m)),
         Err(Failure::Engine(e)) => Ok(engine_error_result(e)),
@@ -161,6 +166,7 @@ async fn run(
     service: &Arc<McpService>,
     name: &str,
     args: Value,
+    parent: Option<TaskId>,
     ctx: &Ctx,
 ) -> Result<Value, Failure> {
     let engine = &service.engine;
@@ -168,7 +174,9 @@ async fn run(
     match name {
         "task_submit" => {
             let req: SubmitRequest = parse(args)?;
-            let sub = engine.submit(p, req).await?;
+            let mut task = engine.prepare(p, req)?;
+            task.parent_id = parent;
+            let sub = engine.submit_prepared(vec![task]).await?.remove(0);
             Ok(ok(Submitted {
                 task_id: sub.task.id.to_string(),
                 status: sub.task.status,
@@ -368,6 +376,10 @@ async fn run(
                 .collect();
             Ok(ok(ServersView { servers }))
         }
+        "tool_search" => {
+            let a: baton_engine::tools::search::ToolSearch = parse(args)?;
+            Ok(ok(a.run(engine.tools())?))
+        }
         "analytics" => {
             let a: baton_engine::analytics::AnalyticsParams = parse(args)?;
             let admin = ctx
@@ -398,7 +410,14 @@ async fn run(
                         .into());
                 }
             };
-            Ok(ok(engine.submit_workflow(p, definition).await?))
+            let options = baton_engine::workflow::WorkflowOptions {
+                idempotency_key: a.idempotency_key,
+                parent,
+            };
+            let submitted = engine.submit_workflow_with(p, definition, options).await?;
+            let mut out = ok(submitted.workflow);
+            out["structuredContent"]["created"] = json!(submitted.created);
+            Ok(out)
         }
         "workflow_status" => {
             let a: WorkflowIdArgs = parse(args)?;

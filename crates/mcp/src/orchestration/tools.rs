@@ -25,7 +25,52 @@ pub fn schema<T: JsonSchema>() -> Value {
         o.remove("title");
     }
     no_boolean_schemas(&mut v);
+    standard_formats_only(&mut v);
     v
+}
+
+/// The `format`s JSON Schema (2020-12) defines. schemars also writes Rust's integer
+/// types (`uint64`, `int32`…), which validators do not know and warn about; the
+/// `minimum` it writes beside them already says what matters.
+const STANDARD_FORMATS: &[&str] = &[
+    "date-time",
+    "date",
+    "time",
+    "duration",
+    "email",
+    "idn-email",
+    "hostname",
+    "idn-hostname",
+    "ipv4",
+    "ipv6",
+    "uri",
+    "uri-reference",
+    "iri",
+    "iri-reference",
+    "uuid",
+    "uri-template",
+    "json-pointer",
+    "relative-json-pointer",
+    "regex",
+];
+
+fn standard_formats_only(v: &mut Value) {
+    match v {
+        Value::Object(o) => {
+            if o.get("format")
+                .and_then(Value::as_str)
+                .is_some_and(|f| !STANDARD_FORMATS.contains(&f))
+                && o.get("type").is_some()
+            {
+                o.remove("format");
+            }
+            for child in o.values_mut() {
+                standard_formats_only(child);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(standard_formats_only),
+        _ => {}
+    }
 }
 
 /// `true` (any value) and `false` (none) are valid JSON Schemas, but clients' schema
@@ -238,6 +283,12 @@ pub fn definitions() -> Vec<Value> {
             "server_list",
             "List MCP servers",
             "The MCP servers whose tools Baton runs, with health and tools; filter by tag (capability).",
+            true,
+        ),
+        def::<baton_engine::tools::search::ToolSearch, baton_engine::tools::search::ToolSearchResult>(
+            "tool_search",
+            "Find a tool",
+            "Ranks every tool of every server for a query (what the tool should do, in words, or part of its name) by its name, description and argument schema, best first, with each tool's input schema: search here instead of reading hundreds of tools. Call the tool it finds by its name (server__tool).",
             true,
         ),
         def::<NoArgs, PeersView>(

@@ -358,18 +358,56 @@ pub async fn list(
     .into_response())
 }
 
-pub async fn tools(State(s): State<AppState>) -> Json<ToolList> {
-    let tools = s
-        .engine
-        .tools()
-        .catalog()
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ToolParams {
+    /// Rank the tools for this query (by name, description and argument schema) and
+    /// return the best first, each with its `score`, instead of the whole catalog.
+    q: Option<String>,
+    /// With `q`: at most this many tools (default 10, at most 100).
+    limit: Option<u32>,
+}
+
+/// `GET /v1/tools`: the catalog, or with `?q=` the tools that best match a query.
+pub async fn tools(
+    State(s): State<AppState>,
+    ApiQuery(p): ApiQuery<ToolParams>,
+) -> Result<Json<ToolList>, ApiError> {
+    let Some(q) = p.q else {
+        if p.limit.is_some() {
+            return Err(ApiError::invalid("`limit` goes with `q` (a search)"));
+        }
+        let tools = s
+            .engine
+            .tools()
+            .catalog()
+            .into_iter()
+            .map(|e| ToolEntry {
+                name: e.qualified_name,
+                server: e.server,
+                description: e.info.description.clone(),
+                input_schema: (*e.info.input_schema).clone(),
+                score: None,
+            })
+            .collect();
+        return Ok(Json(ToolList { tools }));
+    };
+    let found = baton_engine::tools::search::ToolSearch {
+        query: q,
+        limit: p.limit,
+    }
+    .run(s.engine.tools())
+    .map_err(ApiError::invalid)?;
+    let tools = found
+        .tools
         .into_iter()
-        .map(|e| ToolEntry {
-            name: e.qualified_name,
-            server: e.server,
-            description: e.info.description.clone(),
-            input_schema: (*e.info.input_schema).clone(),
+        .map(|t| ToolEntry {
+            name: t.name,
+            server: t.server,
+            description: t.description,
+            input_schema: t.input_schema,
+            score: Some(t.score),
         })
         .collect();
-    Json(ToolList { tools })
+    Ok(Json(ToolList { tools }))
 }

@@ -246,6 +246,10 @@ pub struct ToolEntry {
     pub description: Option<String>,
     /// JSON Schema of its arguments.
     pub input_schema: serde_json::Value,
+    /// With `?q=`: its BM25 relevance to the query (higher is better, comparable within
+    /// one search only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<f32>,
 }
 
 /// `GET /v1/tools`.

@@ -11,7 +11,7 @@ use baton_store::WorkflowStatus;
 use serde::Deserialize;
 
 use super::AppState;
-use super::extract::{ApiQuery, Principal};
+use super::extract::{ApiQuery, Principal, parse_task_id};
 use super::tasks::{accepted, check_wait};
 use super::views::{LinkedWorkflow, Timeline, WorkflowList};
 use crate::error::ApiError;
@@ -20,10 +20,22 @@ pub fn workflow_url(id: &str) -> String {
     format!("/v1/workflows/{id}")
 }
 
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitParams {
+    /// A second submission with the same key answers with the workflow the first one
+    /// made (`200`, header `idempotent-replayed: true`) and stores nothing.
+    idempotency_key: Option<String>,
+    /// The task submitting it (an agent running that task): the steps' tasks become its
+    /// children.
+    parent_id: Option<String>,
+}
+
 /// `POST /v1/workflows`: the body is the definition, as JSON or YAML.
 pub async fn submit(
     State(s): State<AppState>,
     Principal(principal): Principal,
+    ApiQuery(p): ApiQuery<SubmitParams>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let text = std::str::from_utf8(&body)
@@ -34,9 +46,29 @@ pub async fn submit(
         ));
     }
     let definition = parse_definition(text)?;
-    let view = s.engine.submit_workflow(&principal, definition).await?;
-    let location = workflow_url(&view.workflow_id);
-    Ok(accepted(LinkedWorkflow::new(view), Some(location), false))
+    let options = baton_engine::workflow::WorkflowOptions {
+        idempotency_key: p.idempotency_key,
+        parent: p.parent_id.as_deref().map(parse_task_id).transpose()?,
+    };
+    let submitted = s
+        .engine
+        .submit_workflow_with(&principal, definition, options)
+        .await?;
+    let location = workflow_url(&submitted.workflow.workflow_id);
+    if !submitted.created {
+        let mut resp = Json(LinkedWorkflow::new(submitted.workflow)).into_response();
+        if let Ok(loc) = HeaderValue::from_str(&location) {
+            resp.headers_mut().insert(header::LOCATION, loc);
+        }
+        resp.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+        return Ok(resp);
+    }
+    Ok(accepted(
+        LinkedWorkflow::new(submitted.workflow),
+        Some(location),
+        false,
+    ))
 }
 
 pub async fn get_workflow(
