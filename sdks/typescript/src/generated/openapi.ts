@@ -598,7 +598,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Every tool, as server__tool, with its input schema */
+        /** Every tool, as server__tool, with its input schema; with ?q= the best matches first */
         get: operations["listTools"];
         put?: never;
         post?: never;
@@ -1223,12 +1223,17 @@ export interface components {
             name: string;
             on_failure: components["schemas"]["OnFailure"];
             owner: string;
+            /**
+             * @description The task that submitted it (an agent running that task), whose children its
+             *     steps' tasks are.
+             */
+            parent_task_id?: string | null;
             poll_url: string;
             progress: components["schemas"]["WorkflowProgress"];
             result_url: string;
             status: components["schemas"]["WorkflowStatus"];
             /** @description Every step; left out of lists ([`Engine::list_workflows`]). */
-            steps: components["schemas"]["StepView"][];
+            steps?: components["schemas"]["StepView"][];
             timeline_url: string;
             updated_at: components["schemas"]["Timestamp"];
             workflow_id: string;
@@ -1669,7 +1674,7 @@ export interface components {
             /** Format: uint32 */
             attempt?: number | null;
             completed_at?: components["schemas"]["Timestamp"] | null;
-            depends_on: string[];
+            depends_on?: string[];
             /** Format: uint64 */
             duration_ms?: number | null;
             /** @description Why the step failed, or why it was skipped or cancelled. */
@@ -1814,6 +1819,12 @@ export interface components {
             input_schema: unknown;
             /** @description Qualified name, `server__tool`. */
             name: string;
+            /**
+             * Format: float
+             * @description With `?q=`: its BM25 relevance to the query (higher is better, comparable within
+             *     one search only).
+             */
+            score?: number | null;
             server: string;
         };
         /** @description `GET /v1/tools`. */
@@ -3407,14 +3418,22 @@ export interface operations {
     };
     listTools: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description With `q`: at most this many tools (default 10, at most 100). */
+                limit?: number | null;
+                /**
+                 * @description Rank the tools for this query (by name, description and argument schema) and
+                 *     return the best first, each with its `score`, instead of the whole catalog.
+                 */
+                q?: string | null;
+            };
             header?: never;
             path?: never;
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description The catalog. */
+            /** @description The catalog, or the tools matching q, best first. */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -3700,7 +3719,18 @@ export interface operations {
     };
     submitWorkflow: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description A second submission with the same key answers with the workflow the first one
+                 *     made (`200`, header `idempotent-replayed: true`) and stores nothing.
+                 */
+                idempotency_key?: string | null;
+                /**
+                 * @description The task submitting it (an agent running that task): the steps' tasks become its
+                 *     children.
+                 */
+                parent_id?: string | null;
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -3712,6 +3742,15 @@ export interface operations {
             };
         };
         responses: {
+            /** @description The idempotency key had made this workflow before: nothing new was stored. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LinkedWorkflow"];
+                };
+            };
             /** @description Stored; its first steps are queued. */
             202: {
                 headers: {
