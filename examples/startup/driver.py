@@ -25,6 +25,14 @@ AGENT_TOOLS = [TOOL, "cto__design_architecture", "data-scientist__analyze_market
                "qa__run_test_plan"]
 
 
+def shown(path: Path) -> str:
+    """A path as the user would type it: relative to the current directory when inside."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def say(message: str = "") -> None:
     print(message, flush=True)
 
@@ -79,7 +87,7 @@ class Node:
         last = None
         while time.monotonic() < deadline:
             if not self.alive():
-                raise RuntimeError(f"the node exited ({self.proc.returncode}); see {self.log_path}")
+                raise RuntimeError(f"the node exited ({self.proc.returncode}); see {shown(self.log_path)}")
             try:
                 status, body = self.request("GET", "/readyz", timeout=2)
                 if status == 200:
@@ -97,7 +105,7 @@ class Node:
         missing = set(AGENT_TOOLS)
         while time.monotonic() < deadline:
             if not self.alive():
-                raise RuntimeError(f"the node exited ({self.proc.returncode}); see {self.log_path}")
+                raise RuntimeError(f"the node exited ({self.proc.returncode}); see {shown(self.log_path)}")
             status, body = self.request("GET", "/v1/tools")
             if status == 200:
                 missing = set(AGENT_TOOLS) - {t["name"] for t in body["tools"]}
@@ -194,21 +202,32 @@ class Follower:
         if status != 200:
             return
         for step in wf.get("steps", []):
-            key = (step.get("state"), step.get("attempt"), step.get("progress_message"))
+            state, attempt = step.get("state"), step.get("attempt")
+            message = step.get("progress_message")
+            if state == "running" and step.get("task_status") == "pending" and attempt:
+                # Between attempts: say why the last one failed.
+                state, message = "retrying", self.last_error(step)
+            key = (state, attempt, message)
             if self.steps.get(step["step_id"]) == key:
                 continue
             self.steps[step["step_id"]] = key
-            state, attempt, message = key
-            extra = f" (attempt {attempt})" if attempt and attempt > 1 else ""
-            detail = f": {message}" if message and state == "running" else ""
             if state == "pending" and not attempt:
                 continue
+            extra = f" (attempt {attempt})" if attempt and attempt > 1 else ""
+            detail = f": {message}" if message and state in ("running", "retrying") else ""
             say(f"    [{step['step_id']:<12}] {state}{extra}{detail}")
+
+    def last_error(self, step: dict) -> str | None:
+        error = step.get("error")
+        if not error and step.get("task_id"):
+            status, task = self.node.request("GET", f"/v1/tasks/{step['task_id']}")
+            error = task.get("error") if status == 200 else None
+        return f"attempt {step['attempt']} failed: {error.get('message')}" if error else None
 
     def follow(self) -> dict:
         while True:
             if not self.node.alive():
-                raise RuntimeError(f"the node stopped; see {self.node.log_path}")
+                raise RuntimeError(f"the node stopped; see {shown(self.node.log_path)}")
             task = self.node.get(f"/v1/tasks/{self.ceo}")
             self.find_workflow(task)
             message = task.get("progress_message")
@@ -238,7 +257,7 @@ def main() -> int:
     data = Path(os.environ.get("STARTUP_DATA_DIR", HERE / ".data")).resolve()
     if args.fresh and data.exists():
         shutil.rmtree(data)
-        say(f"Wiped {data}")
+        say(f"Wiped {shown(data)}")
     data.mkdir(parents=True, exist_ok=True)
     env = {
         "STARTUP_STATE_DIR": str(data / "agents"),
@@ -252,7 +271,7 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, stop)
     try:
-        say(f"Baton node starting at {node.url} (log: {node.log_path})")
+        say(f"Baton node starting at {node.url} (log: {shown(node.log_path)})")
         node.wait_ready()
         node.wait_agents()
         say(f"Dashboard: {node.url}/ui/")

@@ -9,7 +9,7 @@ import random
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult, SamplingMessage, TextContent
 
-from common import USE_SAMPLING, progress, seed, work
+from common import USE_SAMPLING, progress, run_stdio_handshake, seed, work
 
 LOGGER = "data-scientist"
 
@@ -101,4 +101,8 @@ async def forecast_revenue(ctx: Context, product: str, tam_usd: float) -> CallTo
 
 
 if __name__ == "__main__":
-    server.run("stdio")
+    if USE_SAMPLING:
+        # Sampling asks the host in the middle of the call: see run_stdio_handshake.
+        run_stdio_handshake(server)
+    else:
+        server.run("stdio")
