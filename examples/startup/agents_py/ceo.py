@@ -211,6 +211,23 @@ async def launch_product(
     budget = answer["budget_usd"]
     await progress(ctx, 1, total,
                    f"Budget of ${budget:,} approved: delegating to the team (a Baton workflow)", LOGGER)
+    try:
+        return await delegate(ctx, task, product, budget)
+    except Exception as error:  # the caller and the task's log get the reason
+        message = f"The launch of {product} failed: {reason(error)}"
+        await ctx.error(message, logger_name=LOGGER)
+        return CallToolResult(content=[TextContent(text=message)], is_error=True)
+
+
+def reason(error: BaseException) -> str:
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return f"{type(error).__name__}: {error}" if not str(error) else str(error)
+
+
+async def delegate(ctx: Context, task: str | None, product: str, budget: int) -> CallToolResult:
+    """Runs the launch as a Baton workflow, child of this task, and follows it."""
+    total = len(STEP_NAMES) + 2
     if not BATON_URL:
         raise RuntimeError("BATON_URL is not set: the CEO cannot delegate")
 
@@ -236,7 +253,7 @@ async def launch_product(
 
     if outcome.get("status") != "completed":
         error = outcome.get("error") or wf.get("error") or outcome.get("status")
-        raise RuntimeError(f"The launch workflow {wf_id} ended {outcome.get('status')}: {error}")
+        raise RuntimeError(f"workflow {wf_id} ended {outcome.get('status')}: {error}")
     deploy = (outcome.get("outputs") or {}).get("deploy") or {}
     live = (deploy.get("structuredContent") or {}).get("url", "production")
     await work(300)
