@@ -4,7 +4,9 @@
    every step, the steps and the CTO's own delegated task descend from the CEO's task,
    QA failed once and was retried by Baton, and the budget was asked for exactly once;
    Ctrl-C then stops the node cleanly.
-2. The node is killed with `kill -9` while the team's steps run; `run` again resumes the
+2. Without --yes, run says where to answer; a declined budget calls the launch off and
+   delegates nothing.
+3. The node is killed with `kill -9` while the team's steps run; `run` again resumes the
    same launch (same CEO task, same workflow, nothing submitted twice) and finishes it,
    without running again a step that had completed, or asking for the budget again.
 
@@ -47,12 +49,13 @@ def check(condition, message: str) -> None:
 class Run:
     """One `run` process, its node's REST API, and what it printed."""
 
-    def __init__(self, data: Path, port: int, *flags: str):
+    def __init__(self, data: Path, port: int, *flags: str, yes: bool = True):
         self.data, self.url = data, f"http://127.0.0.1:{port}"
         self.out_path = data.parent / f"{data.name}-run-{time.monotonic_ns()}.out"
         self.out = open(self.out_path, "w")
         env = {**os.environ, "STARTUP_DATA_DIR": str(data), "STARTUP_PORT": str(port)}
-        self.proc = subprocess.Popen([str(HERE / "run"), "--yes", *flags], env=env,
+        args = [str(HERE / "run"), *(["--yes"] if yes else []), *flags]
+        self.proc = subprocess.Popen(args, env=env,
                                      stdout=self.out, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
 
@@ -225,6 +228,35 @@ def scenario_launch(tmp: Path) -> None:
     print("ok: launch with --yes (completed, lineage, QA retried, one approval, clean Ctrl-C)")
 
 
+def scenario_decline(tmp: Path) -> None:
+    """Without --yes, run says where to answer; a declined budget calls the launch off."""
+    run = Run(tmp / "decline", free_port(), yes=False)
+    try:
+        def asking():
+            ceo = run.ceo_task()
+            task = ceo and run.try_get(f"/v1/tasks/{ceo}")
+            return task if task and task["status"] == "input_required" else None
+
+        task = run.wait_for("the budget question", asking)
+        keys = list(task["input_requests"])
+        check(len(keys) == 1 and task["input_requests"][keys[0]]["method"] == "elicitation/create",
+              f"the CEO asks one elicitation: {task['input_requests']}")
+        run.wait_for("run to say where to answer", lambda: "Answer it in the dashboard" in run.output())
+        body = json.dumps({"responses": {keys[0]: {"action": "decline"}}}).encode()
+        req = urllib.request.Request(f"{run.url}/v1/tasks/{task['task_id']}/input", data=body,
+                                     method="POST", headers={"content-type": "application/json"})
+        urllib.request.urlopen(req, timeout=10).close()
+        done = run.wait_for("the launch to end", run.ceo_finished)
+        check(done["status"] == "completed", f"the CEO task completed: {done['status']}")
+        result = run.task(done["task_id"])["result"]["structuredContent"]
+        check(result.get("launched") is False, f"the launch was called off: {result}")
+        workflows = run.get("/v1/workflows?limit=10")["workflows"]
+        check(workflows == [], f"no workflow was started: {workflows}")
+    finally:
+        run.interrupt()
+    print("ok: a declined budget calls the launch off, nothing delegated")
+
+
 def scenario_crash(tmp: Path) -> None:
     data = tmp / "crash"
     first = Run(data, free_port())
@@ -295,6 +327,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="startup-test-") as tmp:
         try:
             scenario_launch(Path(tmp))
+            scenario_decline(Path(tmp))
             scenario_crash(Path(tmp))
         except Failure as e:
             print(f"FAIL: {e}", file=sys.stderr)
