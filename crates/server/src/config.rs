@@ -35,6 +35,13 @@ const NOT_CONFIG: &[&str] = &[
     "ca_cert",
     "secret_key",
     "new_secret_key",
+    // Read by clients, scripts and tests (the SDKs, the CLI's registry commands), so a
+    // shell that sets them for those can still start a node.
+    "api_key",
+    "registry_url",
+    "bin",
+    "testserver_bin",
+    "test_pg_url",
 ];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -980,6 +987,8 @@ mod tests {
             jail.set_env("BATON_DATA_DIR", "from-env");
             jail.set_env("BATON_WORKERS__CLAIM_BATCH", "7");
             jail.set_env("BATON_URL", "http://ignored");
+            jail.set_env("BATON_BIN", "target/debug/baton");
+            jail.set_env("BATON_API_KEY", "bk_ignored");
             jail.set_env("BATON_LOG", "debug");
             jail.set_env("BATON_LOG_FORMAT", "json");
             let o = Overrides {
