@@ -172,14 +172,68 @@ fn call_meta(ctx: &ToolContext) -> rmcp::model::RequestMetaObject {
     meta
 }
 
-/// A plain `tools/call` with progress relayed and cancellation forwarded.
+/// A server's `notifications/progress` as the task's progress.
+fn report_progress(ctx: &ToolContext, p: &rmcp::model::ProgressNotificationParam) {
+    let fraction = p.total.filter(|t| *t > 0.0).map(|t| p.progress / t);
+    let message = p.message.clone().or_else(|| match p.total {
+        Some(t) => Some(format!("{} of {}", p.progress, t)),
+        None => Some(format!("progress {}", p.progress)),
+    });
+    ctx.progress.report(fraction, message);
+}
+
+/// How many times a server may ask for input before one call is given up.
+const MAX_INPUT_ROUNDS: u32 = 10;
+
+/// A plain `tools/call` with progress relayed and cancellation forwarded. A 2026-07-28
+/// server without the tasks extension may answer `resultType: "input_required"`: its
+/// questions become the task's input requests, and the call is made again with the
+/// answers and the server's `requestState`, as many rounds as it asks.
 async fn call_plain(
     conn: &Connection,
     tool: &UpstreamTool,
     args: Value,
     ctx: &ToolContext,
 ) -> Result<ToolOutput, ToolCallError> {
-    let params = CallToolRequestParams::new(tool.name.clone()).with_arguments(arguments(args));
+    let mut params = CallToolRequestParams::new(tool.name.clone()).with_arguments(arguments(args));
+    let mut rounds = 0;
+    loop {
+        let result = call_plain_once(conn, params.clone(), ctx).await?;
+        if result.get("resultType").and_then(Value::as_str) != Some("input_required") {
+            return Ok(ToolOutput(clean_result(result)));
+        }
+        rounds += 1;
+        if rounds > MAX_INPUT_ROUNDS {
+            return Err(ToolCallError::new(
+                "upstream_error",
+                format!("the server kept asking for input (more than {MAX_INPUT_ROUNDS} rounds)"),
+                false,
+            ));
+        }
+        let requests = result
+            .get("inputRequests")
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        let answers = ctx.task.request_input(requests, &ctx.cancel).await?;
+        params.input_responses = Some(
+            answers
+                .as_object()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default(),
+        );
+        params.request_state = result
+            .get("requestState")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+    }
+}
+
+/// One `tools/call` request: the server's answer as it sent it.
+async fn call_plain_once(
+    conn: &Connection,
+    params: CallToolRequestParams,
+    ctx: &ToolContext,
+) -> Result<Value, ToolCallError> {
     let request = ClientRequest::CallToolRequest(Request::new(params));
     let handle = conn
         .peer()
@@ -197,14 +251,7 @@ async fn call_plain(
     let outcome = loop {
         tokio::select! {
             r = &mut response => break r,
-            Some(p) = progress.rx.recv() => {
-                let fraction = p.total.filter(|t| *t > 0.0).map(|t| p.progress / t);
-                let message = p.message.clone().or_else(|| match p.total {
-                    Some(t) => Some(format!("{} of {}", p.progress, t)),
-                    None => Some(format!("progress {}", p.progress)),
-                });
-                ctx.progress.report(fraction, message);
-            }
+            Some(p) = progress.rx.recv() => report_progress(ctx, &p),
             _ = ctx.cancel.cancelled() => {
                 let _ = conn
                     .peer()
@@ -223,9 +270,7 @@ async fn call_plain(
         .raw
         .take_result(&serde_json::to_value(&request_id).unwrap_or_default());
     match outcome {
-        Ok(result) => Ok(ToolOutput(clean_result(
-            raw.unwrap_or_else(|| server_result_json(result)),
-        ))),
+        Ok(result) => Ok(raw.unwrap_or_else(|| server_result_json(result))),
         Err(e) => Err(service_error(e, || conn.death_note())),
     }
 }
@@ -247,24 +292,20 @@ async fn call_ext(
     ctx: &ToolContext,
 ) -> Result<ToolOutput, ToolCallError> {
     let mut params = CallToolRequestParams::new(tool.name.clone()).with_arguments(arguments(args));
-    params.meta = Some(call_meta(ctx));
     // A server may ask for input before it answers (SEP-2322 rounds): the answers come
     // from Baton's client through the task's input requests, and the call is retried
     // with them.
     let mut rounds = 0;
     let response = loop {
-        let response = tokio::select! {
-            r = conn.peer().call_tool_once(params.clone()) => r.map_err(|e| service_error(e, || conn.death_note()))?,
-            _ = ctx.cancel.cancelled() => return Err(ToolCallError::cancelled()),
-        };
+        let response = call_ext_once(conn, params.clone(), ctx).await?;
         let CallToolResponse::InputRequired(asked) = response else {
             break response;
         };
         rounds += 1;
-        if rounds > 10 {
+        if rounds > MAX_INPUT_ROUNDS {
             return Err(ToolCallError::new(
                 "upstream_error",
-                "the server kept asking for input (more than 10 rounds)",
+                format!("the server kept asking for input (more than {MAX_INPUT_ROUNDS} rounds)"),
                 false,
             ));
         }
@@ -295,6 +336,54 @@ async fn call_ext(
                 .await?;
             follow_ext_task(conn, &cp, ctx).await
         }
+        other => Err(ToolCallError::new(
+            "upstream_error",
+            format!("unexpected answer to tools/call: {other:?}"),
+            false,
+        )),
+    }
+}
+
+/// One `tools/call` to a server with the tasks extension. It asks for progress, like a
+/// plain call: a tool that answers without making a task reports it during the call.
+async fn call_ext_once(
+    conn: &Connection,
+    params: CallToolRequestParams,
+    ctx: &ToolContext,
+) -> Result<CallToolResponse, ToolCallError> {
+    let request = ClientRequest::CallToolRequest(Request::new(params));
+    let handle = conn
+        .peer()
+        .send_request_with_option(
+            request,
+            PeerRequestOptions::no_options().with_meta(call_meta(ctx)),
+        )
+        .await
+        .map_err(|e| service_error(e, || conn.death_note()))?;
+    let request_id = handle.id.clone();
+    let mut progress = conn.handler.subscribe_progress(&handle.progress_token.0);
+    let response = handle.await_response();
+    tokio::pin!(response);
+    let outcome = loop {
+        tokio::select! {
+            r = &mut response => break r,
+            Some(p) = progress.rx.recv() => report_progress(ctx, &p),
+            _ = ctx.cancel.cancelled() => {
+                let _ = conn
+                    .peer()
+                    .notify_cancelled(CancelledNotificationParam::new(
+                        Some(request_id.clone()),
+                        Some("the task was cancelled through Baton".into()),
+                    ))
+                    .await;
+                return Err(ToolCallError::cancelled());
+            }
+        }
+    };
+    match outcome.map_err(|e| service_error(e, || conn.death_note()))? {
+        ServerResult::CallToolResult(r) => Ok(CallToolResponse::Complete(r)),
+        ServerResult::InputRequiredResult(r) => Ok(CallToolResponse::InputRequired(r)),
+        ServerResult::CreateTaskResult(r) => Ok(CallToolResponse::Task(r)),
         other => Err(ToolCallError::new(
             "upstream_error",
             format!("unexpected answer to tools/call: {other:?}"),

@@ -83,6 +83,35 @@ async fn everything_progress_is_relayed() {
     assert!(progress.windows(2).all(|w| w[0] <= w[1]));
 }
 
+/// A 2026-07-28 server with the tasks extension answering a call without making a task
+/// reports progress during the call, as a plain one does.
+#[tokio::test]
+async fn progress_of_a_2026_07_28_server_is_relayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let baton = start_with(dir.path(), &testserver_toml("test", &state, ""), &[]);
+    let api = Api::new(&baton.url);
+    wait_healthy(&api, "test").await;
+    let server = api.get("/v1/servers/test").await.body;
+    assert_eq!(server["protocol_version"], "2026-07-28", "{server}");
+    let id = api
+        .submit(json!({"tool": "test__slow", "arguments": {"duration_ms": 900, "steps": 3}}))
+        .await;
+    let task = api.wait_final(&id).await;
+    assert_eq!(task["status"], "completed", "{task}");
+    let progress: Vec<f64> = events(&api, &id)
+        .await
+        .iter()
+        .filter(|e| e["kind"] == "progress")
+        .filter_map(|e| e["progress"].as_f64())
+        .collect();
+    assert!(
+        progress.len() >= 2,
+        "progress from the upstream was relayed: {progress:?}"
+    );
+    assert!(progress.windows(2).all(|w| w[0] <= w[1]), "{progress:?}");
+}
+
 #[tokio::test]
 async fn everything_task_only_tool_runs_as_an_upstream_task_with_input() {
     let dir = tempfile::tempdir().unwrap();
