@@ -49,11 +49,13 @@ def check(condition, message: str) -> None:
 class Run:
     """One `run` process, its node's REST API, and what it printed."""
 
-    def __init__(self, data: Path, port: int, *flags: str, yes: bool = True):
+    def __init__(self, data: Path, port: int, *flags: str, yes: bool = True,
+                 extra_env: dict[str, str] | None = None):
         self.data, self.url = data, f"http://127.0.0.1:{port}"
         self.out_path = data.parent / f"{data.name}-run-{time.monotonic_ns()}.out"
         self.out = open(self.out_path, "w")
-        env = {**os.environ, "STARTUP_DATA_DIR": str(data), "STARTUP_PORT": str(port)}
+        env = {**os.environ, "STARTUP_DATA_DIR": str(data), "STARTUP_PORT": str(port),
+               **(extra_env or {})}
         args = [str(HERE / "run"), *(["--yes"] if yes else []), *flags]
         self.proc = subprocess.Popen(args, env=env,
                                      stdout=self.out, stderr=subprocess.STDOUT,
@@ -228,6 +230,21 @@ def scenario_launch(tmp: Path) -> None:
     print("ok: launch with --yes (completed, lineage, QA retried, one approval, clean Ctrl-C)")
 
 
+def scenario_launch_2026(tmp: Path) -> None:
+    """The CEO speaking 2026-07-28: its question is an `input_required` result, which
+    Baton turns into the task's input request and answers by calling again."""
+    run = Run(tmp / "launch-2026", free_port(), extra_env={"STARTUP_CEO_PROTOCOL": "2026-07-28"})
+    try:
+        run.wait_for("the launch to finish", run.ceo_finished)
+        server = run.get("/v1/servers/ceo")
+        check(server.get("protocol_version") == "2026-07-28",
+              f"the CEO spoke 2026-07-28: {server.get('protocol_version')}")
+        check_launch(run, run.ceo_task())
+    finally:
+        run.interrupt()
+    print("ok: launch with a 2026-07-28 CEO (its approval as an input_required round)")
+
+
 def scenario_decline(tmp: Path) -> None:
     """Without --yes, run says where to answer; a declined budget calls the launch off."""
     run = Run(tmp / "decline", free_port(), yes=False)
@@ -327,6 +344,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="startup-test-") as tmp:
         try:
             scenario_launch(Path(tmp))
+            scenario_launch_2026(Path(tmp))
             scenario_decline(Path(tmp))
             scenario_crash(Path(tmp))
         except Failure as e:

@@ -13,6 +13,7 @@ Python SDK. Its one tool, `launch_product`:
 
 import asyncio
 import json
+import os
 import sys
 from typing import Annotated, Any
 
@@ -267,5 +268,10 @@ async def delegate(ctx: Context, task: str | None, product: str, budget: int) ->
 
 
 if __name__ == "__main__":
-    # It asks a question in the middle of its call: see run_stdio_handshake.
-    run_stdio_handshake(server)
+    if os.environ.get("STARTUP_CEO_PROTOCOL") == "2026-07-28":
+        # The approval travels as an `input_required` result, and Baton calls again with
+        # the answer (its plain-call input rounds).
+        server.run("stdio")
+    else:
+        # It asks a question in the middle of its call: see run_stdio_handshake.
+        run_stdio_handshake(server)
