@@ -348,16 +348,16 @@ async fn call_ext(
 /// plain call: a tool that answers without making a task reports it during the call.
 async fn call_ext_once(
     conn: &Connection,
-    params: CallToolRequestParams,
+    mut params: CallToolRequestParams,
     ctx: &ToolContext,
 ) -> Result<CallToolResponse, ToolCallError> {
+    // In the params' own `_meta`, where the HTTP transport finds the `traceparent` it
+    // sends as a header; rmcp adds the progress token beside it.
+    params.meta = Some(call_meta(ctx));
     let request = ClientRequest::CallToolRequest(Request::new(params));
     let handle = conn
         .peer()
-        .send_request_with_option(
-            request,
-            PeerRequestOptions::no_options().with_meta(call_meta(ctx)),
-        )
+        .send_request_with_option(request, PeerRequestOptions::no_options())
         .await
         .map_err(|e| service_error(e, || conn.death_note()))?;
     let request_id = handle.id.clone();
