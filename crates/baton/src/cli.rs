@@ -1173,6 +1173,22 @@ fn pairs(kind: &str, items: &[String]) -> Result<serde_json::Map<String, Value>,
         .collect()
 }
 
+/// What `servers add` says of a server besides how it runs: tags, group, limits.
+fn placement(body: &mut Value, a: &ServerAddArgs) {
+    if !a.tags.is_empty() {
+        body["tags"] = json!(a.tags);
+    }
+    if let Some(g) = &a.group {
+        body["group"] = json!(g);
+    }
+    if let Some(m) = a.max_concurrency {
+        body["max_concurrency"] = json!(m);
+    }
+    if let Some(t) = a.timeout {
+        body["timeout_ms"] = json!(t.as_millis() as u64);
+    }
+}
+
 /// `baton servers add --from-registry`: fetch the server.json, turn it into a server,
 /// add it (or, with --dry-run, print it).
 async fn add_from_registry(client: &Client, a: ServerAddArgs) -> Result<ExitCode, ClientError> {
@@ -1203,18 +1219,7 @@ async fn add_from_registry(client: &Client, a: ServerAddArgs) -> Result<ExitCode
     let resolved = crate::registry::resolve(&server, &inputs).map_err(ClientError::Usage)?;
     let mut body = Value::Object(resolved.spec.clone());
     body["name"] = json!(a.name.clone().unwrap_or(resolved.name.clone()));
-    if !a.tags.is_empty() {
-        body["tags"] = json!(a.tags);
-    }
-    if let Some(g) = a.group {
-        body["group"] = json!(g);
-    }
-    if let Some(m) = a.max_concurrency {
-        body["max_concurrency"] = json!(m);
-    }
-    if let Some(t) = a.timeout {
-        body["timeout_ms"] = json!(t.as_millis() as u64);
-    }
+    placement(&mut body, &a);
     eprintln!("{}: {}", resolved.source, resolved.how);
     if a.dry_run {
         println!(
@@ -1282,7 +1287,7 @@ async fn servers(client: &Client, action: Option<ServerAction>) -> Result<ExitCo
         ServerAction::Add(a) => {
             let a = *a;
             let mut body = json!({"name": a.name});
-            if let Some(c) = a.command {
+            if let Some(c) = &a.command {
                 body["command"] = json!(c);
                 body["args"] = json!(a.args);
             } else if !a.args.is_empty() {
@@ -1290,7 +1295,7 @@ async fn servers(client: &Client, action: Option<ServerAction>) -> Result<ExitCo
                     "arguments after `--` need --command".into(),
                 ));
             }
-            if let Some(u) = a.url {
+            if let Some(u) = &a.url {
                 body["url"] = json!(u);
             }
             if !a.env.is_empty() {
@@ -1299,18 +1304,7 @@ async fn servers(client: &Client, action: Option<ServerAction>) -> Result<ExitCo
             if !a.headers.is_empty() {
                 body["headers"] = Value::Object(pairs("header", &a.headers)?);
             }
-            if !a.tags.is_empty() {
-                body["tags"] = json!(a.tags);
-            }
-            if let Some(g) = a.group {
-                body["group"] = json!(g);
-            }
-            if let Some(m) = a.max_concurrency {
-                body["max_concurrency"] = json!(m);
-            }
-            if let Some(t) = a.timeout {
-                body["timeout_ms"] = json!(t.as_millis() as u64);
-            }
+            placement(&mut body, &a);
             eprintln!("connecting to {} …", body["name"].as_str().unwrap_or(""));
             let (_, s) = client
                 .send(client.http().post(client.url("/v1/servers")).json(&body))

@@ -182,6 +182,35 @@ fn report_progress(ctx: &ToolContext, p: &rmcp::model::ProgressNotificationParam
     ctx.progress.report(fraction, message);
 }
 
+/// Waits for a call's answer, relaying its progress as the task's; a cancelled task
+/// cancels the call (`notifications/cancelled`). `Ok` holds the answer as rmcp gives it.
+async fn follow_call(
+    conn: &Connection,
+    handle: rmcp::service::RequestHandle<rmcp::RoleClient>,
+    ctx: &ToolContext,
+) -> Result<Result<ServerResult, ServiceError>, ToolCallError> {
+    let request_id = handle.id.clone();
+    let mut progress = conn.handler.subscribe_progress(&handle.progress_token.0);
+    let response = handle.await_response();
+    tokio::pin!(response);
+    loop {
+        tokio::select! {
+            r = &mut response => return Ok(r),
+            Some(p) = progress.rx.recv() => report_progress(ctx, &p),
+            _ = ctx.cancel.cancelled() => {
+                let _ = conn
+                    .peer()
+                    .notify_cancelled(CancelledNotificationParam::new(
+                        Some(request_id),
+                        Some("the task was cancelled through Baton".into()),
+                    ))
+                    .await;
+                return Err(ToolCallError::cancelled());
+            }
+        }
+    }
+}
+
 /// How many times a server may ask for input before one call is given up.
 const MAX_INPUT_ROUNDS: u32 = 10;
 
@@ -244,27 +273,7 @@ async fn call_plain_once(
         .await
         .map_err(|e| service_error(e, || conn.death_note()))?;
     let request_id = handle.id.clone();
-    let token = handle.progress_token.0.clone();
-    let mut progress = conn.handler.subscribe_progress(&token);
-    let response = handle.await_response();
-    tokio::pin!(response);
-    let outcome = loop {
-        tokio::select! {
-            r = &mut response => break r,
-            Some(p) = progress.rx.recv() => report_progress(ctx, &p),
-            _ = ctx.cancel.cancelled() => {
-                let _ = conn
-                    .peer()
-                    .notify_cancelled(CancelledNotificationParam::new(
-                        Some(request_id.clone()),
-                        Some("the task was cancelled through Baton".into()),
-                    ))
-                    .await;
-                return Err(ToolCallError::cancelled());
-            }
-        }
-    };
-    drop(progress);
+    let outcome = follow_call(conn, handle, ctx).await?;
     let raw = conn
         .handler
         .raw
@@ -360,26 +369,7 @@ async fn call_ext_once(
         .send_request_with_option(request, PeerRequestOptions::no_options())
         .await
         .map_err(|e| service_error(e, || conn.death_note()))?;
-    let request_id = handle.id.clone();
-    let mut progress = conn.handler.subscribe_progress(&handle.progress_token.0);
-    let response = handle.await_response();
-    tokio::pin!(response);
-    let outcome = loop {
-        tokio::select! {
-            r = &mut response => break r,
-            Some(p) = progress.rx.recv() => report_progress(ctx, &p),
-            _ = ctx.cancel.cancelled() => {
-                let _ = conn
-                    .peer()
-                    .notify_cancelled(CancelledNotificationParam::new(
-                        Some(request_id.clone()),
-                        Some("the task was cancelled through Baton".into()),
-                    ))
-                    .await;
-                return Err(ToolCallError::cancelled());
-            }
-        }
-    };
+    let outcome = follow_call(conn, handle, ctx).await?;
     match outcome.map_err(|e| service_error(e, || conn.death_note()))? {
         ServerResult::CallToolResult(r) => Ok(CallToolResponse::Complete(r)),
         ServerResult::InputRequiredResult(r) => Ok(CallToolResponse::InputRequired(r)),
