@@ -330,15 +330,8 @@ impl SubmitRequest {
             None => defaults.max_attempts,
         };
         let idempotency_key = match self.idempotency_key {
-            Some(k) if k.is_empty() || k.len() > 255 => {
-                return Err(InvalidRequest::new(
-                    "idempotency_key",
-                    "must be 1 to 255 characters",
-                ));
-            }
             Some(k) => {
-                crate::value::check_text(&k)
-                    .map_err(|m| InvalidRequest::new("idempotency_key", m))?;
+                check_idempotency_key(&k)?;
                 Some(k)
             }
             None => None,
@@ -413,6 +406,18 @@ pub fn json_type(v: &Value) -> &'static str {
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     }
+}
+
+/// An idempotency key (of a task or a workflow): 1 to 255 characters of text the store
+/// can keep.
+pub fn check_idempotency_key(k: &str) -> Result<(), InvalidRequest> {
+    if k.is_empty() || k.len() > 255 {
+        return Err(InvalidRequest::new(
+            "idempotency_key",
+            "must be 1 to 255 characters",
+        ));
+    }
+    crate::value::check_text(k).map_err(|m| InvalidRequest::new("idempotency_key", m))
 }
 
 #[cfg(test)]

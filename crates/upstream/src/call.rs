@@ -214,6 +214,26 @@ async fn follow_call(
 /// How many times a server may ask for input before one call is given up.
 const MAX_INPUT_ROUNDS: u32 = 10;
 
+/// Refuses the round past [`MAX_INPUT_ROUNDS`].
+fn check_rounds(rounds: u32) -> Result<(), ToolCallError> {
+    if rounds > MAX_INPUT_ROUNDS {
+        return Err(ToolCallError::new(
+            "upstream_error",
+            format!("the server kept asking for input (more than {MAX_INPUT_ROUNDS} rounds)"),
+            false,
+        ));
+    }
+    Ok(())
+}
+
+/// The task's answers, as the `inputResponses` of the call made again.
+fn input_responses(answers: &Value) -> std::collections::BTreeMap<String, Value> {
+    answers
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default()
+}
+
 /// A plain `tools/call` with progress relayed and cancellation forwarded. A 2026-07-28
 /// server without the tasks extension may answer `resultType: "input_required"`: its
 /// questions become the task's input requests, and the call is made again with the
@@ -232,24 +252,13 @@ async fn call_plain(
             return Ok(ToolOutput(clean_result(result)));
         }
         rounds += 1;
-        if rounds > MAX_INPUT_ROUNDS {
-            return Err(ToolCallError::new(
-                "upstream_error",
-                format!("the server kept asking for input (more than {MAX_INPUT_ROUNDS} rounds)"),
-                false,
-            ));
-        }
+        check_rounds(rounds)?;
         let requests = result
             .get("inputRequests")
             .cloned()
             .unwrap_or_else(|| json!({}));
         let answers = ctx.task.request_input(requests, &ctx.cancel).await?;
-        params.input_responses = Some(
-            answers
-                .as_object()
-                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                .unwrap_or_default(),
-        );
+        params.input_responses = Some(input_responses(&answers));
         params.request_state = result
             .get("requestState")
             .and_then(Value::as_str)
@@ -311,22 +320,11 @@ async fn call_ext(
             break response;
         };
         rounds += 1;
-        if rounds > MAX_INPUT_ROUNDS {
-            return Err(ToolCallError::new(
-                "upstream_error",
-                format!("the server kept asking for input (more than {MAX_INPUT_ROUNDS} rounds)"),
-                false,
-            ));
-        }
+        check_rounds(rounds)?;
         let requests =
             serde_json::to_value(asked.input_requests.unwrap_or_default()).unwrap_or_default();
         let answers = ctx.task.request_input(requests, &ctx.cancel).await?;
-        params.input_responses = Some(
-            answers
-                .as_object()
-                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                .unwrap_or_default(),
-        );
+        params.input_responses = Some(input_responses(&answers));
         params.request_state = asked.request_state;
     };
     match response {

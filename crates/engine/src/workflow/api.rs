@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_core::submit::InvalidRequest;
 use baton_core::task::{NewTask, StepRef};
 use baton_core::{Task, TaskId, TaskStatus};
 use baton_store::{NewWorkflow, TaskQuery, WorkflowQuery, WorkflowUpdate, WorkflowUpdated};
@@ -97,13 +96,7 @@ impl Engine {
                 created: true,
             });
         };
-        if key.is_empty() || key.len() > 255 {
-            return Err(
-                InvalidRequest::new("idempotency_key", "must be 1 to 255 characters").into(),
-            );
-        }
-        baton_core::value::check_text(&key)
-            .map_err(|m| InvalidRequest::new("idempotency_key", m))?;
+        baton_core::submit::check_idempotency_key(&key)?;
         // The key names the workflow: its id is derived from the owner and the key, so
         // the store's primary key settles a race between two submissions.
         let id = TaskId::derived(
